@@ -1,0 +1,465 @@
+//! Handles to shared objects and the types that may live in the shared heap.
+//!
+//! * [`Gc<'tx, T>`]: a handle usable inside the transaction `'tx` that produced it. It carries
+//!   the transaction (so field access needs nothing else), is `Copy`, and cannot leave the
+//!   transaction: `'tx` is invariant and the closure given to
+//!   [`Stm::atomically`](crate::Stm::atomically) is higher-ranked over it. So a collector
+//!   may reclaim any object not reachable from a [`Root`] whenever no transaction runs.
+//! * [`GcRef<T>`]: the form a handle takes when stored *inside* an object (4 bytes). It has
+//!   no public constructor and cannot be dereferenced: it only becomes a `Gc` again when read
+//!   out of an object through a `Gc`, inside a transaction whose snapshot contains it.
+//! * [`Root<T>`]: keeps an object alive across transactions and threads (`Send + Sync`);
+//!   [`Root::get`] turns it back into a `Gc` inside a transaction.
+//! * [`Plain`]: plain data allowed in shared objects; [`Object`]: a type that can be
+//!   allocated in the shared heap.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::commit::{self, STM};
+use crate::heap::{Header, FLAG_NEW, FLAG_WRITE_BARRIER, HEADER_SIZE};
+use crate::runtime::{Shared, Stm};
+use crate::tx::Tx;
+
+/// Plain data that may be stored in shared objects: no handles, no pointers, no drop glue,
+/// nothing thread-bound, and any bit copy of a value is that value.
+///
+/// Implemented for integers, floats, `bool`, `char`, `()`, arrays and tuples of `Plain`
+/// types, and `Option` of them. Derive it for your own small `Copy` structs and enums with the
+/// object macros, or implement it by hand.
+///
+/// # Safety
+/// The type must be `Copy` and contain no references, raw pointers, handles ([`GcRef`],
+/// [`Gc`], [`Root`]) or interior mutability, so that a byte copy of a value made in one thread
+/// is a valid, independent value in another.
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+
+macro_rules! plain {
+    ($($t:ty),*) => { $(
+        // SAFETY: a primitive with no pointers and no interior mutability.
+        unsafe impl Plain for $t {}
+    )* };
+}
+plain!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, ());
+
+// SAFETY: an array of plain values is plain.
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+// SAFETY: an optional plain value is plain.
+unsafe impl<T: Plain> Plain for Option<T> {}
+
+macro_rules! plain_tuple {
+    ($($t:ident),*) => {
+        // SAFETY: a tuple of plain values is plain.
+        unsafe impl<$($t: Plain),*> Plain for ($($t,)*) {}
+    };
+}
+plain_tuple!(A);
+plain_tuple!(A, B);
+plain_tuple!(A, B, C);
+plain_tuple!(A, B, C, D);
+plain_tuple!(A, B, C, D, E);
+plain_tuple!(A, B, C, D, E, F);
+plain_tuple!(A, B, C, D, E, F, G);
+plain_tuple!(A, B, C, D, E, F, G, H);
+
+/// A type whose values can be allocated in the shared heap.
+///
+/// Every [`Plain`] type is an object (a one-value box, like a `TVar`). Structs that hold
+/// handles to other objects implement it through the object attribute of the macros crate,
+/// which also writes their field accessors.
+///
+/// # Safety
+/// * The type must be `Copy`, `'static`, aligned to at most 8 bytes, and its fields must be
+///   `Plain` or `GcRef`/`Option<GcRef>` (handles are only stored in their `GcRef` form).
+/// * [`Object::trace`] must report every `GcRef` the value holds (the collector frees what it
+///   does not find).
+pub unsafe trait Object: Copy + 'static {
+    /// Reports every handle stored in `self` to `tracer`.
+    fn trace(&self, tracer: &mut Tracer) {
+        let _ = tracer;
+    }
+}
+
+// SAFETY: plain data holds no handles, so the empty trace is complete; Plain types are Copy
+// and 'static; the alignment bound is checked at allocation.
+unsafe impl<T: Plain> Object for T {}
+
+/// Collects the handles an object holds (see [`Object::trace`]).
+#[derive(Default)]
+pub struct Tracer {
+    pub(crate) found: Vec<u32>,
+}
+
+impl Tracer {
+    /// Reports one stored handle.
+    pub fn visit<T: Object>(&mut self, r: GcRef<T>) {
+        self.found.push(r.granule.get());
+    }
+}
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracer").field("found", &self.found.len()).finish()
+    }
+}
+
+/// Invariant in `'tx` and neither `Send` nor `Sync`.
+type TxMarker<'tx> = PhantomData<*mut &'tx ()>;
+
+/// A handle to a shared object of type `T`, valid inside the transaction `'tx`.
+///
+/// A `Gc` is an offset into the heap plus the transaction it belongs to; the same offset
+/// names the same object in every segment, and each transaction sees its own version of it.
+/// Handles are `Copy`, compare by identity ([`Gc::ptr_eq`]), and cannot outlive their
+/// transaction:
+///
+/// ```compile_fail
+/// # use stm_runtime::{Stm, Gc};
+/// let stm = Stm::builder().segments(1).heap_size(1 << 20).build().unwrap();
+/// // error: the handle cannot leave the closure (borrowed data escapes)
+/// let leaked = stm.atomically(|tx| tx.alloc(1u32));
+/// ```
+pub struct Gc<'tx, T> {
+    pub(crate) tx: &'tx Tx,
+    pub(crate) granule: u32,
+    _t: PhantomData<fn() -> T>,
+    _tx: TxMarker<'tx>,
+}
+
+impl<T> Clone for Gc<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Gc<'_, T> {}
+
+impl<T> fmt::Debug for Gc<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Gc<{}>@{:#x}", std::any::type_name::<T>(), self.granule)
+    }
+}
+
+impl<'tx, T: Object> Gc<'tx, T> {
+    /// Made by the runtime only, for an object of type `T` live in `tx`'s snapshot.
+    pub(crate) fn new(tx: &'tx Tx, granule: u32) -> Self {
+        Gc {
+            tx,
+            granule,
+            _t: PhantomData,
+            _tx: PhantomData,
+        }
+    }
+
+    /// Whether two handles name the same object.
+    pub fn ptr_eq(self, other: Gc<'_, T>) -> bool {
+        self.granule == other.granule
+    }
+
+    /// The transaction this handle belongs to.
+    pub fn tx(self) -> &'tx Tx {
+        self.tx
+    }
+
+    #[inline(always)]
+    fn value_ptr(self) -> *mut T {
+        self.tx
+            .heap
+            .wrapping_add(self.granule as usize * crate::heap::GRANULE + HEADER_SIZE)
+            .cast()
+    }
+
+    /// The read barrier: mark the object read by this transaction. One `u16` store, no
+    /// branch, no atomic, nothing shared (compiled out in GIL mode).
+    #[inline(always)]
+    pub fn read_barrier(self) {
+        if STM {
+            // SAFETY: `granule` is a live object of this heap (handles are only made for
+            // allocated objects), so its marker lies inside this segment's marker array, which
+            // only this thread (the segment's owner) accesses during the transaction.
+            unsafe { *self.tx.markers.add(self.granule as usize) = self.tx.version };
+        }
+    }
+
+    /// The write barrier: one flag test; the first write of a transaction to a committed
+    /// object takes the slow path (save a backup, record the object).
+    #[inline(always)]
+    pub fn write_barrier(self) {
+        let hdr = self.value_ptr().cast::<u8>().wrapping_sub(HEADER_SIZE) as *mut Header;
+        // SAFETY: the header of a live object in our own segment, only touched by this thread.
+        if unsafe { (*hdr).flags } & FLAG_WRITE_BARRIER != 0 {
+            // SAFETY: the object is live and this thread owns the segment (it runs `tx`).
+            unsafe { commit::write_slow(self.tx.local(), self.granule) };
+        }
+    }
+
+    /// Reads a field without a read barrier (the caller has already run one in this
+    /// transaction and nothing that can validate happened since, or the object was allocated
+    /// by this transaction).
+    ///
+    /// # Safety
+    /// `project` must return a pointer to a field of the `T` it is given (for example
+    /// `|p| unsafe { std::ptr::addr_of_mut!((*p).field) }`), without reading through it.
+    #[inline(always)]
+    pub unsafe fn read_field_unbarriered<F: Plain>(self, project: impl FnOnce(*mut T) -> *mut F) -> F {
+        // SAFETY: the caller's projection stays inside the object, which is live in our own
+        // segment and holds a valid T (written whole by alloc, by a backup or by an import);
+        // nobody else writes our segment during the transaction. `read_unaligned` is not needed:
+        // values are 8-aligned and fields are aligned within them.
+        unsafe { project(self.value_ptr()).read() }
+    }
+
+    /// Reads one field (read barrier + load).
+    ///
+    /// # Safety
+    /// As for [`Gc::read_field_unbarriered`]: `project` returns a pointer to a field of `*p`.
+    #[inline(always)]
+    pub unsafe fn read_field<F: Plain>(self, project: impl FnOnce(*mut T) -> *mut F) -> F {
+        self.read_barrier();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.read_field_unbarriered(project) }
+    }
+
+    /// Writes one field (write barrier + store).
+    ///
+    /// # Safety
+    /// `project` must return a pointer to a field of the `T` it is given, without reading
+    /// through it.
+    #[inline(always)]
+    pub unsafe fn write_field<F: Plain>(self, project: impl FnOnce(*mut T) -> *mut F, value: F) {
+        self.write_barrier();
+        // SAFETY: the projection stays inside a live object of our own segment (caller);
+        // nothing else reads or writes it concurrently; F is Plain, so no drop is skipped.
+        unsafe { project(self.value_ptr()).write(value) }
+    }
+
+    /// Reads a stored handle out of a field.
+    ///
+    /// # Safety
+    /// `project` must return a pointer to a `GcRef<U>` field of the `T` it is given.
+    #[inline(always)]
+    pub unsafe fn read_ref<U: Object>(self, project: impl FnOnce(*mut T) -> *mut GcRef<U>) -> Gc<'tx, U> {
+        self.read_barrier();
+        // SAFETY: the field is inside a live object of our segment (caller); a stored GcRef
+        // names an object present in every snapshot that contains the object holding it.
+        let r = unsafe { project(self.value_ptr()).read() };
+        Gc::new(self.tx, r.granule.get())
+    }
+
+    /// Reads an optional stored handle out of a field.
+    ///
+    /// # Safety
+    /// `project` must return a pointer to an `Option<GcRef<U>>` field of the `T` it is given.
+    #[inline(always)]
+    pub unsafe fn read_opt_ref<U: Object>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut Option<GcRef<U>>,
+    ) -> Option<Gc<'tx, U>> {
+        self.read_barrier();
+        // SAFETY: as for `read_ref`.
+        let r = unsafe { project(self.value_ptr()).read() };
+        r.map(|r| Gc::new(self.tx, r.granule.get()))
+    }
+
+    /// Stores a handle into a field.
+    ///
+    /// # Safety
+    /// `project` must return a pointer to a `GcRef<U>` field of the `T` it is given.
+    #[inline(always)]
+    pub unsafe fn write_ref<U: Object>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut GcRef<U>,
+        value: Gc<'tx, U>,
+    ) {
+        self.write_barrier();
+        // SAFETY: the field lies in a live object of our segment (caller); `value` belongs
+        // to this same transaction (same `'tx`), so it names an object of this heap.
+        unsafe { project(self.value_ptr()).write(value.to_ref()) }
+    }
+
+    /// Stores an optional handle into a field.
+    ///
+    /// # Safety
+    /// `project` must return a pointer to an `Option<GcRef<U>>` field of the `T` it is given.
+    #[inline(always)]
+    pub unsafe fn write_opt_ref<U: Object>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut Option<GcRef<U>>,
+        value: Option<Gc<'tx, U>>,
+    ) {
+        self.write_barrier();
+        // SAFETY: as for `write_ref`.
+        unsafe { project(self.value_ptr()).write(value.map(Gc::to_ref)) }
+    }
+
+    /// The stored form of this handle, for building an object that refers to it; only code
+    /// in this transaction can turn it back into a `Gc` (by reading it out of an object).
+    pub fn to_ref(self) -> GcRef<T> {
+        GcRef {
+            granule: NonZeroU32::new(self.granule).expect("handles are never null"),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'tx, T: Plain> Gc<'tx, T> {
+    /// Reads the whole value (read barrier + copy).
+    #[inline(always)]
+    pub fn get(self) -> T {
+        // SAFETY: the identity projection points at the whole value.
+        unsafe { self.read_field(|p| p) }
+    }
+
+    /// Replaces the whole value (write barrier + store).
+    #[inline(always)]
+    pub fn set(self, value: T) {
+        // SAFETY: the identity projection points at the whole value.
+        unsafe { self.write_field(|p| p, value) }
+    }
+
+    /// Reads the value, lets `f` change a copy, and writes the copy back.
+    #[inline(always)]
+    pub fn update<R>(self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut v = self.get();
+        let r = f(&mut v);
+        self.set(v);
+        r
+    }
+}
+
+/// A handle stored inside a shared object (4 bytes). See the [module docs](self).
+///
+/// Objects that hold handles declare their fields as `GcRef<T>` (or `Option<GcRef<T>>`);
+/// [`Gc::read_ref`]/[`Gc::write_ref`] convert. A `GcRef` cannot be followed by itself.
+#[repr(transparent)]
+pub struct GcRef<T> {
+    granule: NonZeroU32,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for GcRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for GcRef<T> {}
+impl<T> PartialEq for GcRef<T> {
+    fn eq(&self, o: &Self) -> bool {
+        self.granule == o.granule
+    }
+}
+impl<T> Eq for GcRef<T> {}
+impl<T> fmt::Debug for GcRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GcRef<{}>@{:#x}", std::any::type_name::<T>(), self.granule)
+    }
+}
+
+/// `Root::born` while the creating attempt has not ended.
+const PENDING: u64 = 0;
+/// `Root::born` when the creating attempt rolled back: the object never existed.
+pub(crate) const ROLLED_BACK: u64 = u64::MAX;
+
+/// When a rooted object became visible to other transactions.
+#[derive(Clone)]
+enum Born {
+    /// Committed at or before this revision.
+    At(u64),
+    /// Allocated by the attempt `(segment, attempt)`; the cell gets the commit's revision or
+    /// [`ROLLED_BACK`].
+    Pending(Arc<AtomicU64>, u32, u64),
+}
+
+/// A handle that outlives transactions: keeps its object alive and can be sent to other
+/// threads. Get a [`Gc`] back inside a transaction with [`Root::get`].
+///
+/// A root made for an object allocated by a transaction that then rolls back refers to
+/// nothing; [`Root::get`] panics on it with a message saying so.
+pub struct Root<T> {
+    shared: Arc<Shared>,
+    granule: u32,
+    born: Born,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Root<T> {
+    fn clone(&self) -> Self {
+        Root {
+            shared: self.shared.clone(),
+            granule: self.granule,
+            born: self.born.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Root<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Root<{}>@{:#x}", std::any::type_name::<T>(), self.granule)
+    }
+}
+
+impl<T: Object> Root<T> {
+    pub(crate) fn new(tx: &Tx, gc: Gc<'_, T>) -> Root<T> {
+        let local = tx.local();
+        let hdr = local.header(gc.granule);
+        // SAFETY: a live object's header in our own segment.
+        let is_new = unsafe { (*hdr).flags } & FLAG_NEW != 0;
+        let born = if is_new {
+            let cell = Arc::new(AtomicU64::new(PENDING));
+            local.pending_roots.push(cell.clone());
+            Born::Pending(cell, tx.segment().index, local.attempt)
+        } else {
+            // SAFETY: see commit::validate for why `last` is live.
+            Born::At(unsafe { (*local.last).rev })
+        };
+        Root {
+            shared: tx.shared_arc().clone(),
+            granule: gc.granule,
+            born,
+            _t: PhantomData,
+        }
+    }
+
+    /// The object, as a handle of the transaction `tx`.
+    ///
+    /// If the object was committed after `tx`'s snapshot was taken, `tx` first catches up
+    /// with the newer commits (which aborts and restarts it if one of them conflicts with what
+    /// it read).
+    ///
+    /// # Panics
+    /// If the root belongs to another runtime, or if the transaction that allocated the object
+    /// rolled back (the object never existed).
+    pub fn get<'tx>(&self, tx: &'tx Tx) -> Gc<'tx, T> {
+        assert!(
+            Arc::ptr_eq(&self.shared, tx.shared_arc()),
+            "Root::get: this root belongs to another Stm runtime than the transaction's"
+        );
+        let rev = match &self.born {
+            Born::At(rev) => *rev,
+            Born::Pending(cell, seg, attempt) => match cell.load(Ordering::Acquire) {
+                ROLLED_BACK => panic!(
+                    "Root::get: the transaction that allocated this object rolled back, so \
+                     the object does not exist"
+                ),
+                PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => 0,
+                PENDING => tx.restart(),
+                rev => rev,
+            },
+        };
+        // SAFETY: see commit::validate for why `last` is live.
+        if rev > unsafe { (*tx.local().last).rev } {
+            tx.catch_up();
+        }
+        Gc::new(tx, self.granule)
+    }
+
+    /// The runtime this root belongs to.
+    pub fn stm(&self) -> Stm {
+        Stm {
+            shared: self.shared.clone(),
+        }
+    }
+}

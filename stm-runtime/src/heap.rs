@@ -1,0 +1,203 @@
+//! Heap layout: object headers, granules, and the allocator that hands out address ranges.
+//!
+//! The heap is addressed in *granules* of 16 bytes. A handle is a granule number (a `u32`),
+//! valid in every segment: granule `g` lives at byte `16 * g` of each segment's mapping.
+//! Granule numbers below [`FIRST_GRANULE`] are never allocated, so 0 can mean "no object".
+//!
+//! Every object starts on a granule boundary with an 8-byte [`Header`], followed by the value
+//! (aligned to 8). Objects are at least one granule long, so no two objects share the first
+//! granule, and one read marker per granule identifies an object.
+//!
+//! Address ranges are handed out in chunks ([`ChunkAllocator`]) so that each segment bumps
+//! through its own chunk: two transactions running at once never allocate the same address.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::config::StmError;
+
+/// Bytes in a granule: the unit of addresses, read markers and object sizes.
+pub(crate) const GRANULE: usize = 16;
+/// Bytes of header in front of every object.
+pub(crate) const HEADER_SIZE: usize = 8;
+/// The first granule ever allocated (page 0 stays unused, so granule 0 is "null").
+pub(crate) const FIRST_GRANULE: u32 = 4096 / GRANULE as u32;
+/// Granules per allocation chunk (64 KiB).
+const CHUNK_GRANULES: u32 = 4096;
+
+/// Header flag: this object is committed and this transaction has not written it yet, so a
+/// write must first go through the write barrier's slow path (save a backup, record it).
+pub(crate) const FLAG_WRITE_BARRIER: u32 = 0x1;
+/// Header flag: allocated by the transaction running in this segment (not yet committed).
+pub(crate) const FLAG_NEW: u32 = 0x2;
+
+/// The 8 bytes in front of every object. Each segment has its own copy, so the flags are
+/// per segment: they describe the object from the point of view of that segment's transaction.
+#[repr(C)]
+pub(crate) struct Header {
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// The object's length in granules, header included. Never changes.
+    pub granules: u32,
+}
+
+/// Granules needed for an object whose value is `size` bytes.
+pub(crate) const fn granules_for(size: usize) -> usize {
+    let bytes = HEADER_SIZE + size;
+    bytes.div_ceil(GRANULE)
+}
+
+/// Hands out disjoint granule ranges to segments, from the start of the heap to its end.
+pub(crate) struct ChunkAllocator {
+    next: AtomicU32,
+    end: u32,
+}
+
+impl ChunkAllocator {
+    pub(crate) fn new(heap_size: usize) -> ChunkAllocator {
+        ChunkAllocator {
+            next: AtomicU32::new(FIRST_GRANULE),
+            end: u32::try_from(heap_size / GRANULE).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Takes a fresh range of at least `granules` granules.
+    pub(crate) fn take(&self, granules: u32, heap_size: usize) -> Result<(u32, u32), StmError> {
+        let want = granules.max(CHUNK_GRANULES);
+        let mut cur = self.next.load(Ordering::Relaxed);
+        loop {
+            let Some(new_end) = cur.checked_add(want).filter(|&e| e <= self.end) else {
+                // Not even a small chunk fits: give out the tail if it is big enough.
+                if self.end.saturating_sub(cur) >= granules {
+                    match self.next.compare_exchange_weak(
+                        cur,
+                        self.end,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return Ok((cur, self.end)),
+                        Err(seen) => {
+                            cur = seen;
+                            continue;
+                        }
+                    }
+                }
+                return Err(StmError::HeapExhausted {
+                    requested: granules as usize * GRANULE,
+                    heap_size,
+                });
+            };
+            // Relaxed is enough: the counter only partitions address space; the contents of
+            // the range are published through the commit log, not through this counter.
+            match self
+                .next
+                .compare_exchange_weak(cur, new_end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok((cur, new_end)),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+}
+
+/// One segment's bump allocator: the current chunk, and chunks given back by aborted
+/// transactions (their addresses were never published, so the segment may reuse them).
+#[derive(Default)]
+pub(crate) struct Bump {
+    /// Next free granule of the current chunk.
+    pub cur: u32,
+    /// End (exclusive) of the current chunk.
+    pub end: u32,
+    /// `(cur, end)` when the running transaction started.
+    pub saved: (u32, u32),
+    /// Chunks taken by the running transaction (returned to `spare` if it aborts).
+    pub taken: Vec<(u32, u32)>,
+    /// Chunks this segment may reuse.
+    pub spare: Vec<(u32, u32)>,
+}
+
+impl Bump {
+    /// Allocates `granules` granules, taking a chunk from `spare` or `global` when needed.
+    pub(crate) fn alloc(
+        &mut self,
+        granules: u32,
+        global: &ChunkAllocator,
+        heap_size: usize,
+    ) -> Result<u32, StmError> {
+        if self.end - self.cur < granules {
+            let chunk = match self.spare.iter().position(|&(s, e)| e - s >= granules) {
+                Some(i) => self.spare.swap_remove(i),
+                None => global.take(granules, heap_size)?,
+            };
+            self.taken.push(chunk);
+            (self.cur, self.end) = chunk;
+        }
+        let at = self.cur;
+        self.cur += granules;
+        Ok(at)
+    }
+
+    /// A transaction starts: remember where allocation stood.
+    pub(crate) fn begin(&mut self) {
+        self.saved = (self.cur, self.end);
+        self.taken.clear();
+    }
+
+    /// The transaction aborted: forget everything it allocated.
+    pub(crate) fn rollback(&mut self) {
+        (self.cur, self.end) = self.saved;
+        // Chunks taken during the attempt hold nothing committed: keep them for reuse.
+        self.spare.append(&mut self.taken);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granules_round_up_and_include_the_header() {
+        assert_eq!(granules_for(0), 1);
+        assert_eq!(granules_for(8), 1);
+        assert_eq!(granules_for(9), 2);
+        assert_eq!(granules_for(24), 2);
+        assert_eq!(granules_for(25), 3);
+    }
+
+    #[test]
+    fn chunks_are_disjoint_and_exhaustion_is_an_error() {
+        let heap = 1 << 20;
+        let global = ChunkAllocator::new(heap);
+        let mut seen = Vec::new();
+        while let Ok(c) = global.take(1, heap) {
+            assert!(c.0 >= FIRST_GRANULE && c.1 as usize <= heap / GRANULE);
+            seen.push(c);
+        }
+        seen.sort();
+        for w in seen.windows(2) {
+            assert!(w[0].1 <= w[1].0, "overlapping chunks {w:?}");
+        }
+        assert!(matches!(
+            global.take(1, heap),
+            Err(StmError::HeapExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn rollback_returns_the_attempts_allocations() {
+        let heap = 1 << 20;
+        let global = ChunkAllocator::new(heap);
+        let mut bump = Bump::default();
+        bump.begin();
+        let a = bump.alloc(2, &global, heap).unwrap();
+        bump.begin(); // the first transaction committed
+        let b = bump.alloc(3, &global, heap).unwrap();
+        let big = bump.alloc(CHUNK_GRANULES, &global, heap).unwrap();
+        assert_eq!(b, a + 2);
+        assert_ne!(big, b + 3, "a full chunk does not fit the rest of the current chunk");
+        bump.rollback();
+        // The next allocation reuses the aborted one's address.
+        assert_eq!(bump.alloc(3, &global, heap).unwrap(), b);
+        // And the chunk taken by the aborted attempt is reused, not leaked.
+        assert_eq!(bump.alloc(CHUNK_GRANULES, &global, heap).unwrap(), big);
+    }
+}

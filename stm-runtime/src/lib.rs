@@ -1,0 +1,63 @@
+//! # stm-runtime: segment-mapped software transactional memory
+//!
+//! A Rust counterpart of PyPy's stmgc. Ordinary Rust code runs on many cores at once inside
+//! *transactions*; a transaction sees one consistent snapshot of a shared heap, conflicting
+//! transactions are rolled back and run again, and the result is always that of some serial
+//! order.
+//!
+//! * The heap is one `memfd` image mapped privately once per **segment**; each running
+//!   transaction owns a segment, so each sees its own version of the heap. Handles are
+//!   offsets, valid in every segment.
+//! * The **read barrier** is one `u16` store into a read-marker array; the **write barrier**
+//!   is one flag test on the object. Objects allocated by the running transaction need none.
+//! * Commits append to a lock-free **commit log**; other segments import committed changes
+//!   when they next validate. Commits never stop other threads.
+//! * **Inevitable** transactions (for I/O) never abort; at most one runs at a time.
+//!
+//! ```
+//! use stm_runtime::Stm;
+//!
+//! let stm = Stm::builder().segments(2).heap_size(16 << 20).build()?;
+//! // Two accounts, kept alive across transactions by roots.
+//! let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(100i64)), tx.root(tx.alloc(0i64))));
+//! std::thread::scope(|s| {
+//!     for _ in 0..2 {
+//!         s.spawn(|| {
+//!             for _ in 0..10 {
+//!                 stm.atomically(|tx| {
+//!                     let (a, b) = (a.get(tx), b.get(tx));
+//!                     a.set(a.get() - 1);
+//!                     b.set(b.get() + 1);
+//!                 });
+//!             }
+//!         });
+//!     }
+//! });
+//! assert_eq!(stm.atomically(|tx| (a.get(tx).get(), b.get(tx).get())), (80, 20));
+//! # Ok::<(), stm_runtime::StmError>(())
+//! ```
+//!
+//! With the cargo feature `gil`, the same API runs transactions one at a time under a global
+//! lock with no read barriers: the baseline that single-thread overhead is measured against.
+//!
+//! See `ARCHITECTURE.md` in the repository for the design, the commit protocol and the
+//! invariants the `unsafe` code relies on.
+
+#![warn(missing_docs)]
+
+mod commit;
+mod config;
+mod handle;
+mod heap;
+mod log;
+mod runtime;
+mod segment;
+mod stats;
+mod sys;
+mod tx;
+
+pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
+pub use handle::{Gc, GcRef, Object, Plain, Root, Tracer};
+pub use runtime::{Builder, Stm};
+pub use stats::{thread_stats, Stats};
+pub use tx::{Tx, BARRIERS};

@@ -1,0 +1,293 @@
+//! The runtime object ([`Stm`]), its shared state, and the segment pool.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use crate::config::{Config, StmError};
+use crate::heap::ChunkAllocator;
+use crate::log::{self, Entry};
+use crate::segment::{Segment, FREE, OWNED};
+use crate::stats::Stats;
+use crate::sys::HeapFile;
+
+/// A shared heap and the transactions that run on it.
+///
+/// `Stm` is a cheap handle (an `Arc`): clone it to give it to threads. Objects live as long
+/// as the runtime, and the runtime lives as long as any `Stm` clone or
+/// [`Root`](crate::Root) refers to it.
+///
+/// ```
+/// use stm_runtime::Stm;
+///
+/// let stm = Stm::builder().segments(2).heap_size(16 << 20).build().unwrap();
+/// let counter = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+/// stm.atomically(|tx| {
+///     let c = counter.get(tx);
+///     c.set(c.get() + 1);
+/// });
+/// assert_eq!(stm.atomically(|tx| counter.get(tx).get()), 1);
+/// ```
+#[derive(Clone)]
+pub struct Stm {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Stm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stm")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a runtime with chosen settings. See [`Config`] for each setting and its default.
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// How many transactions may run at the same moment (default: the number of CPUs).
+    pub fn segments(mut self, n: usize) -> Self {
+        self.config.segments = n;
+        self
+    }
+
+    /// The heap size in bytes (default 256 MiB of virtual memory per segment).
+    pub fn heap_size(mut self, bytes: usize) -> Self {
+        self.config.heap_size = bytes;
+        self
+    }
+
+    /// After this many aborts in a row a transaction runs inevitable (default 8).
+    pub fn inevitable_after(mut self, aborts: u32) -> Self {
+        self.config.inevitable_after = aborts;
+        self
+    }
+
+    /// Creates the runtime: the heap image, one mapping per segment, the commit log.
+    pub fn build(self) -> Result<Stm, StmError> {
+        Shared::new(self.config).map(|s| Stm {
+            shared: Arc::new(s),
+        })
+    }
+}
+
+/// The log's oldest entry still allocated, behind the trimming lock.
+pub(crate) struct LogHead(pub *mut Entry);
+// SAFETY: the pointer is only dereferenced by the thread holding the Mutex around it, and the
+// entries it points to are runtime-owned heap allocations, not tied to any thread.
+unsafe impl Send for LogHead {}
+
+/// A monitor: waiters count themselves so the notifying side can skip the lock when no one
+/// waits.
+#[derive(Default)]
+pub(crate) struct Monitor {
+    pub waiters: AtomicUsize,
+    pub lock: Mutex<()>,
+    pub cond: Condvar,
+}
+
+impl Monitor {
+    /// Wakes every waiter, if there is any. The caller has already made the condition true
+    /// with a SeqCst store, so a waiter either sees it or is counted here.
+    pub(crate) fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cond.notify_all();
+        }
+    }
+
+    /// Blocks until `ready()` holds. `ready` must read with SeqCst what `notify`'s caller
+    /// wrote with SeqCst.
+    pub(crate) fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if ready() {
+                return;
+            }
+            backoff.snooze();
+        }
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while !ready() {
+            g = self.cond.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Everything the threads of one runtime share.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub segments: Box<[Segment]>,
+    pub chunks: ChunkAllocator,
+    /// Oldest log entry still allocated; the lock is the trimming lock.
+    pub log_head: Mutex<LogHead>,
+    /// The highest committed revision (for `retry` waiters).
+    pub tail_rev: AtomicU64,
+    /// Threads waiting for a free segment.
+    pub segment_free: Monitor,
+    /// Threads waiting for the inevitable transaction to end.
+    pub inevitable_done: Monitor,
+    /// Threads waiting in `retry` for a commit.
+    pub committed: Monitor,
+    /// Keeps the heap image alive as long as its mappings.
+    _image: HeapFile,
+}
+
+impl Shared {
+    fn new(mut config: Config) -> Result<Shared, StmError> {
+        config.validate()?;
+        if cfg!(feature = "gil") {
+            config.segments = 1;
+        }
+        let image = HeapFile::create(config.heap_size).map_err(StmError::Map)?;
+        let first = Entry::initial();
+        let segments = (0..config.segments)
+            .map(|i| Segment::new(i as u32, &image, config.heap_size, first))
+            .collect::<Result<Vec<_>, _>>();
+        let segments = match segments {
+            Ok(s) => s.into_boxed_slice(),
+            Err(e) => {
+                // SAFETY: `first` came from Box::into_raw and nothing else refers to it now.
+                drop(unsafe { Box::from_raw(first) });
+                return Err(StmError::Map(e));
+            }
+        };
+        Ok(Shared {
+            chunks: ChunkAllocator::new(config.heap_size),
+            config,
+            segments,
+            log_head: Mutex::new(LogHead(first)),
+            tail_rev: AtomicU64::new(0),
+            segment_free: Monitor::default(),
+            inevitable_done: Monitor::default(),
+            committed: Monitor::default(),
+            _image: image,
+        })
+    }
+
+    /// Takes a segment for the calling thread, preferring the one it used last; waits while
+    /// every segment is busy.
+    pub(crate) fn acquire_segment(&self) -> &Segment {
+        let n = self.segments.len();
+        let key = self as *const Shared as usize;
+        let preferred = PREFERRED.with(|p| {
+            let (k, i) = p.get();
+            if k == key {
+                i
+            } else {
+                0
+            }
+        });
+        let try_take = |i: usize| {
+            let seg = &self.segments[i];
+            // Acquire: see everything the previous owner (or the trimmer) did to the segment.
+            seg.state
+                .compare_exchange(FREE, OWNED, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+                .then_some(seg)
+        };
+        let scan = || (0..n).map(|k| (preferred + k) % n).find_map(try_take);
+        let seg = match scan() {
+            Some(s) => s,
+            None => {
+                let mut found = None;
+                self.segment_free.wait_until(|| {
+                    found = scan();
+                    found.is_some()
+                });
+                found.expect("wait_until returns once a segment was taken")
+            }
+        };
+        PREFERRED.with(|p| p.set((key, seg.index as usize)));
+        seg
+    }
+
+    /// Gives a segment back.
+    pub(crate) fn release_segment(&self, seg: &Segment) {
+        // Release: our accesses to the segment happen before the next owner's.
+        seg.state.store(FREE, Ordering::SeqCst);
+        self.segment_free.notify();
+    }
+
+    /// Sums the counters of every segment.
+    pub(crate) fn stats(&self) -> Stats {
+        self.segments
+            .iter()
+            .map(|s| s.stats.snapshot())
+            .fold(Stats::default(), |a, b| a + b)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let head = self.log_head.get_mut().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: we are the last owner of the runtime: no segment is in use and no thread can
+        // reach the log any more; every entry from the head on is ours to free.
+        unsafe { log::free_all(head.0) };
+    }
+}
+
+thread_local! {
+    /// The segment this thread used last, per runtime (keyed by the runtime's address).
+    static PREFERRED: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+impl Stm {
+    /// A runtime with the default [`Config`].
+    pub fn new() -> Result<Stm, StmError> {
+        Builder::default().build()
+    }
+
+    /// A builder to choose the number of segments, the heap size and the progress policy.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The process-wide runtime, created on first use with the default configuration
+    /// (overridable by the environment variables `STM_SEGMENTS` and `STM_HEAP_MB`).
+    ///
+    /// # Panics
+    /// If the runtime cannot be created (bad environment values, or the OS refused the
+    /// mapping); the message says why.
+    pub fn global() -> &'static Stm {
+        static GLOBAL: OnceLock<Stm> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let mut b = Stm::builder();
+            if let Some(n) = env_number("STM_SEGMENTS") {
+                b = b.segments(n);
+            }
+            if let Some(mb) = env_number("STM_HEAP_MB") {
+                b = b.heap_size(mb.saturating_mul(1 << 20));
+            }
+            b.build()
+                .unwrap_or_else(|e| panic!("cannot create the global STM runtime: {e}"))
+        })
+    }
+
+    /// The configuration this runtime runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Counters summed over every segment: commits, aborts by cause, inevitable transactions.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Whether `self` and `other` are the same runtime.
+    pub fn same_runtime(&self, other: &Stm) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+fn env_number(name: &str) -> Option<usize> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("environment variable {name}={v:?} is not a number"),
+    }
+}

@@ -1,0 +1,153 @@
+//! Segments: each is a private view of the whole heap plus the bookkeeping of the transaction
+//! running in it.
+//!
+//! A thread must *own* a segment to run a transaction ([`Segment::state`] goes `FREE` ->
+//! `OWNED` by compare-and-swap). The owner is the only thread that touches the segment's
+//! mapping and [`SegmentLocal`]; the commit-log trimmer may take a `FREE` segment (`FREE` ->
+//! `CATCHING_UP`) to bring it up to date. That exclusive ownership is the invariant every
+//! `unsafe` access to `SegmentLocal` and to segment memory relies on.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
+
+use memmap2::MmapMut;
+
+use crate::heap::{Bump, Header, GRANULE};
+use crate::log::Entry;
+use crate::stats::SegmentStats;
+use crate::sys;
+
+/// No thread owns the segment.
+pub(crate) const FREE: u32 = 0;
+/// A thread runs transactions in it.
+pub(crate) const OWNED: u32 = 1;
+/// The commit-log trimmer is applying committed entries to it.
+pub(crate) const CATCHING_UP: u32 = 2;
+
+/// What a transaction ran into when validation found another commit touching its reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Conflict {
+    /// The object (granule number).
+    pub granule: u32,
+    /// Whether this transaction had written the object too.
+    pub write_write: bool,
+    /// The segment that committed the conflicting write.
+    pub other_segment: u32,
+}
+
+/// One segment.
+pub(crate) struct Segment {
+    /// Position in the runtime's segment table.
+    pub index: u32,
+    /// `FREE`, `OWNED` or `CATCHING_UP`.
+    pub state: AtomicU32,
+    /// Revision of the last commit-log entry applied to this segment, published for the
+    /// trimmer (entries older than every segment's are freed).
+    pub applied_rev: AtomicU64,
+    /// Counters, written by the owner only.
+    pub stats: SegmentStats,
+    /// Everything only the owner touches.
+    pub local: UnsafeCell<SegmentLocal>,
+}
+
+// SAFETY: `local` (the only non-Sync part) is accessed only by the thread that moved `state`
+// out of FREE (to OWNED or CATCHING_UP) until it stores FREE again; the Acquire/Release
+// orderings on `state` order one owner's accesses before the next owner's.
+unsafe impl Sync for Segment {}
+// SAFETY: the raw pointers in SegmentLocal point into mappings and log entries owned by the
+// runtime, not by any thread; moving the segment between threads moves nothing thread-bound.
+unsafe impl Send for Segment {}
+
+/// The state of a segment that only its owner touches.
+pub(crate) struct SegmentLocal {
+    /// This segment's private copy-on-write view of the heap image (kept for its lifetime;
+    /// accessed through `heap_ptr`).
+    _heap: MmapMut,
+    /// Read markers: one `u16` per heap granule.
+    pub markers: MmapMut,
+    /// `heap`'s base address (taken once: the mapping never moves).
+    heap_ptr: *mut u8,
+    /// `markers`' base address.
+    markers_ptr: *mut u16,
+    /// The value the read barrier stores into a marker; bumped at every transaction start.
+    pub version: u16,
+    /// The last commit-log entry applied to `heap`.
+    pub last: *const Entry,
+    /// Committed objects written by the running transaction (granules), in barrier order.
+    pub modified: Vec<u32>,
+    /// Before-images of `modified`, concatenated in the same order.
+    pub backups: Vec<MaybeUninit<u64>>,
+    /// Objects allocated by the running transaction.
+    pub allocated: Vec<u32>,
+    /// Bump allocation state.
+    pub bump: Bump,
+    /// The running transaction is the inevitable one.
+    pub inevitable: bool,
+    /// Validation found a conflict but user code caught the abort: the attempt must not commit.
+    pub doomed: Option<Conflict>,
+    /// Counts attempts in this segment (identifies the running one).
+    pub attempt: u64,
+    /// Births of roots to objects allocated by the running attempt, settled at its end.
+    pub pending_roots: Vec<Arc<AtomicU64>>,
+}
+
+impl Segment {
+    pub(crate) fn new(index: u32, image: &sys::HeapFile, heap_size: usize, start: *const Entry) -> std::io::Result<Segment> {
+        let mut heap = sys::map_segment(image, heap_size)?;
+        let mut markers = sys::map_zeroed((heap_size / GRANULE) * 2)?;
+        let heap_ptr = heap.as_mut_ptr();
+        let markers_ptr = markers.as_mut_ptr().cast();
+        Ok(Segment {
+            index,
+            state: AtomicU32::new(FREE),
+            applied_rev: AtomicU64::new(0),
+            stats: SegmentStats::default(),
+            local: UnsafeCell::new(SegmentLocal {
+                _heap: heap,
+                markers,
+                heap_ptr,
+                markers_ptr,
+                version: 0,
+                last: start,
+                modified: Vec::new(),
+                backups: Vec::new(),
+                allocated: Vec::new(),
+                bump: Bump::default(),
+                inevitable: false,
+                doomed: None,
+                attempt: 0,
+                pending_roots: Vec::new(),
+            }),
+        })
+    }
+}
+
+impl SegmentLocal {
+    /// Base of the heap mapping.
+    #[inline]
+    pub(crate) fn heap_base(&self) -> *mut u8 {
+        self.heap_ptr
+    }
+
+    /// Base of the read-marker array.
+    #[inline]
+    pub(crate) fn markers_base(&self) -> *mut u16 {
+        self.markers_ptr
+    }
+
+    /// The header of the object at `granule`.
+    #[inline]
+    pub(crate) fn header(&self, granule: u32) -> *mut Header {
+        // SAFETY (of the arithmetic): granules handed out by the allocator are below
+        // heap_size / 16, so the offset stays inside the mapping.
+        self.heap_base().wrapping_add(granule as usize * GRANULE).cast()
+    }
+
+    /// The marker of the object at `granule`.
+    #[inline]
+    pub(crate) fn marker(&self, granule: u32) -> *mut u16 {
+        self.markers_base().wrapping_add(granule as usize)
+    }
+}

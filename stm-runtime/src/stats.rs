@@ -1,0 +1,174 @@
+//! Counters of commits, aborts by cause and inevitable transactions.
+//!
+//! Each segment keeps its own counters (written only by the thread that owns the segment, so
+//! an increment is a plain load and store, no read-modify-write); each thread keeps its own in
+//! a thread-local. [`Stm::stats`](crate::Stm::stats) sums the segments;
+//! [`thread_stats`] reads the calling thread's.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a transaction attempt did not commit, or what else is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counter {
+    Commit = 0,
+    ReadOnlyCommit,
+    AbortReadWrite,
+    AbortWriteWrite,
+    AbortExplicit,
+    AbortPanic,
+    AbortRetry,
+    Inevitable,
+    InevitableByPolicy,
+}
+
+const COUNTERS: usize = 9;
+
+/// A snapshot of transaction counters, for one thread or for a whole runtime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Transactions committed (read-only ones included).
+    pub commits: u64,
+    /// Of `commits`, those that wrote and allocated nothing (they commit without validation).
+    pub read_only_commits: u64,
+    /// Attempts aborted because another transaction committed a write to an object they read.
+    pub aborts_read_write: u64,
+    /// Attempts aborted because another transaction committed a write to an object they wrote.
+    pub aborts_write_write: u64,
+    /// Transactions rolled back because the closure of
+    /// [`try_atomically`](crate::Stm::try_atomically) returned `Err`.
+    pub aborts_explicit: u64,
+    /// Attempts rolled back because the closure panicked.
+    pub aborts_panic: u64,
+    /// Attempts abandoned with [`Tx::retry`](crate::Tx::retry) or
+    /// [`Tx::restart`](crate::Tx::restart).
+    pub aborts_retry: u64,
+    /// Transactions that became inevitable (by [`Tx::become_inevitable`](crate::Tx::become_inevitable)
+    /// or by the progress policy).
+    pub inevitable: u64,
+    /// Of `inevitable`, those made inevitable by the progress policy after repeated aborts.
+    pub inevitable_by_policy: u64,
+}
+
+impl Stats {
+    /// All aborted or rolled-back attempts, whatever the cause.
+    pub fn aborts(&self) -> u64 {
+        self.aborts_read_write
+            + self.aborts_write_write
+            + self.aborts_explicit
+            + self.aborts_panic
+            + self.aborts_retry
+    }
+
+    /// Aborts caused by conflicts with other transactions.
+    pub fn conflicts(&self) -> u64 {
+        self.aborts_read_write + self.aborts_write_write
+    }
+
+    fn from_array(a: [u64; COUNTERS]) -> Stats {
+        Stats {
+            commits: a[Counter::Commit as usize],
+            read_only_commits: a[Counter::ReadOnlyCommit as usize],
+            aborts_read_write: a[Counter::AbortReadWrite as usize],
+            aborts_write_write: a[Counter::AbortWriteWrite as usize],
+            aborts_explicit: a[Counter::AbortExplicit as usize],
+            aborts_panic: a[Counter::AbortPanic as usize],
+            aborts_retry: a[Counter::AbortRetry as usize],
+            inevitable: a[Counter::Inevitable as usize],
+            inevitable_by_policy: a[Counter::InevitableByPolicy as usize],
+        }
+    }
+}
+
+impl std::ops::Add for Stats {
+    type Output = Stats;
+    fn add(self, o: Stats) -> Stats {
+        Stats {
+            commits: self.commits + o.commits,
+            read_only_commits: self.read_only_commits + o.read_only_commits,
+            aborts_read_write: self.aborts_read_write + o.aborts_read_write,
+            aborts_write_write: self.aborts_write_write + o.aborts_write_write,
+            aborts_explicit: self.aborts_explicit + o.aborts_explicit,
+            aborts_panic: self.aborts_panic + o.aborts_panic,
+            aborts_retry: self.aborts_retry + o.aborts_retry,
+            inevitable: self.inevitable + o.inevitable,
+            inevitable_by_policy: self.inevitable_by_policy + o.inevitable_by_policy,
+        }
+    }
+}
+
+impl std::ops::Sub for Stats {
+    type Output = Stats;
+    /// The counts between two snapshots (`later - earlier`).
+    fn sub(self, o: Stats) -> Stats {
+        Stats {
+            commits: self.commits - o.commits,
+            read_only_commits: self.read_only_commits - o.read_only_commits,
+            aborts_read_write: self.aborts_read_write - o.aborts_read_write,
+            aborts_write_write: self.aborts_write_write - o.aborts_write_write,
+            aborts_explicit: self.aborts_explicit - o.aborts_explicit,
+            aborts_panic: self.aborts_panic - o.aborts_panic,
+            aborts_retry: self.aborts_retry - o.aborts_retry,
+            inevitable: self.inevitable - o.inevitable,
+            inevitable_by_policy: self.inevitable_by_policy - o.inevitable_by_policy,
+        }
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} commits ({} read-only), {} aborts ({} read-write, {} write-write, {} explicit, \
+             {} panic, {} retry), {} inevitable ({} by policy)",
+            self.commits,
+            self.read_only_commits,
+            self.aborts(),
+            self.aborts_read_write,
+            self.aborts_write_write,
+            self.aborts_explicit,
+            self.aborts_panic,
+            self.aborts_retry,
+            self.inevitable,
+            self.inevitable_by_policy
+        )
+    }
+}
+
+/// One segment's counters.
+#[derive(Default)]
+pub(crate) struct SegmentStats {
+    counts: [AtomicU64; COUNTERS],
+}
+
+impl SegmentStats {
+    /// Counts one event. Only the segment's owner calls this, so load + store cannot lose an
+    /// increment; readers from other threads may see a slightly old value.
+    #[inline]
+    pub(crate) fn bump(&self, c: Counter) {
+        let a = &self.counts[c as usize];
+        a.store(a.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        THREAD.with(|t| {
+            let mut v = t.get();
+            v[c as usize] += 1;
+            t.set(v);
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats::from_array(std::array::from_fn(|i| {
+            self.counts[i].load(Ordering::Relaxed)
+        }))
+    }
+}
+
+thread_local! {
+    static THREAD: Cell<[u64; COUNTERS]> = const { Cell::new([0; COUNTERS]) };
+}
+
+/// The calling thread's counters, over every runtime it has used.
+pub fn thread_stats() -> Stats {
+    Stats::from_array(THREAD.with(Cell::get))
+}

@@ -1,0 +1,349 @@
+//! Transactions: the [`Tx`] context, and `atomically` with its abort-and-retry loop.
+//!
+//! A transaction attempt runs the user's closure on the thread's segment. Conflicts are
+//! found only when the attempt validates (at commit, or when it becomes inevitable or
+//! catches up), never in the barriers, so the happy path has no abort checks at all. An abort
+//! that must happen in the middle of user code unwinds with a private payload
+//! ([`AbortSignal`], raised with `resume_unwind`, so the panic hook stays quiet) that
+//! `atomically` catches; then the attempt is rolled back and run again.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::commit::{self, Committed, STM};
+use crate::config::StmError;
+use crate::handle::{Gc, Object, Root};
+use crate::heap::{granules_for, Header, FLAG_NEW, GRANULE, HEADER_SIZE};
+use crate::runtime::{Shared, Stm};
+use crate::segment::{Conflict, Segment, SegmentLocal};
+use crate::stats::Counter;
+
+/// The running transaction. Handles ([`Gc`]) borrow it; it is neither `Send` nor `Sync`.
+///
+/// You get a `&Tx` from [`Stm::atomically`] (or [`Stm::try_atomically`]).
+pub struct Tx {
+    /// Base of this segment's heap mapping.
+    pub(crate) heap: *mut u8,
+    /// Base of this segment's read markers.
+    pub(crate) markers: *mut u16,
+    /// Marker value of this attempt.
+    pub(crate) version: u16,
+    seg: *const Segment,
+    shared: *const Arc<Shared>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Why an attempt unwinds out of user code (private: user code cannot forge it).
+pub(crate) enum AbortSignal {
+    /// Validation found a conflict.
+    Conflict(Conflict),
+    /// [`Tx::retry`]: wait for a commit, then run again.
+    Retry,
+    /// [`Tx::restart`]-like internal request: run again at once.
+    Restart,
+}
+
+thread_local! {
+    /// The innermost transaction running on this thread, for joining nested calls.
+    static CURRENT: Cell<*const Tx> = const { Cell::new(ptr::null()) };
+}
+
+/// Restores the previous `CURRENT` when a transaction attempt ends (even by unwinding).
+struct CurrentGuard(*const Tx);
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+/// Owns a segment for one `atomically` call; gives it back when dropped (even by unwinding).
+struct SegmentGuard<'a> {
+    shared: &'a Arc<Shared>,
+    seg: &'a Segment,
+}
+impl Drop for SegmentGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.release_segment(self.seg);
+    }
+}
+
+impl Tx {
+    /// The segment state. Only the thread running this transaction calls it, and never
+    /// while another reference from it is alive (runtime functions do not nest).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn local(&self) -> &mut SegmentLocal {
+        // SAFETY: this thread owns the segment for the whole transaction (SegmentGuard), Tx is
+        // !Send/!Sync, and each runtime entry point takes this reference only for its own
+        // duration without calling back into user code, so no two are alive at once.
+        unsafe { &mut *(*self.seg).local.get() }
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        // SAFETY: the segment lives as long as the runtime, which outlives the transaction.
+        unsafe { &*self.seg }
+    }
+
+    pub(crate) fn shared_arc(&self) -> &Arc<Shared> {
+        // SAFETY: points to the `Stm`'s Arc, borrowed for the whole `atomically` call.
+        unsafe { &*self.shared }
+    }
+
+    /// Allocates `value` in the shared heap. The new object needs no barriers in this
+    /// transaction and becomes visible to others when it commits.
+    ///
+    /// # Panics
+    /// If the heap is full ([`StmError::HeapExhausted`]); the transaction then rolls back and
+    /// the panic reaches the caller of `atomically`. Use [`Tx::try_alloc`] to handle it.
+    #[inline]
+    pub fn alloc<T: Object>(&self, value: T) -> Gc<'_, T> {
+        match self.try_alloc(value) {
+            Ok(gc) => gc,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Allocates `value` in the shared heap, or says the heap is full.
+    #[inline]
+    pub fn try_alloc<T: Object>(&self, value: T) -> Result<Gc<'_, T>, StmError> {
+        const { assert!(std::mem::align_of::<T>() <= 8, "shared objects are aligned to at most 8 bytes") };
+        let granules = const { granules_for(std::mem::size_of::<T>()) };
+        let shared = self.shared_arc();
+        let local = self.local();
+        let granule = local.bump.alloc(granules as u32, &shared.chunks, shared.config.heap_size)?;
+        local.allocated.push(granule);
+        let hdr = local.header(granule);
+        // SAFETY: the allocator gave this attempt `granules` fresh granules of the heap,
+        // inside our own segment's mapping; nobody else uses them until we commit.
+        unsafe {
+            hdr.write(Header {
+                flags: FLAG_NEW,
+                granules: granules as u32,
+            });
+            hdr.cast::<u8>().add(HEADER_SIZE).cast::<T>().write(value);
+        }
+        debug_assert!(granules * GRANULE >= HEADER_SIZE + std::mem::size_of::<T>());
+        Ok(Gc::new(self, granule))
+    }
+
+    /// Keeps `gc`'s object alive beyond this transaction.
+    pub fn root<T: Object>(&self, gc: Gc<'_, T>) -> Root<T> {
+        Root::new(self, gc)
+    }
+
+    /// Makes this transaction inevitable: from now on it cannot abort, so it may perform
+    /// irreversible effects (I/O). At most one transaction is inevitable at a time; others keep
+    /// running, and wait only when they try to commit or to become inevitable themselves.
+    ///
+    /// Becoming inevitable first validates: if another transaction committed a change to
+    /// something this one read, this attempt aborts here and runs again.
+    pub fn become_inevitable(&self) {
+        let local = self.local();
+        if local.inevitable {
+            return;
+        }
+        if let Err(c) = commit::become_inevitable(self.shared_arc(), self.segment(), local) {
+            self.abort_with(AbortSignal::Conflict(c));
+        }
+    }
+
+    /// Whether this transaction is the inevitable one.
+    pub fn is_inevitable(&self) -> bool {
+        self.local().inevitable
+    }
+
+    /// Abandons this attempt and runs the transaction again once another transaction has
+    /// committed (Haskell's `retry`): use it to wait for a condition on shared data.
+    ///
+    /// # Panics
+    /// In an inevitable transaction, which cannot be abandoned.
+    pub fn retry(&self) -> ! {
+        assert!(
+            !self.is_inevitable(),
+            "Tx::retry in an inevitable transaction: it cannot be rolled back and rerun"
+        );
+        self.abort_with(AbortSignal::Retry)
+    }
+
+    /// Abandons this attempt and runs the transaction again at once.
+    pub(crate) fn restart(&self) -> ! {
+        self.abort_with(AbortSignal::Restart)
+    }
+
+    /// Brings the snapshot up to the newest commit (aborting on conflict).
+    pub(crate) fn catch_up(&self) {
+        if let Err(c) = commit::validate(self.shared_arc(), self.segment(), self.local(), true) {
+            self.abort_with(AbortSignal::Conflict(c));
+        }
+    }
+
+    fn abort_with(&self, signal: AbortSignal) -> ! {
+        if let AbortSignal::Conflict(c) = signal {
+            // If user code catches the unwind, the attempt still cannot commit.
+            self.local().doomed = Some(c);
+        }
+        panic::resume_unwind(Box::new(signal))
+    }
+}
+
+impl Stm {
+    /// Runs `f` as one transaction and returns its result.
+    ///
+    /// The transaction sees a consistent snapshot of the heap plus its own writes. If another
+    /// transaction commits a conflicting change first, this one is rolled back and `f` runs
+    /// again, so `f` may run several times: keep its effects inside the heap, or call
+    /// [`Tx::become_inevitable`] before an irreversible one.
+    ///
+    /// * **Nesting**: called inside a transaction of the same runtime on the same thread, `f`
+    ///   joins it (flat nesting): its effects commit or roll back with the enclosing one.
+    /// * **Panics** in `f` roll the transaction back and propagate to the caller.
+    /// * **Progress**: after [`Config::inevitable_after`](crate::Config::inevitable_after)
+    ///   aborts in a row, the next attempt starts inevitable and cannot lose again.
+    pub fn atomically<R>(&self, mut f: impl FnMut(&Tx) -> R) -> R {
+        match self.try_atomically(|tx| Ok::<R, Infallible>(f(tx))) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Runs `f` as one transaction; if it returns `Err`, the transaction is rolled back
+    /// (every write and allocation undone) and the error returned.
+    ///
+    /// When nested inside another transaction (see [`Stm::atomically`]), an `Err` is returned
+    /// to the enclosing code without rolling anything back: the enclosing transaction decides.
+    pub fn try_atomically<R, E>(&self, mut f: impl FnMut(&Tx) -> Result<R, E>) -> Result<R, E> {
+        let shared = &self.shared;
+        let current = CURRENT.with(Cell::get);
+        if !current.is_null() {
+            // SAFETY: CURRENT points to a Tx on this thread's stack that is alive until its
+            // CurrentGuard resets CURRENT, which happens after `f` returns.
+            let cur = unsafe { &*current };
+            if Arc::ptr_eq(cur.shared_arc(), shared) {
+                return f(cur);
+            }
+        }
+        let mut aborts: u32 = 0;
+        loop {
+            let seg = shared.acquire_segment();
+            let owned = SegmentGuard { shared, seg };
+            match self.attempts(seg, &mut aborts, &mut f) {
+                Attempts::Done(result) => return result,
+                Attempts::Panicked(payload) => {
+                    drop(owned);
+                    panic::resume_unwind(payload);
+                }
+                Attempts::RetryAfter(seen) => {
+                    // Give the segment back while waiting: the commit we wait for may need it.
+                    drop(owned);
+                    shared
+                        .committed
+                        .wait_until(|| shared.tail_rev.load(Ordering::SeqCst) > seen);
+                }
+            }
+        }
+    }
+
+    /// Runs attempts of `f` in the owned segment until one commits, returns `Err`, panics or
+    /// retries.
+    fn attempts<R, E>(
+        &self,
+        seg: &Segment,
+        aborts: &mut u32,
+        f: &mut impl FnMut(&Tx) -> Result<R, E>,
+    ) -> Attempts<Result<R, E>> {
+        let shared = &self.shared;
+        loop {
+            // SAFETY: we own the segment (SegmentGuard in the caller); no other reference to
+            // its local state exists outside this loop's runtime calls.
+            let local = unsafe { &mut *seg.local.get() };
+            commit::begin(shared, seg, local);
+            let tx = Tx {
+                heap: local.heap_base(),
+                markers: local.markers_base(),
+                version: local.version,
+                seg,
+                shared,
+                _not_send: PhantomData,
+            };
+            if *aborts >= shared.config.inevitable_after && *aborts > 0 {
+                seg.stats.bump(Counter::InevitableByPolicy);
+                // At the start nothing is read yet, so this cannot conflict.
+                tx.become_inevitable();
+            }
+            let outcome = {
+                let _restore = CurrentGuard(CURRENT.with(|c| c.replace(&tx)));
+                panic::catch_unwind(AssertUnwindSafe(|| f(&tx)))
+            };
+            // SAFETY: user code has returned; we are again the only user of the local state.
+            let local = unsafe { &mut *seg.local.get() };
+            let counter = match outcome {
+                Ok(Ok(value)) => match commit::commit(shared, seg, local) {
+                    Ok(c) => {
+                        seg.stats.bump(Counter::Commit);
+                        if let Committed::ReadOnly = c {
+                            seg.stats.bump(Counter::ReadOnlyCommit);
+                        }
+                        return Attempts::Done(Ok(value));
+                    }
+                    Err(c) => conflict_counter(c),
+                },
+                Ok(Err(e)) => {
+                    commit::rollback(shared, local);
+                    seg.stats.bump(Counter::AbortExplicit);
+                    return Attempts::Done(Err(e));
+                }
+                Err(payload) => match payload.downcast::<AbortSignal>() {
+                    Ok(signal) => match *signal {
+                        AbortSignal::Conflict(c) => conflict_counter(c),
+                        AbortSignal::Restart => Counter::AbortRetry,
+                        AbortSignal::Retry => {
+                            commit::rollback(shared, local);
+                            seg.stats.bump(Counter::AbortRetry);
+                            *aborts = 0;
+                            // The revision of our snapshot: any later commit may change what
+                            // we read. (In GIL mode nothing commits while we run.)
+                            let seen = if STM {
+                                // SAFETY: see commit::validate for why `last` is live.
+                                unsafe { (*local.last).rev }
+                            } else {
+                                shared.tail_rev.load(Ordering::SeqCst)
+                            };
+                            return Attempts::RetryAfter(seen);
+                        }
+                    },
+                    Err(panic_payload) => {
+                        commit::rollback(shared, local);
+                        seg.stats.bump(Counter::AbortPanic);
+                        return Attempts::Panicked(panic_payload);
+                    }
+                },
+            };
+            commit::rollback(shared, local);
+            seg.stats.bump(counter);
+            *aborts += 1;
+        }
+    }
+}
+
+/// How a run of attempts in one segment ended.
+enum Attempts<T> {
+    Done(T),
+    Panicked(Box<dyn std::any::Any + Send>),
+    /// Wait until a revision newer than this one is committed, then start over.
+    RetryAfter(u64),
+}
+
+fn conflict_counter(c: Conflict) -> Counter {
+    if c.write_write {
+        Counter::AbortWriteWrite
+    } else {
+        Counter::AbortReadWrite
+    }
+}
+
+/// Whether barriers are compiled in (false with the `gil` feature).
+pub const BARRIERS: bool = STM;
