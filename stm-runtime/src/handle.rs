@@ -35,6 +35,12 @@ use crate::tx::Tx;
 /// The type must be `Copy` and contain no references, raw pointers, handles ([`GcRef`],
 /// [`Gc`], [`Root`]) or interior mutability, so that a byte copy of a value made in one thread
 /// is a valid, independent value in another.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not plain data that a shared object can hold",
+    label = "not `stm_runtime::Plain`",
+    note = "shared objects hold integers, floats, bool, char, (), arrays, tuples and Options \
+            of those, `Copy` types declared plain, handles (`Gc<T>`) and the runtime's containers"
+)]
 pub unsafe trait Plain: Copy + Send + Sync + 'static {}
 
 macro_rules! plain {
@@ -43,7 +49,25 @@ macro_rules! plain {
         unsafe impl Plain for $t {}
     )* };
 }
-plain!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, ());
+plain!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    ()
+);
 
 // SAFETY: an array of plain values is plain.
 unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
@@ -65,6 +89,73 @@ plain_tuple!(A, B, C, D, E, F);
 plain_tuple!(A, B, C, D, E, F, G);
 plain_tuple!(A, B, C, D, E, F, G, H);
 
+/// A type that may be a field of a shared object: [`Plain`] data, or a stored handle
+/// ([`GcRef<U>`] or `Option<GcRef<U>>`). `Loaded<'tx>` is what a transaction gets when it
+/// reads the field: the value itself for plain data, a [`Gc<'tx, U>`] for a stored handle.
+///
+/// # Safety
+/// Implemented by this crate only (for `Plain` types and stored handles); `load` and `store`
+/// must convert without changing which object a handle names.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a field of a shared object",
+    label = "not a shared-heap field type",
+    note = "fields hold plain data (integers, floats, bool, char, (), arrays, tuples, `Copy` \
+            types declared plain), handles `Gc<T>` / `Option<Gc<T>>`, or the runtime's containers"
+)]
+pub unsafe trait Field: Copy + 'static {
+    /// The field's value as seen inside a transaction.
+    type Loaded<'tx>;
+
+    /// Converts a stored value into what the transaction sees.
+    ///
+    /// # Safety
+    /// `self` must have been read out of an object in `tx`'s current snapshot.
+    unsafe fn load(self, tx: &Tx) -> Self::Loaded<'_>;
+
+    /// Converts a value of the transaction into its stored form.
+    fn store(value: Self::Loaded<'_>) -> Self;
+}
+
+// SAFETY: plain data is stored as itself.
+unsafe impl<T: Plain> Field for T {
+    type Loaded<'tx> = T;
+    #[inline(always)]
+    unsafe fn load(self, _tx: &Tx) -> T {
+        self
+    }
+    #[inline(always)]
+    fn store(value: T) -> T {
+        value
+    }
+}
+
+// SAFETY: a stored handle becomes a handle of the transaction that read it, naming the same
+// object; a stored handle in a snapshot names an object present in that snapshot.
+unsafe impl<U: Object> Field for GcRef<U> {
+    type Loaded<'tx> = Gc<'tx, U>;
+    #[inline(always)]
+    unsafe fn load(self, tx: &Tx) -> Gc<'_, U> {
+        Gc::new(tx, self.granule.get())
+    }
+    #[inline(always)]
+    fn store(value: Gc<'_, U>) -> Self {
+        value.to_ref()
+    }
+}
+
+// SAFETY: as for GcRef.
+unsafe impl<U: Object> Field for Option<GcRef<U>> {
+    type Loaded<'tx> = Option<Gc<'tx, U>>;
+    #[inline(always)]
+    unsafe fn load(self, tx: &Tx) -> Option<Gc<'_, U>> {
+        self.map(|r| Gc::new(tx, r.granule.get()))
+    }
+    #[inline(always)]
+    fn store(value: Option<Gc<'_, U>>) -> Self {
+        value.map(Gc::to_ref)
+    }
+}
+
 /// A type whose values can be allocated in the shared heap.
 ///
 /// Every [`Plain`] type is an object (a one-value box, like a `TVar`). Structs that hold
@@ -73,7 +164,10 @@ plain_tuple!(A, B, C, D, E, F, G, H);
 ///
 /// # Safety
 /// * The type must be `Copy`, `'static`, aligned to at most 8 bytes, and its fields must be
-///   `Plain` or `GcRef`/`Option<GcRef>` (handles are only stored in their `GcRef` form).
+///   [`Field`]s (`Plain` data, or handles in their `GcRef` form).
+/// * Safe code must not be able to build a value holding a `GcRef` that did not come from a
+///   `Gc` of the transaction that stores the value (the object macro only builds values from
+///   `Gc` handles of the allocating transaction).
 /// * [`Object::trace`] must report every `GcRef` the value holds (the collector frees what it
 ///   does not find).
 pub unsafe trait Object: Copy + 'static {
@@ -102,7 +196,9 @@ impl Tracer {
 
 impl fmt::Debug for Tracer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracer").field("found", &self.found.len()).finish()
+        f.debug_struct("Tracer")
+            .field("found", &self.found.len())
+            .finish()
     }
 }
 
@@ -195,103 +291,57 @@ impl<'tx, T: Object> Gc<'tx, T> {
         }
     }
 
-    /// Reads a field without a read barrier (the caller has already run one in this
-    /// transaction and nothing that can validate happened since, or the object was allocated
-    /// by this transaction).
+    /// Reads a field without a read barrier (the caller has already run one on this object
+    /// in this transaction and nothing that can validate happened since, or the object was
+    /// allocated by this transaction).
     ///
     /// # Safety
     /// `project` must return a pointer to a field of the `T` it is given (for example
     /// `|p| unsafe { std::ptr::addr_of_mut!((*p).field) }`), without reading through it.
     #[inline(always)]
-    pub unsafe fn read_field_unbarriered<F: Plain>(self, project: impl FnOnce(*mut T) -> *mut F) -> F {
+    pub unsafe fn read_field_unbarriered<F: Field>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut F,
+    ) -> F::Loaded<'tx> {
         // SAFETY: the caller's projection stays inside the object, which is live in our own
         // segment and holds a valid T (written whole by alloc, by a backup or by an import);
-        // nobody else writes our segment during the transaction. `read_unaligned` is not needed:
-        // values are 8-aligned and fields are aligned within them.
-        unsafe { project(self.value_ptr()).read() }
+        // nobody else writes our segment during the transaction. Values are 8-aligned and
+        // fields aligned within them. The field was read out of an object of `self.tx`'s
+        // snapshot, which is what `Field::load` requires.
+        unsafe { project(self.value_ptr()).read().load(self.tx) }
     }
 
-    /// Reads one field (read barrier + load).
+    /// Reads one field (read barrier + load). Plain fields come out as themselves; stored
+    /// handles (`GcRef<U>`) come out as `Gc<'tx, U>`.
     ///
     /// # Safety
     /// As for [`Gc::read_field_unbarriered`]: `project` returns a pointer to a field of `*p`.
     #[inline(always)]
-    pub unsafe fn read_field<F: Plain>(self, project: impl FnOnce(*mut T) -> *mut F) -> F {
+    pub unsafe fn read_field<F: Field>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut F,
+    ) -> F::Loaded<'tx> {
         self.read_barrier();
         // SAFETY: forwarded from the caller.
         unsafe { self.read_field_unbarriered(project) }
     }
 
-    /// Writes one field (write barrier + store).
+    /// Writes one field (write barrier + store). Handles are stored in their `GcRef` form;
+    /// they must belong to this same transaction (the shared `'tx` enforces it).
     ///
     /// # Safety
     /// `project` must return a pointer to a field of the `T` it is given, without reading
     /// through it.
     #[inline(always)]
-    pub unsafe fn write_field<F: Plain>(self, project: impl FnOnce(*mut T) -> *mut F, value: F) {
+    pub unsafe fn write_field<F: Field>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut F,
+        value: F::Loaded<'tx>,
+    ) {
         self.write_barrier();
         // SAFETY: the projection stays inside a live object of our own segment (caller);
-        // nothing else reads or writes it concurrently; F is Plain, so no drop is skipped.
-        unsafe { project(self.value_ptr()).write(value) }
-    }
-
-    /// Reads a stored handle out of a field.
-    ///
-    /// # Safety
-    /// `project` must return a pointer to a `GcRef<U>` field of the `T` it is given.
-    #[inline(always)]
-    pub unsafe fn read_ref<U: Object>(self, project: impl FnOnce(*mut T) -> *mut GcRef<U>) -> Gc<'tx, U> {
-        self.read_barrier();
-        // SAFETY: the field is inside a live object of our segment (caller); a stored GcRef
-        // names an object present in every snapshot that contains the object holding it.
-        let r = unsafe { project(self.value_ptr()).read() };
-        Gc::new(self.tx, r.granule.get())
-    }
-
-    /// Reads an optional stored handle out of a field.
-    ///
-    /// # Safety
-    /// `project` must return a pointer to an `Option<GcRef<U>>` field of the `T` it is given.
-    #[inline(always)]
-    pub unsafe fn read_opt_ref<U: Object>(
-        self,
-        project: impl FnOnce(*mut T) -> *mut Option<GcRef<U>>,
-    ) -> Option<Gc<'tx, U>> {
-        self.read_barrier();
-        // SAFETY: as for `read_ref`.
-        let r = unsafe { project(self.value_ptr()).read() };
-        r.map(|r| Gc::new(self.tx, r.granule.get()))
-    }
-
-    /// Stores a handle into a field.
-    ///
-    /// # Safety
-    /// `project` must return a pointer to a `GcRef<U>` field of the `T` it is given.
-    #[inline(always)]
-    pub unsafe fn write_ref<U: Object>(
-        self,
-        project: impl FnOnce(*mut T) -> *mut GcRef<U>,
-        value: Gc<'tx, U>,
-    ) {
-        self.write_barrier();
-        // SAFETY: the field lies in a live object of our segment (caller); `value` belongs
-        // to this same transaction (same `'tx`), so it names an object of this heap.
-        unsafe { project(self.value_ptr()).write(value.to_ref()) }
-    }
-
-    /// Stores an optional handle into a field.
-    ///
-    /// # Safety
-    /// `project` must return a pointer to an `Option<GcRef<U>>` field of the `T` it is given.
-    #[inline(always)]
-    pub unsafe fn write_opt_ref<U: Object>(
-        self,
-        project: impl FnOnce(*mut T) -> *mut Option<GcRef<U>>,
-        value: Option<Gc<'tx, U>>,
-    ) {
-        self.write_barrier();
-        // SAFETY: as for `write_ref`.
-        unsafe { project(self.value_ptr()).write(value.map(Gc::to_ref)) }
+        // nothing else reads or writes it concurrently; fields are Copy, so no drop is skipped.
+        unsafe { project(self.value_ptr()).write(F::store(value)) }
     }
 
     /// The stored form of this handle, for building an object that refers to it; only code
@@ -353,7 +403,12 @@ impl<T> PartialEq for GcRef<T> {
 impl<T> Eq for GcRef<T> {}
 impl<T> fmt::Debug for GcRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GcRef<{}>@{:#x}", std::any::type_name::<T>(), self.granule)
+        write!(
+            f,
+            "GcRef<{}>@{:#x}",
+            std::any::type_name::<T>(),
+            self.granule
+        )
     }
 }
 
@@ -397,7 +452,12 @@ impl<T> Clone for Root<T> {
 
 impl<T> fmt::Debug for Root<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Root<{}>@{:#x}", std::any::type_name::<T>(), self.granule)
+        write!(
+            f,
+            "Root<{}>@{:#x}",
+            std::any::type_name::<T>(),
+            self.granule
+        )
     }
 }
 

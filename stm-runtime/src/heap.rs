@@ -88,10 +88,12 @@ impl ChunkAllocator {
             };
             // Relaxed is enough: the counter only partitions address space; the contents of
             // the range are published through the commit log, not through this counter.
-            match self
-                .next
-                .compare_exchange_weak(cur, new_end, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.next.compare_exchange_weak(
+                cur,
+                new_end,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok((cur, new_end)),
                 Err(seen) => cur = seen,
             }
@@ -193,7 +195,11 @@ mod tests {
         let b = bump.alloc(3, &global, heap).unwrap();
         let big = bump.alloc(CHUNK_GRANULES, &global, heap).unwrap();
         assert_eq!(b, a + 2);
-        assert_ne!(big, b + 3, "a full chunk does not fit the rest of the current chunk");
+        assert_ne!(
+            big,
+            b + 3,
+            "a full chunk does not fit the rest of the current chunk"
+        );
         bump.rollback();
         // The next allocation reuses the aborted one's address.
         assert_eq!(bump.alloc(3, &global, heap).unwrap(), b);

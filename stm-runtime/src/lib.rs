@@ -57,7 +57,7 @@ mod sys;
 mod tx;
 
 pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
-pub use handle::{Gc, GcRef, Object, Plain, Root, Tracer};
+pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
 pub use runtime::{Builder, Stm};
 pub use stats::{thread_stats, Stats};
-pub use tx::{Tx, BARRIERS};
+pub use tx::{atomically, in_transaction, Tx, BARRIERS};

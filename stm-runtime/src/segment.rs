@@ -94,7 +94,12 @@ pub(crate) struct SegmentLocal {
 }
 
 impl Segment {
-    pub(crate) fn new(index: u32, image: &sys::HeapFile, heap_size: usize, start: *const Entry) -> std::io::Result<Segment> {
+    pub(crate) fn new(
+        index: u32,
+        image: &sys::HeapFile,
+        heap_size: usize,
+        start: *const Entry,
+    ) -> std::io::Result<Segment> {
         let mut heap = sys::map_segment(image, heap_size)?;
         let mut markers = sys::map_zeroed((heap_size / GRANULE) * 2)?;
         let heap_ptr = heap.as_mut_ptr();
@@ -142,7 +147,9 @@ impl SegmentLocal {
     pub(crate) fn header(&self, granule: u32) -> *mut Header {
         // SAFETY (of the arithmetic): granules handed out by the allocator are below
         // heap_size / 16, so the offset stays inside the mapping.
-        self.heap_base().wrapping_add(granule as usize * GRANULE).cast()
+        self.heap_base()
+            .wrapping_add(granule as usize * GRANULE)
+            .cast()
     }
 
     /// The marker of the object at `granule`.

@@ -43,7 +43,12 @@ pub(crate) fn map_segment(image: &HeapFile, len: usize) -> io::Result<MmapMut> {
     // SAFETY: the file is our own memfd; nobody truncates or writes it after this point
     // (HeapFile is private to the runtime and never written), so the mapping's contents are
     // only changed through the mapping itself.
-    unsafe { MmapOptions::new().len(len).no_reserve_swap().map_copy(&image.file) }
+    unsafe {
+        MmapOptions::new()
+            .len(len)
+            .no_reserve_swap()
+            .map_copy(&image.file)
+    }
 }
 
 /// Maps `len` bytes of anonymous zero-filled private memory.

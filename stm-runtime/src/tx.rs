@@ -110,11 +110,18 @@ impl Tx {
     /// Allocates `value` in the shared heap, or says the heap is full.
     #[inline]
     pub fn try_alloc<T: Object>(&self, value: T) -> Result<Gc<'_, T>, StmError> {
-        const { assert!(std::mem::align_of::<T>() <= 8, "shared objects are aligned to at most 8 bytes") };
+        const {
+            assert!(
+                std::mem::align_of::<T>() <= 8,
+                "shared objects are aligned to at most 8 bytes"
+            )
+        };
         let granules = const { granules_for(std::mem::size_of::<T>()) };
         let shared = self.shared_arc();
         let local = self.local();
-        let granule = local.bump.alloc(granules as u32, &shared.chunks, shared.config.heap_size)?;
+        let granule = local
+            .bump
+            .alloc(granules as u32, &shared.chunks, shared.config.heap_size)?;
         local.allocated.push(granule);
         let hdr = local.header(granule);
         // SAFETY: the allocator gave this attempt `granules` fresh granules of the heap,
@@ -128,6 +135,13 @@ impl Tx {
         }
         debug_assert!(granules * GRANULE >= HEADER_SIZE + std::mem::size_of::<T>());
         Ok(Gc::new(self, granule))
+    }
+
+    /// The runtime this transaction runs on.
+    pub fn stm(&self) -> Stm {
+        Stm {
+            shared: self.shared_arc().clone(),
+        }
     }
 
     /// Keeps `gc`'s object alive beyond this transaction.
@@ -335,6 +349,27 @@ enum Attempts<T> {
     Panicked(Box<dyn std::any::Any + Send>),
     /// Wait until a revision newer than this one is committed, then start over.
     RetryAfter(u64),
+}
+
+/// Runs `f` inside the transaction already running on this thread (joining it, whatever its
+/// runtime), or, if there is none, as a new transaction of [`Stm::global`].
+///
+/// This is what `#[transactional]` functions use: called inside a transaction they join it;
+/// called outside any transaction they run as their own, retried on conflict.
+pub fn atomically<R>(mut f: impl FnMut(&Tx) -> R) -> R {
+    let current = CURRENT.with(Cell::get);
+    if current.is_null() {
+        Stm::global().atomically(f)
+    } else {
+        // SAFETY: CURRENT points to the innermost running Tx on this thread's stack, alive
+        // until its CurrentGuard resets CURRENT after the closure that is running us returns.
+        f(unsafe { &*current })
+    }
+}
+
+/// Whether a transaction is running on this thread.
+pub fn in_transaction() -> bool {
+    !CURRENT.with(Cell::get).is_null()
 }
 
 fn conflict_counter(c: Conflict) -> Counter {

@@ -51,7 +51,11 @@ fn run_bank(stm: &Stm, accounts: &[Root<i64>], threads: usize, per_thread: usize
 
 fn check(stm: &Stm, accounts: &[Root<i64>]) {
     let b = balances(stm, accounts);
-    assert_eq!(b.iter().sum::<i64>(), INITIAL * accounts.len() as i64, "total not conserved");
+    assert_eq!(
+        b.iter().sum::<i64>(),
+        INITIAL * accounts.len() as i64,
+        "total not conserved"
+    );
     assert!(b.iter().all(|&x| x >= 0), "negative balance in {b:?}");
 }
 

@@ -74,7 +74,10 @@ fn objects_allocated_by_a_rolled_back_transaction_never_exist() {
     let root = leaked.lock().unwrap().take().unwrap();
     let err = catch_unwind(AssertUnwindSafe(|| stm.atomically(|tx| root.get(tx).get())))
         .expect_err("following a root to a rolled-back object is refused");
-    let msg = err.downcast_ref::<String>().map(String::as_str).or(err.downcast_ref::<&str>().copied());
+    let msg = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or(err.downcast_ref::<&str>().copied());
     assert!(msg.unwrap().contains("rolled back"), "{msg:?}");
     // The space is reused by the next allocation, and the runtime is fine.
     let again = stm.atomically(|tx| tx.root(tx.alloc(6u64)));
@@ -114,13 +117,25 @@ fn nested_calls_join_the_enclosing_transaction() {
         stm.atomically(|tx| {
             cell.get(tx).set(1);
             stm.atomically(|inner| {
-                assert_eq!(cell.get(inner).get(), 1, "the inner call sees the outer write");
+                assert_eq!(
+                    cell.get(inner).get(),
+                    1,
+                    "the inner call sees the outer write"
+                );
                 cell.get(inner).set(2);
             });
             panic!("the outer transaction fails after the inner one returned");
         })
     }));
     assert!(r.is_err());
-    assert_eq!(stm.atomically(|tx| cell.get(tx).get()), 0, "the inner write rolled back too");
-    assert_eq!(stm.stats().commits, 2, "setup and check only: the nested call is not a commit");
+    assert_eq!(
+        stm.atomically(|tx| cell.get(tx).get()),
+        0,
+        "the inner write rolled back too"
+    );
+    assert_eq!(
+        stm.stats().commits,
+        2,
+        "setup and check only: the nested call is not a commit"
+    );
 }
