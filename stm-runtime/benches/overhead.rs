@@ -1,1 +1,73 @@
-fn main() {}
+//! Single-thread cost of a transaction against an uncontended `std::sync::Mutex` doing the
+//! same work (issue: "Segment-mapped STM runtime", done-when figures).
+//!
+//! `cargo bench -p stm-runtime --bench overhead` (add `--features gil` for GIL mode).
+//! Compare the `stm/*` lines with the `mutex/*` lines of the same run.
+
+use std::hint::black_box;
+use std::sync::Mutex;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use stm_runtime::Stm;
+
+fn empty(c: &mut Criterion) {
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(16 << 20)
+        .build()
+        .unwrap();
+    let lock = Mutex::new(());
+    let mut g = c.benchmark_group("empty");
+    g.bench_function("mutex", |b| {
+        b.iter(|| drop(black_box(&lock).lock().unwrap()))
+    });
+    g.bench_function("stm", |b| {
+        b.iter(|| {
+            black_box(&stm).atomically(|tx| {
+                black_box(tx);
+            })
+        })
+    });
+    g.finish();
+}
+
+fn transfer(c: &mut Criterion) {
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(16 << 20)
+        .build()
+        .unwrap();
+    let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(1_000_000i64)), tx.root(tx.alloc(0i64))));
+    let accounts = Mutex::new([1_000_000i64, 0]);
+    let mut plain = [1_000_000i64, 0];
+    let mut g = c.benchmark_group("transfer");
+    g.bench_function("plain", |bch| {
+        bch.iter(|| {
+            let p = black_box(&mut plain);
+            p[0] -= 1;
+            p[1] += 1;
+        })
+    });
+    g.bench_function("mutex", |bch| {
+        bch.iter(|| {
+            let mut acc = black_box(&accounts).lock().unwrap();
+            acc[0] -= 1;
+            acc[1] += 1;
+        })
+    });
+    g.bench_function("stm", |bch| {
+        bch.iter(|| {
+            black_box(&stm).atomically(|tx| {
+                let (from, to) = (a.get(tx), b.get(tx));
+                from.set(from.get() - 1);
+                to.set(to.get() + 1);
+            })
+        })
+    });
+    g.finish();
+    let (x, y) = stm.atomically(|tx| (a.get(tx).get(), b.get(tx).get()));
+    assert_eq!(x + y, 1_000_000, "transfers conserved the total");
+}
+
+criterion_group!(benches, empty, transfer);
+criterion_main!(benches);

@@ -105,10 +105,10 @@ pub(crate) fn validate(
             // heap; the destination is this segment's private mapping, owned by us, and no
             // reference into it is alive (user code only ever holds copies).
             unsafe {
-                ptr::copy_nonoverlapping(
-                    rec.image.as_ptr().cast::<u8>(),
-                    local.header(rec.granule).cast::<u8>(),
-                    rec.image.len() * 8,
+                log::copy_words(
+                    rec.image.as_ptr(),
+                    local.header(rec.granule).cast(),
+                    rec.image.len(),
                 );
             }
         }
@@ -137,11 +137,7 @@ pub(crate) unsafe fn write_slow(local: &mut SegmentLocal, granule: u32) {
     let len = local.backups.len();
     // SAFETY: `reserve` made room; the source is the object's `granules * 16` bytes.
     unsafe {
-        ptr::copy_nonoverlapping(
-            hdr.cast::<u8>(),
-            local.backups.as_mut_ptr().add(len).cast::<u8>(),
-            words * 8,
-        );
+        log::copy_words(hdr.cast(), local.backups.as_mut_ptr().add(len), words);
         local.backups.set_len(len + words);
     }
     local.modified.push(granule);
@@ -223,24 +219,25 @@ pub(crate) fn commit(
         return Ok(Committed::ReadOnly);
     }
     // Re-arm the write barrier of every object we wrote or created, and copy the images.
-    let mut data = Vec::new();
+    let mut entry = if STM {
+        new_entry(shared, local)
+    } else {
+        Box::new(Entry::empty())
+    };
+    let data = &mut entry.data;
     for &g in local.modified.iter().chain(&local.allocated) {
         let hdr: *mut Header = local.header(g);
         // SAFETY: live objects of this heap in our own segment.
         unsafe {
             (*hdr).flags = ((*hdr).flags & !FLAG_NEW) | FLAG_WRITE_BARRIER;
             if STM {
-                Entry::push_record(&mut data, g, (*hdr).granules, hdr.cast());
+                Entry::push_record(data, g, (*hdr).granules, hdr.cast());
             }
         }
     }
     let rev = if STM {
-        let entry = Box::into_raw(Box::new(Entry {
-            next: ptr::null_mut::<Entry>().into(),
-            rev: 0,
-            segment: seg.index,
-            data,
-        }));
+        entry.segment = seg.index;
+        let entry = Box::into_raw(entry);
         loop {
             if !local.inevitable {
                 if let Err(c) = validate(shared, seg, local, true) {
@@ -273,12 +270,12 @@ pub(crate) fn commit(
         let rev = unsafe { (*entry).rev };
         local.last = entry;
         seg.applied_rev.store(rev, Ordering::Release);
-        shared.tail_rev.fetch_max(rev, Ordering::SeqCst);
-        shared.committed.notify();
+        shared.committed.notify_cheap();
         rev
     } else {
-        let rev = shared.tail_rev.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.committed.notify();
+        drop(entry);
+        let rev = shared.gil_commits.fetch_add(1, Ordering::Release) + 1;
+        shared.committed.notify_cheap();
         local.inevitable = false;
         rev
     };
@@ -294,6 +291,29 @@ pub(crate) fn commit(
     Ok(Committed::Wrote)
 }
 
+/// A cleared log entry: recycled from this segment's cache or the runtime's pool, or new.
+fn new_entry(shared: &Shared, local: &mut SegmentLocal) -> Box<Entry> {
+    if local.entry_cache.is_empty() {
+        let mut pool = shared.entry_pool.lock().unwrap_or_else(|e| e.into_inner());
+        let take = pool.len().min(ENTRY_BATCH);
+        let at = pool.len() - take;
+        local.entry_cache.extend(pool.drain(at..));
+    }
+    match local.entry_cache.pop() {
+        Some(mut e) => {
+            e.next = ptr::null_mut::<Entry>().into();
+            e.data.clear();
+            e
+        }
+        None => Box::new(Entry::empty()),
+    }
+}
+
+/// Entries a segment takes from the pool at once.
+const ENTRY_BATCH: usize = 64;
+/// Most entries kept in the pool; the trimmer frees the rest.
+const POOL_MAX: usize = 4096;
+
 /// Undoes the running attempt: restores before-images, forgets allocations, ends
 /// inevitability.
 pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
@@ -304,11 +324,7 @@ pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
         // (written by `write_slow` in the same order as `modified`).
         unsafe {
             let words = (*hdr).granules as usize * (GRANULE / 8);
-            ptr::copy_nonoverlapping(
-                local.backups.as_ptr().add(at).cast::<u8>(),
-                hdr.cast::<u8>(),
-                words * 8,
-            );
+            log::copy_words(local.backups.as_ptr().add(at), hdr.cast(), words);
             at += words;
         }
     }
@@ -351,7 +367,215 @@ fn trim(shared: &Shared) {
         }
         keep_from = keep_from.min(seg.applied_rev.load(Ordering::Acquire));
     }
+    let mut pool = shared.entry_pool.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: every segment's last applied entry has revision >= keep_from (revisions only
     // grow), so entries before it are unreachable; we hold the trimming lock.
-    unsafe { log::free_before(&mut head.0, keep_from) };
+    unsafe {
+        log::free_before(&mut head.0, keep_from, |e| {
+            if pool.len() < POOL_MAX {
+                pool.push(e);
+            }
+        })
+    };
+}
+
+#[cfg(all(test, not(feature = "gil")))]
+mod tests {
+    use super::*;
+    use crate::handle::Gc;
+    use crate::runtime::Stm;
+    use crate::tx::Tx;
+    use std::marker::PhantomData;
+
+    /// Two segments owned by this thread, as two concurrent transactions would own them.
+    fn two_segments(stm: &Stm) -> (&Segment, &Segment) {
+        let a = stm.shared.acquire_segment();
+        let b = stm.shared.acquire_segment();
+        assert_ne!(a.index, b.index);
+        (a, b)
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn local(seg: &Segment) -> &mut SegmentLocal {
+        // SAFETY: the test owns both segments (acquired above) and uses one at a time.
+        unsafe { &mut *seg.local.get() }
+    }
+
+    fn tx_for(stm: &Stm, seg: &Segment) -> Tx {
+        let l = local(seg);
+        Tx {
+            heap: l.heap_base(),
+            markers: l.markers_base(),
+            version: l.version,
+            seg,
+            shared: &stm.shared,
+            _not_send: PhantomData,
+        }
+    }
+
+    fn setup() -> (Stm, u32, u32) {
+        let stm = Stm::builder()
+            .segments(2)
+            .heap_size(1 << 20)
+            .build()
+            .unwrap();
+        let (x, y) = stm.atomically(|tx| (tx.alloc(1u64).granule, tx.alloc(2u64).granule));
+        (stm, x, y)
+    }
+
+    #[test]
+    fn a_read_marks_the_object_and_a_newer_commit_of_it_conflicts() {
+        let (stm, x, y) = setup();
+        let sh = &stm.shared;
+        let (a, b) = two_segments(&stm);
+        begin(sh, a, local(a));
+        begin(sh, b, local(b));
+        let ta = tx_for(&stm, a);
+        let gx = Gc::<u64>::new(&ta, x);
+        assert_eq!(gx.get(), 1);
+        // SAFETY: in bounds; the test owns the segment.
+        assert_eq!(
+            unsafe { *local(a).marker(x) },
+            local(a).version,
+            "read marker set"
+        );
+        // SAFETY: as above.
+        assert_ne!(
+            unsafe { *local(a).marker(y) },
+            local(a).version,
+            "y was not read"
+        );
+        // B writes x and commits.
+        let tb = tx_for(&stm, b);
+        Gc::<u64>::new(&tb, x).set(10);
+        assert!(commit(sh, b, local(b)).is_ok());
+        // A still sees its snapshot, and validation reports a read-write conflict.
+        assert_eq!(gx.get(), 1);
+        let c = validate(sh, a, local(a), true).unwrap_err();
+        assert_eq!(
+            (c.granule, c.write_write, c.other_segment),
+            (x, false, b.index)
+        );
+        rollback(sh, local(a));
+        // A fresh attempt imports the commit.
+        begin(sh, a, local(a));
+        let ta = tx_for(&stm, a);
+        assert_eq!(Gc::<u64>::new(&ta, x).get(), 10);
+    }
+
+    #[test]
+    fn disjoint_writes_both_commit_and_are_imported() {
+        let (stm, x, y) = setup();
+        let sh = &stm.shared;
+        let (a, b) = two_segments(&stm);
+        begin(sh, a, local(a));
+        begin(sh, b, local(b));
+        Gc::<u64>::new(&tx_for(&stm, a), x).set(11);
+        Gc::<u64>::new(&tx_for(&stm, b), y).set(22);
+        assert!(commit(sh, b, local(b)).is_ok());
+        assert!(
+            commit(sh, a, local(a)).is_ok(),
+            "no conflict: a never touched y"
+        );
+        // A imported B's write while validating its commit; B sees A's at its next start.
+        begin(sh, a, local(a));
+        begin(sh, b, local(b));
+        for seg in [a, b] {
+            let t = tx_for(&stm, seg);
+            assert_eq!(
+                (Gc::<u64>::new(&t, x).get(), Gc::<u64>::new(&t, y).get()),
+                (11, 22)
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_to_one_object_are_a_write_write_conflict() {
+        let (stm, x, _) = setup();
+        let sh = &stm.shared;
+        let (a, b) = two_segments(&stm);
+        begin(sh, a, local(a));
+        begin(sh, b, local(b));
+        Gc::<u64>::new(&tx_for(&stm, a), x).set(5);
+        assert_eq!(local(a).modified, vec![x]);
+        Gc::<u64>::new(&tx_for(&stm, b), x).set(6);
+        assert!(commit(sh, b, local(b)).is_ok());
+        let c = commit(sh, a, local(a)).err().expect("a must lose");
+        assert!(c.write_write);
+        rollback(sh, local(a));
+        // The backup restored a's copy to the value of its snapshot (1), and the barrier flag.
+        let hdr = local(a).header(x);
+        // SAFETY: a live object's header in a segment the test owns.
+        assert_ne!(unsafe { (*hdr).flags } & FLAG_WRITE_BARRIER, 0);
+        begin(sh, a, local(a));
+        assert_eq!(Gc::<u64>::new(&tx_for(&stm, a), x).get(), 6);
+    }
+
+    #[test]
+    fn new_objects_need_no_write_barrier_until_committed() {
+        let stm = Stm::builder()
+            .segments(1)
+            .heap_size(1 << 20)
+            .build()
+            .unwrap();
+        stm.atomically(|tx| {
+            let o = tx.alloc(0u64);
+            o.set(1);
+            assert!(tx.local().modified.is_empty(), "no backup of a new object");
+            assert_eq!(tx.local().allocated, vec![o.granule]);
+        });
+        let g = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+        stm.atomically(|tx| {
+            g.get(tx).set(1);
+            assert_eq!(
+                tx.local().modified.len(),
+                1,
+                "committed objects do need one"
+            );
+        });
+    }
+
+    #[test]
+    fn the_marker_version_wraps_by_clearing_every_marker() {
+        let (stm, x, _) = setup();
+        let sh = &stm.shared;
+        let a = sh.acquire_segment();
+        begin(sh, a, local(a));
+        Gc::<u64>::new(&tx_for(&stm, a), x).get();
+        assert!(commit(sh, a, local(a)).is_ok());
+        local(a).version = u16::MAX;
+        // SAFETY: in bounds; owned.
+        unsafe { *local(a).marker(x) = 1 };
+        begin(sh, a, local(a));
+        assert_eq!(local(a).version, 1);
+        // SAFETY: in bounds; owned.
+        assert_eq!(unsafe { *local(a).marker(x) }, 0, "old markers cleared");
+    }
+
+    #[test]
+    fn the_log_is_trimmed_once_every_segment_has_passed() {
+        let stm = Stm::builder()
+            .segments(2)
+            .heap_size(1 << 20)
+            .build()
+            .unwrap();
+        let g = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+        for _ in 0..(3 * TRIM_EVERY) {
+            stm.atomically(|tx| g.get(tx).update(|v| *v += 1));
+        }
+        let head_rev = {
+            let head = stm.shared.log_head.lock().unwrap();
+            // SAFETY: the head entry is live while we hold the trimming lock.
+            unsafe { (*head.0).rev }
+        };
+        // The unused second segment was caught up by the trimmer, so it does not pin rev 0.
+        assert!(
+            head_rev >= 2 * TRIM_EVERY,
+            "log not trimmed: head at {head_rev}"
+        );
+        assert_eq!(
+            stm.shared.segments[1].applied_rev.load(Ordering::Relaxed),
+            head_rev
+        );
+    }
 }

@@ -170,6 +170,12 @@ unsafe impl<U: Object> Field for Option<GcRef<U>> {
 ///   `Gc` handles of the allocating transaction).
 /// * [`Object::trace`] must report every `GcRef` the value holds (the collector frees what it
 ///   does not find).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be allocated in the shared heap",
+    label = "not a shared object type",
+    note = "allocate plain data (integers, floats, bool, char, arrays, tuples, `Copy` types \
+            declared plain) or structs declared with the object attribute"
+)]
 pub unsafe trait Object: Copy + 'static {
     /// Reports every handle stored in `self` to `tracer`.
     fn trace(&self, tracer: &mut Tracer) {

@@ -40,20 +40,26 @@ pub(crate) struct Record<'a> {
 }
 
 impl Entry {
-    /// The initial entry every segment starts from.
-    pub(crate) fn initial() -> *mut Entry {
-        Box::into_raw(Box::new(Entry {
+    /// An unlinked entry with no records.
+    pub(crate) fn empty() -> Entry {
+        Entry {
             next: AtomicPtr::new(ptr::null_mut()),
             rev: 0,
             segment: u32::MAX,
             data: Vec::new(),
-        }))
+        }
+    }
+
+    /// The initial entry every segment starts from.
+    pub(crate) fn initial() -> *mut Entry {
+        Box::into_raw(Box::new(Entry::empty()))
     }
 
     /// Appends the image of the object at `granule` (`granules` long) read from `src`.
     ///
     /// # Safety
     /// `src` must be valid for reads of `granules * 16` bytes.
+    #[inline]
     pub(crate) unsafe fn push_record(
         data: &mut Vec<MaybeUninit<u64>>,
         granule: u32,
@@ -67,10 +73,10 @@ impl Entry {
         ));
         let len = data.len();
         // SAFETY: `reserve` made room for `words` more elements after `len`; the caller
-        // guarantees `src` is readable for `words * 8` bytes; a fresh Vec buffer never
-        // overlaps a heap mapping. MaybeUninit<u64> may hold any bytes, padding included.
+        // guarantees `src` is readable for `words * 8` bytes; a Vec buffer never overlaps a
+        // heap mapping. MaybeUninit<u64> may hold any bytes, padding included.
         unsafe {
-            ptr::copy_nonoverlapping(src, data.as_mut_ptr().add(len).cast::<u8>(), words * 8);
+            copy_words(src.cast(), data.as_mut_ptr().add(len), words);
             data.set_len(len + words);
         }
     }
@@ -102,14 +108,18 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// Frees the entries from `*head` up to (not including) the first one whose revision is at
-/// least `keep_from`, and moves `*head` there.
+/// Unlinks the entries from `*head` up to (not including) the first one whose revision is
+/// at least `keep_from`, hands each to `recycle`, and moves `*head` there.
 ///
 /// # Safety
 /// Every entry before revision `keep_from` must be unreachable by every segment (each
 /// segment's last applied entry has revision `>= keep_from`), and `*head` must be the oldest
 /// entry still allocated, owned by the caller.
-pub(crate) unsafe fn free_before(head: &mut *mut Entry, keep_from: u64) {
+pub(crate) unsafe fn free_before(
+    head: &mut *mut Entry,
+    keep_from: u64,
+    mut recycle: impl FnMut(Box<Entry>),
+) {
     loop {
         // SAFETY: `*head` is allocated (caller) and only freed here.
         let entry = unsafe { &**head };
@@ -121,8 +131,33 @@ pub(crate) unsafe fn free_before(head: &mut *mut Entry, keep_from: u64) {
         debug_assert!(!next.is_null() && next != INEVITABLE);
         // SAFETY: the entry was made by Box::into_raw and no segment can reach it any more
         // (caller); we advance the head before anyone could look at it again.
-        drop(unsafe { Box::from_raw(*head) });
+        recycle(unsafe { Box::from_raw(*head) });
         *head = next;
+    }
+}
+
+/// Copies `words` 8-byte words; small objects (one or two granules, the common case) are
+/// copied inline instead of through a `memcpy` call.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `words * 8` bytes, not overlapping, both 8-aligned.
+#[inline(always)]
+pub(crate) unsafe fn copy_words(
+    src: *const MaybeUninit<u64>,
+    dst: *mut MaybeUninit<u64>,
+    words: usize,
+) {
+    // SAFETY: forwarded from the caller; each branch copies exactly `words` words.
+    unsafe {
+        match words {
+            2 => dst
+                .cast::<[MaybeUninit<u64>; 2]>()
+                .write(src.cast::<[MaybeUninit<u64>; 2]>().read()),
+            4 => dst
+                .cast::<[MaybeUninit<u64>; 4]>()
+                .write(src.cast::<[MaybeUninit<u64>; 4]>().read()),
+            _ => ptr::copy_nonoverlapping(src, dst, words),
+        }
     }
 }
 
@@ -186,11 +221,11 @@ mod tests {
         }
         let mut head = first;
         // SAFETY: no segment exists; entries 0..3 are ours to free.
-        unsafe { free_before(&mut head, 3) };
+        unsafe { free_before(&mut head, 3, drop) };
         // SAFETY: head is live.
         assert_eq!(unsafe { (*head).rev }, 3);
         // SAFETY: free the rest.
-        unsafe { free_before(&mut head, 5) };
+        unsafe { free_before(&mut head, 5, drop) };
         // SAFETY: the last one is still allocated.
         unsafe { drop(Box::from_raw(head)) };
     }

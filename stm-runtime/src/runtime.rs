@@ -89,18 +89,37 @@ pub(crate) struct Monitor {
     pub cond: Condvar,
 }
 
+/// How long a waiter sleeps before it looks at its condition again, in case it missed a
+/// wake-up sent with [`Monitor::notify_cheap`].
+const POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
 impl Monitor {
     /// Wakes every waiter, if there is any. The caller has already made the condition true
-    /// with a SeqCst store, so a waiter either sees it or is counted here.
+    /// with a SeqCst store, so a waiter either sees it or is counted here: no wake-up is lost.
     pub(crate) fn notify(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.cond.notify_all();
+            self.wake();
         }
     }
 
-    /// Blocks until `ready()` holds. `ready` must read with SeqCst what `notify`'s caller
-    /// wrote with SeqCst.
+    /// Like [`Monitor::notify`] for conditions published with a Release store only (no
+    /// fence on the hot path): a waiter that raced with this call may miss it, and then sees
+    /// the condition at its next poll, at most [`POLL`] later.
+    #[inline]
+    pub(crate) fn notify_cheap(&self) {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cond.notify_all();
+    }
+
+    /// Blocks until `ready()` holds: spins briefly, then sleeps until notified, looking at
+    /// the condition again at least every [`POLL`].
     pub(crate) fn wait_until(&self, mut ready: impl FnMut() -> bool) {
         let backoff = crossbeam_utils::Backoff::new();
         while !backoff.is_completed() {
@@ -112,7 +131,11 @@ impl Monitor {
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.waiters.fetch_add(1, Ordering::SeqCst);
         while !ready() {
-            g = self.cond.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = self
+                .cond
+                .wait_timeout(g, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
@@ -125,8 +148,10 @@ pub(crate) struct Shared {
     pub chunks: ChunkAllocator,
     /// Oldest log entry still allocated; the lock is the trimming lock.
     pub log_head: Mutex<LogHead>,
-    /// The highest committed revision (for `retry` waiters).
-    pub tail_rev: AtomicU64,
+    /// Commits so far, in GIL mode only (where there is no log); `retry` waits on it.
+    pub gil_commits: AtomicU64,
+    /// Log entries freed by the trimmer, for reuse by committers (bounded).
+    pub entry_pool: Mutex<Vec<Box<Entry>>>,
     /// Threads waiting for a free segment.
     pub segment_free: Monitor,
     /// Threads waiting for the inevitable transaction to end.
@@ -161,7 +186,8 @@ impl Shared {
             config,
             segments,
             log_head: Mutex::new(LogHead(first)),
-            tail_rev: AtomicU64::new(0),
+            gil_commits: AtomicU64::new(0),
+            entry_pool: Mutex::new(Vec::new()),
             segment_free: Monitor::default(),
             inevitable_done: Monitor::default(),
             committed: Monitor::default(),
@@ -186,7 +212,7 @@ impl Shared {
             let seg = &self.segments[i];
             // Acquire: see everything the previous owner (or the trimmer) did to the segment.
             seg.state
-                .compare_exchange(FREE, OWNED, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
                 .then_some(seg)
         };
@@ -207,10 +233,25 @@ impl Shared {
     }
 
     /// Gives a segment back.
+    #[inline]
     pub(crate) fn release_segment(&self, seg: &Segment) {
-        // Release: our accesses to the segment happen before the next owner's.
-        seg.state.store(FREE, Ordering::SeqCst);
-        self.segment_free.notify();
+        // Release: our accesses to the segment happen before the next owner's Acquire CAS.
+        seg.state.store(FREE, Ordering::Release);
+        self.segment_free.notify_cheap();
+    }
+
+    /// The newest committed revision any segment has applied (what `retry` waits on).
+    pub(crate) fn newest_rev(&self) -> u64 {
+        if cfg!(feature = "gil") {
+            self.gil_commits.load(Ordering::Acquire)
+        } else {
+            // A committer stores its entry's revision into its own segment's applied_rev.
+            self.segments
+                .iter()
+                .map(|s| s.applied_rev.load(Ordering::Acquire))
+                .max()
+                .unwrap_or(0)
+        }
     }
 
     /// Sums the counters of every segment.
@@ -225,6 +266,7 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         let head = self.log_head.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Pooled entries are plain boxes: dropping the pool frees them.
         // SAFETY: we are the last owner of the runtime: no segment is in use and no thread can
         // reach the log any more; every entry from the head on is ours to free.
         unsafe { log::free_all(head.0) };

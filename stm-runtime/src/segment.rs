@@ -91,6 +91,8 @@ pub(crate) struct SegmentLocal {
     pub attempt: u64,
     /// Births of roots to objects allocated by the running attempt, settled at its end.
     pub pending_roots: Vec<Arc<AtomicU64>>,
+    /// Recycled log entries, ready for this segment's next commits.
+    pub entry_cache: Vec<Box<Entry>>,
 }
 
 impl Segment {
@@ -124,6 +126,7 @@ impl Segment {
                 doomed: None,
                 attempt: 0,
                 pending_roots: Vec::new(),
+                entry_cache: Vec::new(),
             }),
         })
     }

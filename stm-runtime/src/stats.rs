@@ -151,9 +151,8 @@ impl SegmentStats {
         let a = &self.counts[c as usize];
         a.store(a.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         THREAD.with(|t| {
-            let mut v = t.get();
-            v[c as usize] += 1;
-            t.set(v);
+            let cell = &t[c as usize];
+            cell.set(cell.get() + 1);
         });
     }
 
@@ -165,10 +164,10 @@ impl SegmentStats {
 }
 
 thread_local! {
-    static THREAD: Cell<[u64; COUNTERS]> = const { Cell::new([0; COUNTERS]) };
+    static THREAD: [Cell<u64>; COUNTERS] = const { [const { Cell::new(0) }; COUNTERS] };
 }
 
 /// The calling thread's counters, over every runtime it has used.
 pub fn thread_stats() -> Stats {
-    Stats::from_array(THREAD.with(Cell::get))
+    Stats::from_array(THREAD.with(|t| std::array::from_fn(|i| t[i].get())))
 }

@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::commit::{self, Committed, STM};
@@ -33,9 +32,9 @@ pub struct Tx {
     pub(crate) markers: *mut u16,
     /// Marker value of this attempt.
     pub(crate) version: u16,
-    seg: *const Segment,
-    shared: *const Arc<Shared>,
-    _not_send: PhantomData<*mut ()>,
+    pub(crate) seg: *const Segment,
+    pub(crate) shared: *const Arc<Shared>,
+    pub(crate) _not_send: PhantomData<*mut ()>,
 }
 
 /// Why an attempt unwinds out of user code (private: user code cannot forge it).
@@ -144,8 +143,13 @@ impl Tx {
         }
     }
 
-    /// Keeps `gc`'s object alive beyond this transaction.
-    pub fn root<T: Object>(&self, gc: Gc<'_, T>) -> Root<T> {
+    /// Keeps `gc`'s object alive beyond this transaction. `gc` must be a handle of this
+    /// transaction (the shared lifetime `'tx` makes that a compile-time check).
+    pub fn root<'tx, T: Object>(&'tx self, gc: Gc<'tx, T>) -> Root<T> {
+        assert!(
+            std::ptr::eq(gc.tx, self),
+            "Tx::root: the handle belongs to another transaction"
+        );
         Root::new(self, gc)
     }
 
@@ -253,9 +257,7 @@ impl Stm {
                 Attempts::RetryAfter(seen) => {
                     // Give the segment back while waiting: the commit we wait for may need it.
                     drop(owned);
-                    shared
-                        .committed
-                        .wait_until(|| shared.tail_rev.load(Ordering::SeqCst) > seen);
+                    shared.committed.wait_until(|| shared.newest_rev() > seen);
                 }
             }
         }
@@ -324,7 +326,7 @@ impl Stm {
                                 // SAFETY: see commit::validate for why `last` is live.
                                 unsafe { (*local.last).rev }
                             } else {
-                                shared.tail_rev.load(Ordering::SeqCst)
+                                shared.newest_rev()
                             };
                             return Attempts::RetryAfter(seen);
                         }

@@ -1,0 +1,32 @@
+//! A loop of single-thread transfer transactions, for profilers (callgrind, perf).
+//! `cargo run --release -p stm-runtime --example profile_transfer -- [N]`
+use stm_runtime::Stm;
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(16 << 20)
+        .build()
+        .unwrap();
+    let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(n as i64)), tx.root(tx.alloc(0i64))));
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        stm.atomically(|tx| {
+            let (from, to) = (a.get(tx), b.get(tx));
+            from.set(from.get() - 1);
+            to.set(to.get() + 1);
+        });
+    }
+    let el = t.elapsed();
+    let (x, y) = stm.atomically(|tx| (a.get(tx).get(), b.get(tx).get()));
+    assert_eq!((x, y), (0, n as i64));
+    println!(
+        "{n} transfers: {:.1} ns each; {}",
+        el.as_nanos() as f64 / n as f64,
+        stm.stats()
+    );
+}
