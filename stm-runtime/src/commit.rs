@@ -113,6 +113,7 @@ pub(crate) fn validate(
             }
         }
         local.last = next;
+        local.snapshot_rev = entry.rev;
         seg.applied_rev.store(entry.rev, Ordering::Release);
     }
 }
@@ -269,6 +270,7 @@ pub(crate) fn commit(
         // SAFETY: the entry is linked and live (it is our last applied one from now on).
         let rev = unsafe { (*entry).rev };
         local.last = entry;
+        local.snapshot_rev = rev;
         seg.applied_rev.store(rev, Ordering::Release);
         shared.committed.notify_cheap();
         rev
@@ -409,6 +411,7 @@ mod tests {
             version: l.version,
             seg,
             shared: &stm.shared,
+            shared_raw: std::sync::Arc::as_ptr(&stm.shared),
             _not_send: PhantomData,
         }
     }

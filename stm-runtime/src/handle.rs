@@ -478,8 +478,7 @@ impl<T: Object> Root<T> {
             local.pending_roots.push(cell.clone());
             Born::Pending(cell, tx.segment().index, local.attempt)
         } else {
-            // SAFETY: see commit::validate for why `last` is live.
-            Born::At(unsafe { (*local.last).rev })
+            Born::At(local.snapshot_rev)
         };
         Root {
             shared: tx.shared_arc().clone(),
@@ -500,7 +499,7 @@ impl<T: Object> Root<T> {
     /// rolled back (the object never existed).
     pub fn get<'tx>(&self, tx: &'tx Tx) -> Gc<'tx, T> {
         assert!(
-            Arc::ptr_eq(&self.shared, tx.shared_arc()),
+            std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()),
             "Root::get: this root belongs to another Stm runtime than the transaction's"
         );
         let rev = match &self.born {
@@ -515,8 +514,7 @@ impl<T: Object> Root<T> {
                 rev => rev,
             },
         };
-        // SAFETY: see commit::validate for why `last` is live.
-        if rev > unsafe { (*tx.local().last).rev } {
+        if rev > tx.local().snapshot_rev {
             tx.catch_up();
         }
         Gc::new(tx, self.granule)

@@ -50,6 +50,7 @@ mod config;
 mod handle;
 mod heap;
 mod log;
+mod macro_support;
 mod runtime;
 mod segment;
 mod stats;
@@ -61,3 +62,9 @@ pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
 pub use runtime::{Builder, Stm};
 pub use stats::{thread_stats, Stats};
 pub use tx::{atomically, in_transaction, Tx, BARRIERS};
+
+/// Support for the code the macros write. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::macro_support::*;
+}

@@ -37,7 +37,9 @@ pub(crate) struct Conflict {
     pub other_segment: u32,
 }
 
-/// One segment.
+/// One segment. Aligned to two cache lines so that segments owned by different threads never
+/// share one (each transaction writes its segment's state and counters).
+#[repr(align(128))]
 pub(crate) struct Segment {
     /// Position in the runtime's segment table.
     pub index: u32,
@@ -75,6 +77,8 @@ pub(crate) struct SegmentLocal {
     pub version: u16,
     /// The last commit-log entry applied to `heap`.
     pub last: *const Entry,
+    /// `last`'s revision (kept here so that reading it touches no shared cache line).
+    pub snapshot_rev: u64,
     /// Committed objects written by the running transaction (granules), in barrier order.
     pub modified: Vec<u32>,
     /// Before-images of `modified`, concatenated in the same order.
@@ -118,6 +122,7 @@ impl Segment {
                 markers_ptr,
                 version: 0,
                 last: start,
+                snapshot_rev: 0,
                 modified: Vec::new(),
                 backups: Vec::new(),
                 allocated: Vec::new(),

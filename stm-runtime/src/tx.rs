@@ -33,7 +33,10 @@ pub struct Tx {
     /// Marker value of this attempt.
     pub(crate) version: u16,
     pub(crate) seg: *const Segment,
+    /// The runtime (the `Stm`'s Arc, for cloning it).
     pub(crate) shared: *const Arc<Shared>,
+    /// The runtime's shared state itself (one load less on hot paths).
+    pub(crate) shared_raw: *const Shared,
     pub(crate) _not_send: PhantomData<*mut ()>,
 }
 
@@ -92,6 +95,13 @@ impl Tx {
         unsafe { &*self.shared }
     }
 
+    /// The runtime's shared state.
+    #[inline]
+    pub(crate) fn shared(&self) -> &Shared {
+        // SAFETY: the Arc that owns it is borrowed for the whole `atomically` call.
+        unsafe { &*self.shared_raw }
+    }
+
     /// Allocates `value` in the shared heap. The new object needs no barriers in this
     /// transaction and becomes visible to others when it commits.
     ///
@@ -116,7 +126,7 @@ impl Tx {
             )
         };
         let granules = const { granules_for(std::mem::size_of::<T>()) };
-        let shared = self.shared_arc();
+        let shared = self.shared();
         let local = self.local();
         let granule = local
             .bump
@@ -164,7 +174,7 @@ impl Tx {
         if local.inevitable {
             return;
         }
-        if let Err(c) = commit::become_inevitable(self.shared_arc(), self.segment(), local) {
+        if let Err(c) = commit::become_inevitable(self.shared(), self.segment(), local) {
             self.abort_with(AbortSignal::Conflict(c));
         }
     }
@@ -194,7 +204,7 @@ impl Tx {
 
     /// Brings the snapshot up to the newest commit (aborting on conflict).
     pub(crate) fn catch_up(&self) {
-        if let Err(c) = commit::validate(self.shared_arc(), self.segment(), self.local(), true) {
+        if let Err(c) = commit::validate(self.shared(), self.segment(), self.local(), true) {
             self.abort_with(AbortSignal::Conflict(c));
         }
     }
@@ -240,7 +250,7 @@ impl Stm {
             // SAFETY: CURRENT points to a Tx on this thread's stack that is alive until its
             // CurrentGuard resets CURRENT, which happens after `f` returns.
             let cur = unsafe { &*current };
-            if Arc::ptr_eq(cur.shared_arc(), shared) {
+            if std::ptr::eq(cur.shared_raw, Arc::as_ptr(shared)) {
                 return f(cur);
             }
         }
@@ -283,6 +293,7 @@ impl Stm {
                 version: local.version,
                 seg,
                 shared,
+                shared_raw: Arc::as_ptr(shared),
                 _not_send: PhantomData,
             };
             if *aborts >= shared.config.inevitable_after && *aborts > 0 {
@@ -323,8 +334,7 @@ impl Stm {
                             // The revision of our snapshot: any later commit may change what
                             // we read. (In GIL mode nothing commits while we run.)
                             let seen = if STM {
-                                // SAFETY: see commit::validate for why `last` is live.
-                                unsafe { (*local.last).rev }
+                                local.snapshot_rev
                             } else {
                                 shared.newest_rev()
                             };

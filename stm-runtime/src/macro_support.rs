@@ -1,0 +1,504 @@
+//! What the code written by `#[stm::object]` and `#[stm::transactional]` calls. Not a public
+//! API: reached as `stm_runtime::__private`, hidden from the docs, and free to change.
+//!
+//! # How a field access is dispatched
+//!
+//! A proc macro sees `a.balance` but not the type of `a`. The expansion therefore asks the
+//! compiler, by method resolution, which kind of receiver it has (the "autoref specialization"
+//! pattern, as in anyhow's `kind()`):
+//!
+//! * `a.__stm_rkind()` finds [`HandleRead::__stm_rkind`] (by value, on `Gc`) before
+//!   [`PlainRead::__stm_rkind`] (by reference, on anything) when `a` is a handle, and yields a
+//!   [`HandleTag`]; for any other receiver it yields a [`PlainRef`] borrowing `a`.
+//! * `a.__stm_wkind()` does the same for writes, yielding a [`HandleTag`] or a [`PlainMut`].
+//!
+//! Every tag method takes two projections of the same field, written by the macro:
+//! an ordinary closure `|r| &r.balance` (used by the plain tags: ordinary Rust semantics,
+//! auto-deref included) and a raw-pointer projection [`Proj`] (used by the handle tag, which
+//! runs the barrier and copies the field in or out of the segment). Both type-check for both
+//! kinds of receiver, so one expansion serves both; the compiler picks.
+//!
+//! A handle never hands out a reference into segment memory: reads give a copy wrapped in
+//! [`ReadOnly`] (no `DerefMut`, so a `&mut self` method on a copy is a compile error rather
+//! than a lost write) and mutable places give a [`WriteBack`] guard that writes the changed
+//! copy back (with the write barrier) when the statement ends.
+
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use crate::handle::{Field, Gc, GcRef, Object, Plain, Tracer};
+use crate::tx::Tx;
+
+pub use crate::tx::atomically;
+
+/// A zero-sized proof that an object value was built by the macro's allocation code, which
+/// converts every handle field from a `Gc` of the allocating transaction. Object structs carry
+/// one as a hidden field, so safe code cannot build an object value holding a forged or stale
+/// [`GcRef`] (as [`Object`]'s contract requires).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seal(());
+
+impl Seal {
+    /// # Safety
+    /// The seal must only go into an object value whose stored handles all come from `Gc`
+    /// handles of the transaction that allocates the value (through [`store`]).
+    #[inline(always)]
+    pub const unsafe fn new() -> Seal {
+        Seal(())
+    }
+}
+
+/// Converts a transaction's value of a field into its stored form (`Gc` -> `GcRef`).
+/// `tx` only ties the handles' lifetime to the allocating transaction.
+#[inline(always)]
+pub fn store<'tx, F: Field>(tx: &'tx Tx, value: F::Loaded<'tx>) -> F {
+    let _ = tx;
+    F::store(value)
+}
+
+/// Reports the handles a field holds to the collector (used by the generated
+/// [`Object::trace`]).
+///
+/// # Safety
+/// `trace_field` must visit every [`GcRef`] stored in the value.
+pub unsafe trait TraceField {
+    /// Visits every stored handle.
+    fn trace_field(&self, tracer: &mut Tracer);
+}
+
+// SAFETY: plain data holds no handles.
+unsafe impl<T: Plain> TraceField for T {
+    #[inline(always)]
+    fn trace_field(&self, _tracer: &mut Tracer) {}
+}
+// SAFETY: visits the one handle.
+unsafe impl<U: Object> TraceField for GcRef<U> {
+    fn trace_field(&self, tracer: &mut Tracer) {
+        tracer.visit(*self);
+    }
+}
+// SAFETY: visits the handle if there is one.
+unsafe impl<U: Object> TraceField for Option<GcRef<U>> {
+    fn trace_field(&self, tracer: &mut Tracer) {
+        if let Some(r) = self {
+            tracer.visit(*r);
+        }
+    }
+}
+
+/// Compile-time check that a field type may live in a shared object.
+#[inline(always)]
+pub const fn assert_field<F: Field + TraceField>() {}
+
+/// Compile-time check that a type is plain data.
+#[inline(always)]
+pub const fn assert_plain<T: Plain>() {}
+
+/// A raw-pointer projection from a `T` onto one of its fields, of type `F`:
+/// `|p| addr_of!((*p).field)`. The type parameters let the compiler type the closure from
+/// the receiver before it checks the closure's body.
+pub struct Proj<T: ?Sized, F: ?Sized, C>(C, PhantomData<fn(*mut T) -> *const F>);
+
+impl<T: ?Sized, F: ?Sized, C: Fn(*mut T) -> *const F> Proj<T, F, C> {
+    /// A projection from the type `witness` accesses (a handle's object type, or a plain
+    /// receiver's type); `witness` only fixes `T` so that the closure can be typed.
+    ///
+    /// # Safety
+    /// Called with a pointer to a live `T`, `c` must return a pointer to one of its fields
+    /// (a place inside the same allocation) without reading or writing through it.
+    #[inline(always)]
+    pub unsafe fn of<W: Witness<Target = T>>(witness: &W, c: C) -> Self {
+        let _ = witness;
+        Proj(c, PhantomData)
+    }
+
+    #[inline(always)]
+    fn get(&self) -> impl Fn(*mut T) -> *mut F + '_ {
+        move |p| (self.0)(p).cast_mut()
+    }
+}
+
+/// What a projection starts from, for each kind of receiver.
+pub trait Witness {
+    /// The struct whose field is projected.
+    type Target: ?Sized;
+}
+impl<T> Witness for Gc<'_, T> {
+    type Target = T;
+}
+impl<T> Witness for HandleTag<'_, T> {
+    type Target = T;
+}
+impl<X: ?Sized> Witness for PlainRef<'_, X> {
+    type Target = X;
+}
+impl<X: ?Sized> Witness for PlainMut<'_, X> {
+    type Target = X;
+}
+
+/// Builds a [`Proj`] onto a field of what `$w` accesses: `field!(h, balance)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stm_field {
+    ($w:ident, $f:ident) => {
+        // SAFETY: the closure only computes the address of a field of the value it is given
+        // (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local binding
+        // (a handle or a tag the macro made), so nothing of the user's runs in this block
+        // beyond naming a field.
+        unsafe { $crate::__private::Proj::of(&$w, |p| ::core::ptr::addr_of!((*p).$f)) }
+    };
+}
+pub use crate::__stm_field as field;
+
+/// A copy of a shared object's field, read through a handle. It dereferences to the value but
+/// not mutably: changing a copy would silently change nothing in the object.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOnly<T>(pub T);
+
+impl<T> Deref for ReadOnly<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A copy of a shared object's field used as a mutable place (`&mut h.f`, `h.f.push(..)`,
+/// `h.arr[i] = v`): if it was changed, it is written back (write barrier + store) when the
+/// guard is dropped, at the end of the statement.
+pub struct WriteBack<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> {
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+    value: Option<F::Loaded<'tx>>,
+    dirty: bool,
+}
+
+impl<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> Deref for WriteBack<'tx, T, F, C> {
+    type Target = F::Loaded<'tx>;
+    #[inline(always)]
+    fn deref(&self) -> &Self::Target {
+        self.value.as_ref().expect("value present until drop")
+    }
+}
+
+impl<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> DerefMut for WriteBack<'tx, T, F, C> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.dirty = true;
+        self.value.as_mut().expect("value present until drop")
+    }
+}
+
+impl<T: Object, F: Field, C: Fn(*mut T) -> *const F> Drop for WriteBack<'_, T, F, C> {
+    fn drop(&mut self) {
+        // While unwinding, the attempt is being abandoned: nothing to write.
+        if self.dirty && !std::thread::panicking() {
+            if let Some(v) = self.value.take() {
+                // SAFETY: `proj` is a field projection (Proj::new's contract).
+                unsafe { self.gc.write_field(self.proj.get(), v) }
+            }
+        }
+    }
+}
+
+/// Reads a field through a handle (read barrier + copy).
+#[inline(always)]
+pub fn read<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+) -> F::Loaded<'tx> {
+    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    unsafe { gc.read_field(proj.get()) }
+}
+
+/// Reads a field through a handle without a read barrier.
+///
+/// # Safety
+/// Earlier in this transaction attempt, `gc`'s object was allocated, or a read or write
+/// barrier ran on it (read markers stay set for the whole attempt, and a write marks the
+/// object read too), so a concurrent commit to it is still detected.
+#[inline(always)]
+pub unsafe fn read_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+) -> F::Loaded<'tx> {
+    // SAFETY: `proj` is a field projection; the barrier already ran (caller).
+    unsafe { gc.read_field_unbarriered(proj.get()) }
+}
+
+/// Writes a field through a handle (write barrier + store).
+#[inline(always)]
+pub fn write<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+    value: F::Loaded<'tx>,
+) {
+    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    unsafe { gc.write_field(proj.get(), value) }
+}
+
+/// Reads a field, lets `f` change the copy, writes it back (`h.f += x`).
+#[inline(always)]
+pub fn update<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+    f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
+) -> R {
+    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    let mut v = unsafe { gc.read_field(proj.get()) };
+    let r = f(&mut v);
+    // SAFETY: as above.
+    unsafe { gc.write_field(proj.get(), v) };
+    r
+}
+
+/// [`update`] without the read barrier.
+///
+/// # Safety
+/// As for [`read_again`].
+#[inline(always)]
+pub unsafe fn update_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+    f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
+) -> R {
+    // SAFETY: `proj` is a field projection; the barrier already ran (caller).
+    let mut v = unsafe { gc.read_field_unbarriered(proj.get()) };
+    let r = f(&mut v);
+    // SAFETY: as above.
+    unsafe { gc.write_field(proj.get(), v) };
+    r
+}
+
+/// A field as a mutable place: a copy written back at the end of the statement if changed.
+#[inline(always)]
+pub fn place<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+    gc: Gc<'tx, T>,
+    proj: Proj<T, F, C>,
+) -> WriteBack<'tx, T, F, C> {
+    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    let value = unsafe { gc.read_field(proj.get()) };
+    WriteBack {
+        gc,
+        proj,
+        value: Some(value),
+        dirty: false,
+    }
+}
+
+/// Makes the running transaction inevitable before an irreversible effect.
+#[inline(always)]
+pub fn inevitable(tx: &Tx) {
+    tx.become_inevitable();
+}
+
+/// The kind of a field access whose receiver is a handle.
+#[derive(Clone, Copy)]
+pub struct HandleTag<'tx, T>(pub Gc<'tx, T>);
+
+/// The kind of a read whose receiver is not a handle: ordinary field access.
+pub struct PlainRef<'a, X: ?Sized>(&'a X);
+
+impl<X: ?Sized> Clone for PlainRef<'_, X> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<X: ?Sized> Copy for PlainRef<'_, X> {}
+
+/// The kind of a write whose receiver is not a handle: ordinary field access.
+pub struct PlainMut<'a, X: ?Sized>(&'a mut X);
+
+/// Picks [`HandleTag`] for a handle receiver (found first: by value).
+pub trait HandleRead<'tx, T> {
+    /// The handle kind.
+    fn __stm_rkind(self) -> HandleTag<'tx, T>;
+}
+impl<'tx, T: Object> HandleRead<'tx, T> for Gc<'tx, T> {
+    #[inline(always)]
+    fn __stm_rkind(self) -> HandleTag<'tx, T> {
+        HandleTag(self)
+    }
+}
+
+/// Picks [`PlainRef`] for any other receiver (found second: by reference).
+pub trait PlainRead {
+    /// The plain kind.
+    fn __stm_rkind(&self) -> PlainRef<'_, Self>;
+}
+impl<X: ?Sized> PlainRead for X {
+    #[inline(always)]
+    fn __stm_rkind(&self) -> PlainRef<'_, Self> {
+        PlainRef(self)
+    }
+}
+
+/// Picks [`HandleTag`] for a handle receiver of a write (found first: by value).
+pub trait HandleWrite<'tx, T> {
+    /// The handle kind.
+    fn __stm_wkind(self) -> HandleTag<'tx, T>;
+}
+impl<'tx, T: Object> HandleWrite<'tx, T> for Gc<'tx, T> {
+    #[inline(always)]
+    fn __stm_wkind(self) -> HandleTag<'tx, T> {
+        HandleTag(self)
+    }
+}
+
+/// Picks [`PlainMut`] for any other receiver of a write (found second: by `&mut`).
+pub trait PlainWrite {
+    /// The plain kind.
+    fn __stm_wkind(&mut self) -> PlainMut<'_, Self>;
+}
+impl<X: ?Sized> PlainWrite for X {
+    #[inline(always)]
+    fn __stm_wkind(&mut self) -> PlainMut<'_, Self> {
+        PlainMut(self)
+    }
+}
+
+impl<'tx, T: Object> HandleTag<'tx, T> {
+    /// Reads the field (read barrier).
+    #[inline(always)]
+    pub fn read<F: Field, C: Fn(*mut T) -> *const F>(
+        self,
+        _plain: impl FnOnce(&T) -> &F,
+        proj: Proj<T, F, C>,
+    ) -> ReadOnly<F::Loaded<'tx>> {
+        ReadOnly(read(self.0, proj))
+    }
+
+    /// Reads the field without a read barrier.
+    ///
+    /// # Safety
+    /// As for [`read_again`].
+    #[inline(always)]
+    pub unsafe fn read_again<F: Field, C: Fn(*mut T) -> *const F>(
+        self,
+        _plain: impl FnOnce(&T) -> &F,
+        proj: Proj<T, F, C>,
+    ) -> ReadOnly<F::Loaded<'tx>> {
+        // SAFETY: forwarded.
+        ReadOnly(unsafe { read_again(self.0, proj) })
+    }
+
+    /// The field as a mutable place (written back if changed).
+    #[inline(always)]
+    pub fn place<F: Field, C: Fn(*mut T) -> *const F>(
+        self,
+        _plain: impl FnOnce(&mut T) -> &mut F,
+        proj: Proj<T, F, C>,
+    ) -> WriteBack<'tx, T, F, C> {
+        place(self.0, proj)
+    }
+
+    /// Assigns the field (write barrier).
+    #[inline(always)]
+    pub fn assign<F: Field, C: Fn(*mut T) -> *const F>(
+        self,
+        _plain: impl FnOnce(&mut T) -> &mut F,
+        proj: Proj<T, F, C>,
+        value: F::Loaded<'tx>,
+    ) {
+        write(self.0, proj, value)
+    }
+
+    /// Updates the field in place (`+=` and friends).
+    #[inline(always)]
+    pub fn update<F: Field, C: Fn(*mut T) -> *const F, R>(
+        self,
+        _plain: impl FnOnce(&mut T) -> &mut F,
+        proj: Proj<T, F, C>,
+        f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
+    ) -> R {
+        update(self.0, proj, f)
+    }
+
+    /// Updates the field in place without the read barrier.
+    ///
+    /// # Safety
+    /// As for [`read_again`].
+    #[inline(always)]
+    pub unsafe fn update_again<F: Field, C: Fn(*mut T) -> *const F, R>(
+        self,
+        _plain: impl FnOnce(&mut T) -> &mut F,
+        proj: Proj<T, F, C>,
+        f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
+    ) -> R {
+        // SAFETY: forwarded.
+        unsafe { update_again(self.0, proj, f) }
+    }
+}
+
+impl<'a, X: ?Sized> PlainRef<'a, X> {
+    /// Ordinary field access.
+    #[inline(always)]
+    pub fn read<F: ?Sized + 'a, C: Fn(*mut X) -> *const F>(
+        self,
+        plain: impl FnOnce(&'a X) -> &'a F,
+        _proj: Proj<X, F, C>,
+    ) -> &'a F {
+        plain(self.0)
+    }
+
+    /// Ordinary field access (no barrier to skip).
+    ///
+    /// # Safety
+    /// None: `unsafe` only to match [`HandleTag::read_again`].
+    #[inline(always)]
+    pub unsafe fn read_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F>(
+        self,
+        plain: impl FnOnce(&'a X) -> &'a F,
+        _proj: Proj<X, F, C>,
+    ) -> &'a F {
+        plain(self.0)
+    }
+}
+
+impl<'a, X: ?Sized> PlainMut<'a, X> {
+    /// Ordinary mutable field access.
+    #[inline(always)]
+    pub fn place<F: ?Sized + 'a, C: Fn(*mut X) -> *const F>(
+        self,
+        plain: impl FnOnce(&'a mut X) -> &'a mut F,
+        _proj: Proj<X, F, C>,
+    ) -> &'a mut F {
+        plain(self.0)
+    }
+
+    /// Ordinary assignment.
+    #[inline(always)]
+    pub fn assign<F: 'a, C: Fn(*mut X) -> *const F>(
+        self,
+        plain: impl FnOnce(&'a mut X) -> &'a mut F,
+        _proj: Proj<X, F, C>,
+        value: F,
+    ) {
+        *plain(self.0) = value;
+    }
+
+    /// Ordinary compound assignment.
+    #[inline(always)]
+    pub fn update<F: ?Sized + 'a, C: Fn(*mut X) -> *const F, R>(
+        self,
+        plain: impl FnOnce(&'a mut X) -> &'a mut F,
+        _proj: Proj<X, F, C>,
+        f: impl FnOnce(&mut F) -> R,
+    ) -> R {
+        f(plain(self.0))
+    }
+
+    /// Ordinary compound assignment (no barrier to skip).
+    ///
+    /// # Safety
+    /// None: `unsafe` only to match [`HandleTag::update_again`].
+    #[inline(always)]
+    pub unsafe fn update_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F, R>(
+        self,
+        plain: impl FnOnce(&'a mut X) -> &'a mut F,
+        _proj: Proj<X, F, C>,
+        f: impl FnOnce(&mut F) -> R,
+    ) -> R {
+        f(plain(self.0))
+    }
+}
