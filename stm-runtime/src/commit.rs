@@ -437,17 +437,9 @@ mod tests {
         let gx = Gc::<u64>::new(&ta, x);
         assert_eq!(gx.get(), 1);
         // SAFETY: in bounds; the test owns the segment.
-        assert_eq!(
-            unsafe { *local(a).marker(x) },
-            local(a).version,
-            "read marker set"
-        );
-        // SAFETY: as above.
-        assert_ne!(
-            unsafe { *local(a).marker(y) },
-            local(a).version,
-            "y was not read"
-        );
+        let (mx, my) = unsafe { (*local(a).marker(x), *local(a).marker(y)) };
+        assert_eq!(mx, local(a).version, "read marker set");
+        assert_ne!(my, local(a).version, "y was not read");
         // B writes x and commits.
         let tb = tx_for(&stm, b);
         Gc::<u64>::new(&tb, x).set(10);

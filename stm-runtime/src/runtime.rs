@@ -151,6 +151,7 @@ pub(crate) struct Shared {
     /// Commits so far, in GIL mode only (where there is no log); `retry` waits on it.
     pub gil_commits: AtomicU64,
     /// Log entries freed by the trimmer, for reuse by committers (bounded).
+    #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
     pub entry_pool: Mutex<Vec<Box<Entry>>>,
     /// Threads waiting for a free segment.
     pub segment_free: Monitor,

@@ -96,6 +96,7 @@ pub(crate) struct SegmentLocal {
     /// Births of roots to objects allocated by the running attempt, settled at its end.
     pub pending_roots: Vec<Arc<AtomicU64>>,
     /// Recycled log entries, ready for this segment's next commits.
+    #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
     pub entry_cache: Vec<Box<Entry>>,
 }
 
