@@ -230,6 +230,9 @@ pub(crate) fn commit(
         let hdr: *mut Header = local.header(g);
         // SAFETY: live objects of this heap in our own segment.
         unsafe {
+            if (*hdr).flags & FLAG_WRITE_BARRIER != 0 {
+                continue; // listed twice (written before and after an `or_else` checkpoint)
+            }
             (*hdr).flags = ((*hdr).flags & !FLAG_NEW) | FLAG_WRITE_BARRIER;
             if STM {
                 Entry::push_record(data, g, (*hdr).granules, hdr.cast());
@@ -319,17 +322,7 @@ const POOL_MAX: usize = 4096;
 /// Undoes the running attempt: restores before-images, forgets allocations, ends
 /// inevitability.
 pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
-    let mut at = 0;
-    for &g in &local.modified {
-        let hdr = local.header(g);
-        // SAFETY: a live object of our segment; its backup is the next `granules * 2` words
-        // (written by `write_slow` in the same order as `modified`).
-        unsafe {
-            let words = (*hdr).granules as usize * (GRANULE / 8);
-            log::copy_words(local.backups.as_ptr().add(at), hdr.cast(), words);
-            at += words;
-        }
-    }
+    restore_backups(local, 0, 0);
     local.modified.clear();
     local.backups.clear();
     local.allocated.clear();
@@ -341,6 +334,76 @@ pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
     for born in local.pending_roots.drain(..) {
         born.store(crate::handle::ROLLED_BACK, Ordering::Release);
     }
+}
+
+/// Copies back the before-images saved after `modified[from]` / `backups[from_word]`, newest
+/// first, so that an object saved twice (see [`checkpoint`]) ends with its oldest image.
+fn restore_backups(local: &mut SegmentLocal, from: usize, from_word: usize) {
+    let mut at = local.backups.len();
+    for &g in local.modified[from..].iter().rev() {
+        let hdr = local.header(g);
+        // SAFETY: a live object of our segment; its backup is the `granules * 2` words that
+        // `write_slow` appended for this entry of `modified` (same order, so walking both
+        // from the end pairs them). `granules` never changes, even across a restore.
+        unsafe {
+            let words = (*hdr).granules as usize * (GRANULE / 8);
+            at -= words;
+            log::copy_words(local.backups.as_ptr().add(at), hdr.cast(), words);
+        }
+    }
+    debug_assert_eq!(at, from_word);
+}
+
+/// A point inside an attempt to which [`rollback_to`] can return (`Tx::or_else`).
+pub(crate) struct Checkpoint {
+    modified: usize,
+    backups: usize,
+    allocated: usize,
+    bump: (u32, u32),
+    taken: usize,
+    pending_roots: usize,
+}
+
+/// Marks a point inside the running attempt. The objects written so far get their write
+/// barrier back, so a write after this point saves a new before-image (the older one stays,
+/// for a full rollback).
+pub(crate) fn checkpoint(local: &mut SegmentLocal) -> Checkpoint {
+    for &g in &local.modified {
+        // SAFETY: a live object of our own segment.
+        unsafe { (*local.header(g)).flags |= FLAG_WRITE_BARRIER };
+    }
+    Checkpoint {
+        modified: local.modified.len(),
+        backups: local.backups.len(),
+        allocated: local.allocated.len(),
+        bump: (local.bump.cur, local.bump.end),
+        taken: local.bump.taken.len(),
+        pending_roots: local.pending_roots.len(),
+    }
+}
+
+/// The code after a checkpoint finished normally: the objects written before it are written
+/// objects again (barrier cleared), so each written object has its barrier cleared at commit.
+pub(crate) fn keep_since(local: &mut SegmentLocal, cp: Checkpoint) {
+    for &g in &local.modified[..cp.modified] {
+        // SAFETY: a live object of our own segment.
+        unsafe { (*local.header(g)).flags &= !FLAG_WRITE_BARRIER };
+    }
+}
+
+/// Undoes everything the attempt did after `cp`: writes, allocations, roots.
+pub(crate) fn rollback_to(local: &mut SegmentLocal, cp: Checkpoint) {
+    restore_backups(local, cp.modified, cp.backups);
+    local.modified.truncate(cp.modified);
+    local.backups.truncate(cp.backups);
+    local.allocated.truncate(cp.allocated);
+    (local.bump.cur, local.bump.end) = cp.bump;
+    let later: Vec<_> = local.bump.taken.drain(cp.taken..).collect();
+    local.bump.spare.extend(later);
+    for born in local.pending_roots.drain(cp.pending_roots..) {
+        born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+    }
+    keep_since(local, cp);
 }
 
 /// How often (in revisions) a committer tries to free old log entries.

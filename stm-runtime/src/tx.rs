@@ -197,6 +197,57 @@ impl Tx {
         self.abort_with(AbortSignal::Retry)
     }
 
+    /// Runs `first`; if it calls [`Tx::retry`], undoes what `first` did (its writes,
+    /// allocations and roots; its reads still count) and runs `second` instead (Haskell's
+    /// `orElse`). If `second` retries too, the whole transaction retries.
+    ///
+    /// ```
+    /// # use stm_runtime::Stm;
+    /// let stm = Stm::builder().segments(1).heap_size(1 << 20).build().unwrap();
+    /// let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(0u32)), tx.root(tx.alloc(5u32))));
+    /// // Take one unit from `a` if it has any, otherwise from `b`.
+    /// let took = stm.atomically(|tx| {
+    ///     let take = |cell: &stm_runtime::Root<u32>, name| {
+    ///         move |tx: &stm_runtime::Tx| {
+    ///             let c = cell.get(tx);
+    ///             if c.get() == 0 {
+    ///                 tx.retry();
+    ///             }
+    ///             c.set(c.get() - 1);
+    ///             name
+    ///         }
+    ///     };
+    ///     tx.or_else(take(&a, "a"), take(&b, "b"))
+    /// });
+    /// assert_eq!(took, "b");
+    /// ```
+    pub fn or_else<'tx, R>(
+        &'tx self,
+        first: impl FnOnce(&'tx Tx) -> R,
+        second: impl FnOnce(&'tx Tx) -> R,
+    ) -> R {
+        let cp = commit::checkpoint(self.local());
+        match panic::catch_unwind(AssertUnwindSafe(|| first(self))) {
+            Ok(r) => {
+                commit::keep_since(self.local(), cp);
+                r
+            }
+            Err(payload) => {
+                if matches!(
+                    payload.downcast_ref::<AbortSignal>(),
+                    Some(AbortSignal::Retry)
+                ) {
+                    commit::rollback_to(self.local(), cp);
+                    second(self)
+                } else {
+                    // A conflict or a panic: the whole attempt rolls back anyway.
+                    commit::keep_since(self.local(), cp);
+                    panic::resume_unwind(payload)
+                }
+            }
+        }
+    }
+
     /// Abandons this attempt and runs the transaction again at once.
     pub(crate) fn restart(&self) -> ! {
         self.abort_with(AbortSignal::Restart)
