@@ -39,9 +39,12 @@ use std::sync::atomic::Ordering;
 
 use crate::heap::{Header, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
 use crate::log::{self, Entry, INEVITABLE};
+use crate::report::{ConflictKind, ConflictSite, WriteSite};
 use crate::runtime::Shared;
 use crate::segment::{Conflict, Segment, SegmentLocal, CATCHING_UP, FREE};
 use crate::stats::Counter;
+use std::panic::Location;
+use std::time::Instant;
 
 /// Whether barriers and validation are compiled in (false in GIL mode).
 pub(crate) const STM: bool = !cfg!(feature = "gil");
@@ -50,6 +53,12 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 /// transactions, every marker is reset to zero with one `madvise`), then catch up with the log.
 pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.attempt += 1;
+    local.reporting = shared.recorder.enabled();
+    if local.reporting {
+        local.started = Some(Instant::now());
+        local.write_sites.clear();
+        local.alloc_sites.clear();
+    }
     local.bump.begin();
     debug_assert!(local.modified.is_empty() && local.allocated.is_empty());
     if STM {
@@ -88,14 +97,17 @@ pub(crate) fn validate(
         // SAFETY: a linked entry is live for the same reason as `last` and immutable.
         let entry = unsafe { &*next };
         if check {
-            for rec in entry.records() {
+            for (i, rec) in entry.records().enumerate() {
                 // SAFETY: record granules are objects of this heap, so the marker is in bounds
                 // of the marker mapping; only the owner accesses it.
                 if unsafe { *local.marker(rec.granule) } == local.version {
+                    let mine = local.modified.iter().position(|&g| g == rec.granule);
                     return Err(Conflict {
                         granule: rec.granule,
-                        write_write: local.modified.contains(&rec.granule),
+                        write_write: mine.is_some(),
                         other_segment: entry.segment,
+                        other_site: entry.sites.get(i).copied(),
+                        our_site: mine.and_then(|m| local.write_sites.get(m).copied()),
                     });
                 }
             }
@@ -124,7 +136,18 @@ pub(crate) fn validate(
 /// `granule` is a live object of this heap and the caller owns the segment.
 #[cold]
 #[inline(never)]
-pub(crate) unsafe fn write_slow(local: &mut SegmentLocal, granule: u32) {
+pub(crate) unsafe fn write_slow(
+    local: &mut SegmentLocal,
+    granule: u32,
+    site: &'static Location<'static>,
+    type_name: &'static str,
+) {
+    if local.reporting {
+        local.write_sites.push(WriteSite {
+            site: site.into(),
+            type_name,
+        });
+    }
     let hdr = local.header(granule);
     // SAFETY: the object is live (caller), so its header is in the mapping; we own it.
     let granules = unsafe { (*hdr).granules };
@@ -167,7 +190,7 @@ pub(crate) fn become_inevitable(
                 Ordering::Acquire,
             ) {
                 Ok(_) => break,
-                Err(INEVITABLE) => wait_for_inevitable(shared, local.last),
+                Err(INEVITABLE) => wait_for_inevitable(shared, local),
                 Err(_) => {} // a new entry: validate it
             }
         }
@@ -177,11 +200,23 @@ pub(crate) fn become_inevitable(
     Ok(())
 }
 
-fn wait_for_inevitable(shared: &Shared, last: *const Entry) {
+fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
+    let last = local.last;
+    let start = local.reporting.then(Instant::now);
     shared.inevitable_done.wait_until(|| {
         // SAFETY: `last` is our segment's last applied entry: not freed (see `validate`).
         unsafe { (*last).next.load(Ordering::SeqCst) != INEVITABLE }
     });
+    if let Some(start) = start {
+        shared.recorder.record(ConflictSite {
+            kind: ConflictKind::Inevitable,
+            object_type: None,
+            this_side: local.tx_site,
+            other_side: None,
+            count: 1,
+            time_lost: start.elapsed(),
+        });
+    }
 }
 
 /// Withdraws the inevitable sentinel (or replaces it with `entry`) and wakes the waiters.
@@ -225,8 +260,9 @@ pub(crate) fn commit(
     } else {
         Box::new(Entry::empty())
     };
-    let data = &mut entry.data;
-    for &g in local.modified.iter().chain(&local.allocated) {
+    let written = local.modified.iter().zip(site_iter(&local.write_sites));
+    let created = local.allocated.iter().zip(site_iter(&local.alloc_sites));
+    for (&g, site) in written.chain(created) {
         let hdr: *mut Header = local.header(g);
         // SAFETY: live objects of this heap in our own segment.
         unsafe {
@@ -235,7 +271,10 @@ pub(crate) fn commit(
             }
             (*hdr).flags = ((*hdr).flags & !FLAG_NEW) | FLAG_WRITE_BARRIER;
             if STM {
-                Entry::push_record(data, g, (*hdr).granules, hdr.cast());
+                Entry::push_record(&mut entry.data, g, (*hdr).granules, hdr.cast());
+                if let Some(site) = site {
+                    entry.sites.push(site);
+                }
             }
         }
     }
@@ -266,7 +305,7 @@ pub(crate) fn commit(
                 Ordering::Acquire,
             ) {
                 Ok(_) => break,
-                Err(INEVITABLE) => wait_for_inevitable(shared, local.last),
+                Err(INEVITABLE) => wait_for_inevitable(shared, local),
                 Err(_) => {} // someone committed first: validate against it
             }
         }
@@ -296,6 +335,15 @@ pub(crate) fn commit(
     Ok(Committed::Wrote)
 }
 
+/// The sites of a list (when reporting), then `None` forever (when not).
+fn site_iter(sites: &[WriteSite]) -> impl Iterator<Item = Option<WriteSite>> + '_ {
+    sites
+        .iter()
+        .copied()
+        .map(Some)
+        .chain(std::iter::repeat(None))
+}
+
 /// A cleared log entry: recycled from this segment's cache or the runtime's pool, or new.
 fn new_entry(shared: &Shared, local: &mut SegmentLocal) -> Box<Entry> {
     if local.entry_cache.is_empty() {
@@ -308,6 +356,7 @@ fn new_entry(shared: &Shared, local: &mut SegmentLocal) -> Box<Entry> {
         Some(mut e) => {
             e.next = ptr::null_mut::<Entry>().into();
             e.data.clear();
+            e.sites.clear();
             e
         }
         None => Box::new(Entry::empty()),
@@ -397,6 +446,8 @@ pub(crate) fn rollback_to(local: &mut SegmentLocal, cp: Checkpoint) {
     local.modified.truncate(cp.modified);
     local.backups.truncate(cp.backups);
     local.allocated.truncate(cp.allocated);
+    local.write_sites.truncate(cp.modified);
+    local.alloc_sites.truncate(cp.allocated);
     (local.bump.cur, local.bump.end) = cp.bump;
     let later: Vec<_> = local.bump.taken.drain(cp.taken..).collect();
     local.bump.spare.extend(later);

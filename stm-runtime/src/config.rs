@@ -23,6 +23,9 @@ pub struct Config {
     /// After this many aborts in a row, the next attempt of a transaction runs inevitable, so
     /// it cannot lose again (the progress guarantee). Default: 8.
     pub inevitable_after: u32,
+    /// Record every conflict for [`Stm::conflict_report`](crate::Stm::conflict_report).
+    /// Default: off, unless the environment variable `STM_CONFLICT_REPORT=1` is set.
+    pub conflict_reports: bool,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             },
             heap_size: 256 << 20,
             inevitable_after: 8,
+            conflict_reports: false,
         }
     }
 }

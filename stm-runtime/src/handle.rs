@@ -288,12 +288,20 @@ impl<'tx, T: Object> Gc<'tx, T> {
     /// The write barrier: one flag test; the first write of a transaction to a committed
     /// object takes the slow path (save a backup, record the object).
     #[inline(always)]
+    #[track_caller]
     pub fn write_barrier(self) {
         let hdr = self.value_ptr().cast::<u8>().wrapping_sub(HEADER_SIZE) as *mut Header;
         // SAFETY: the header of a live object in our own segment, only touched by this thread.
         if unsafe { (*hdr).flags } & FLAG_WRITE_BARRIER != 0 {
             // SAFETY: the object is live and this thread owns the segment (it runs `tx`).
-            unsafe { commit::write_slow(self.tx.local(), self.granule) };
+            unsafe {
+                commit::write_slow(
+                    self.tx.local(),
+                    self.granule,
+                    std::panic::Location::caller(),
+                    std::any::type_name::<T>(),
+                )
+            };
         }
     }
 
@@ -339,6 +347,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
     /// `project` must return a pointer to a field of the `T` it is given, without reading
     /// through it.
     #[inline(always)]
+    #[track_caller]
     pub unsafe fn write_field<F: Field>(
         self,
         project: impl FnOnce(*mut T) -> *mut F,
@@ -370,6 +379,7 @@ impl<'tx, T: Plain> Gc<'tx, T> {
 
     /// Replaces the whole value (write barrier + store).
     #[inline(always)]
+    #[track_caller]
     pub fn set(self, value: T) {
         // SAFETY: the identity projection points at the whole value.
         unsafe { self.write_field(|p| p, value) }
@@ -377,6 +387,7 @@ impl<'tx, T: Plain> Gc<'tx, T> {
 
     /// Reads the value, lets `f` change a copy, and writes the copy back.
     #[inline(always)]
+    #[track_caller]
     pub fn update<R>(self, f: impl FnOnce(&mut T) -> R) -> R {
         let mut v = self.get();
         let r = f(&mut v);

@@ -14,6 +14,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::heap::GRANULE;
+use crate::report::WriteSite;
 
 /// Stands in the `next` field of the newest entry while an inevitable transaction runs:
 /// nobody else can append until the inevitable transaction replaces it with its own entry
@@ -31,6 +32,9 @@ pub(crate) struct Entry {
     /// Records: one word `granule | (granules << 32)`, then `2 * granules` words of image.
     /// `MaybeUninit` because images contain padding bytes, which are copied but never read.
     pub data: Vec<MaybeUninit<u64>>,
+    /// Where each record's object was written, when the committer was reporting conflicts
+    /// (parallel to the records; empty otherwise).
+    pub sites: Vec<WriteSite>,
 }
 
 /// One record of an entry: an object and its committed image.
@@ -47,6 +51,7 @@ impl Entry {
             rev: 0,
             segment: u32::MAX,
             data: Vec::new(),
+            sites: Vec::new(),
         }
     }
 
@@ -194,6 +199,7 @@ mod tests {
             rev: 1,
             segment: 0,
             data,
+            sites: Vec::new(),
         };
         let recs: Vec<_> = entry.records().collect();
         assert_eq!(recs.len(), 2);
@@ -214,6 +220,7 @@ mod tests {
                 rev,
                 segment: 0,
                 data: Vec::new(),
+                sites: Vec::new(),
             }));
             // SAFETY: `last` is a live entry made above.
             unsafe { (*last).next.store(e, Ordering::Release) };

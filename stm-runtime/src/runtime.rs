@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use crate::config::{Config, StmError};
 use crate::heap::ChunkAllocator;
 use crate::log::{self, Entry};
+use crate::report::{self, Recorder};
 use crate::segment::{Segment, FREE, OWNED};
 use crate::stats::Stats;
 use crate::sys::HeapFile;
@@ -57,6 +58,13 @@ impl Builder {
     /// The heap size in bytes (default 256 MiB of virtual memory per segment).
     pub fn heap_size(mut self, bytes: usize) -> Self {
         self.config.heap_size = bytes;
+        self
+    }
+
+    /// Records every conflict for [`Stm::conflict_report`] (default: off, unless the
+    /// environment variable `STM_CONFLICT_REPORT=1` is set).
+    pub fn conflict_reports(mut self, on: bool) -> Self {
+        self.config.conflict_reports = on;
         self
     }
 
@@ -159,6 +167,8 @@ pub(crate) struct Shared {
     pub inevitable_done: Monitor,
     /// Threads waiting in `retry` for a commit.
     pub committed: Monitor,
+    /// Conflict reports.
+    pub recorder: Recorder,
     /// Keeps the heap image alive as long as its mappings.
     _image: HeapFile,
 }
@@ -182,6 +192,7 @@ impl Shared {
                 return Err(StmError::Map(e));
             }
         };
+        let recorder = Recorder::new(config.conflict_reports || report::env_enabled());
         Ok(Shared {
             chunks: ChunkAllocator::new(config.heap_size),
             config,
@@ -192,6 +203,7 @@ impl Shared {
             segment_free: Monitor::default(),
             inevitable_done: Monitor::default(),
             committed: Monitor::default(),
+            recorder,
             _image: image,
         })
     }
@@ -266,6 +278,12 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        if report::env_enabled() {
+            let r = self.recorder.report();
+            if !r.sites.is_empty() {
+                eprint!("{r}");
+            }
+        }
         let head = self.log_head.get_mut().unwrap_or_else(|e| e.into_inner());
         // Pooled entries are plain boxes: dropping the pool frees them.
         // SAFETY: we are the last owner of the runtime: no segment is in use and no thread can

@@ -11,11 +11,13 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
+use std::time::Instant;
 
 use memmap2::MmapMut;
 
 use crate::heap::{Bump, Header, GRANULE};
 use crate::log::Entry;
+use crate::report::{Site, WriteSite};
 use crate::stats::SegmentStats;
 use crate::sys;
 
@@ -35,6 +37,10 @@ pub(crate) struct Conflict {
     pub write_write: bool,
     /// The segment that committed the conflicting write.
     pub other_segment: u32,
+    /// Where the winner wrote the object (when it was reporting).
+    pub other_site: Option<WriteSite>,
+    /// Where this transaction first wrote the object (write-write, when reporting).
+    pub our_site: Option<WriteSite>,
 }
 
 /// One segment. Aligned to two cache lines so that segments owned by different threads never
@@ -95,6 +101,16 @@ pub(crate) struct SegmentLocal {
     pub attempt: u64,
     /// Births of roots to objects allocated by the running attempt, settled at its end.
     pub pending_roots: Vec<Arc<AtomicU64>>,
+    /// Conflict reporting is on for the running attempt.
+    pub reporting: bool,
+    /// Where the running attempt's `atomically` was called (for conflict reports).
+    pub tx_site: Option<Site>,
+    /// When the running attempt started (only while reporting).
+    pub started: Option<Instant>,
+    /// Where each object of `modified` was first written (only while reporting).
+    pub write_sites: Vec<WriteSite>,
+    /// Where each object of `allocated` was allocated (only while reporting).
+    pub alloc_sites: Vec<WriteSite>,
     /// Recycled log entries, ready for this segment's next commits.
     #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
     pub entry_cache: Vec<Box<Entry>>,
@@ -133,6 +149,11 @@ impl Segment {
                 attempt: 0,
                 pending_roots: Vec::new(),
                 entry_cache: Vec::new(),
+                reporting: false,
+                tx_site: None,
+                started: None,
+                write_sites: Vec::new(),
+                alloc_sites: Vec::new(),
             }),
         })
     }

@@ -18,9 +18,11 @@ use crate::commit::{self, Committed, STM};
 use crate::config::StmError;
 use crate::handle::{Gc, Object, Root};
 use crate::heap::{granules_for, Header, FLAG_NEW, GRANULE, HEADER_SIZE};
+use crate::report::{ConflictKind, ConflictReport, ConflictSite, Site, WriteSite};
 use crate::runtime::{Shared, Stm};
 use crate::segment::{Conflict, Segment, SegmentLocal};
 use crate::stats::Counter;
+use std::panic::Location;
 
 /// The running transaction. Handles ([`Gc`]) borrow it; it is neither `Send` nor `Sync`.
 ///
@@ -109,6 +111,7 @@ impl Tx {
     /// If the heap is full ([`StmError::HeapExhausted`]); the transaction then rolls back and
     /// the panic reaches the caller of `atomically`. Use [`Tx::try_alloc`] to handle it.
     #[inline]
+    #[track_caller]
     pub fn alloc<T: Object>(&self, value: T) -> Gc<'_, T> {
         match self.try_alloc(value) {
             Ok(gc) => gc,
@@ -118,6 +121,7 @@ impl Tx {
 
     /// Allocates `value` in the shared heap, or says the heap is full.
     #[inline]
+    #[track_caller]
     pub fn try_alloc<T: Object>(&self, value: T) -> Result<Gc<'_, T>, StmError> {
         const {
             assert!(
@@ -132,6 +136,12 @@ impl Tx {
             .bump
             .alloc(granules as u32, &shared.chunks, shared.config.heap_size)?;
         local.allocated.push(granule);
+        if local.reporting {
+            local.alloc_sites.push(WriteSite {
+                site: Site::caller(),
+                type_name: std::any::type_name::<T>(),
+            });
+        }
         let hdr = local.header(granule);
         // SAFETY: the allocator gave this attempt `granules` fresh granules of the heap,
         // inside our own segment's mapping; nobody else uses them until we commit.
@@ -202,24 +212,23 @@ impl Tx {
     /// `orElse`). If `second` retries too, the whole transaction retries.
     ///
     /// ```
-    /// # use stm_runtime::Stm;
+    /// use stm_runtime::{Root, Stm, Tx};
+    ///
+    /// /// Takes one unit from `cell`, or retries if it is empty.
+    /// fn take(tx: &Tx, cell: &Root<u32>) -> u32 {
+    ///     let c = cell.get(tx);
+    ///     if c.get() == 0 {
+    ///         tx.retry();
+    ///     }
+    ///     c.set(c.get() - 1);
+    ///     c.get()
+    /// }
+    ///
     /// let stm = Stm::builder().segments(1).heap_size(1 << 20).build().unwrap();
     /// let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(0u32)), tx.root(tx.alloc(5u32))));
-    /// // Take one unit from `a` if it has any, otherwise from `b`.
-    /// let took = stm.atomically(|tx| {
-    ///     let take = |cell: &stm_runtime::Root<u32>, name| {
-    ///         move |tx: &stm_runtime::Tx| {
-    ///             let c = cell.get(tx);
-    ///             if c.get() == 0 {
-    ///                 tx.retry();
-    ///             }
-    ///             c.set(c.get() - 1);
-    ///             name
-    ///         }
-    ///     };
-    ///     tx.or_else(take(&a, "a"), take(&b, "b"))
-    /// });
-    /// assert_eq!(took, "b");
+    /// // Take from `a` if it has anything, otherwise from `b`.
+    /// let left = stm.atomically(|tx| tx.or_else(|tx| take(tx, &a), |tx| take(tx, &b)));
+    /// assert_eq!(left, 4);
     /// ```
     pub fn or_else<'tx, R>(
         &'tx self,
@@ -282,6 +291,7 @@ impl Stm {
     /// * **Panics** in `f` roll the transaction back and propagate to the caller.
     /// * **Progress**: after [`Config::inevitable_after`](crate::Config::inevitable_after)
     ///   aborts in a row, the next attempt starts inevitable and cannot lose again.
+    #[track_caller]
     pub fn atomically<R>(&self, mut f: impl FnMut(&Tx) -> R) -> R {
         match self.try_atomically(|tx| Ok::<R, Infallible>(f(tx))) {
             Ok(r) => r,
@@ -294,7 +304,9 @@ impl Stm {
     ///
     /// When nested inside another transaction (see [`Stm::atomically`]), an `Err` is returned
     /// to the enclosing code without rolling anything back: the enclosing transaction decides.
+    #[track_caller]
     pub fn try_atomically<R, E>(&self, mut f: impl FnMut(&Tx) -> Result<R, E>) -> Result<R, E> {
+        let site = Location::caller();
         let shared = &self.shared;
         let current = CURRENT.with(Cell::get);
         if !current.is_null() {
@@ -309,7 +321,7 @@ impl Stm {
         loop {
             let seg = shared.acquire_segment();
             let owned = SegmentGuard { shared, seg };
-            match self.attempts(seg, &mut aborts, &mut f) {
+            match self.attempts(seg, site, &mut aborts, &mut f) {
                 Attempts::Done(result) => return result,
                 Attempts::Panicked(payload) => {
                     drop(owned);
@@ -329,6 +341,7 @@ impl Stm {
     fn attempts<R, E>(
         &self,
         seg: &Segment,
+        site: &'static Location<'static>,
         aborts: &mut u32,
         f: &mut impl FnMut(&Tx) -> Result<R, E>,
     ) -> Attempts<Result<R, E>> {
@@ -338,6 +351,9 @@ impl Stm {
             // its local state exists outside this loop's runtime calls.
             let local = unsafe { &mut *seg.local.get() };
             commit::begin(shared, seg, local);
+            if local.reporting {
+                local.tx_site = Some(site.into());
+            }
             let tx = Tx {
                 heap: local.heap_base(),
                 markers: local.markers_base(),
@@ -367,7 +383,7 @@ impl Stm {
                         }
                         return Attempts::Done(Ok(value));
                     }
-                    Err(c) => conflict_counter(c),
+                    Err(c) => self.conflicted(local, c),
                 },
                 Ok(Err(e)) => {
                     commit::rollback(shared, local);
@@ -376,7 +392,7 @@ impl Stm {
                 }
                 Err(payload) => match payload.downcast::<AbortSignal>() {
                     Ok(signal) => match *signal {
-                        AbortSignal::Conflict(c) => conflict_counter(c),
+                        AbortSignal::Conflict(c) => self.conflicted(local, c),
                         AbortSignal::Restart => Counter::AbortRetry,
                         AbortSignal::Retry => {
                             commit::rollback(shared, local);
@@ -419,6 +435,7 @@ enum Attempts<T> {
 ///
 /// This is what `#[transactional]` functions use: called inside a transaction they join it;
 /// called outside any transaction they run as their own, retried on conflict.
+#[track_caller]
 pub fn atomically<R>(mut f: impl FnMut(&Tx) -> R) -> R {
     let current = CURRENT.with(Cell::get);
     if current.is_null() {
@@ -435,11 +452,46 @@ pub fn in_transaction() -> bool {
     !CURRENT.with(Cell::get).is_null()
 }
 
-fn conflict_counter(c: Conflict) -> Counter {
-    if c.write_write {
-        Counter::AbortWriteWrite
-    } else {
-        Counter::AbortReadWrite
+impl Stm {
+    /// Accounts for an attempt lost to a conflict: the counter to bump, and the conflict
+    /// report's row when reporting.
+    fn conflicted(&self, local: &SegmentLocal, c: Conflict) -> Counter {
+        if local.reporting {
+            let kind = if c.write_write {
+                ConflictKind::WriteWrite
+            } else {
+                ConflictKind::ReadWrite
+            };
+            self.shared.recorder.record(ConflictSite {
+                kind,
+                object_type: c.other_site.or(c.our_site).map(|s| s.type_name),
+                this_side: c.our_site.map(|s| s.site).or(local.tx_site),
+                other_side: c.other_site.map(|s| s.site),
+                count: 1,
+                time_lost: local.started.map(|t| t.elapsed()).unwrap_or_default(),
+            });
+        }
+        if c.write_write {
+            Counter::AbortWriteWrite
+        } else {
+            Counter::AbortReadWrite
+        }
+    }
+
+    /// Turns conflict reporting on or off (see [`ConflictReport`]). It starts on when the
+    /// environment variable `STM_CONFLICT_REPORT=1` is set as the runtime is created.
+    pub fn set_conflict_reports(&self, on: bool) {
+        self.shared.recorder.set_enabled(on);
+    }
+
+    /// The conflicts recorded so far, most time lost first.
+    pub fn conflict_report(&self) -> ConflictReport {
+        self.shared.recorder.report()
+    }
+
+    /// Forgets the conflicts recorded so far.
+    pub fn clear_conflict_report(&self) {
+        self.shared.recorder.clear();
     }
 }
 

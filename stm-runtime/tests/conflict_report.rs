@@ -1,0 +1,122 @@
+//! Conflict reports name the kind of conflict, the object's type and the source lines of
+//! both sides.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use stm_runtime::{ConflictKind, Root, Stm};
+
+fn runtime(report: bool) -> Stm {
+    Stm::builder()
+        .segments(2)
+        .heap_size(1 << 20)
+        .conflict_reports(report)
+        .build()
+        .unwrap()
+}
+
+fn wait(flag: &AtomicBool) {
+    while !flag.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+}
+
+/// A's first attempt runs `a_body`, then lets B commit `b_body`, then tries to commit.
+fn lose_once(
+    stm: &Stm,
+    a_body: impl Fn(&stm_runtime::Tx) + Sync,
+    b_body: impl Fn(&stm_runtime::Tx) + Sync,
+) -> u32 {
+    let (a_ran, b_done) = (AtomicBool::new(false), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            let mut attempts = 0;
+            stm.atomically(|tx| {
+                attempts += 1;
+                a_body(tx);
+                if attempts == 1 {
+                    a_ran.store(true, Ordering::Release);
+                    wait(&b_done);
+                }
+            });
+            attempts
+        });
+        s.spawn(|| {
+            wait(&a_ran);
+            stm.atomically(&b_body);
+            b_done.store(true, Ordering::Release);
+        });
+        a.join().unwrap()
+    })
+}
+
+#[test]
+fn a_write_write_conflict_names_both_writes() {
+    if !stm_runtime::BARRIERS {
+        return; // GIL mode: B cannot run while A holds the lock, and nothing conflicts.
+    }
+    let stm = runtime(true);
+    let x: Root<u64> = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let line_a = line!() + 1;
+    let a = |tx: &stm_runtime::Tx| x.get(tx).update(|v| *v += 1);
+    let line_b = line!() + 1;
+    let b = |tx: &stm_runtime::Tx| x.get(tx).update(|v| *v += 10);
+    assert_eq!(lose_once(&stm, a, b), 2, "A lost once and ran again");
+    assert_eq!(stm.atomically(|tx| x.get(tx).get()), 11);
+    let report = stm.conflict_report();
+    assert_eq!(report.sites.len(), 1, "{report}");
+    let site = &report.sites[0];
+    assert_eq!(site.kind, ConflictKind::WriteWrite);
+    assert_eq!(site.object_type, Some("u64"));
+    assert_eq!(site.count, 1);
+    let (this, other) = (site.this_side.unwrap(), site.other_side.unwrap());
+    assert!(this.file.ends_with("conflict_report.rs"), "{this}");
+    assert_eq!((this.line, other.line), (line_a, line_b), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("write-write on u64"), "{text}");
+    assert!(
+        text.contains(&format!("conflict_report.rs:{line_a}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_read_write_conflict_names_the_writer_and_the_readers_transaction() {
+    if !stm_runtime::BARRIERS {
+        return;
+    }
+    let stm = runtime(true);
+    let (x, y) = stm.atomically(|tx| (tx.root(tx.alloc(0u64)), tx.root(tx.alloc(0i32))));
+    let a = |tx: &stm_runtime::Tx| {
+        let v = x.get(tx).get();
+        y.get(tx).set(v as i32);
+    };
+    let line_b = line!() + 1;
+    let b = |tx: &stm_runtime::Tx| x.get(tx).set(5);
+    assert_eq!(lose_once(&stm, a, b), 2);
+    let report = stm.conflict_report();
+    let site = &report.sites[0];
+    assert_eq!(site.kind, ConflictKind::ReadWrite, "{report}");
+    assert_eq!(site.other_side.unwrap().line, line_b);
+    // The reader's side is where its transaction was started (inside `lose_once`).
+    assert!(site.this_side.unwrap().file.ends_with("conflict_report.rs"));
+    assert_eq!(stm.atomically(|tx| y.get(tx).get()), 5);
+}
+
+#[test]
+fn nothing_is_recorded_when_reporting_is_off() {
+    if !stm_runtime::BARRIERS {
+        return;
+    }
+    let stm = runtime(false);
+    let x = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let a = |tx: &stm_runtime::Tx| x.get(tx).update(|v| *v += 1);
+    assert_eq!(lose_once(&stm, a, a), 2);
+    assert!(stm.conflict_report().sites.is_empty());
+    assert_eq!(stm.stats().aborts_write_write, 1);
+    // Turned on later, it records from then on.
+    stm.set_conflict_reports(true);
+    assert_eq!(lose_once(&stm, a, a), 2);
+    assert_eq!(stm.conflict_report().count(), 1);
+    stm.clear_conflict_report();
+    assert_eq!(stm.conflict_report().count(), 0);
+}
