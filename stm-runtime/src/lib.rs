@@ -51,6 +51,7 @@ mod handle;
 mod heap;
 mod log;
 mod macro_support;
+mod queue;
 mod report;
 mod runtime;
 mod segment;
@@ -60,6 +61,7 @@ mod tx;
 
 pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
 pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
+pub use queue::{RunReport, Tasks, TransactionQueue};
 pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
 pub use runtime::{Builder, Stm};
 pub use stats::{thread_stats, Stats};

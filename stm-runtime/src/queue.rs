@@ -1,0 +1,214 @@
+//! The transaction queue: many small transactions run in parallel on worker threads
+//! (PyPy-STM's `transaction.TransactionQueue`).
+//!
+//! Tasks are closures; each runs as its own transaction, retried on conflict, so the result
+//! equals some serial execution of the tasks. A task may add more tasks; those become
+//! runnable only when the attempt that added them commits (an aborted attempt's additions
+//! vanish with it). Workers take the newest task first (depth first, like Duhton).
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::report;
+use crate::runtime::Stm;
+use crate::stats::Stats;
+use crate::tx::Tx;
+
+type Task<'env> = Box<dyn FnMut(&Tx, &mut Tasks<'env>) + Send + 'env>;
+
+/// Tasks added by the running attempt of a task; they join the queue if it commits.
+pub struct Tasks<'env> {
+    added: Vec<Task<'env>>,
+}
+
+impl<'env> Tasks<'env> {
+    /// Adds a task, to run after the current one commits.
+    pub fn add(&mut self, task: impl FnMut(&Tx, &mut Tasks<'env>) + Send + 'env) {
+        self.added.push(Box::new(task));
+    }
+}
+
+impl std::fmt::Debug for Tasks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks")
+            .field("added", &self.added.len())
+            .finish()
+    }
+}
+
+/// What a [`TransactionQueue::run`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunReport {
+    /// Tasks that ran (each committed once).
+    pub tasks: u64,
+    /// Worker threads used.
+    pub threads: usize,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// The runtime's counters during the run (commits, aborts by cause, ...). Transactions
+    /// run by other threads on the same runtime meanwhile are counted too.
+    pub stats: Stats,
+}
+
+/// A queue of transactions to run in parallel.
+///
+/// ```
+/// use stm_runtime::{Stm, TransactionQueue};
+///
+/// let stm = Stm::builder().segments(2).heap_size(1 << 20).build().unwrap();
+/// let total = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+/// let queue = TransactionQueue::new(&stm);
+/// for i in 1..=100u64 {
+///     let total = &total;
+///     queue.add(move |tx, _| total.get(tx).update(|t| *t += i));
+/// }
+/// let report = queue.run(2);
+/// assert_eq!(report.tasks, 100);
+/// assert_eq!(stm.atomically(|tx| total.get(tx).get()), 5050);
+/// ```
+pub struct TransactionQueue<'env> {
+    stm: Stm,
+    state: Mutex<State<'env>>,
+    wake: Condvar,
+}
+
+struct State<'env> {
+    /// Runnable tasks; the newest is taken first.
+    stack: Vec<Task<'env>>,
+    /// Tasks being run by workers now.
+    in_flight: usize,
+    /// The first panic of the run; the run stops when set.
+    panic: Option<Box<dyn Any + Send>>,
+    /// Tasks committed by this run.
+    done: u64,
+}
+
+impl<'env> TransactionQueue<'env> {
+    /// An empty queue whose tasks run on `stm`.
+    pub fn new(stm: &Stm) -> Self {
+        TransactionQueue {
+            stm: stm.clone(),
+            state: Mutex::new(State {
+                stack: Vec::new(),
+                in_flight: 0,
+                panic: None,
+                done: 0,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Adds a task. It runs as one transaction when [`TransactionQueue::run`] is called; it
+    /// may run more than once if it conflicts (only the last run commits), so keep its effects
+    /// in the shared heap or make it inevitable first.
+    pub fn add(&self, task: impl FnMut(&Tx, &mut Tasks<'env>) + Send + 'env) {
+        self.lock().stack.push(Box::new(task));
+    }
+
+    /// Tasks waiting to run.
+    pub fn len(&self) -> usize {
+        self.lock().stack.len()
+    }
+
+    /// Whether no task is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<'env>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs every task, and every task they add, on `threads` worker threads (0 means one per
+    /// segment of the runtime), and returns when all are done.
+    ///
+    /// # Panics
+    /// If a task panics: its transaction is rolled back, the other workers stop after their
+    /// current task, the tasks not yet run are dropped, and the panic is raised again here.
+    pub fn run(&self, threads: usize) -> RunReport {
+        let threads = if threads == 0 {
+            self.stm.config().segments
+        } else {
+            threads
+        };
+        let before = self.stm.stats();
+        let start = Instant::now();
+        self.lock().done = 0;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| self.work());
+            }
+        });
+        let mut st = self.lock();
+        if let Some(p) = st.panic.take() {
+            st.stack.clear();
+            drop(st);
+            panic::resume_unwind(p);
+        }
+        let report = RunReport {
+            tasks: st.done,
+            threads,
+            elapsed: start.elapsed(),
+            stats: self.stm.stats() - before,
+        };
+        drop(st);
+        if report::env_enabled() {
+            eprint!("{}", self.stm.conflict_report());
+        }
+        report
+    }
+
+    /// One worker: take the newest task, run it as a transaction, queue what it added.
+    fn work(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.panic.is_some() {
+                return;
+            }
+            let Some(mut task) = st.stack.pop() else {
+                if st.in_flight == 0 {
+                    self.wake.notify_all();
+                    return;
+                }
+                st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            st.in_flight += 1;
+            drop(st);
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                self.stm.atomically(|tx| {
+                    let mut tasks = Tasks { added: Vec::new() };
+                    task(tx, &mut tasks);
+                    tasks.added
+                })
+            }));
+            st = self.lock();
+            st.in_flight -= 1;
+            match outcome {
+                Ok(added) => {
+                    st.done += 1;
+                    let n = added.len();
+                    st.stack.extend(added);
+                    if n > 1 || st.stack.is_empty() && st.in_flight == 0 {
+                        self.wake.notify_all();
+                    }
+                }
+                Err(p) => {
+                    st.panic.get_or_insert(p);
+                    self.wake.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for TransactionQueue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionQueue")
+            .field("waiting", &self.len())
+            .finish_non_exhaustive()
+    }
+}

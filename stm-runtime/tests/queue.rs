@@ -1,0 +1,111 @@
+//! The transaction queue: every task runs once, tasks add tasks, additions of aborted
+//! attempts vanish, panics come back from `run`.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use common::stm;
+use stm_runtime::{Tasks, TransactionQueue, Tx};
+
+#[test]
+fn tasks_that_add_tasks_all_run_once() {
+    let stm = stm(2);
+    let count = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let queue = TransactionQueue::new(&stm);
+    fn spawn_tree<'a>(
+        depth: u32,
+        count: &'a stm_runtime::Root<u64>,
+    ) -> impl FnMut(&Tx, &mut Tasks<'a>) + Send + 'a {
+        move |tx, tasks| {
+            count.get(tx).update(|c| *c += 1);
+            if depth > 0 {
+                tasks.add(spawn_tree(depth - 1, count));
+                tasks.add(spawn_tree(depth - 1, count));
+            }
+        }
+    }
+    queue.add(spawn_tree(9, &count));
+    let report = queue.run(2);
+    assert_eq!(report.tasks, (1 << 10) - 1);
+    assert_eq!(stm.atomically(|tx| count.get(tx).get()), (1 << 10) - 1);
+    assert!(report.stats.commits >= report.tasks);
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn tasks_added_by_an_aborted_attempt_vanish() {
+    let stm = stm(2);
+    let cell = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let ghosts = AtomicU64::new(0);
+    let attempts = AtomicU32::new(0);
+    let queue = TransactionQueue::new(&stm);
+    queue.add(|tx, tasks| {
+        if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+            tasks.add(|_, _| {
+                ghosts.fetch_add(1, Ordering::SeqCst);
+            });
+            tx.retry(); // this attempt is abandoned, and its added task with it
+        }
+        cell.get(tx).update(|v| *v += 10);
+    });
+    let report = std::thread::scope(|s| {
+        // A commit after the first attempt started wakes the retrying task.
+        s.spawn(|| {
+            while attempts.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            stm.atomically(|tx| cell.get(tx).update(|v| *v += 1));
+        });
+        queue.run(1)
+    });
+    assert_eq!(report.tasks, 1);
+    assert_eq!(ghosts.load(Ordering::SeqCst), 0);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(stm.atomically(|tx| cell.get(tx).get()), 11);
+}
+
+#[test]
+fn a_panicking_task_stops_the_run_and_the_panic_comes_back() {
+    let stm = stm(2);
+    let cell = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let queue = TransactionQueue::new(&stm);
+    for i in 0..50u64 {
+        let cell = &cell;
+        queue.add(move |tx, _| {
+            cell.get(tx).set(i);
+            if i == 25 {
+                panic!("task 25 failed");
+            }
+        });
+    }
+    let err = catch_unwind(AssertUnwindSafe(|| queue.run(2))).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"task 25 failed"));
+    assert!(queue.is_empty(), "the remaining tasks are dropped");
+    // The runtime and the queue still work.
+    queue.add(|tx, _| cell.get(tx).set(1_000));
+    assert_eq!(queue.run(1).tasks, 1);
+    assert_eq!(stm.atomically(|tx| cell.get(tx).get()), 1_000);
+}
+
+#[test]
+fn queued_transfers_conserve_the_total() {
+    let stm = stm(2);
+    let accounts: Vec<_> = stm.atomically(|tx| (0..8).map(|_| tx.root(tx.alloc(100i64))).collect());
+    let queue = TransactionQueue::new(&stm);
+    for i in 0..2_000usize {
+        let accounts = &accounts;
+        queue.add(move |tx, _| {
+            let (a, b) = (accounts[i % 8].get(tx), accounts[(i * 7 + 3) % 8].get(tx));
+            if a.get() >= 5 && !a.ptr_eq(b) {
+                a.set(a.get() - 5);
+                b.set(b.get() + 5);
+            }
+        });
+    }
+    let report = queue.run(3);
+    assert_eq!(report.tasks, 2_000);
+    let total: i64 = stm.atomically(|tx| accounts.iter().map(|a| a.get(tx).get()).sum());
+    assert_eq!(total, 800);
+}
