@@ -67,6 +67,11 @@ pub use runtime::{Builder, Stm};
 pub use stats::{thread_stats, Stats};
 pub use tx::{atomically, in_transaction, Tx, BARRIERS};
 
+/// The macros (from the `stm-macros` crate): `#[object]` for shared-object types,
+/// `#[transactional]` for functions that access them, `#[derive(Plain)]` for plain data
+/// fields, and `tx_safe!` to declare a call transaction-safe. See `docs/macros.md`.
+pub use stm_macros::{object, transactional, tx_safe, Plain};
+
 /// Support for the code the macros write. Not a public API.
 #[doc(hidden)]
 pub mod __private {

@@ -48,6 +48,23 @@ impl Seal {
     }
 }
 
+/// A promise, made in `unsafe` code by the macro, that a read barrier may be skipped: earlier
+/// in this transaction attempt the object was allocated, or a read or write barrier ran on it
+/// (read markers stay set for the whole attempt, and a write marks the object read too), so
+/// a concurrent commit to it is still detected.
+#[derive(Clone, Copy, Debug)]
+pub struct Again(());
+
+impl Again {
+    /// # Safety
+    /// Only for a read of a handle whose object this transaction attempt allocated, or
+    /// already read or wrote.
+    #[inline(always)]
+    pub const unsafe fn new() -> Again {
+        Again(())
+    }
+}
+
 /// Converts a transaction's value of a field into its stored form (`Gc` -> `GcRef`).
 /// `tx` only ties the handles' lifetime to the allocating transaction.
 #[inline(always)]
@@ -211,18 +228,14 @@ pub fn read<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
     unsafe { gc.read_field(proj.get()) }
 }
 
-/// Reads a field through a handle without a read barrier.
-///
-/// # Safety
-/// Earlier in this transaction attempt, `gc`'s object was allocated, or a read or write
-/// barrier ran on it (read markers stay set for the whole attempt, and a write marks the
-/// object read too), so a concurrent commit to it is still detected.
+/// Reads a field through a handle without a read barrier (see [`Again`]).
 #[inline(always)]
-pub unsafe fn read_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+pub fn read_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
+    _again: Again,
 ) -> F::Loaded<'tx> {
-    // SAFETY: `proj` is a field projection; the barrier already ran (caller).
+    // SAFETY: `proj` is a field projection; the barrier already ran (`Again`).
     unsafe { gc.read_field_unbarriered(proj.get()) }
 }
 
@@ -252,14 +265,12 @@ pub fn update<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
     r
 }
 
-/// [`update`] without the read barrier.
-///
-/// # Safety
-/// As for [`read_again`].
+/// [`update`] without the read barrier (see [`Again`]).
 #[inline(always)]
-pub unsafe fn update_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
+pub fn update_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
+    _again: Again,
     f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
 ) -> R {
     // SAFETY: `proj` is a field projection; the barrier already ran (caller).
@@ -368,18 +379,15 @@ impl<'tx, T: Object> HandleTag<'tx, T> {
         ReadOnly(read(self.0, proj))
     }
 
-    /// Reads the field without a read barrier.
-    ///
-    /// # Safety
-    /// As for [`read_again`].
+    /// Reads the field without a read barrier (see [`Again`]).
     #[inline(always)]
-    pub unsafe fn read_again<F: Field, C: Fn(*mut T) -> *const F>(
+    pub fn read_again<F: Field, C: Fn(*mut T) -> *const F>(
         self,
         _plain: impl FnOnce(&T) -> &F,
         proj: Proj<T, F, C>,
+        again: Again,
     ) -> ReadOnly<F::Loaded<'tx>> {
-        // SAFETY: forwarded.
-        ReadOnly(unsafe { read_again(self.0, proj) })
+        ReadOnly(read_again(self.0, proj, again))
     }
 
     /// The field as a mutable place (written back if changed).
@@ -414,19 +422,16 @@ impl<'tx, T: Object> HandleTag<'tx, T> {
         update(self.0, proj, f)
     }
 
-    /// Updates the field in place without the read barrier.
-    ///
-    /// # Safety
-    /// As for [`read_again`].
+    /// Updates the field in place without the read barrier (see [`Again`]).
     #[inline(always)]
-    pub unsafe fn update_again<F: Field, C: Fn(*mut T) -> *const F, R>(
+    pub fn update_again<F: Field, C: Fn(*mut T) -> *const F, R>(
         self,
         _plain: impl FnOnce(&mut T) -> &mut F,
         proj: Proj<T, F, C>,
+        again: Again,
         f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
     ) -> R {
-        // SAFETY: forwarded.
-        unsafe { update_again(self.0, proj, f) }
+        update_again(self.0, proj, again, f)
     }
 }
 
@@ -442,14 +447,12 @@ impl<'a, X: ?Sized> PlainRef<'a, X> {
     }
 
     /// Ordinary field access (no barrier to skip).
-    ///
-    /// # Safety
-    /// None: `unsafe` only to match [`HandleTag::read_again`].
     #[inline(always)]
-    pub unsafe fn read_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F>(
+    pub fn read_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F>(
         self,
         plain: impl FnOnce(&'a X) -> &'a F,
         _proj: Proj<X, F, C>,
+        _again: Again,
     ) -> &'a F {
         plain(self.0)
     }
@@ -489,14 +492,12 @@ impl<'a, X: ?Sized> PlainMut<'a, X> {
     }
 
     /// Ordinary compound assignment (no barrier to skip).
-    ///
-    /// # Safety
-    /// None: `unsafe` only to match [`HandleTag::update_again`].
     #[inline(always)]
-    pub unsafe fn update_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F, R>(
+    pub fn update_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F, R>(
         self,
         plain: impl FnOnce(&'a mut X) -> &'a mut F,
         _proj: Proj<X, F, C>,
+        _again: Again,
         f: impl FnOnce(&mut F) -> R,
     ) -> R {
         f(plain(self.0))

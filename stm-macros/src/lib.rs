@@ -1,0 +1,75 @@
+//! # stm-macros: barrier insertion at compile time for `stm-runtime`
+//!
+//! Thin entry points over [`stm_transform`], which holds the transformation (shared with the
+//! `stm-rewrite` tool). Use them through `stm-runtime`, which re-exports them:
+//!
+//! ```ignore
+//! use stm_runtime as stm;
+//! use stm::Gc;
+//!
+//! #[stm::object]
+//! struct Account { balance: i64, owner: u32, next: Option<Gc<Account>> }
+//!
+//! #[stm::transactional]
+//! fn transfer(from: Gc<Account>, to: Gc<Account>, amount: i64) -> bool {
+//!     if from.balance < amount { return false; }
+//!     from.balance -= amount;
+//!     to.balance += amount;
+//!     true
+//! }
+//! ```
+//!
+//! See `docs/macros.md` in the repository for what they expand to, the supported syntax,
+//! what is rejected and why.
+
+use proc_macro::TokenStream;
+
+/// Makes a struct with named fields a shared-object type: values live in the shared heap
+/// and are reached through handles (`Gc<T>`) inside transactions.
+///
+/// Fields may be plain data (integers, floats, `bool`, `char`, `()`, arrays and tuples of
+/// plain data, `#[derive(Plain)]` types), handles `Gc<T>` / `Option<Gc<T>>`, and the
+/// runtime's containers; anything else is a compile error on the field saying what to use.
+/// Allocate with `Gc::new(T { .. })` inside a `#[transactional]` function.
+///
+/// Argument: `crate = path` names the runtime crate if it is not `::stm_runtime`.
+#[proc_macro_attribute]
+pub fn object(attr: TokenStream, item: TokenStream) -> TokenStream {
+    stm_transform::expand_object(attr.into(), item.into()).into()
+}
+
+/// Makes a function, a method, or every method of an `impl` block transactional: field
+/// accesses through handles get read and write barriers, irreversible calls make the
+/// transaction inevitable first, and calls that can never be right inside a transaction
+/// are compile errors.
+///
+/// **Nesting**: a function that takes a handle (or a `&Tx`) runs in that handle's
+/// transaction. Any other transactional function joins the transaction running on the
+/// thread, or, called outside one, runs as its own transaction on `Stm::global()`, retried
+/// on conflict (so its body may run more than once).
+///
+/// Argument: `crate = path` names the runtime crate if it is not `::stm_runtime`.
+#[proc_macro_attribute]
+pub fn transactional(attr: TokenStream, item: TokenStream) -> TokenStream {
+    stm_transform::expand_transactional(attr.into(), item.into()).into()
+}
+
+/// Declares a `Copy` struct or enum plain data (`stm_runtime::Plain`), so that it can be a
+/// field of shared objects. Every field must be plain data itself.
+///
+/// Helper attribute: `#[stm(crate = path)]` names the runtime crate.
+#[proc_macro_derive(Plain, attributes(stm))]
+pub fn derive_plain(input: TokenStream) -> TokenStream {
+    stm_transform::expand_plain_derive(input.into()).into()
+}
+
+/// Declares the calls inside it transaction-safe: inside a `#[transactional]` function,
+/// `tx_safe!(expr)` evaluates `expr` (still with barriers on every field access) without
+/// making the transaction inevitable and without rejecting calls the macro would otherwise
+/// treat as irreversible or forbidden. Use it for calls the macro misjudges by name (a
+/// `lock()` that is not a blocking lock, a `write!` into a `String`). Outside a
+/// `#[transactional]` item it is a compile error.
+#[proc_macro]
+pub fn tx_safe(input: TokenStream) -> TokenStream {
+    stm_transform::expand_tx_safe_outside(input.into()).into()
+}

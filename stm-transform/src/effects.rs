@@ -1,0 +1,127 @@
+//! Side effects inside transactions, recognised by name (the macro sees no types).
+//!
+//! * **Irreversible** calls (`println!` and friends, `std::io`, `std::fs`, `std::net`,
+//!   `std::process`, sending on a channel) make the transaction inevitable first, as PyPy's
+//!   translator did before external calls: an inevitable transaction never rolls back, so
+//!   the effect happens once.
+//! * **Forbidden** calls can never be right inside a transaction (spawning threads, blocking
+//!   on locks, channels, condition variables or other threads): compile errors.
+//! * `tx_safe!(expr)` declares the calls in `expr` safe: no inevitability, no rejection
+//!   (barriers are still inserted).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// What a call does to the transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Nothing the macro knows of.
+    None,
+    /// An effect that cannot be undone: make the transaction inevitable first.
+    Irreversible,
+    /// Never right inside a transaction: the message says why and what to do instead.
+    Forbidden(String),
+}
+
+const ESCAPE: &str = "if the macro misjudged this call by its name, wrap it in \
+                      `stm::tx_safe!(..)`";
+
+fn forbidden(what: &str, why: &str) -> Effect {
+    Effect::Forbidden(format!("{what} inside a transaction: {why}; {ESCAPE}"))
+}
+
+fn spawn() -> Effect {
+    forbidden(
+        "cannot spawn a thread or task",
+        "a transaction may run again after a conflict and would spawn it again, and the new \
+         thread cannot see this transaction's uncommitted writes. Spawn it before or after \
+         the transaction (pass it a `Root<T>` to reach shared objects)",
+    )
+}
+
+fn blocking(what: &str) -> Effect {
+    forbidden(
+        &format!("cannot block on {what}"),
+        "a transaction that waits keeps its segment and can deadlock with the thread it waits \
+         for, and a rerun would wait again. To wait until shared data changes, call \
+         `tx.retry()`; keep shared state in objects instead of behind locks",
+    )
+}
+
+/// The effect of calling a function by this path (`std::fs::write`, `thread::spawn`, ...).
+pub(crate) fn of_call(path: &syn::Path) -> Effect {
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let last = segs.last().map(String::as_str).unwrap_or("");
+    let has = |name: &str| segs.iter().any(|s| s == name);
+    if last == "spawn" || (has("thread") && matches!(last, "scope" | "Builder")) {
+        return spawn();
+    }
+    if has("thread") && matches!(last, "sleep" | "park" | "park_timeout") {
+        return blocking("a sleep or park");
+    }
+    if has("io") || has("fs") || has("net") || has("process") {
+        return Effect::Irreversible;
+    }
+    let first = segs.first().map(String::as_str).unwrap_or("");
+    if matches!(
+        first,
+        "File"
+            | "OpenOptions"
+            | "TcpStream"
+            | "TcpListener"
+            | "UdpSocket"
+            | "Command"
+            | "stdout"
+            | "stderr"
+            | "stdin"
+    ) {
+        return Effect::Irreversible;
+    }
+    Effect::None
+}
+
+/// The effect of a method call by name and argument count.
+pub(crate) fn of_method(name: &str, args: usize) -> Effect {
+    match (name, args) {
+        ("lock" | "read_lock" | "write_lock", 0) => blocking("a lock"),
+        ("join", 0) => blocking("another thread"),
+        ("recv" | "recv_timeout" | "recv_deadline", _) => blocking("a channel"),
+        ("wait" | "wait_while" | "wait_timeout" | "wait_timeout_while", _) => {
+            blocking("a condition variable or barrier")
+        }
+        ("send", 1)
+        | ("write_all" | "write_fmt" | "flush" | "sync_all" | "sync_data", _)
+        | ("read_to_string" | "read_to_end" | "read_line" | "read_exact", _) => {
+            Effect::Irreversible
+        }
+        _ => Effect::None,
+    }
+}
+
+/// The effect of a macro invocation by path.
+pub(crate) fn of_macro(path: &syn::Path) -> Effect {
+    let last = path.segments.last().map(|s| s.ident.to_string());
+    match last.as_deref() {
+        Some("print" | "println" | "eprint" | "eprintln" | "dbg" | "write" | "writeln") => {
+            Effect::Irreversible
+        }
+        _ => Effect::None,
+    }
+}
+
+/// Whether a macro path names the escape hatch (`tx_safe!`, `stm::tx_safe!`).
+pub(crate) fn is_tx_safe(path: &syn::Path) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == "tx_safe")
+}
+
+/// `tx_safe!` outside a `#[transactional]` item.
+pub(crate) fn tx_safe_outside(input: TokenStream) -> TokenStream {
+    let _ = input;
+    quote! {
+        ::core::compile_error!(
+            "`tx_safe!` only has a meaning inside a #[stm::transactional] function: it \
+             declares the calls it wraps safe to run in a transaction. Outside one, call the \
+             code directly"
+        )
+    }
+}

@@ -1,0 +1,251 @@
+//! # stm-transform: compile-time barrier insertion for `stm-runtime`
+//!
+//! The whole transformation behind `#[stm::object]`, `#[stm::transactional]` and
+//! `#[derive(stm::Plain)]`, on `proc_macro2` token streams and `syn` syntax trees, so that
+//! the proc-macro crate (`stm-macros`) and the source rewriter (`stm-rewrite`) insert
+//! barriers identically: one transformation, two front ends.
+//!
+//! Each entry point runs three stages, in the style of serde_derive and thiserror:
+//!
+//! 1. **parse** the attribute arguments and the item (`syn`);
+//! 2. **validate**: collect every problem at once in a [`Ctxt`], each on the user's tokens;
+//! 3. **expand**: write the output, which cannot fail.
+//!
+//! On error the output is the `compile_error!`s *and* the item (as close to the input as the
+//! errors allow), so the rest of the crate still sees its names.
+//!
+//! ```
+//! use quote::quote;
+//! let out = stm_transform::expand_transactional(
+//!     quote!(),
+//!     quote! {
+//!         fn deposit(a: Gc<Account>, amount: i64) {
+//!             a.balance += amount;
+//!         }
+//!     },
+//! );
+//! let text = out.to_string();
+//! assert!(text.contains("update"));
+//! ```
+//!
+//! The macro sees no types. How it still instruments every access to a shared object, and
+//! why an access it cannot instrument fails to compile, is described in the `rewrite` module
+//! and in `docs/macros.md`.
+
+mod attr;
+mod ctxt;
+mod effects;
+mod object;
+mod plain;
+mod rewrite;
+mod snapshot;
+mod transactional;
+mod types;
+
+use std::collections::BTreeMap;
+
+use proc_macro2::TokenStream;
+
+pub use ctxt::Ctxt;
+pub use snapshot::pretty;
+
+/// What the transformation knows from outside the item it expands. The proc macro knows
+/// nothing beyond the item; the `stm-rewrite` CLI sees the whole source tree and fills this in.
+#[derive(Clone, Debug, Default)]
+pub struct Knowledge {
+    /// Shared-object types by name (the last path segment), with their fields.
+    pub objects: BTreeMap<String, ObjectInfo>,
+}
+
+/// What is known about one object type.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectInfo {
+    /// Field names and their declared types, as written (e.g. `"Option<Gc<Node>>"`).
+    pub fields: Vec<(String, String)>,
+}
+
+impl Knowledge {
+    /// Records the object types declared by `#[object]` structs in a file's source text.
+    /// Returns how many it found. Files that do not parse contribute nothing.
+    pub fn learn_from_source(&mut self, source: &str) -> usize {
+        let Ok(file) = syn::parse_file(source) else {
+            return 0;
+        };
+        let mut found = 0;
+        for item in &file.items {
+            if let syn::Item::Struct(s) = item {
+                if s.attrs.iter().any(|a| attr::is_object_attr(a.path())) {
+                    self.objects.insert(s.ident.to_string(), ObjectInfo::of(s));
+                    found += 1;
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `name` (a type's last path segment) is a known object type.
+    pub fn is_object(&self, name: &str) -> bool {
+        self.objects.contains_key(name)
+    }
+}
+
+impl ObjectInfo {
+    fn of(s: &syn::ItemStruct) -> ObjectInfo {
+        use quote::ToTokens;
+        let fields = s
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let name = f.ident.as_ref()?.to_string();
+                Some((name, f.ty.to_token_stream().to_string()))
+            })
+            .collect();
+        ObjectInfo { fields }
+    }
+}
+
+/// Counters of what an expansion did, for the CLI's report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Read barriers written (field reads through a possible handle).
+    pub read_barriers: usize,
+    /// Write barriers written (assignments, compound assignments, mutable places).
+    pub write_barriers: usize,
+    /// Reads that skip the read barrier (object allocated here, or already read or written
+    /// by this function on a path with no intervening change of the binding).
+    pub elided: usize,
+    /// Points where the transaction is made inevitable before an irreversible call.
+    pub inevitable_points: usize,
+    /// Allocations of objects (`Gc::new(T { .. })`).
+    pub allocations: usize,
+    /// Functions made transactional.
+    pub functions: usize,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.read_barriers += o.read_barriers;
+        self.write_barriers += o.write_barriers;
+        self.elided += o.elided;
+        self.inevitable_points += o.inevitable_points;
+        self.allocations += o.allocations;
+        self.functions += o.functions;
+    }
+}
+
+/// The result of one expansion: the tokens and what was done.
+#[derive(Clone, Debug)]
+pub struct Expansion {
+    /// The item(s) to emit (with `compile_error!`s first if validation failed).
+    pub tokens: TokenStream,
+    /// What the expansion did.
+    pub stats: Stats,
+    /// Whether validation reported errors (they are in `tokens` as `compile_error!`).
+    pub has_errors: bool,
+}
+
+/// Expands `#[object]` on a struct: shared-heap layout, `Object` impl, field checks.
+pub fn expand_object(attr: TokenStream, item: TokenStream) -> TokenStream {
+    object::expand(attr, item).tokens
+}
+
+/// Expands `#[derive(Plain)]` on a `Copy` struct or enum.
+pub fn expand_plain_derive(input: TokenStream) -> TokenStream {
+    plain::expand(input).tokens
+}
+
+/// Expands `#[transactional]` on a function, a method or an `impl` block.
+pub fn expand_transactional(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_transactional_with(&Knowledge::default(), attr, item).tokens
+}
+
+/// [`expand_transactional`] with outside knowledge (known object types), returning counters.
+pub fn expand_transactional_with(
+    knowledge: &Knowledge,
+    attr: TokenStream,
+    item: TokenStream,
+) -> Expansion {
+    transactional::expand(knowledge, attr, item)
+}
+
+/// [`expand_object`], returning counters and whether it failed.
+pub fn expand_object_with(attr: TokenStream, item: TokenStream) -> Expansion {
+    object::expand(attr, item)
+}
+
+/// What `stm::tx_safe!(..)` expands to when it is *not* inside a `#[transactional]` item
+/// (inside one, the transformation consumes it): an error saying where it belongs.
+pub fn expand_tx_safe_outside(input: TokenStream) -> TokenStream {
+    effects::tx_safe_outside(input)
+}
+
+/// Expands every `#[object]`, `#[transactional]` and `#[derive(Plain)]` item of a source
+/// file (top level and inside inline modules) and pretty-prints the result, as the snapshot
+/// files and `stm-rewrite --show` present it. Errors come out as `compile_error!`s in place.
+pub fn expand_file(source: &str) -> syn::Result<String> {
+    let mut file = syn::parse_file(source)?;
+    let mut knowledge = Knowledge::default();
+    knowledge.learn_from_source(source);
+    expand_items(&knowledge, &mut file.items);
+    Ok(prettyplease::unparse(&file))
+}
+
+fn expand_items(knowledge: &Knowledge, items: &mut Vec<syn::Item>) {
+    use quote::ToTokens;
+    let mut out = Vec::with_capacity(items.len());
+    for mut item in items.drain(..) {
+        if let syn::Item::Mod(m) = &mut item {
+            if let Some((_, inner)) = &mut m.content {
+                expand_items(knowledge, inner);
+            }
+            out.push(item);
+            continue;
+        }
+        let attrs = match &mut item {
+            syn::Item::Fn(f) => &mut f.attrs,
+            syn::Item::Impl(i) => &mut i.attrs,
+            syn::Item::Struct(s) => &mut s.attrs,
+            syn::Item::Enum(e) => &mut e.attrs,
+            _ => {
+                out.push(item);
+                continue;
+            }
+        };
+        let pos = attrs
+            .iter()
+            .position(|a| attr::is_object_attr(a.path()) || attr::is_transactional_attr(a.path()));
+        let derives_plain = attrs.iter().any(|a| {
+            a.path().is_ident("derive")
+                && a.to_token_stream()
+                    .to_string()
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .any(|w| w == "Plain")
+        });
+        let expanded = match pos {
+            Some(i) => {
+                let a = attrs.remove(i);
+                let args = match &a.meta {
+                    syn::Meta::List(l) => l.tokens.clone(),
+                    _ => TokenStream::new(),
+                };
+                let tokens = item.to_token_stream();
+                if attr::is_object_attr(a.path()) {
+                    expand_object(args, tokens)
+                } else {
+                    expand_transactional_with(knowledge, args, tokens).tokens
+                }
+            }
+            None if derives_plain => {
+                let mut t = item.to_token_stream();
+                t.extend(expand_plain_derive(item.to_token_stream()));
+                t
+            }
+            None => item.to_token_stream(),
+        };
+        match syn::parse2::<syn::File>(expanded) {
+            Ok(f) => out.extend(f.items),
+            Err(_) => out.push(item),
+        }
+    }
+    *items = out;
+}

@@ -1,0 +1,310 @@
+//! `#[object]`: a struct whose values live in the shared heap.
+//!
+//! ```text
+//! #[stm::object]
+//! struct Node { key: i64, next: Option<Gc<Node>> }
+//! ```
+//! becomes
+//! ```text
+//! struct Node {
+//!     key: i64,
+//!     next: Option<::stm_runtime::GcRef<Node>>,       // handles in their stored form
+//!     #[doc(hidden)] pub __stm_allocate_with_gc_new: ::stm_runtime::__private::Seal,
+//! }
+//! impl Clone/Copy for Node ...
+//! unsafe impl ::stm_runtime::Object for Node { fn trace(..) { /* every handle field */ } }
+//! const _: () = { /* each field type must be a `Field` (spanned on the field) */ };
+//! ```
+//!
+//! The hidden `Seal` field can only be made in `unsafe` code, so safe code cannot build a
+//! `Node` value (which could hold a forged or stale handle); values are built only by the
+//! allocation that `#[transactional]` writes for `Gc::new(Node { .. })`, from handles of the
+//! allocating transaction, as `Object`'s safety contract requires.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Fields, Item, ItemStruct, Type};
+
+use crate::attr::{self, Args};
+use crate::ctxt::Ctxt;
+use crate::types;
+use crate::Expansion;
+
+/// The name of the hidden field; it appears in rustc's "missing field" error when someone
+/// writes a bare struct literal, so it says what to do.
+pub(crate) const SEAL_FIELD: &str = "__stm_allocate_with_gc_new";
+
+/// The validated object: what expansion needs.
+struct Object {
+    item: ItemStruct,
+    /// Field names and their stored types (handles rewritten), with the user's span.
+    fields: Vec<(syn::Ident, Type, Span)>,
+}
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Expansion {
+    let cx = Ctxt::new();
+    let args = attr::parse_args(&cx, "object", attr);
+    let item: Item = match syn::parse2(item.clone()) {
+        Ok(i) => i,
+        Err(e) => {
+            cx.syn_error(e);
+            return finish(cx, item);
+        }
+    };
+    let object = match validate(&cx, &args.runtime, item) {
+        Ok(o) => o,
+        Err(fallback) => return finish(cx, fallback),
+    };
+    if cx.has_errors() {
+        let fallback = object.item.to_token_stream();
+        return finish(cx, fallback);
+    }
+    Expansion {
+        tokens: generate(&args, &object),
+        stats: Default::default(),
+        has_errors: false,
+    }
+}
+
+fn finish(cx: Ctxt, fallback: TokenStream) -> Expansion {
+    let has_errors = cx.has_errors();
+    let mut tokens = cx.into_compile_errors();
+    tokens.extend(fallback);
+    Expansion {
+        tokens,
+        stats: Default::default(),
+        has_errors,
+    }
+}
+
+/// Checks the item; on success returns it with handles rewritten. On a fatal problem returns
+/// the tokens to emit instead (the item as given).
+fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStream> {
+    let mut s = match item {
+        Item::Struct(s) => s,
+        Item::Enum(e) => {
+            cx.error_spanned_by(
+                e.enum_token,
+                "#[stm::object] goes on a struct with named fields; for an enum stored inside \
+                 objects, use #[derive(Clone, Copy, stm::Plain)] and make it a field",
+            );
+            return Err(e.into_token_stream());
+        }
+        Item::Union(u) => {
+            cx.error_spanned_by(
+                u.union_token,
+                "#[stm::object] does not support unions: use a struct with named fields \
+                 (or a #[derive(stm::Plain)] enum as a field)",
+            );
+            return Err(u.into_token_stream());
+        }
+        other => {
+            cx.error_spanned_by(
+                &other,
+                "#[stm::object] goes on a struct with named fields (the type of a shared \
+                 object); for functions that access objects use #[stm::transactional]",
+            );
+            return Err(other.into_token_stream());
+        }
+    };
+    match &s.fields {
+        Fields::Named(_) => {}
+        Fields::Unnamed(_) | Fields::Unit => {
+            cx.error_spanned_by(
+                &s.ident,
+                "#[stm::object] needs named fields (`struct Point { x: i64, y: i64 }`): the \
+                 transactional code reaches fields by name",
+            );
+            return Err(s.into_token_stream());
+        }
+    }
+    for lt in s.generics.lifetimes() {
+        cx.error_spanned_by(
+            lt,
+            "a shared object cannot borrow anything: objects outlive every transaction and \
+             thread; remove the lifetime parameter",
+        );
+    }
+    for a in &s.attrs {
+        if a.path().is_ident("derive") {
+            let _ = a.parse_nested_meta(|m| {
+                if m.path.is_ident("Clone") || m.path.is_ident("Copy") || m.path.is_ident("Default")
+                {
+                    cx.error_spanned_by(
+                        &m.path,
+                        if m.path.is_ident("Default") {
+                            "an object is allocated with `Gc::new(T { .. })` inside a \
+                             #[transactional] function; it cannot derive `Default`"
+                        } else {
+                            "#[stm::object] already makes the type `Clone + Copy` (the \
+                             runtime copies objects); remove it from the derive"
+                        },
+                    );
+                }
+                Ok(())
+            });
+        }
+        if a.path().is_ident("repr") {
+            let _ = a.parse_nested_meta(|m| {
+                if m.path.is_ident("packed") {
+                    cx.error_spanned_by(
+                        &m.path,
+                        "shared objects cannot be `repr(packed)`: fields are read and written \
+                         through aligned pointers",
+                    );
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut fields = Vec::new();
+    if let Fields::Named(named) = &mut s.fields {
+        for f in named.named.iter_mut() {
+            let ident = f.ident.clone().expect("named field");
+            if ident == SEAL_FIELD {
+                cx.error_spanned_by(&ident, "this field name is reserved by #[stm::object]");
+            }
+            if let Some(msg) = types::rejected_field_type(&f.ty) {
+                cx.error_spanned_by(&f.ty, msg);
+                continue;
+            }
+            if let Some(msg) = misplaced_handle(&f.ty) {
+                cx.error_spanned_by(&f.ty, msg);
+                continue;
+            }
+            let span = f.ty.span();
+            let mut rw = HandleToStored { cx, rt };
+            rw.visit_type_mut(&mut f.ty);
+            fields.push((ident, f.ty.clone(), span));
+        }
+    }
+    Ok(Object { item: s, fields })
+}
+
+/// A handle inside an array or tuple (not a whole field, not in an `Option`, not a container
+/// argument): explain.
+fn misplaced_handle(ty: &Type) -> Option<String> {
+    fn inside(ty: &Type) -> bool {
+        match ty {
+            Type::Array(a) => types::mentions_gc(&a.elem),
+            Type::Tuple(t) => t.elems.iter().any(types::mentions_gc),
+            Type::Paren(p) => inside(&p.elem),
+            _ => types::single_type_arg(ty, "Option").is_some_and(inside),
+        }
+    }
+    inside(ty).then(|| {
+        "a handle can be a whole field (`Gc<T>`), an `Option<Gc<T>>`, or an element of a \
+         `TVec<Gc<T>>`; arrays and tuples of handles are not supported"
+            .to_string()
+    })
+}
+
+/// Rewrites `Gc<T>` to the stored form `::stm_runtime::GcRef<T>` in a field type.
+struct HandleToStored<'a> {
+    cx: &'a Ctxt,
+    rt: &'a TokenStream,
+}
+
+impl VisitMut for HandleToStored<'_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        syn::visit_mut::visit_type_mut(self, ty);
+        if !types::is_gc(ty) {
+            return;
+        }
+        let seg = types::last_segment(ty).expect("a Gc path");
+        let mut target = None;
+        match types::generic_args(seg) {
+            Some(args) => {
+                for a in args {
+                    match a {
+                        syn::GenericArgument::Lifetime(lt) => self.cx.error_spanned_by(
+                            lt,
+                            "write the handle type without a lifetime (`Gc<T>`): a stored \
+                             handle belongs to no one transaction",
+                        ),
+                        syn::GenericArgument::Type(t) => target = Some(t.clone()),
+                        other => self.cx.error_spanned_by(other, "expected `Gc<T>`"),
+                    }
+                }
+            }
+            None => self
+                .cx
+                .error_spanned_by(&seg.ident, "say what the handle points to: `Gc<T>`"),
+        }
+        if let Some(t) = target {
+            let rt = self.rt;
+            let span = ty.span();
+            *ty = syn::parse_quote_spanned!(span=> #rt::GcRef<#t>);
+        }
+    }
+}
+
+fn generate(args: &Args, o: &Object) -> TokenStream {
+    let rt = &args.runtime;
+    let mut item = o.item.clone();
+    let seal = format_ident!("{}", SEAL_FIELD);
+    // Type parameters must be plain data, like the fields that hold them.
+    let type_params: Vec<syn::Ident> = item
+        .generics
+        .type_params()
+        .map(|t| t.ident.clone())
+        .collect();
+    {
+        let wc = item.generics.make_where_clause();
+        for t in &type_params {
+            wc.predicates
+                .push(syn::parse_quote_spanned!(t.span()=> #t: #rt::Plain));
+        }
+    }
+    if let Fields::Named(named) = &mut item.fields {
+        named.named.push(syn::parse_quote! {
+            #[doc(hidden)]
+            pub #seal: #rt::__private::Seal
+        });
+    }
+    let ident = &item.ident;
+    let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
+    let traces = o
+        .fields
+        .iter()
+        .map(|(f, _, _)| quote!(#rt::__private::TraceField::trace_field(&self.#f, tracer);));
+    let checks = o
+        .fields
+        .iter()
+        .map(|(_, ty, span)| quote_spanned!(*span=> #rt::__private::assert_field::<#ty>();));
+    // The item's own generics for the check function (a nested fn cannot use outer ones).
+    let check_generics = &item.generics.params;
+    let check_where = &item.generics.where_clause;
+    quote! {
+        #item
+
+        impl #impl_g ::core::clone::Clone for #ident #ty_g #where_c {
+            #[inline(always)]
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl #impl_g ::core::marker::Copy for #ident #ty_g #where_c {}
+
+        // SAFETY (from #[stm::object]): the type is Copy and 'static (no lifetime parameters,
+        // type parameters are Plain); every field is a `Field` (checked below, spanned on the
+        // field); values can only be built with the unsafe `Seal`, which the generated
+        // allocation uses with handles of the allocating transaction; `trace` visits every
+        // field through `TraceField`, whose impls visit every stored handle.
+        unsafe impl #impl_g #rt::Object for #ident #ty_g #where_c {
+            fn trace(&self, tracer: &mut #rt::Tracer) {
+                let _ = &tracer;
+                #(#traces)*
+            }
+        }
+
+        const _: () = {
+            #[allow(dead_code, clippy::extra_unused_type_parameters)]
+            fn __stm_check_fields<#check_generics>() #check_where {
+                #(#checks)*
+            }
+        };
+    }
+}

@@ -1,0 +1,1167 @@
+//! The body rewriter: inserts barriers into every field access that may go through a handle.
+//!
+//! # What the macro knows
+//!
+//! Nothing about types, except what is written: parameter types, `let` annotations, and
+//! what a `let` is initialised with. Each binding in scope is a known **handle** (a `Gc`
+//! parameter, `let n = Gc::new(..)`, `let n: Gc<T> = ..`), known **plain** (any other declared
+//! type, `self`, a literal, a struct literal), or **unknown**.
+//!
+//! # What it writes for `base.field`
+//!
+//! * base a known plain binding: nothing (ordinary Rust, exactly as written).
+//! * base a known handle `h`: a call of the runtime's barrier functions on `h`
+//!   (`__stm::read(h, __stm::field!(h, field))`, `write`, `update`, `place`).
+//! * anything else: a *tag dispatch* that lets the compiler pick:
+//!   `match base.__stm_rkind() { __k => __k.read(|__r| &__r.field, __stm::field!(__k, field)) }`
+//!   is the barrier path when `base` is a `Gc` and ordinary field access (`&base.field`)
+//!   otherwise (see `stm_runtime::__private`).
+//!
+//! # Why nothing is silently left without a barrier
+//!
+//! `Gc<T>` has no fields and no `Deref`: the only way to reach an object's memory is the
+//! runtime's barrier functions. An access this rewriter leaves alone (known plain base,
+//! inside an unknown macro, in a nested item) is therefore either an ordinary struct access
+//! or a compile error ("no field `x` on type `Gc<..>`"), never an unbarriered access.
+//!
+//! # Contexts
+//!
+//! A field expression is rewritten according to how it is used: as a **value** (a copy),
+//! a read **place** (method receiver, `&e`, index or field base: a `ReadOnly` copy that
+//! cannot be changed, so `h.arr.sort()` on a copy does not compile), a **mutable place**
+//! (`&mut e`, receiver of a known mutating method, base of an index or field that is
+//! assigned: a `WriteBack` guard that writes the changed copy back), or the target of an
+//! **assignment** (write barrier + store; `+=` and friends read, update, write).
+//!
+//! # Elision
+//!
+//! A read of `x.f` skips the read barrier when `x` is a binding never reassigned or mutably
+//! borrowed in the function, and on every path to this read (the macro only follows
+//! straight-line code: each branch, loop body, closure and block starts from what held before
+//! it) `x`'s object was allocated, read or written. Read markers stay set for a whole
+//! transaction attempt and a write marks the object read, so the first barrier covers the
+//! later reads.
+//!
+//! # Policy on nested constructs
+//!
+//! Closures are rewritten (they run in the same transaction: a closure that captures a
+//! handle cannot outlive it); `async` blocks and `.await` are errors; nested items are left
+//! alone; macro invocations are rewritten when they are the standard formatting,
+//! assertion and `vec!` macros (their arguments are expressions), and otherwise left alone.
+
+use std::collections::{HashMap, HashSet};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{BinOp, Block, Expr, ExprField, FieldValue, Ident, Member, Pat, Stmt, Token, Type};
+
+use crate::ctxt::Ctxt;
+use crate::effects::{self, Effect};
+use crate::object::SEAL_FIELD;
+use crate::types;
+use crate::{Knowledge, Stats};
+
+/// What the macro knows about a binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A handle; `fresh` if allocated by this function (no read barrier needed).
+    Handle { fresh: bool },
+    /// Not a handle (an ordinary value): field accesses stay as written.
+    Plain,
+    /// Not known: field accesses go through the tag dispatch.
+    Unknown,
+}
+
+/// How an expression's result is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ctx {
+    /// A value (copied or moved out).
+    Value,
+    /// A place that is only read (method receiver, `&e`, base of an index or a field).
+    Place,
+    /// A place that may be changed (`&mut e`, mutating method receiver, assigned projection).
+    PlaceMut,
+}
+
+/// Methods that take `&mut self` on the standard types; a field used as their receiver is a
+/// mutable place. (Any other method gets a read place; if it needs `&mut self` the compiler
+/// says so.)
+const MUTATING_METHODS: &[&str] = &[
+    "push",
+    "push_str",
+    "push_back",
+    "push_front",
+    "pop",
+    "pop_back",
+    "pop_front",
+    "insert",
+    "remove",
+    "clear",
+    "truncate",
+    "retain",
+    "retain_mut",
+    "drain",
+    "append",
+    "extend",
+    "extend_from_slice",
+    "dedup",
+    "sort",
+    "sort_by",
+    "sort_by_key",
+    "sort_unstable",
+    "sort_unstable_by",
+    "sort_unstable_by_key",
+    "reverse",
+    "fill",
+    "swap",
+    "rotate_left",
+    "rotate_right",
+    "copy_from_slice",
+    "clone_from_slice",
+    "take",
+    "replace",
+    "get_or_insert",
+    "get_or_insert_with",
+    "insert_entry",
+    "entry",
+    "iter_mut",
+    "get_mut",
+    "as_mut",
+    "first_mut",
+    "last_mut",
+    "split_at_mut",
+    "set",
+    "add_assign",
+    "sub_assign",
+    "mul_assign",
+    "div_assign",
+];
+
+/// Macros whose arguments are comma-separated expressions (format strings first).
+const EXPR_MACROS: &[&str] = &[
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "format",
+    "format_args",
+    "write",
+    "writeln",
+    "panic",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "unreachable",
+    "todo",
+    "unimplemented",
+    "dbg",
+    "vec",
+    "matches",
+];
+
+/// The body rewriter for one transactional function.
+pub(crate) struct Rewriter<'a> {
+    cx: &'a Ctxt,
+    knowledge: &'a Knowledge,
+    /// The transaction binding (`__stm_tx`, hygienic).
+    tx: Ident,
+    scopes: Vec<HashMap<String, Kind>>,
+    /// Bindings whose object had a barrier on every path to here (straight-line code).
+    barriered: HashSet<String>,
+    /// Bindings reassigned or mutably borrowed somewhere in the function: never elided.
+    mutated: HashSet<String>,
+    /// Depth of `tx_safe!` nesting.
+    safe_depth: usize,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// A hygienic local name for generated code.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+impl<'a> Rewriter<'a> {
+    pub(crate) fn new(cx: &'a Ctxt, knowledge: &'a Knowledge, tx: Ident) -> Self {
+        Rewriter {
+            cx,
+            knowledge,
+            tx,
+            scopes: vec![HashMap::new()],
+            barriered: HashSet::new(),
+            mutated: HashSet::new(),
+            safe_depth: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Declares a binding (a parameter) before the body is rewritten.
+    pub(crate) fn bind(&mut self, name: &str, kind: Kind) {
+        self.barriered.remove(name);
+        self.scopes
+            .last_mut()
+            .expect("a scope")
+            .insert(name.to_string(), kind);
+    }
+
+    fn kind_of(&self, name: &str) -> Kind {
+        for s in self.scopes.iter().rev() {
+            if let Some(k) = s.get(name) {
+                return *k;
+            }
+        }
+        Kind::Unknown
+    }
+
+    /// Rewrites a function body.
+    pub(crate) fn body(&mut self, block: &mut Block) {
+        self.mutated = mutated_bindings(block);
+        self.stmts(&mut block.stmts);
+    }
+
+    fn block(&mut self, block: &mut Block) {
+        let saved = self.barriered.clone();
+        self.scopes.push(HashMap::new());
+        self.stmts(&mut block.stmts);
+        self.scopes.pop();
+        self.barriered = saved;
+    }
+
+    fn stmts(&mut self, stmts: &mut Vec<Stmt>) {
+        for stmt in stmts.iter_mut() {
+            self.stmt(stmt);
+        }
+    }
+
+    fn stmt(&mut self, stmt: &mut Stmt) {
+        match stmt {
+            Stmt::Local(local) => {
+                let declared = match &local.pat {
+                    Pat::Type(pt) => Some(kind_of_type(&pt.ty)),
+                    _ => None,
+                };
+                let mut init_kind = Kind::Unknown;
+                if let Some(init) = &mut local.init {
+                    init_kind = self.kind_of_init(&init.expr);
+                    self.expr(&mut init.expr, Ctx::Value);
+                    if let Some((_, diverge)) = &mut init.diverge {
+                        self.expr(diverge, Ctx::Value);
+                    }
+                }
+                let kind = declared.unwrap_or(init_kind);
+                match &local.pat {
+                    Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                        self.bind(&pi.ident.to_string(), kind)
+                    }
+                    Pat::Type(pt) => match &*pt.pat {
+                        Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                            self.bind(&pi.ident.to_string(), kind)
+                        }
+                        other => self.bind_pattern(other),
+                    },
+                    other => self.bind_pattern(other),
+                }
+            }
+            Stmt::Item(_) => {}
+            Stmt::Expr(e, _) => self.expr(e, Ctx::Value),
+            Stmt::Macro(m) => {
+                let mut e = Expr::Macro(syn::ExprMacro {
+                    attrs: m.attrs.clone(),
+                    mac: m.mac.clone(),
+                });
+                if self.macro_expr(&mut e) {
+                    *stmt = Stmt::Expr(e, m.semi_token.or_else(|| Some(Token![;](m.span()))));
+                }
+            }
+        }
+    }
+
+    /// Binds every identifier of a pattern as unknown (a pattern's bindings have types the
+    /// macro cannot see).
+    fn bind_pattern(&mut self, pat: &Pat) {
+        let mut names = Vec::new();
+        pattern_idents(pat, &mut names);
+        for n in names {
+            let kind = match pat {
+                Pat::Type(pt) => kind_of_type(&pt.ty),
+                _ => Kind::Unknown,
+            };
+            self.bind(&n, kind);
+        }
+    }
+
+    fn kind_of_init(&self, e: &Expr) -> Kind {
+        match e {
+            Expr::Call(c) if is_gc_new(&c.func) => Kind::Handle { fresh: true },
+            Expr::Struct(s) if self.is_known_object(&s.path) => Kind::Handle { fresh: true },
+            Expr::Path(p) if p.path.get_ident().is_some() => {
+                self.kind_of(&p.path.get_ident().expect("ident").to_string())
+            }
+            Expr::Lit(_)
+            | Expr::Array(_)
+            | Expr::Repeat(_)
+            | Expr::Tuple(_)
+            | Expr::Struct(_)
+            | Expr::Range(_)
+            | Expr::Reference(_)
+            | Expr::Closure(_) => Kind::Plain,
+            Expr::Macro(m) => {
+                let name = m.mac.path.segments.last().map(|s| s.ident.to_string());
+                if matches!(name.as_deref(), Some("vec" | "format")) {
+                    Kind::Plain
+                } else {
+                    Kind::Unknown
+                }
+            }
+            Expr::Paren(p) => self.kind_of_init(&p.expr),
+            _ => Kind::Unknown,
+        }
+    }
+
+    fn is_known_object(&self, path: &syn::Path) -> bool {
+        path.segments
+            .last()
+            .is_some_and(|s| self.knowledge.is_object(&s.ident.to_string()))
+    }
+
+    /// Runs `f` on a branch: what it learns about barriers does not hold after it.
+    fn branch(&mut self, f: impl FnOnce(&mut Self)) {
+        let saved = self.barriered.clone();
+        self.scopes.push(HashMap::new());
+        f(self);
+        self.scopes.pop();
+        self.barriered = saved;
+    }
+
+    fn expr(&mut self, e: &mut Expr, ctx: Ctx) {
+        match e {
+            Expr::Field(_) => self.field(e, ctx),
+            Expr::Assign(a) => {
+                self.expr(&mut a.right, Ctx::Value);
+                if let Some(new) = self.assign(&mut a.left, None, &mut a.right) {
+                    *e = new;
+                }
+            }
+            Expr::Binary(b) if is_assign_op(&b.op) => {
+                self.expr(&mut b.right, Ctx::Value);
+                let op = b.op;
+                if let Some(new) = self.assign(&mut b.left, Some(op), &mut b.right) {
+                    *e = new;
+                }
+            }
+            Expr::Binary(b) => {
+                self.expr(&mut b.left, Ctx::Value);
+                if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) {
+                    self.branch(|s| s.expr(&mut b.right, Ctx::Value));
+                } else {
+                    self.expr(&mut b.right, Ctx::Value);
+                }
+            }
+            // `*e`, `-e`, `!e`: the operand is a value (a deref'd reference is not a field).
+            Expr::Unary(u) => self.expr(&mut u.expr, Ctx::Value),
+            Expr::Reference(r) => {
+                let inner = if r.mutability.is_some() {
+                    Ctx::PlaceMut
+                } else {
+                    Ctx::Place
+                };
+                self.expr(&mut r.expr, inner);
+            }
+            Expr::RawAddr(r) => {
+                if let Expr::Field(f) = &*r.expr {
+                    if !self.base_is_plain(&f.base) {
+                        self.cx.error_spanned_by(
+                            &r.expr,
+                            "cannot take a raw pointer to a field that may belong to a shared \
+                             object: objects are only reached through barriers. Copy the \
+                             field into a local first (or give the binding a type if it is \
+                             an ordinary struct)",
+                        );
+                        return;
+                    }
+                }
+                self.expr(&mut r.expr, Ctx::PlaceMut);
+            }
+            Expr::Index(i) => {
+                let base = if ctx == Ctx::PlaceMut {
+                    Ctx::PlaceMut
+                } else {
+                    Ctx::Place
+                };
+                self.expr(&mut i.expr, base);
+                self.expr(&mut i.index, Ctx::Value);
+            }
+            Expr::Paren(p) => self.expr(&mut p.expr, ctx),
+            Expr::Group(g) => self.expr(&mut g.expr, ctx),
+            Expr::Cast(c) => self.expr(&mut c.expr, Ctx::Value),
+            Expr::MethodCall(m) => {
+                let name = m.method.to_string();
+                self.effect(e_span(&m.method), effects::of_method(&name, m.args.len()));
+                let recv = if MUTATING_METHODS.contains(&name.as_str()) {
+                    Ctx::PlaceMut
+                } else {
+                    Ctx::Place
+                };
+                self.expr(&mut m.receiver, recv);
+                for a in m.args.iter_mut() {
+                    self.expr(a, Ctx::Value);
+                }
+                if self.is_irreversible_method(&name, m.args.len()) {
+                    *e = self.inevitable_before(e.clone());
+                }
+            }
+            Expr::Call(c) => {
+                if is_gc_new(&c.func) {
+                    if let Some(new) = self.allocation(c) {
+                        *e = new;
+                    }
+                    return;
+                }
+                let effect = match &*c.func {
+                    Expr::Path(p) => effects::of_call(&p.path),
+                    _ => Effect::None,
+                };
+                self.expr(&mut c.func, Ctx::Value);
+                for a in c.args.iter_mut() {
+                    self.expr(a, Ctx::Value);
+                }
+                if self.effect(c.func.span(), effect) {
+                    *e = self.inevitable_before(e.clone());
+                }
+            }
+            Expr::Struct(s) => {
+                if s.qself.is_none() && self.is_known_object(&s.path) {
+                    let mut call: syn::ExprCall = syn::parse_quote!(Gc::new(#s));
+                    if let Some(new) = self.allocation(&mut call) {
+                        *e = new;
+                    }
+                    return;
+                }
+                self.struct_fields(&mut s.fields);
+                if let Some(rest) = &mut s.rest {
+                    self.expr(rest, Ctx::Value);
+                }
+            }
+            Expr::Tuple(t) => t.elems.iter_mut().for_each(|x| self.expr(x, Ctx::Value)),
+            Expr::Array(a) => a.elems.iter_mut().for_each(|x| self.expr(x, Ctx::Value)),
+            Expr::Repeat(r) => self.expr(&mut r.expr, Ctx::Value),
+            Expr::Range(r) => {
+                if let Some(x) = &mut r.start {
+                    self.expr(x, Ctx::Value);
+                }
+                if let Some(x) = &mut r.end {
+                    self.expr(x, Ctx::Value);
+                }
+            }
+            Expr::Block(b) => self.block(&mut b.block),
+            Expr::Unsafe(u) => self.block(&mut u.block),
+            Expr::Const(_) => {}
+            Expr::TryBlock(t) => self.block(&mut t.block),
+            Expr::If(i) => {
+                // The condition always runs: its barriers hold after the `if` (except on
+                // names its `let` patterns bind, which go out of scope).
+                self.scopes.push(HashMap::new());
+                self.condition(&mut i.cond);
+                let after_cond = self.barriered.clone();
+                let bound: Vec<String> =
+                    self.scopes.last().expect("scope").keys().cloned().collect();
+                self.block(&mut i.then_branch);
+                self.scopes.pop();
+                let mut after = after_cond;
+                for b in bound {
+                    after.remove(&b);
+                }
+                self.barriered = after.clone();
+                if let Some((_, els)) = &mut i.else_branch {
+                    self.branch(|s| s.expr(els, Ctx::Value));
+                }
+                self.barriered = after;
+            }
+            Expr::Let(l) => {
+                // Outside an `if`/`while` condition (a `let` chain): rewrite the scrutinee,
+                // bind the pattern in the current scope.
+                self.expr(&mut l.expr, Ctx::Place);
+                self.bind_pattern(&l.pat);
+            }
+            Expr::While(w) => self.branch(|s| {
+                s.condition(&mut w.cond);
+                s.block(&mut w.body);
+            }),
+            Expr::Loop(l) => self.branch(|s| s.block(&mut l.body)),
+            Expr::ForLoop(f) => {
+                self.expr(&mut f.expr, Ctx::Value);
+                self.branch(|s| {
+                    s.bind_pattern(&f.pat);
+                    s.block(&mut f.body);
+                });
+            }
+            Expr::Match(m) => {
+                self.expr(&mut m.expr, Ctx::Place);
+                for arm in m.arms.iter_mut() {
+                    self.branch(|s| {
+                        s.bind_pattern(&arm.pat);
+                        if let Pat::Guard(g) = &mut arm.pat {
+                            s.expr(&mut g.guard, Ctx::Value);
+                        }
+                        s.expr(&mut arm.body, Ctx::Value);
+                    });
+                }
+            }
+            Expr::Closure(c) => {
+                if c.asyncness.is_some() {
+                    self.cx.error_spanned_by(
+                        c.asyncness,
+                        "async closures cannot run inside a transaction: a transaction \
+                         cannot be suspended; do the async work outside it",
+                    );
+                    return;
+                }
+                self.branch(|s| {
+                    s.barriered.clear();
+                    for input in c.inputs.iter() {
+                        s.bind_pattern(input);
+                    }
+                    s.expr(&mut c.body, Ctx::Value);
+                });
+            }
+            Expr::Async(a) => {
+                self.cx.error_spanned_by(
+                    a.async_token,
+                    "async blocks cannot run inside a transaction: a transaction cannot be \
+                     suspended across `.await`; do the async work outside it",
+                );
+            }
+            Expr::Await(a) => {
+                self.cx.error_spanned_by(
+                    a.await_token,
+                    "`.await` inside a transaction: a transaction cannot be suspended; await \
+                     outside the transactional function",
+                );
+            }
+            Expr::Return(r) => {
+                if let Some(x) = &mut r.expr {
+                    self.expr(x, Ctx::Value);
+                }
+            }
+            Expr::Break(b) => {
+                if let Some(x) = &mut b.expr {
+                    self.expr(x, Ctx::Value);
+                }
+            }
+            Expr::Yield(y) => {
+                if let Some(x) = &mut y.expr {
+                    self.expr(x, Ctx::Value);
+                }
+            }
+            Expr::Try(t) => self.expr(&mut t.expr, Ctx::Value),
+            Expr::Macro(_) => {
+                self.macro_expr(e);
+            }
+            _ => {}
+        }
+    }
+
+    /// An `if`/`while` condition, binding `let` patterns for the body.
+    fn condition(&mut self, cond: &mut Expr) {
+        match cond {
+            Expr::Let(l) => {
+                self.expr(&mut l.expr, Ctx::Place);
+                self.bind_pattern(&l.pat);
+            }
+            Expr::Binary(b) if matches!(b.op, BinOp::And(_)) => {
+                self.condition(&mut b.left);
+                self.condition(&mut b.right);
+            }
+            other => self.expr(other, Ctx::Value),
+        }
+    }
+
+    fn struct_fields(&mut self, fields: &mut Punctuated<FieldValue, Token![,]>) {
+        for fv in fields.iter_mut() {
+            if fv.colon_token.is_none() {
+                // Shorthand `Point { x }`: the value is the binding `x`; nothing to rewrite.
+                continue;
+            }
+            self.expr(&mut fv.expr, Ctx::Value);
+        }
+    }
+
+    /// Whether `base` is a binding known to be an ordinary value.
+    fn base_is_plain(&self, base: &Expr) -> bool {
+        match base {
+            Expr::Path(p) => match p.path.get_ident() {
+                Some(id) => self.kind_of(&id.to_string()) == Kind::Plain,
+                None => p.path.is_ident("self"),
+            },
+            Expr::Paren(p) => self.base_is_plain(&p.expr),
+            _ => false,
+        }
+    }
+
+    /// The known handle binding `base` names, if any.
+    fn base_handle(&self, base: &Expr) -> Option<(Ident, bool)> {
+        match base {
+            Expr::Path(p) if p.qself.is_none() => {
+                let id = p.path.get_ident()?;
+                match self.kind_of(&id.to_string()) {
+                    Kind::Handle { fresh } => Some((id.clone(), fresh)),
+                    _ => None,
+                }
+            }
+            Expr::Paren(p) => self.base_handle(&p.expr),
+            _ => None,
+        }
+    }
+
+    /// The plain binding name of `base` for elision, if it is a simple binding that is never
+    /// reassigned or mutably borrowed.
+    fn elision_key(&self, base: &Expr) -> Option<String> {
+        match base {
+            Expr::Path(p) if p.qself.is_none() => {
+                let id = p.path.get_ident()?.to_string();
+                (!self.mutated.contains(&id) && id != "self").then_some(id)
+            }
+            Expr::Paren(p) => self.elision_key(&p.expr),
+            _ => None,
+        }
+    }
+
+    /// Whether a barrier already covers reads of `base`'s object; records that one will.
+    fn read_covered(&mut self, base: &Expr, fresh: bool) -> bool {
+        if fresh {
+            return true;
+        }
+        match self.elision_key(base) {
+            Some(k) => !self.barriered.insert(k),
+            None => false,
+        }
+    }
+
+    fn note_barrier(&mut self, base: &Expr) {
+        if let Some(k) = self.elision_key(base) {
+            self.barriered.insert(k);
+        }
+    }
+
+    fn field(&mut self, e: &mut Expr, ctx: Ctx) {
+        let Expr::Field(ExprField { base, member, .. }) = e else {
+            unreachable!()
+        };
+        let name = match member {
+            Member::Named(n) => n.clone(),
+            Member::Unnamed(_) => {
+                // `x.0`: objects have named fields only, so this is a tuple (or a tuple
+                // struct); its base is a place of the same kind.
+                self.expr(base, ctx);
+                return;
+            }
+        };
+        if self.base_is_plain(base) {
+            return;
+        }
+        let stm = local("__stm");
+        let span = name.span();
+        if let Some((h, fresh)) = self.base_handle(base) {
+            let new: Expr = match ctx {
+                Ctx::PlaceMut => {
+                    self.stats.read_barriers += 1;
+                    self.stats.write_barriers += 1;
+                    self.note_barrier(base);
+                    syn::parse_quote_spanned!(span=> (*#stm::place(#h, #stm::field!(#h, #name))))
+                }
+                Ctx::Value | Ctx::Place => {
+                    let read = if self.read_covered(base, fresh) {
+                        self.stats.elided += 1;
+                        // SAFETY (of the generated `Again::new()`): `read_covered` found that
+                        // `h` is a binding never reassigned or mutably borrowed in this
+                        // function whose object was allocated here or already had a read or
+                        // write barrier on every path to this read, in this attempt.
+                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }))
+                    } else {
+                        self.stats.read_barriers += 1;
+                        quote_spanned!(span=> #stm::read(#h, #stm::field!(#h, #name)))
+                    };
+                    if ctx == Ctx::Value {
+                        syn::parse_quote_spanned!(span=> #read)
+                    } else {
+                        syn::parse_quote_spanned!(span=> (*#stm::ReadOnly(#read)))
+                    }
+                }
+            };
+            *e = new;
+            return;
+        }
+        // Unknown base: tag dispatch.
+        let inner = if ctx == Ctx::PlaceMut {
+            Ctx::PlaceMut
+        } else {
+            Ctx::Place
+        };
+        let covered_key = base.clone();
+        self.expr(base, inner);
+        let k = local("__k");
+        let p = local("__p");
+        let r = local("__r");
+        let new: Expr = if ctx == Ctx::PlaceMut {
+            self.stats.read_barriers += 1;
+            self.stats.write_barriers += 1;
+            self.note_barrier(&covered_key);
+            syn::parse_quote_spanned!(span=>
+                (*match #base.__stm_wkind() {
+                    #k => {
+                        let #p = #stm::field!(#k, #name);
+                        #k.place(|#r| &mut #r.#name, #p)
+                    }
+                })
+            )
+        } else if self.read_covered(&covered_key, false) {
+            self.stats.elided += 1;
+            // SAFETY (of the generated `Again::new()`): as above; on a plain receiver the
+            // token is ignored.
+            syn::parse_quote_spanned!(span=>
+                (*match #base.__stm_rkind() {
+                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), unsafe { #stm::Again::new() }),
+                })
+            )
+        } else {
+            self.stats.read_barriers += 1;
+            syn::parse_quote_spanned!(span=>
+                (*match #base.__stm_rkind() {
+                    #k => #k.read(|#r| &#r.#name, #stm::field!(#k, #name)),
+                })
+            )
+        };
+        *e = new;
+    }
+
+    /// Rewrites an assignment (`op` is `None` for `=`). Returns the replacement expression
+    /// when the target is a field that may belong to an object; otherwise rewrites the target
+    /// as a mutable place in place and returns `None`.
+    fn assign(&mut self, left: &mut Expr, op: Option<BinOp>, right: &mut Expr) -> Option<Expr> {
+        let (base, name) = match left {
+            Expr::Field(ExprField {
+                base,
+                member: Member::Named(name),
+                ..
+            }) if !self.base_is_plain(base) => (base, name.clone()),
+            _ => {
+                self.expr(left, Ctx::PlaceMut);
+                return None;
+            }
+        };
+        let stm = local("__stm");
+        let span = name.span();
+        let v = local("__v");
+        let t = local("__t");
+        let k = local("__k");
+        let p = local("__p");
+        let r = local("__r");
+        let simple = matches!(&*right, Expr::Lit(_) | Expr::Path(_));
+        let value: TokenStream = if simple {
+            right.to_token_stream()
+        } else {
+            v.to_token_stream()
+        };
+        let wrap = |body: TokenStream| -> Expr {
+            if simple {
+                syn::parse_quote_spanned!(span=> #body)
+            } else {
+                syn::parse_quote_spanned!(span=> match #right { #v => #body })
+            }
+        };
+        let op_tokens = op.map(|o| o.to_token_stream());
+        if let Some((h, fresh)) = self.base_handle(base) {
+            self.stats.write_barriers += 1;
+            let body = match &op_tokens {
+                None => quote_spanned!(span=> #stm::write(#h, #stm::field!(#h, #name), #value)),
+                Some(op) => {
+                    let covered = self.read_covered(base, fresh);
+                    if covered {
+                        self.stats.elided += 1;
+                        // SAFETY (generated `Again::new()`): see `field`.
+                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }, |#t| *#t #op #value))
+                    } else {
+                        self.stats.read_barriers += 1;
+                        quote_spanned!(span=> #stm::update(#h, #stm::field!(#h, #name), |#t| *#t #op #value))
+                    }
+                }
+            };
+            self.note_barrier(base);
+            return Some(wrap(body));
+        }
+        let key = (**base).clone();
+        self.expr(base, Ctx::PlaceMut);
+        self.stats.write_barriers += 1;
+        let body = match &op_tokens {
+            None => quote_spanned!(span=>
+                match #base.__stm_wkind() {
+                    #k => {
+                        let #p = #stm::field!(#k, #name);
+                        #k.assign(|#r| &mut #r.#name, #p, #value)
+                    }
+                }
+            ),
+            Some(op) => {
+                if self.read_covered(&key, false) {
+                    self.stats.elided += 1;
+                    // SAFETY (generated `Again::new()`): see `field`.
+                    quote_spanned!(span=>
+                        match #base.__stm_wkind() {
+                            #k => {
+                                let #p = #stm::field!(#k, #name);
+                                #k.update_again(|#r| &mut #r.#name, #p, unsafe { #stm::Again::new() }, move |#t| *#t #op #value)
+                            }
+                        }
+                    )
+                } else {
+                    self.stats.read_barriers += 1;
+                    quote_spanned!(span=>
+                        match #base.__stm_wkind() {
+                            #k => {
+                                let #p = #stm::field!(#k, #name);
+                                #k.update(|#r| &mut #r.#name, #p, move |#t| *#t #op #value)
+                            }
+                        }
+                    )
+                }
+            }
+        };
+        self.note_barrier(&key);
+        Some(wrap(body))
+    }
+
+    /// `Gc::new(T { .. })`: allocation of an object, its handle fields stored from handles of
+    /// this transaction.
+    fn allocation(&mut self, call: &mut syn::ExprCall) -> Option<Expr> {
+        let span = call.func.span();
+        if call.args.len() != 1 {
+            self.cx.error_spanned_by(
+                &*call,
+                "`Gc::new` takes one struct literal of an #[stm::object] type: \
+                 `Gc::new(Node { key: 1, next: None })`",
+            );
+            return None;
+        }
+        let Some(Expr::Struct(s)) = call.args.first_mut() else {
+            self.cx.error_spanned_by(
+                &call.args,
+                "`Gc::new` takes a struct literal of an #[stm::object] type, written out \
+                 here (`Gc::new(Node { key: 1, next: None })`): object values exist only in \
+                 the shared heap",
+            );
+            return None;
+        };
+        if let Some(rest) = &s.rest {
+            self.cx.error_spanned_by(
+                rest,
+                "`..base` is not supported when allocating an object: write every field \
+                 (object values exist only in the heap, so there is no value to copy from)",
+            );
+            return None;
+        }
+        self.stats.allocations += 1;
+        let stm = local("__stm");
+        let tx = self.tx.clone();
+        let seal_local = local("__seal");
+        let seal_field = Ident::new(SEAL_FIELD, span);
+        let mut fields = Vec::new();
+        for fv in s.fields.iter_mut() {
+            let member = fv.member.clone();
+            if let Member::Named(n) = &member {
+                if n == SEAL_FIELD {
+                    self.cx
+                        .error_spanned_by(n, "this field is written by the macro; remove it");
+                    continue;
+                }
+            } else {
+                self.cx
+                    .error_spanned_by(&member, "objects have named fields only");
+                continue;
+            }
+            if fv.colon_token.is_some() {
+                self.expr(&mut fv.expr, Ctx::Value);
+            }
+            let value = &fv.expr;
+            let fspan = value.span();
+            fields.push(quote_spanned!(fspan=> #member: #stm::store(#tx, #value)));
+        }
+        let path = &s.path;
+        // SAFETY (of the generated `Seal::new()`): the seal goes into this one literal, whose
+        // every field is converted by `store(tx, ..)` from a value of type
+        // `F::Loaded<'tx>`, i.e. handles of this very transaction; nothing else can reach the
+        // hygienic `__seal` binding.
+        Some(syn::parse_quote_spanned!(span=> {
+            let #seal_local = unsafe { #stm::Seal::new() };
+            #tx.alloc(#path { #(#fields,)* #seal_field: #seal_local })
+        }))
+    }
+
+    /// Records the effect of a call; returns whether the transaction must become inevitable
+    /// before it.
+    fn effect(&mut self, span: Span, effect: Effect) -> bool {
+        if self.safe_depth > 0 {
+            return false;
+        }
+        match effect {
+            Effect::None => false,
+            Effect::Irreversible => true,
+            Effect::Forbidden(msg) => {
+                self.cx.syn_error(syn::Error::new(span, msg));
+                false
+            }
+        }
+    }
+
+    fn is_irreversible_method(&self, name: &str, args: usize) -> bool {
+        self.safe_depth == 0 && effects::of_method(name, args) == Effect::Irreversible
+    }
+
+    fn inevitable_before(&mut self, e: Expr) -> Expr {
+        self.stats.inevitable_points += 1;
+        let stm = local("__stm");
+        let tx = &self.tx;
+        let span = e.span();
+        syn::parse_quote_spanned!(span=> { #stm::inevitable(#tx); #e })
+    }
+
+    /// Rewrites a macro invocation in place; returns whether it changed.
+    fn macro_expr(&mut self, e: &mut Expr) -> bool {
+        let Expr::Macro(m) = e else { return false };
+        let path = m.mac.path.clone();
+        if effects::is_tx_safe(&path) {
+            let inner: Option<Expr> = if m.mac.tokens.is_empty() {
+                None
+            } else {
+                match syn::parse2::<Expr>(m.mac.tokens.clone()) {
+                    Ok(x) => Some(x),
+                    Err(err) => {
+                        self.cx.syn_error(err);
+                        return false;
+                    }
+                }
+            };
+            let Some(mut inner) = inner else {
+                self.cx.error_spanned_by(
+                    &m.mac,
+                    "`tx_safe!` needs the call it declares safe: `stm::tx_safe!(log.lock())`",
+                );
+                return false;
+            };
+            if !has_call(&inner) {
+                self.cx.error_spanned_by(
+                    &inner,
+                    "`tx_safe!` declares calls transaction-safe, but this expression calls \
+                     nothing: remove `tx_safe!` (field accesses get barriers anyway)",
+                );
+                return false;
+            }
+            self.safe_depth += 1;
+            self.expr(&mut inner, Ctx::Value);
+            self.safe_depth -= 1;
+            *e = syn::parse_quote_spanned!(inner.span()=> (#inner));
+            return true;
+        }
+        let effect = effects::of_macro(&path);
+        let inevitable = self.effect(path.span(), effect);
+        let name = path.segments.last().map(|s| s.ident.to_string());
+        let mut changed = false;
+        if let Some(name) = name.filter(|n| EXPR_MACROS.contains(&n.as_str())) {
+            if let Some(tokens) = self.macro_args(&name, m.mac.tokens.clone()) {
+                m.mac.tokens = tokens;
+                changed = true;
+            }
+        }
+        if inevitable {
+            *e = self.inevitable_before(e.clone());
+            changed = true;
+        }
+        changed
+    }
+
+    /// Rewrites the expression arguments of a standard macro; `None` if they do not parse as
+    /// expressions (then the macro is left alone).
+    fn macro_args(&mut self, name: &str, tokens: TokenStream) -> Option<TokenStream> {
+        use syn::parse::Parser;
+        if name == "vec" {
+            // `vec![x; n]`
+            let semi = |input: syn::parse::ParseStream<'_>| {
+                let a: Expr = input.parse()?;
+                input.parse::<Token![;]>()?;
+                let b: Expr = input.parse()?;
+                Ok((a, b))
+            };
+            if let Ok((mut a, mut b)) = semi.parse2(tokens.clone()) {
+                self.expr(&mut a, Ctx::Value);
+                self.expr(&mut b, Ctx::Value);
+                return Some(quote!(#a; #b));
+            }
+        }
+        if name == "matches" {
+            return None;
+        }
+        let parser = Punctuated::<Expr, Token![,]>::parse_terminated;
+        let mut args = parser.parse2(tokens).ok()?;
+        for a in args.iter_mut() {
+            match a {
+                // `name = value` in format arguments.
+                Expr::Assign(assign) if matches!(&*assign.left, Expr::Path(_)) => {
+                    self.expr(&mut assign.right, Ctx::Value)
+                }
+                // Format args are taken by reference: a place is enough.
+                other => self.expr(other, Ctx::Place),
+            }
+        }
+        Some(args.to_token_stream())
+    }
+}
+
+fn e_span(i: &Ident) -> Span {
+    i.span()
+}
+
+fn is_assign_op(op: &BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::AddAssign(_)
+            | BinOp::SubAssign(_)
+            | BinOp::MulAssign(_)
+            | BinOp::DivAssign(_)
+            | BinOp::RemAssign(_)
+            | BinOp::BitXorAssign(_)
+            | BinOp::BitAndAssign(_)
+            | BinOp::BitOrAssign(_)
+            | BinOp::ShlAssign(_)
+            | BinOp::ShrAssign(_)
+    )
+}
+
+/// `Gc::new` (any prefix: `stm::Gc::new`).
+pub(crate) fn is_gc_new(func: &Expr) -> bool {
+    let Expr::Path(p) = func else { return false };
+    let segs: Vec<_> = p.path.segments.iter().collect();
+    segs.len() >= 2 && segs[segs.len() - 1].ident == "new" && segs[segs.len() - 2].ident == "Gc"
+}
+
+/// What a declared type says about a binding.
+pub(crate) fn kind_of_type(ty: &Type) -> Kind {
+    match ty {
+        Type::Infer(_) => Kind::Unknown,
+        Type::Paren(p) => kind_of_type(&p.elem),
+        Type::Group(g) => kind_of_type(&g.elem),
+        t if types::is_gc(t) => Kind::Handle { fresh: false },
+        Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Self") => Kind::Plain,
+        Type::ImplTrait(_) => Kind::Unknown,
+        _ => Kind::Plain,
+    }
+}
+
+fn pattern_idents(pat: &Pat, out: &mut Vec<String>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push(p.ident.to_string());
+            if let Some((_, sub)) = &p.subpat {
+                pattern_idents(sub, out);
+            }
+        }
+        Pat::Or(p) => p.cases.iter().for_each(|c| pattern_idents(c, out)),
+        Pat::Paren(p) => pattern_idents(&p.pat, out),
+        Pat::Reference(p) => pattern_idents(&p.pat, out),
+        Pat::Slice(p) => p.elems.iter().for_each(|c| pattern_idents(c, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| pattern_idents(&f.pat, out)),
+        Pat::Tuple(p) => p.elems.iter().for_each(|c| pattern_idents(c, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|c| pattern_idents(c, out)),
+        Pat::Type(p) => pattern_idents(&p.pat, out),
+        Pat::Guard(p) => pattern_idents(&p.pat, out),
+        _ => {}
+    }
+}
+
+/// Whether an expression contains a call of any kind (for `tx_safe!`).
+fn has_call(e: &Expr) -> bool {
+    use syn::visit::Visit;
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_call(&mut self, _: &'ast syn::ExprCall) {
+            self.0 = true;
+        }
+        fn visit_expr_method_call(&mut self, _: &'ast syn::ExprMethodCall) {
+            self.0 = true;
+        }
+        fn visit_expr_macro(&mut self, _: &'ast syn::ExprMacro) {
+            self.0 = true;
+        }
+    }
+    let mut f = Finder(false);
+    f.visit_expr(e);
+    f.0
+}
+
+/// Bindings assigned (`x = ..`, `x += ..`), mutably borrowed (`&mut x`, `&raw mut x`), or
+/// mentioned inside a macro the rewriter cannot see into: their value may change, so reads
+/// through them are never elided.
+fn mutated_bindings(block: &Block) -> HashSet<String> {
+    use syn::visit::Visit;
+    struct Finder(HashSet<String>);
+    fn root_ident(e: &Expr) -> Option<String> {
+        match e {
+            Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+            Expr::Paren(p) => root_ident(&p.expr),
+            _ => None,
+        }
+    }
+    fn idents(ts: TokenStream, out: &mut HashSet<String>) {
+        for tt in ts {
+            match tt {
+                proc_macro2::TokenTree::Ident(i) => {
+                    out.insert(i.to_string());
+                }
+                proc_macro2::TokenTree::Group(g) => idents(g.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+            if let Some(id) = root_ident(&a.left) {
+                self.0.insert(id);
+            }
+            syn::visit::visit_expr_assign(self, a);
+        }
+        fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+            if is_assign_op(&b.op) {
+                if let Some(id) = root_ident(&b.left) {
+                    self.0.insert(id);
+                }
+            }
+            syn::visit::visit_expr_binary(self, b);
+        }
+        fn visit_expr_reference(&mut self, r: &'ast syn::ExprReference) {
+            if r.mutability.is_some() {
+                if let Some(id) = root_ident(&r.expr) {
+                    self.0.insert(id);
+                }
+            }
+            syn::visit::visit_expr_reference(self, r);
+        }
+        fn visit_expr_raw_addr(&mut self, r: &'ast syn::ExprRawAddr) {
+            if let Some(id) = root_ident(&r.expr) {
+                self.0.insert(id);
+            }
+            syn::visit::visit_expr_raw_addr(self, r);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            let name = m.path.segments.last().map(|s| s.ident.to_string());
+            if !name.is_some_and(|n| EXPR_MACROS.contains(&n.as_str())) {
+                idents(m.tokens.clone(), &mut self.0);
+            }
+        }
+    }
+    let mut f = Finder(HashSet::new());
+    f.visit_block(block);
+    f.0
+}

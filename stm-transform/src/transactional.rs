@@ -1,0 +1,392 @@
+//! `#[transactional]` on functions, methods and `impl` blocks.
+//!
+//! # Nesting
+//!
+//! * A function that takes a handle (`Gc<T>`) or a `&Tx` runs in that transaction: a handle
+//!   only exists inside its transaction, so the caller is in it. All elided handle lifetimes
+//!   of the signature become one lifetime `'tx` (so handles from different parameters can be
+//!   stored into each other), and allocations belong to the same transaction.
+//! * Any other transactional function body runs in `stm_runtime::atomically`: it joins the
+//!   transaction running on the thread, or, called outside any, runs as its own transaction
+//!   on `Stm::global()`, retried on conflict. Such a function cannot return a handle (it
+//!   would outlive its transaction): that is a compile error saying to return a `Root`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{FnArg, ImplItem, Item, Pat, ReturnType, Signature, Type};
+
+use crate::attr::{self, Args};
+use crate::ctxt::Ctxt;
+use crate::rewrite::{kind_of_type, Kind, Rewriter};
+use crate::types;
+use crate::{Expansion, Knowledge, Stats};
+
+pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream) -> Expansion {
+    let cx = Ctxt::new();
+    let args = attr::parse_args(&cx, "transactional", attr);
+    let mut stats = Stats::default();
+    let parsed: Item = match syn::parse2(item.clone()) {
+        Ok(i) => i,
+        Err(e) => {
+            cx.syn_error(e);
+            return finish(cx, item, stats);
+        }
+    };
+    let out = match parsed {
+        Item::Fn(mut f) => {
+            if check_sig(&cx, &f.sig) {
+                let mut t = FnParts {
+                    attrs: &mut f.attrs,
+                    sig: &mut f.sig,
+                    block: &mut f.block,
+                };
+                transform_fn(&cx, knowledge, &args, &[], &mut t, &mut stats);
+                f.into_token_stream()
+            } else {
+                item
+            }
+        }
+        Item::Impl(mut i) => {
+            let outer: Vec<String> = i
+                .generics
+                .lifetimes()
+                .map(|l| l.lifetime.ident.to_string())
+                .collect();
+            for it in i.items.iter_mut() {
+                if let ImplItem::Fn(m) = it {
+                    m.attrs.retain(|a| !attr::is_transactional_attr(a.path()));
+                    if check_sig(&cx, &m.sig) {
+                        let mut t = FnParts {
+                            attrs: &mut m.attrs,
+                            sig: &mut m.sig,
+                            block: &mut m.block,
+                        };
+                        transform_fn(&cx, knowledge, &args, &outer, &mut t, &mut stats);
+                    }
+                }
+            }
+            i.into_token_stream()
+        }
+        other => {
+            unsupported_item(&cx, &other);
+            item
+        }
+    };
+    finish(cx, out, stats)
+}
+
+fn finish(cx: Ctxt, item: TokenStream, stats: Stats) -> Expansion {
+    let has_errors = cx.has_errors();
+    let mut tokens = cx.into_compile_errors();
+    tokens.extend(item);
+    Expansion {
+        tokens,
+        stats,
+        has_errors,
+    }
+}
+
+fn unsupported_item(cx: &Ctxt, item: &Item) {
+    let (span, msg): (TokenStream, &str) = match item {
+        Item::Struct(s) => (
+            s.struct_token.into_token_stream(),
+            "#[stm::transactional] goes on functions, methods and impl blocks; to make a \
+             struct a shared-object type, use #[stm::object]",
+        ),
+        Item::Enum(e) => (
+            e.enum_token.into_token_stream(),
+            "#[stm::transactional] goes on functions, methods and impl blocks; to store an \
+             enum in shared objects, use #[derive(Clone, Copy, stm::Plain)]",
+        ),
+        Item::Union(u) => (
+            u.union_token.into_token_stream(),
+            "#[stm::transactional] goes on functions, methods and impl blocks, not on unions",
+        ),
+        Item::Trait(t) => (
+            t.trait_token.into_token_stream(),
+            "#[stm::transactional] on a trait is not supported: put it on the impl blocks \
+             (or on the functions) that implement the trait",
+        ),
+        Item::Const(c) => (
+            c.const_token.to_token_stream(),
+            "#[stm::transactional] goes on functions: a `const` is evaluated at compile time, \
+             where there is no shared heap",
+        ),
+        Item::Static(s) => (
+            s.static_token.into_token_stream(),
+            "#[stm::transactional] goes on functions: a `static` is initialised outside any \
+             transaction; keep shared state in objects reached through `Root`s",
+        ),
+        Item::Mod(m) => (
+            m.mod_token.into_token_stream(),
+            "#[stm::transactional] on a module is not supported: put it on the functions and \
+             impl blocks inside",
+        ),
+        Item::ForeignMod(f) => (
+            f.abi.to_token_stream(),
+            "#[stm::transactional] cannot instrument foreign functions: call them from a \
+             #[stm::transactional] Rust function (which makes the transaction inevitable \
+             first if you wrap the call in a function it recognises, or call \
+             `tx.become_inevitable()` yourself)",
+        ),
+        other => (
+            other.into_token_stream(),
+            "#[stm::transactional] goes on functions, methods and impl blocks",
+        ),
+    };
+    cx.error_spanned_by(span, msg);
+}
+
+/// Rejects signatures that cannot be transactional; returns whether it may be transformed.
+fn check_sig(cx: &Ctxt, sig: &Signature) -> bool {
+    let mut ok = true;
+    if let Some(c) = sig.constness {
+        cx.error_spanned_by(
+            c,
+            "a `const fn` cannot be transactional: it may run at compile time, where there \
+             is no shared heap; remove `const`",
+        );
+        ok = false;
+    }
+    if let Some(a) = sig.asyncness {
+        cx.error_spanned_by(
+            a,
+            "an `async fn` cannot be transactional: a transaction cannot be suspended across \
+             `.await` (other threads would see it half done). Make the transactional part an \
+             ordinary fn and call it from the async code",
+        );
+        ok = false;
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(
+            abi,
+            "an `extern` fn cannot be transactional: foreign callers cannot be rolled back. \
+             Keep the extern fn as a thin wrapper that calls a #[stm::transactional] Rust fn",
+        );
+        ok = false;
+    }
+    if let Some(v) = &sig.variadic {
+        cx.error_spanned_by(v, "a variadic fn cannot be transactional");
+        ok = false;
+    }
+    if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
+        if let syn::ReceiverKind::Typed(_, ty) = &r.kind {
+            if types::is_gc(ty) {
+                cx.error_spanned_by(
+                    ty,
+                    "`self: Gc<Self>` needs the unstable `arbitrary_self_types`: write \
+                     `this: Gc<Self>` and call it as `Type::method(handle, ..)`",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+struct FnParts<'a> {
+    attrs: &'a mut Vec<syn::Attribute>,
+    sig: &'a mut Signature,
+    block: &'a mut syn::Block,
+}
+
+/// Gives every elided handle lifetime in a signature the one transaction lifetime.
+struct HandleLifetimes {
+    lifetime: syn::Lifetime,
+    changed: bool,
+}
+
+impl VisitMut for HandleLifetimes {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        syn::visit_mut::visit_type_mut(self, ty);
+        let Type::Path(p) = ty else { return };
+        if p.qself.is_some() {
+            return;
+        }
+        let Some(seg) = p.path.segments.last_mut() else {
+            return;
+        };
+        if seg.ident != "Gc" {
+            return;
+        }
+        let syn::PathArguments::AngleBracketed(args) = &mut seg.arguments else {
+            return;
+        };
+        let lt = self.lifetime.clone();
+        match args.args.first_mut() {
+            Some(syn::GenericArgument::Lifetime(l)) => {
+                if l.ident == "_" {
+                    *l = lt;
+                    self.changed = true;
+                }
+            }
+            _ => {
+                args.args.insert(0, syn::GenericArgument::Lifetime(lt));
+                self.changed = true;
+            }
+        }
+    }
+}
+
+fn transform_fn(
+    cx: &Ctxt,
+    knowledge: &Knowledge,
+    args: &Args,
+    outer_lifetimes: &[String],
+    f: &mut FnParts<'_>,
+    stats: &mut Stats,
+) {
+    let rt = &args.runtime;
+    // 1. One transaction lifetime for every handle of the signature.
+    let declared = f
+        .sig
+        .generics
+        .lifetimes()
+        .map(|l| l.lifetime.ident.to_string())
+        .chain(outer_lifetimes.iter().cloned())
+        .any(|l| l == "tx");
+    let mut lts = HandleLifetimes {
+        lifetime: syn::Lifetime::new("'tx", Span::call_site()),
+        changed: false,
+    };
+    for input in f.sig.inputs.iter_mut() {
+        if let FnArg::Typed(pt) = input {
+            lts.visit_type_mut(&mut pt.ty);
+        }
+    }
+    if let ReturnType::Type(_, ty) = &mut f.sig.output {
+        lts.visit_type_mut(ty);
+    }
+    if lts.changed && !declared {
+        f.sig.generics.params.insert(0, syn::parse_quote!('tx));
+    }
+
+    // 2. Parameters: what the body may assume about them; where the transaction comes from.
+    let tx = syn::Ident::new("__stm_tx", Span::mixed_site());
+    let mut rewriter = Rewriter::new(cx, knowledge, tx.clone());
+    let mut tx_source: Option<TokenStream> = None;
+    let mut handle_source: Option<TokenStream> = None;
+    for input in f.sig.inputs.iter() {
+        match input {
+            FnArg::Receiver(_) => rewriter.bind("self", Kind::Plain),
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) if pi.subpat.is_none() => {
+                    let id = &pi.ident;
+                    let kind = kind_of_type(&pt.ty);
+                    if types::is_tx_ref(&pt.ty) && tx_source.is_none() {
+                        tx_source = Some(quote!(#id));
+                    }
+                    if kind == (Kind::Handle { fresh: false }) && handle_source.is_none() {
+                        handle_source = Some(quote!(#rt::Gc::tx(#id)));
+                    }
+                    rewriter.bind(&id.to_string(), kind);
+                }
+                other => {
+                    let mut names = Vec::new();
+                    crate_pattern_idents(other, &mut names);
+                    for n in names {
+                        rewriter.bind(&n, Kind::Unknown);
+                    }
+                }
+            },
+        }
+    }
+    let source = tx_source.or(handle_source);
+
+    // 3. A function that starts its own transaction cannot return a handle.
+    if source.is_none() {
+        if let ReturnType::Type(_, ty) = &f.sig.output {
+            if types::mentions_gc(ty) {
+                cx.error_spanned_by(
+                    ty,
+                    format!(
+                        "`{}` takes no handle and no `&Tx`, so called outside a transaction it \
+                         runs as its own, and a handle it returns would outlive that \
+                         transaction. Return a `Root<T>` (`tx.root(handle)`), or take a \
+                         handle or a `tx: &Tx` parameter so that it always runs in its \
+                         caller's transaction",
+                        f.sig.ident
+                    ),
+                );
+            }
+        }
+    }
+
+    // 4. The body.
+    rewriter.body(f.block);
+    *stats += rewriter.stats;
+    stats.functions += 1;
+
+    let stmts = &f.block.stmts;
+    let stm = syn::Ident::new("__stm", Span::mixed_site());
+    let prelude = quote! {
+        #[allow(unused_imports)]
+        use #rt::__private::{
+            self as #stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+        };
+    };
+    let span = f.block.brace_token.span.join();
+    let new_block: syn::Block = match source {
+        Some(src) => syn::parse_quote_spanned! {span=> {
+            #prelude
+            let #tx: &#rt::Tx = #src;
+            #(#stmts)*
+        }},
+        None => {
+            let ret = match &f.sig.output {
+                ReturnType::Type(_, ty) if annotatable(ty) => quote!(-> #ty),
+                _ => quote!(),
+            };
+            syn::parse_quote_spanned! {span=> {
+                #rt::__private::atomically(|#tx: &#rt::Tx| #ret {
+                    #prelude
+                    #(#stmts)*
+                })
+            }}
+        }
+    };
+    *f.block = new_block;
+    f.attrs.push(syn::parse_quote!(#[allow(
+        unused_parens,
+        unused_braces,
+        clippy::needless_lifetimes,
+        clippy::deref_addrof,
+        clippy::needless_borrow,
+        clippy::unnecessary_mut_passed,
+        clippy::let_unit_value,
+        clippy::unit_arg
+    )]));
+    let _ = quote_spanned!(span=>);
+}
+
+/// Whether a return type can be written on the closure (no elided lifetimes, no `impl`).
+fn annotatable(ty: &Type) -> bool {
+    fn walk(ts: TokenStream) -> bool {
+        ts.into_iter().all(|tt| match tt {
+            proc_macro2::TokenTree::Punct(p) => p.as_char() != '&' && p.as_char() != '\'',
+            proc_macro2::TokenTree::Ident(i) => i != "impl" && i != "Gc",
+            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
+            proc_macro2::TokenTree::Literal(_) => true,
+        })
+    }
+    walk(ty.to_token_stream()) && !matches!(ty, Type::Infer(_))
+}
+
+fn crate_pattern_idents(pat: &Pat, out: &mut Vec<String>) {
+    match pat {
+        Pat::Ident(p) => out.push(p.ident.to_string()),
+        Pat::Tuple(t) => t.elems.iter().for_each(|p| crate_pattern_idents(p, out)),
+        Pat::TupleStruct(t) => t.elems.iter().for_each(|p| crate_pattern_idents(p, out)),
+        Pat::Struct(s) => s
+            .fields
+            .iter()
+            .for_each(|f| crate_pattern_idents(&f.pat, out)),
+        Pat::Reference(r) => crate_pattern_idents(&r.pat, out),
+        Pat::Paren(p) => crate_pattern_idents(&p.pat, out),
+        Pat::Type(t) => crate_pattern_idents(&t.pat, out),
+        _ => {}
+    }
+    let _ = pat.span();
+}
