@@ -167,6 +167,32 @@ macro_rules! __stm_field {
 }
 pub use crate::__stm_field as field;
 
+/// `Again::new()` for generated code (see [`Again`]); the macro writes it only where its
+/// elision analysis proved the object allocated or barriered earlier in the attempt.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stm_again {
+    () => {
+        // SAFETY: written by #[transactional] only where the object was allocated, read or
+        // written earlier in this transaction attempt (see stm-transform's rewrite.rs).
+        unsafe { $crate::__private::Again::new() }
+    };
+}
+pub use crate::__stm_again as again;
+
+/// `Seal::new()` for generated code (see [`Seal`]); the macro writes it only into the
+/// allocation literal whose fields it converts with [`store`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stm_seal {
+    () => {
+        // SAFETY: written by #[transactional] only into `Gc::new(T { .. })` allocations whose
+        // every field is converted by `store(tx, ..)` from values of this transaction.
+        unsafe { $crate::__private::Seal::new() }
+    };
+}
+pub use crate::__stm_seal as seal;
+
 /// A copy of a shared object's field, read through a handle. It dereferences to the value but
 /// not mutably: changing a copy would silently change nothing in the object.
 #[derive(Clone, Copy, Debug)]

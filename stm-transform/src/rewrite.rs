@@ -232,7 +232,7 @@ impl<'a> Rewriter<'a> {
         self.barriered = saved;
     }
 
-    fn stmts(&mut self, stmts: &mut Vec<Stmt>) {
+    fn stmts(&mut self, stmts: &mut [Stmt]) {
         for stmt in stmts.iter_mut() {
             self.stmt(stmt);
         }
@@ -681,7 +681,7 @@ impl<'a> Rewriter<'a> {
                         // `h` is a binding never reassigned or mutably borrowed in this
                         // function whose object was allocated here or already had a read or
                         // write barrier on every path to this read, in this attempt.
-                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }))
+                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), #stm::again!()))
                     } else {
                         self.stats.read_barriers += 1;
                         quote_spanned!(span=> #stm::read(#h, #stm::field!(#h, #name)))
@@ -725,7 +725,7 @@ impl<'a> Rewriter<'a> {
             // token is ignored.
             syn::parse_quote_spanned!(span=>
                 (*match #base.__stm_rkind() {
-                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), unsafe { #stm::Again::new() }),
+                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), #stm::again!()),
                 })
             )
         } else {
@@ -771,7 +771,7 @@ impl<'a> Rewriter<'a> {
             if simple {
                 syn::parse_quote_spanned!(span=> #body)
             } else {
-                syn::parse_quote_spanned!(span=> match #right { #v => #body })
+                syn::parse_quote_spanned!(span=> match (#right) { #v => #body })
             }
         };
         let op_tokens = op.map(|o| o.to_token_stream());
@@ -784,7 +784,7 @@ impl<'a> Rewriter<'a> {
                     if covered {
                         self.stats.elided += 1;
                         // SAFETY (generated `Again::new()`): see `field`.
-                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }, |#t| *#t #op #value))
+                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), #stm::again!(), |#t| *#t #op #value))
                     } else {
                         self.stats.read_barriers += 1;
                         quote_spanned!(span=> #stm::update(#h, #stm::field!(#h, #name), |#t| *#t #op #value))
@@ -814,7 +814,7 @@ impl<'a> Rewriter<'a> {
                         match #base.__stm_wkind() {
                             #k => {
                                 let #p = #stm::field!(#k, #name);
-                                #k.update_again(|#r| &mut #r.#name, #p, unsafe { #stm::Again::new() }, move |#t| *#t #op #value)
+                                #k.update_again(|#r| &mut #r.#name, #p, #stm::again!(), move |#t| *#t #op #value)
                             }
                         }
                     )
@@ -896,7 +896,7 @@ impl<'a> Rewriter<'a> {
         // `F::Loaded<'tx>`, i.e. handles of this very transaction; nothing else can reach the
         // hygienic `__seal` binding.
         Some(syn::parse_quote_spanned!(span=> {
-            let #seal_local = unsafe { #stm::Seal::new() };
+            let #seal_local = #stm::seal!();
             #tx.alloc(#path { #(#fields,)* #seal_field: #seal_local })
         }))
     }
