@@ -114,6 +114,9 @@ pub unsafe trait Field: Copy + 'static {
 
     /// Converts a value of the transaction into its stored form.
     fn store(value: Self::Loaded<'_>) -> Self;
+
+    /// Reports the handles this value holds to the collector.
+    fn trace(&self, tracer: &mut Tracer);
 }
 
 // SAFETY: plain data is stored as itself.
@@ -127,6 +130,8 @@ unsafe impl<T: Plain> Field for T {
     fn store(value: T) -> T {
         value
     }
+    #[inline(always)]
+    fn trace(&self, _tracer: &mut Tracer) {}
 }
 
 // SAFETY: a stored handle becomes a handle of the transaction that read it, naming the same
@@ -141,6 +146,9 @@ unsafe impl<U: Object> Field for GcRef<U> {
     fn store(value: Gc<'_, U>) -> Self {
         value.to_ref()
     }
+    fn trace(&self, tracer: &mut Tracer) {
+        tracer.visit(*self);
+    }
 }
 
 // SAFETY: as for GcRef.
@@ -153,6 +161,11 @@ unsafe impl<U: Object> Field for Option<GcRef<U>> {
     #[inline(always)]
     fn store(value: Option<Gc<'_, U>>) -> Self {
         value.map(Gc::to_ref)
+    }
+    fn trace(&self, tracer: &mut Tracer) {
+        if let Some(r) = self {
+            tracer.visit(*r);
+        }
     }
 }
 
@@ -197,6 +210,13 @@ impl Tracer {
     /// Reports one stored handle.
     pub fn visit<T: Object>(&mut self, r: GcRef<T>) {
         self.found.push(r.granule.get());
+    }
+
+    /// Reports a handle kept as a raw granule number (0: none).
+    pub(crate) fn visit_granule(&mut self, granule: u32) {
+        if granule != 0 {
+            self.found.push(granule);
+        }
     }
 }
 
@@ -366,6 +386,33 @@ impl<'tx, T: Object> Gc<'tx, T> {
             granule: NonZeroU32::new(self.granule).expect("handles are never null"),
             _t: PhantomData,
         }
+    }
+}
+
+impl<'tx, T: Object> Gc<'tx, T> {
+    /// Reads the whole value, whatever its fields (runtime-internal types only: a value
+    /// holding `GcRef`s must not reach user code).
+    #[inline(always)]
+    pub(crate) fn get_object(self) -> T {
+        self.read_barrier();
+        // SAFETY: a live object of our segment holding a valid T (see `read_field_unbarriered`).
+        unsafe { self.value_ptr().read() }
+    }
+
+    /// Replaces the whole value (runtime-internal types only).
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn set_object(self, value: T) {
+        self.write_barrier();
+        // SAFETY: a live object of our segment; T is Copy, so nothing is dropped.
+        unsafe { self.value_ptr().write(value) }
+    }
+}
+
+impl<T> GcRef<T> {
+    /// The granule number of the object.
+    pub(crate) fn granule(self) -> NonZeroU32 {
+        self.granule
     }
 }
 

@@ -57,6 +57,7 @@ mod runtime;
 mod segment;
 mod stats;
 mod sys;
+mod tvec;
 mod tx;
 
 pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
@@ -65,6 +66,7 @@ pub use queue::{RunReport, Tasks, TransactionQueue};
 pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
 pub use runtime::{Builder, Stm};
 pub use stats::{thread_stats, Stats};
+pub use tvec::{GcVec, TVec, VecHead, CARD};
 pub use tx::{atomically, in_transaction, Tx, BARRIERS};
 
 /// The macros (from the `stm-macros` crate): `#[object]` for shared-object types,

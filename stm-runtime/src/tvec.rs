@@ -1,0 +1,402 @@
+//! `TVec`: a growable array in the shared heap, with stmgc-style card marking.
+//!
+//! A vector is a small head object (`len`, `depth`, `root`) and a radix tree of fixed-size
+//! nodes: leaves ("cards") hold [`CARD`] elements, interior nodes hold [`CARD`] children.
+//! Every node is an object of its own, so writing one element runs the write barrier on one
+//! card only: the before-image saved, the record committed and the conflict detected cover
+//! those [`CARD`] elements, not the whole array (stmgc marks cards of 32 items for the same
+//! reason). Reading element `i` reads the head and the `depth + 1` nodes on its path.
+//!
+//! In an object, declare the field as `TVec<T>`; reading it inside a transaction gives a
+//! [`GcVec<'tx, T>`] with `len`, `get`, `set`, `push`, `pop`, `remove`, `insert`, `clear`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::num::NonZeroU32;
+
+use crate::handle::{Field, Gc, Object, Tracer};
+use crate::tx::Tx;
+
+/// Elements per card (leaf) and children per interior node.
+pub const CARD: usize = 32;
+const BITS: u32 = CARD.trailing_zeros();
+/// The deepest tree: `CARD^(MAX_DEPTH + 1)` elements, far beyond any heap.
+const MAX_DEPTH: u32 = 6;
+
+/// A vector's head object (its length and the root of its tree). Only reachable through
+/// [`GcVec`]; a `Root<VecHead>` keeps a vector alive across transactions.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct VecHead {
+    len: u32,
+    /// Interior levels above the leaves (0: the root is a leaf).
+    depth: u32,
+    /// Granule of the root node, 0 while the vector has never held an element.
+    root: u32,
+}
+
+// SAFETY: Copy, 'static, aligned to 4; `root` is reported to the collector by `trace`.
+unsafe impl Object for VecHead {
+    fn trace(&self, tracer: &mut Tracer) {
+        tracer.visit_granule(self.root);
+    }
+}
+
+/// An interior node: granules of its children (0 = none yet).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Interior {
+    kids: [u32; CARD],
+}
+
+// SAFETY: Copy, 'static, aligned to 4; every child is reported by `trace`.
+unsafe impl Object for Interior {
+    fn trace(&self, tracer: &mut Tracer) {
+        for &k in &self.kids {
+            tracer.visit_granule(k);
+        }
+    }
+}
+
+/// A card: `CARD` element slots. Slots at or beyond the vector's length hold a copy of a
+/// valid element or `T::default()`, never garbage, so the whole card is always a valid value.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Leaf<T> {
+    items: [T; CARD],
+}
+
+// SAFETY: Copy, 'static; the alignment of T is checked by `alloc`; every element is a valid
+// `T` (see the type's docs), and each reports its handles.
+unsafe impl<T: Field + Default> Object for Leaf<T> {
+    fn trace(&self, tracer: &mut Tracer) {
+        for item in &self.items {
+            item.trace(tracer);
+        }
+    }
+}
+
+/// The stored form of a growable array field: a handle to its head object.
+#[repr(transparent)]
+pub struct TVec<T> {
+    head: NonZeroU32,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TVec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for TVec<T> {}
+impl<T> fmt::Debug for TVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TVec@{:#x}", self.head)
+    }
+}
+
+// SAFETY: a stored vector becomes a vector of the transaction that read it, naming the same
+// head object, which every snapshot containing the field's object also contains.
+unsafe impl<T: Field + Default> Field for TVec<T> {
+    type Loaded<'tx> = GcVec<'tx, T>;
+    #[inline]
+    unsafe fn load(self, tx: &Tx) -> GcVec<'_, T> {
+        GcVec {
+            head: Gc::new(tx, self.head.get()),
+            _t: PhantomData,
+        }
+    }
+    #[inline]
+    fn store(v: GcVec<'_, T>) -> Self {
+        TVec {
+            head: v.head.to_ref().granule(),
+            _t: PhantomData,
+        }
+    }
+    fn trace(&self, tracer: &mut Tracer) {
+        tracer.visit_granule(self.head.get());
+    }
+}
+
+/// A growable array of `T` in the shared heap, as seen by the transaction `'tx`.
+///
+/// Elements are copied in and out (`T: Field`: plain data or handles). Writing one element
+/// backs up and commits only its card of [`CARD`] elements; two transactions writing
+/// elements of different cards do not conflict (both do conflict on the length if they push).
+///
+/// ```
+/// use stm_runtime::{GcVec, Stm};
+///
+/// let stm = Stm::builder().segments(1).heap_size(4 << 20).build().unwrap();
+/// let v = stm.atomically(|tx| {
+///     let v = GcVec::<u64>::new(tx);
+///     for i in 0..100 {
+///         v.push(i);
+///     }
+///     v.set(7, 700);
+///     tx.root(v.as_gc())
+/// });
+/// let sum: u64 = stm.atomically(|tx| {
+///     let v = stm_runtime::GcVec::<u64>::from_root(tx, &v);
+///     (0..v.len()).map(|i| v.get(i)).sum()
+/// });
+/// assert_eq!(sum, 4950 - 7 + 700);
+/// ```
+pub struct GcVec<'tx, T> {
+    head: Gc<'tx, VecHead>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for GcVec<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for GcVec<'_, T> {}
+impl<T> fmt::Debug for GcVec<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GcVec@{:#x}", self.head.granule)
+    }
+}
+
+impl<'tx, T: Field + Default> GcVec<'tx, T> {
+    /// A new, empty vector allocated by `tx`.
+    #[track_caller]
+    pub fn new(tx: &'tx Tx) -> Self {
+        GcVec {
+            head: tx.alloc(VecHead {
+                len: 0,
+                depth: 0,
+                root: 0,
+            }),
+            _t: PhantomData,
+        }
+    }
+
+    /// The vector's head object, to root it (`tx.root(v.as_gc())`) or compare identities.
+    pub fn as_gc(self) -> Gc<'tx, VecHead> {
+        self.head
+    }
+
+    /// The vector a root refers to.
+    pub fn from_root(tx: &'tx Tx, root: &crate::Root<VecHead>) -> Self {
+        GcVec {
+            head: root.get(tx),
+            _t: PhantomData,
+        }
+    }
+
+    /// Whether two handles name the same vector.
+    pub fn ptr_eq(self, other: GcVec<'_, T>) -> bool {
+        self.head.ptr_eq(other.head)
+    }
+
+    fn head(self) -> VecHead {
+        self.head.get_object()
+    }
+
+    /// The number of elements.
+    pub fn len(self) -> usize {
+        self.head().len as usize
+    }
+
+    /// Whether the vector has no element.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The leaf holding element `i` (which must be below the capacity of the current tree).
+    fn leaf(self, h: &VecHead, i: usize) -> Gc<'tx, Leaf<T>> {
+        let tx = self.head.tx();
+        let mut node = h.root;
+        for level in (1..=h.depth).rev() {
+            let interior = Gc::<Interior>::new(tx, node);
+            let k = (i >> (BITS * level)) & (CARD - 1);
+            node = interior.get_object().kids[k];
+        }
+        Gc::new(tx, node)
+    }
+
+    /// Element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len`.
+    #[track_caller]
+    pub fn get(self, i: usize) -> T::Loaded<'tx> {
+        self.try_get(i)
+            .unwrap_or_else(|| panic!("GcVec::get: index {i} out of range"))
+    }
+
+    /// Element `i`, or `None` if `i >= len`.
+    pub fn try_get(self, i: usize) -> Option<T::Loaded<'tx>> {
+        let h = self.head();
+        if i >= h.len as usize {
+            return None;
+        }
+        let leaf = self.leaf(&h, i);
+        let k = i & (CARD - 1);
+        // SAFETY: the projection points at element `k` (< CARD) of the leaf's array; the
+        // leaf is an object of this vector in our snapshot, so its stored handles are valid.
+        Some(unsafe { leaf.read_field(|p| std::ptr::addr_of_mut!((*p).items).cast::<T>().add(k)) })
+    }
+
+    /// Replaces element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len`.
+    #[track_caller]
+    pub fn set(self, i: usize, value: T::Loaded<'tx>) {
+        let h = self.head();
+        assert!(
+            i < h.len as usize,
+            "GcVec::set: index {i} out of range (len {})",
+            h.len
+        );
+        self.write_slot(&h, i, value);
+    }
+
+    #[track_caller]
+    fn write_slot(self, h: &VecHead, i: usize, value: T::Loaded<'tx>) {
+        let leaf = self.leaf(h, i);
+        let k = i & (CARD - 1);
+        // SAFETY: as in `try_get`; `value` belongs to this transaction (same 'tx).
+        unsafe {
+            leaf.write_field(
+                |p| std::ptr::addr_of_mut!((*p).items).cast::<T>().add(k),
+                value,
+            )
+        }
+    }
+
+    /// Appends an element.
+    ///
+    /// # Panics
+    /// If the vector already holds `u32::MAX` elements, or the heap is full.
+    #[track_caller]
+    pub fn push(self, value: T::Loaded<'tx>) {
+        let mut h = self.head();
+        let i = h.len as usize;
+        assert!(h.len < u32::MAX, "GcVec::push: too many elements");
+        let tx = self.head.tx();
+        if h.root == 0 {
+            h.root = new_leaf::<T>(tx);
+        }
+        // Grow a level when the tree is full.
+        while i >> (BITS * (h.depth + 1)) != 0 {
+            assert!(h.depth < MAX_DEPTH, "GcVec::push: too deep");
+            let mut kids = [0u32; CARD];
+            kids[0] = h.root;
+            h.root = tx.alloc(Interior { kids }).granule;
+            h.depth += 1;
+        }
+        // Make sure the path to slot `i` exists.
+        let mut node = h.root;
+        for level in (1..=h.depth).rev() {
+            let interior = Gc::<Interior>::new(tx, node);
+            let k = (i >> (BITS * level)) & (CARD - 1);
+            let mut kid = interior.get_object().kids[k];
+            if kid == 0 {
+                kid = if level == 1 {
+                    new_leaf::<T>(tx)
+                } else {
+                    tx.alloc(Interior { kids: [0; CARD] }).granule
+                };
+                // SAFETY: the projection points at child `k` of the interior node.
+                unsafe {
+                    interior.write_field(
+                        |p| std::ptr::addr_of_mut!((*p).kids).cast::<u32>().add(k),
+                        kid,
+                    )
+                };
+            }
+            node = kid;
+        }
+        h.len += 1;
+        self.head.set_object(h);
+        self.write_slot(&h, i, value);
+    }
+
+    /// Removes and returns the last element, if any.
+    #[track_caller]
+    pub fn pop(self) -> Option<T::Loaded<'tx>> {
+        let mut h = self.head();
+        if h.len == 0 {
+            return None;
+        }
+        let v = self.get(h.len as usize - 1);
+        h.len -= 1;
+        self.head.set_object(h);
+        Some(v)
+    }
+
+    /// Removes element `i`, shifting the following ones down, and returns it.
+    ///
+    /// # Panics
+    /// If `i >= len`.
+    #[track_caller]
+    pub fn remove(self, i: usize) -> T::Loaded<'tx> {
+        let len = self.len();
+        assert!(i < len, "GcVec::remove: index {i} out of range (len {len})");
+        let v = self.get(i);
+        for j in i..len - 1 {
+            let next = self.get(j + 1);
+            self.set(j, next);
+        }
+        self.pop();
+        v
+    }
+
+    /// Inserts an element at `i`, shifting the following ones up.
+    ///
+    /// # Panics
+    /// If `i > len`.
+    #[track_caller]
+    pub fn insert(self, i: usize, value: T::Loaded<'tx>)
+    where
+        T::Loaded<'tx>: Copy,
+    {
+        let len = self.len();
+        assert!(
+            i <= len,
+            "GcVec::insert: index {i} out of range (len {len})"
+        );
+        if i == len {
+            return self.push(value);
+        }
+        self.push(self.get(len - 1));
+        for j in (i..len - 1).rev() {
+            let prev = self.get(j);
+            self.set(j + 1, prev);
+        }
+        self.set(i, value);
+    }
+
+    /// Removes every element (the storage is kept for reuse).
+    #[track_caller]
+    pub fn clear(self) {
+        let mut h = self.head();
+        if h.len != 0 {
+            h.len = 0;
+            self.head.set_object(h);
+        }
+    }
+
+    /// The elements, copied out in order.
+    pub fn to_vec(self) -> Vec<T::Loaded<'tx>> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+}
+
+/// Allocates a card of default elements; returns its granule.
+#[track_caller]
+fn new_leaf<T: Field + Default>(tx: &Tx) -> u32 {
+    let items: [T; CARD] = std::array::from_fn(|_| T::default());
+    tx.alloc(Leaf { items }).granule
+}
+
+// SAFETY: reports the head object, through which `VecHead::trace` reaches every node.
+unsafe impl<T: Field + Default> crate::macro_support::TraceField for TVec<T> {
+    fn trace_field(&self, tracer: &mut Tracer) {
+        tracer.visit_granule(self.head.get());
+    }
+}
