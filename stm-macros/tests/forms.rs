@@ -13,6 +13,13 @@ struct Point {
     y: i32,
 }
 
+impl Point {
+    fn shift(&mut self, d: i32) {
+        self.x += d;
+        self.y -= d;
+    }
+}
+
 /// A plain enum stored inside objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, stm::Plain)]
 enum Color {

@@ -74,11 +74,19 @@ pub fn store<'tx, F: Field>(tx: &'tx Tx, value: F::Loaded<'tx>) -> F {
 }
 
 /// Reports the handles a field holds to the collector (used by the generated
-/// [`Object::trace`]).
+/// [`Object::trace`]). Every field type of an object must implement it: plain data and
+/// stored handles do; a container type implements it to visit the handles it holds.
 ///
 /// # Safety
 /// `trace_field` must visit every [`GcRef`] stored in the value.
-pub unsafe trait TraceField {
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a field of a shared object",
+    label = "not a shared-heap field type",
+    note = "fields hold plain data (integers, floats, bool, char, (), arrays, tuples, `Copy` \
+            types with #[derive(stm::Plain)]), handles `Gc<T>` / `Option<Gc<T>>`, or the \
+            runtime's containers"
+)]
+pub unsafe trait TraceField: Field {
     /// Visits every stored handle.
     fn trace_field(&self, tracer: &mut Tracer);
 }
@@ -103,9 +111,12 @@ unsafe impl<U: Object> TraceField for Option<GcRef<U>> {
     }
 }
 
-/// Compile-time check that a field type may live in a shared object.
+/// Visits one field (generated `Object::trace`); also the check, spanned on the field's
+/// type, that the type may live in a shared object.
 #[inline(always)]
-pub const fn assert_field<F: Field + TraceField>() {}
+pub fn trace_field<F: TraceField>(field: &F, tracer: &mut Tracer) {
+    field.trace_field(tracer);
+}
 
 /// Compile-time check that a type is plain data.
 #[inline(always)]
@@ -206,6 +217,38 @@ impl<T> Deref for ReadOnly<T> {
     }
 }
 
+impl<T> ReadOnly<T> {
+    /// The copy as a place for the rest of the statement. Generated code writes
+    /// `(*x.__stm_place())`: a method receiver's temporary is not extended by `let r = &..`,
+    /// so a reference to the copy cannot be kept past the statement (it would go stale).
+    #[inline(always)]
+    pub fn __stm_place(&self) -> &T {
+        &self.0
+    }
+}
+
+/// An ordinary field borrowed through a plain receiver (the plain twin of [`ReadOnly`]).
+pub struct PlainOut<'a, F: ?Sized>(&'a F);
+
+impl<'a, F: ?Sized> PlainOut<'a, F> {
+    /// The field itself, borrowed as long as the receiver.
+    #[inline(always)]
+    pub fn __stm_place(&self) -> &'a F {
+        self.0
+    }
+}
+
+/// An ordinary field borrowed mutably through a plain receiver (the twin of [`WriteBack`]).
+pub struct PlainOutMut<'a, F: ?Sized>(&'a mut F);
+
+impl<'a, F: ?Sized> PlainOutMut<'a, F> {
+    /// The field itself, borrowed as long as the receiver.
+    #[inline(always)]
+    pub fn __stm_place_mut(self) -> &'a mut F {
+        self.0
+    }
+}
+
 /// A copy of a shared object's field used as a mutable place (`&mut h.f`, `h.f.push(..)`,
 /// `h.arr[i] = v`): if it was changed, it is written back (write barrier + store) when the
 /// guard is dropped, at the end of the statement.
@@ -229,6 +272,15 @@ impl<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> DerefMut for WriteBack
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.dirty = true;
         self.value.as_mut().expect("value present until drop")
+    }
+}
+
+impl<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> WriteBack<'tx, T, F, C> {
+    /// The copy as a mutable place for the rest of the statement (see
+    /// [`ReadOnly::__stm_place`]); marks it changed.
+    #[inline(always)]
+    pub fn __stm_place_mut(&mut self) -> &mut F::Loaded<'tx> {
+        self
     }
 }
 
@@ -468,8 +520,8 @@ impl<'a, X: ?Sized> PlainRef<'a, X> {
         self,
         plain: impl FnOnce(&'a X) -> &'a F,
         _proj: Proj<X, F, C>,
-    ) -> &'a F {
-        plain(self.0)
+    ) -> PlainOut<'a, F> {
+        PlainOut(plain(self.0))
     }
 
     /// Ordinary field access (no barrier to skip).
@@ -479,8 +531,8 @@ impl<'a, X: ?Sized> PlainRef<'a, X> {
         plain: impl FnOnce(&'a X) -> &'a F,
         _proj: Proj<X, F, C>,
         _again: Again,
-    ) -> &'a F {
-        plain(self.0)
+    ) -> PlainOut<'a, F> {
+        PlainOut(plain(self.0))
     }
 }
 
@@ -491,8 +543,8 @@ impl<'a, X: ?Sized> PlainMut<'a, X> {
         self,
         plain: impl FnOnce(&'a mut X) -> &'a mut F,
         _proj: Proj<X, F, C>,
-    ) -> &'a mut F {
-        plain(self.0)
+    ) -> PlainOutMut<'a, F> {
+        PlainOutMut(plain(self.0))
     }
 
     /// Ordinary assignment.

@@ -13,7 +13,6 @@
 //! }
 //! impl Clone/Copy for Node ...
 //! unsafe impl ::stm_runtime::Object for Node { fn trace(..) { /* every handle field */ } }
-//! const _: () = { /* each field type must be a `Field` (spanned on the field) */ };
 //! ```
 //!
 //! The hidden `Seal` field can only be made in `unsafe` code, so safe code cannot build a
@@ -266,17 +265,10 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
     }
     let ident = &item.ident;
     let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
-    let traces = o
-        .fields
-        .iter()
-        .map(|(f, _, _)| quote!(#rt::__private::TraceField::trace_field(&self.#f, tracer);));
-    let checks = o
-        .fields
-        .iter()
-        .map(|(_, ty, span)| quote_spanned!(*span=> #rt::__private::assert_field::<#ty>();));
-    // The item's own generics for the check function (a nested fn cannot use outer ones).
-    let check_generics = &item.generics.params;
-    let check_where = &item.generics.where_clause;
+    // Each field is traced (and thereby checked to be a field type, spanned on its type).
+    let traces = o.fields.iter().map(|(f, ty, span)| {
+        quote_spanned!(*span=> #rt::__private::trace_field::<#ty>(&self.#f, tracer);)
+    });
     quote! {
         #item
 
@@ -295,16 +287,9 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
         // field through `TraceField`, whose impls visit every stored handle.
         unsafe impl #impl_g #rt::Object for #ident #ty_g #where_c {
             fn trace(&self, tracer: &mut #rt::Tracer) {
-                let _ = &tracer;
                 #(#traces)*
+                let _ = tracer;
             }
         }
-
-        const _: () = {
-            #[allow(dead_code, clippy::extra_unused_type_parameters)]
-            fn __stm_check_fields<#check_generics>() #check_where {
-                #(#checks)*
-            }
-        };
     }
 }

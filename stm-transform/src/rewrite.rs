@@ -83,6 +83,15 @@ enum Ctx {
     Place,
     /// A place that may be changed (`&mut e`, mutating method receiver, assigned projection).
     PlaceMut,
+    /// A method call's receiver; `true` if the method is a known mutating one.
+    Receiver(bool),
+}
+
+impl Ctx {
+    /// Whether the place may be changed.
+    fn is_mut(self) -> bool {
+        matches!(self, Ctx::PlaceMut | Ctx::Receiver(true))
+    }
 }
 
 /// Methods that take `&mut self` on the standard types; a field used as their receiver is a
@@ -184,6 +193,18 @@ pub(crate) struct Rewriter<'a> {
 /// A hygienic local name for generated code.
 fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
+}
+
+/// A hygienic local name reported at the user's tokens (so that errors in generated code
+/// point at the field access that produced it).
+fn local_at(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// What replaces an expression the macro rejected, so that the error is not followed by
+/// others about the same expression.
+fn rejected() -> Expr {
+    syn::parse_quote!(::core::unimplemented!())
 }
 
 impl<'a> Rewriter<'a> {
@@ -388,7 +409,7 @@ impl<'a> Rewriter<'a> {
                 self.expr(&mut r.expr, Ctx::PlaceMut);
             }
             Expr::Index(i) => {
-                let base = if ctx == Ctx::PlaceMut {
+                let base = if ctx.is_mut() {
                     Ctx::PlaceMut
                 } else {
                     Ctx::Place
@@ -401,12 +422,15 @@ impl<'a> Rewriter<'a> {
             Expr::Cast(c) => self.expr(&mut c.expr, Ctx::Value),
             Expr::MethodCall(m) => {
                 let name = m.method.to_string();
-                self.effect(e_span(&m.method), effects::of_method(&name, m.args.len()));
-                let recv = if MUTATING_METHODS.contains(&name.as_str()) {
-                    Ctx::PlaceMut
-                } else {
-                    Ctx::Place
-                };
+                let effect = effects::of_method(&name, m.args.len());
+                if let Effect::Forbidden(_) = effect {
+                    if self.safe_depth == 0 {
+                        self.effect(e_span(&m.method), effect);
+                        *e = rejected();
+                        return;
+                    }
+                }
+                let recv = Ctx::Receiver(MUTATING_METHODS.contains(&name.as_str()));
                 self.expr(&mut m.receiver, recv);
                 for a in m.args.iter_mut() {
                     self.expr(a, Ctx::Value);
@@ -417,15 +441,20 @@ impl<'a> Rewriter<'a> {
             }
             Expr::Call(c) => {
                 if is_gc_new(&c.func) {
-                    if let Some(new) = self.allocation(c) {
-                        *e = new;
-                    }
+                    *e = self.allocation(c).unwrap_or_else(rejected);
                     return;
                 }
                 let effect = match &*c.func {
                     Expr::Path(p) => effects::of_call(&p.path),
                     _ => Effect::None,
                 };
+                if let Effect::Forbidden(_) = effect {
+                    if self.safe_depth == 0 {
+                        self.effect(c.func.span(), effect);
+                        *e = rejected();
+                        return;
+                    }
+                }
                 self.expr(&mut c.func, Ctx::Value);
                 for a in c.args.iter_mut() {
                     self.expr(a, Ctx::Value);
@@ -437,9 +466,7 @@ impl<'a> Rewriter<'a> {
             Expr::Struct(s) => {
                 if s.qself.is_none() && self.is_known_object(&s.path) {
                     let mut call: syn::ExprCall = syn::parse_quote!(Gc::new(#s));
-                    if let Some(new) = self.allocation(&mut call) {
-                        *e = new;
-                    }
+                    *e = self.allocation(&mut call).unwrap_or_else(rejected);
                     return;
                 }
                 self.struct_fields(&mut s.fields);
@@ -664,15 +691,22 @@ impl<'a> Rewriter<'a> {
         if self.base_is_plain(base) {
             return;
         }
-        let stm = local("__stm");
         let span = name.span();
+        let stm = local_at("__stm", span);
         if let Some((h, fresh)) = self.base_handle(base) {
             let new: Expr = match ctx {
+                Ctx::Receiver(_) => {
+                    // A method receiver: a write-back guard, written back only if the method
+                    // borrows it mutably (`DerefMut`), so that any `&mut self` method works.
+                    self.stats.read_barriers += 1;
+                    self.note_barrier(base);
+                    syn::parse_quote_spanned!(span=> (*#stm::place(#h, #stm::field!(#h, #name))))
+                }
                 Ctx::PlaceMut => {
                     self.stats.read_barriers += 1;
                     self.stats.write_barriers += 1;
                     self.note_barrier(base);
-                    syn::parse_quote_spanned!(span=> (*#stm::place(#h, #stm::field!(#h, #name))))
+                    syn::parse_quote_spanned!(span=> (*#stm::place(#h, #stm::field!(#h, #name)).__stm_place_mut()))
                 }
                 Ctx::Value | Ctx::Place => {
                     let read = if self.read_covered(base, fresh) {
@@ -689,7 +723,7 @@ impl<'a> Rewriter<'a> {
                     if ctx == Ctx::Value {
                         syn::parse_quote_spanned!(span=> #read)
                     } else {
-                        syn::parse_quote_spanned!(span=> (*#stm::ReadOnly(#read)))
+                        syn::parse_quote_spanned!(span=> (*#stm::ReadOnly(#read).__stm_place()))
                     }
                 }
             };
@@ -697,17 +731,17 @@ impl<'a> Rewriter<'a> {
             return;
         }
         // Unknown base: tag dispatch.
-        let inner = if ctx == Ctx::PlaceMut {
+        let inner = if ctx.is_mut() {
             Ctx::PlaceMut
         } else {
             Ctx::Place
         };
         let covered_key = base.clone();
         self.expr(base, inner);
-        let k = local("__k");
-        let p = local("__p");
-        let r = local("__r");
-        let new: Expr = if ctx == Ctx::PlaceMut {
+        let k = local_at("__k", span);
+        let p = local_at("__p", span);
+        let r = local_at("__r", span);
+        let new: Expr = if ctx.is_mut() {
             self.stats.read_barriers += 1;
             self.stats.write_barriers += 1;
             self.note_barrier(&covered_key);
@@ -717,7 +751,7 @@ impl<'a> Rewriter<'a> {
                         let #p = #stm::field!(#k, #name);
                         #k.place(|#r| &mut #r.#name, #p)
                     }
-                })
+                }.__stm_place_mut())
             )
         } else if self.read_covered(&covered_key, false) {
             self.stats.elided += 1;
@@ -726,14 +760,14 @@ impl<'a> Rewriter<'a> {
             syn::parse_quote_spanned!(span=>
                 (*match #base.__stm_rkind() {
                     #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), #stm::again!()),
-                })
+                }.__stm_place())
             )
         } else {
             self.stats.read_barriers += 1;
             syn::parse_quote_spanned!(span=>
                 (*match #base.__stm_rkind() {
                     #k => #k.read(|#r| &#r.#name, #stm::field!(#k, #name)),
-                })
+                }.__stm_place())
             )
         };
         *e = new;
@@ -754,13 +788,13 @@ impl<'a> Rewriter<'a> {
                 return None;
             }
         };
-        let stm = local("__stm");
         let span = name.span();
-        let v = local("__v");
-        let t = local("__t");
-        let k = local("__k");
-        let p = local("__p");
-        let r = local("__r");
+        let stm = local_at("__stm", span);
+        let v = local_at("__v", span);
+        let t = local_at("__t", span);
+        let k = local_at("__k", span);
+        let p = local_at("__p", span);
+        let r = local_at("__r", span);
         let simple = matches!(&*right, Expr::Lit(_) | Expr::Path(_));
         let value: TokenStream = if simple {
             right.to_token_stream()
@@ -941,7 +975,8 @@ impl<'a> Rewriter<'a> {
                     Ok(x) => Some(x),
                     Err(err) => {
                         self.cx.syn_error(err);
-                        return false;
+                        *e = rejected();
+                        return true;
                     }
                 }
             };
@@ -950,7 +985,8 @@ impl<'a> Rewriter<'a> {
                     &m.mac,
                     "`tx_safe!` needs the call it declares safe: `stm::tx_safe!(log.lock())`",
                 );
-                return false;
+                *e = rejected();
+                return true;
             };
             if !has_call(&inner) {
                 self.cx.error_spanned_by(
@@ -958,7 +994,8 @@ impl<'a> Rewriter<'a> {
                     "`tx_safe!` declares calls transaction-safe, but this expression calls \
                      nothing: remove `tx_safe!` (field accesses get barriers anyway)",
                 );
-                return false;
+                *e = rejected();
+                return true;
             }
             self.safe_depth += 1;
             self.expr(&mut inner, Ctx::Value);

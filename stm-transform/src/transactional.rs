@@ -54,6 +54,18 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
                 .lifetimes()
                 .map(|l| l.lifetime.ident.to_string())
                 .collect();
+            for it in i.items.iter() {
+                if let ImplItem::Fn(m) = it {
+                    if has_handle_receiver(&m.sig) {
+                        check_sig(&cx, &m.sig);
+                    }
+                }
+            }
+            i.items.retain(|it| match it {
+                // Reported by `check_sig`; dropping the method avoids rustc's own errors on it.
+                ImplItem::Fn(m) => !has_handle_receiver(&m.sig),
+                _ => true,
+            });
             for it in i.items.iter_mut() {
                 if let ImplItem::Fn(m) = it {
                     m.attrs.retain(|a| !attr::is_transactional_attr(a.path()));
@@ -186,6 +198,15 @@ fn check_sig(cx: &Ctxt, sig: &Signature) -> bool {
     ok
 }
 
+fn has_handle_receiver(sig: &Signature) -> bool {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) => {
+            matches!(&r.kind, syn::ReceiverKind::Typed(_, ty) if types::is_gc(ty))
+        }
+        _ => false,
+    }
+}
+
 struct FnParts<'a> {
     attrs: &'a mut Vec<syn::Attribute>,
     sig: &'a mut Signature,
@@ -201,6 +222,14 @@ struct HandleLifetimes {
 impl VisitMut for HandleLifetimes {
     fn visit_type_mut(&mut self, ty: &mut Type) {
         syn::visit_mut::visit_type_mut(self, ty);
+        if let Type::Reference(r) = ty {
+            // `&Tx`: the same transaction as the handles.
+            if r.lifetime.is_none() && types::is_tx_ref(&Type::Reference(r.clone())) {
+                r.lifetime = Some(self.lifetime.clone());
+                self.changed = true;
+            }
+            return;
+        }
         let Type::Path(p) = ty else { return };
         if p.qself.is_some() {
             return;
@@ -296,6 +325,7 @@ fn transform_fn(
     let source = tx_source.or(handle_source);
 
     // 3. A function that starts its own transaction cannot return a handle.
+    let mut escapes = false;
     if source.is_none() {
         if let ReturnType::Type(_, ty) = &f.sig.output {
             if types::mentions_gc(ty) {
@@ -310,11 +340,16 @@ fn transform_fn(
                         f.sig.ident
                     ),
                 );
+                escapes = true;
             }
         }
     }
 
-    // 4. The body.
+    // 4. The body (replaced after an error that would only cause more errors in it).
+    if escapes {
+        *f.block = syn::parse_quote!({ ::core::unimplemented!() });
+        return;
+    }
     rewriter.body(f.block);
     *stats += rewriter.stats;
     stats.functions += 1;

@@ -74,8 +74,7 @@ pub(crate) fn mentions_gc(ty: &Type) -> bool {
 /// Why a field type cannot live in a shared object, and what to use instead; `None` when
 /// nothing is known against it (the `Field` trait bound then decides).
 pub(crate) fn rejected_field_type(ty: &Type) -> Option<String> {
-    use quote::ToTokens;
-    let shown = ty.to_token_stream().to_string().replace(" ", "");
+    let shown = show(ty);
     let msg = |what: &str| {
         Some(format!(
             "`{shown}` cannot be a field of a shared object: {what}"
@@ -171,4 +170,14 @@ pub(crate) fn rejected_field_type(ty: &Type) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A type as the user would write it (`&'static str`, not `& 'static str`).
+pub(crate) fn show(ty: &Type) -> String {
+    let item: syn::File = syn::parse_quote!(type T = #ty;);
+    let text = prettyplease::unparse(&item);
+    text.trim()
+        .trim_start_matches("type T = ")
+        .trim_end_matches(';')
+        .to_string()
 }

@@ -1,0 +1,6 @@
+use stm_runtime as stm;
+
+#[stm::object]
+struct Pair(i64, i64);
+
+fn main() {}
