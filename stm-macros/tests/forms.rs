@@ -149,11 +149,16 @@ fn new_shape() -> Root<Shape> {
 fn touch_shape(s: Gc<Shape>, i: usize) {
     s.cells[i % 8] += 1;
     s.counter += 1;
-    let p = s.corner;
-    s.corner = Point {
-        x: p.x + 1,
-        y: p.y - 1,
-    };
+    if i % 2 == 0 {
+        let p = s.corner;
+        s.corner = Point {
+            x: p.x + 1,
+            y: p.y - 1,
+        };
+    } else {
+        // A `&mut self` method on a field: the changed copy is written back.
+        s.corner.shift(1);
+    }
     s.pair = (s.pair.0 + 1, !s.pair.1);
     s.color = match s.color {
         Color::Red => Color::Green,

@@ -249,6 +249,21 @@ impl<'a, F: ?Sized> PlainOutMut<'a, F> {
     }
 }
 
+impl<F: ?Sized> Deref for PlainOutMut<'_, F> {
+    type Target = F;
+    #[inline(always)]
+    fn deref(&self) -> &F {
+        self.0
+    }
+}
+
+impl<F: ?Sized> DerefMut for PlainOutMut<'_, F> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut F {
+        self.0
+    }
+}
+
 /// A copy of a shared object's field used as a mutable place (`&mut h.f`, `h.f.push(..)`,
 /// `h.arr[i] = v`): if it was changed, it is written back (write barrier + store) when the
 /// guard is dropped, at the end of the statement.

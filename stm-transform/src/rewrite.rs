@@ -741,7 +741,21 @@ impl<'a> Rewriter<'a> {
         let k = local_at("__k", span);
         let p = local_at("__p", span);
         let r = local_at("__r", span);
-        let new: Expr = if ctx.is_mut() {
+        let new: Expr = if ctx == Ctx::Receiver(true) {
+            // The receiver of a known mutating method: the guard itself, so that the method's
+            // own receiver decides between `Deref` (no write-back) and `DerefMut`.
+            self.stats.read_barriers += 1;
+            self.stats.write_barriers += 1;
+            self.note_barrier(&covered_key);
+            syn::parse_quote_spanned!(span=>
+                (*match #base.__stm_wkind() {
+                    #k => {
+                        let #p = #stm::field!(#k, #name);
+                        #k.place(|#r| &mut #r.#name, #p)
+                    }
+                })
+            )
+        } else if ctx.is_mut() {
             self.stats.read_barriers += 1;
             self.stats.write_barriers += 1;
             self.note_barrier(&covered_key);

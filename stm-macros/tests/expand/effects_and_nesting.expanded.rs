@@ -1,0 +1,92 @@
+use stm_runtime as stm;
+use stm::{Gc, Root};
+struct Counter {
+    hits: u64,
+    #[doc(hidden)]
+    pub __stm_allocate_with_gc_new: ::stm_runtime::__private::Seal,
+}
+impl ::core::clone::Clone for Counter {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl ::core::marker::Copy for Counter {}
+unsafe impl ::stm_runtime::Object for Counter {
+    fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
+        ::stm_runtime::__private::trace_field::<u64>(&self.hits, tracer);
+        let _ = tracer;
+    }
+}
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::needless_lifetimes,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
+fn hit(counter: &Root<Counter>) -> u64 {
+    ::stm_runtime::__private::atomically(|__stm_tx: &::stm_runtime::Tx| -> u64 {
+        #[allow(unused_imports)]
+        use ::stm_runtime::__private::{
+            self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
+            PlainWrite as _,
+        };
+        let c = counter.get(stm::atomically(|tx| tx));
+        match c.__stm_wkind() {
+            __k => {
+                let __p = __stm::field!(__k, hits);
+                __k.update(|__r| &mut __r.hits, __p, move |__t| *__t += 1)
+            }
+        };
+        {
+            __stm::inevitable(__stm_tx);
+            println!(
+                "hits = {}", (* match c.__stm_rkind() { __k => __k.read_again(| __r | &
+                __r.hits, __stm::field!(__k, hits), __stm::again!()), } .__stm_place())
+            )
+        };
+        (*match c.__stm_rkind() {
+            __k => {
+                __k.read_again(
+                    |__r| &__r.hits,
+                    __stm::field!(__k, hits),
+                    __stm::again!(),
+                )
+            }
+        }
+            .__stm_place())
+    })
+}
+struct Stats {
+    name: String,
+}
+impl Stats {
+    #[allow(
+        unused_parens,
+        unused_braces,
+        clippy::needless_lifetimes,
+        clippy::deref_addrof,
+        clippy::needless_borrow,
+        clippy::unnecessary_mut_passed,
+        clippy::let_unit_value,
+        clippy::unit_arg
+    )]
+    fn report<'tx>(&self, c: Gc<'tx, Counter>) -> String {
+        #[allow(unused_imports)]
+        use ::stm_runtime::__private::{
+            self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
+            PlainWrite as _,
+        };
+        let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(c);
+        let line = format!(
+            "{}: {}", self.name, (* __stm::ReadOnly(__stm::read(c, __stm::field!(c,
+            hits))).__stm_place())
+        );
+        (std::io::Write::flush(&mut std::io::sink()).ok());
+        line
+    }
+}
