@@ -1063,8 +1063,7 @@ impl<'a> Rewriter<'a> {
                 Expr::Assign(assign) if matches!(&*assign.left, Expr::Path(_)) => {
                     self.expr(&mut assign.right, Ctx::Value)
                 }
-                // Format args are taken by reference: a place is enough.
-                other => self.expr(other, Ctx::Place),
+                other => self.expr(other, Ctx::Value),
             }
         }
         Some(args.to_token_stream())

@@ -82,10 +82,7 @@ impl Stats {
             PlainWrite as _,
         };
         let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(c);
-        let line = format!(
-            "{}: {}", self.name, (* __stm::ReadOnly(__stm::read(c, __stm::field!(c,
-            hits))).__stm_place())
-        );
+        let line = format!("{}: {}", self.name, __stm::read(c, __stm::field!(c, hits)));
         (std::io::Write::flush(&mut std::io::sink()).ok());
         line
     }
