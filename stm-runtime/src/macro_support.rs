@@ -48,6 +48,21 @@ impl Seal {
     }
 }
 
+/// Implemented by `#[stm::object]` for its structs: field syntax through handles
+/// (`h.field`) is only available for these types.
+///
+/// # Safety
+/// The type must not implement `Deref` to anything with fields (the object macro implements
+/// `Deref<Target = NoFields>` itself, so no other `Deref` impl can exist): a projection
+/// `addr_of!((*p).field)` must name a field of the type itself, never one reached by
+/// auto-deref through user code.
+pub unsafe trait ObjectLayout: Object {}
+
+/// The `Deref` target of every object type: it has no fields and no methods, so field
+/// syntax on an object never auto-derefs into another type.
+#[derive(Clone, Copy, Debug)]
+pub struct NoFields;
+
 /// A promise, made in `unsafe` code by the macro, that a read barrier may be skipped: earlier
 /// in this transaction attempt the object was allocated, or a read or write barrier ran on it
 /// (read markers stay set for the whole attempt, and a write marks the object read too), so
@@ -178,31 +193,6 @@ macro_rules! __stm_field {
 }
 pub use crate::__stm_field as field;
 
-/// `Again::new()` for generated code (see [`Again`]); the macro writes it only where its
-/// elision analysis proved the object allocated or barriered earlier in the attempt.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __stm_again {
-    () => {
-        // SAFETY: written by #[transactional] only where the object was allocated, read or
-        // written earlier in this transaction attempt (see stm-transform's rewrite.rs).
-        unsafe { $crate::__private::Again::new() }
-    };
-}
-pub use crate::__stm_again as again;
-
-/// `Seal::new()` for generated code (see [`Seal`]); the macro writes it only into the
-/// allocation literal whose fields it converts with [`store`].
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __stm_seal {
-    () => {
-        // SAFETY: written by #[transactional] only into `Gc::new(T { .. })` allocations whose
-        // every field is converted by `store(tx, ..)` from values of this transaction.
-        unsafe { $crate::__private::Seal::new() }
-    };
-}
-pub use crate::__stm_seal as seal;
 
 /// A copy of a shared object's field, read through a handle. It dereferences to the value but
 /// not mutably: changing a copy would silently change nothing in the object.
@@ -313,7 +303,7 @@ impl<T: Object, F: Field, C: Fn(*mut T) -> *const F> Drop for WriteBack<'_, T, F
 
 /// Reads a field through a handle (read barrier + copy).
 #[inline(always)]
-pub fn read<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+pub fn read<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
 ) -> F::Loaded<'tx> {
@@ -323,7 +313,7 @@ pub fn read<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
 
 /// Reads a field through a handle without a read barrier (see [`Again`]).
 #[inline(always)]
-pub fn read_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+pub fn read_again<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
     _again: Again,
@@ -334,7 +324,7 @@ pub fn read_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
 
 /// Writes a field through a handle (write barrier + store).
 #[inline(always)]
-pub fn write<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+pub fn write<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
     value: F::Loaded<'tx>,
@@ -345,7 +335,7 @@ pub fn write<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
 
 /// Reads a field, lets `f` change the copy, writes it back (`h.f += x`).
 #[inline(always)]
-pub fn update<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
+pub fn update<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
     f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
@@ -360,7 +350,7 @@ pub fn update<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
 
 /// [`update`] without the read barrier (see [`Again`]).
 #[inline(always)]
-pub fn update_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
+pub fn update_again<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
     _again: Again,
@@ -376,7 +366,7 @@ pub fn update_again<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F, R>(
 
 /// A field as a mutable place: a copy written back at the end of the statement if changed.
 #[inline(always)]
-pub fn place<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F>(
+pub fn place<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
 ) -> WriteBack<'tx, T, F, C> {
@@ -418,7 +408,7 @@ pub trait HandleRead<'tx, T> {
     /// The handle kind.
     fn __stm_rkind(self) -> HandleTag<'tx, T>;
 }
-impl<'tx, T: Object> HandleRead<'tx, T> for Gc<'tx, T> {
+impl<'tx, T: ObjectLayout> HandleRead<'tx, T> for Gc<'tx, T> {
     #[inline(always)]
     fn __stm_rkind(self) -> HandleTag<'tx, T> {
         HandleTag(self)
@@ -442,7 +432,7 @@ pub trait HandleWrite<'tx, T> {
     /// The handle kind.
     fn __stm_wkind(self) -> HandleTag<'tx, T>;
 }
-impl<'tx, T: Object> HandleWrite<'tx, T> for Gc<'tx, T> {
+impl<'tx, T: ObjectLayout> HandleWrite<'tx, T> for Gc<'tx, T> {
     #[inline(always)]
     fn __stm_wkind(self) -> HandleTag<'tx, T> {
         HandleTag(self)
@@ -461,7 +451,7 @@ impl<X: ?Sized> PlainWrite for X {
     }
 }
 
-impl<'tx, T: Object> HandleTag<'tx, T> {
+impl<'tx, T: ObjectLayout> HandleTag<'tx, T> {
     /// Reads the field (read barrier).
     #[inline(always)]
     pub fn read<F: Field, C: Fn(*mut T) -> *const F>(

@@ -280,6 +280,20 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
         }
         impl #impl_g ::core::marker::Copy for #ident #ty_g #where_c {}
 
+        // Field syntax through handles goes through raw-pointer projections, which must
+        // never auto-deref into another type: this impl makes any other `Deref` impl a
+        // conflict, and its target has no fields.
+        impl #impl_g ::core::ops::Deref for #ident #ty_g #where_c {
+            type Target = #rt::__private::NoFields;
+            fn deref(&self) -> &#rt::__private::NoFields {
+                &#rt::__private::NoFields
+            }
+        }
+
+        // SAFETY (from #[stm::object]): no other `Deref` impl can exist (the one above), and
+        // it has no fields, so field projections name the type's own fields.
+        unsafe impl #impl_g #rt::__private::ObjectLayout for #ident #ty_g #where_c {}
+
         // SAFETY (from #[stm::object]): the type is Copy and 'static (no lifetime parameters,
         // type parameters are Plain); every field is a `Field` (checked below, spanned on the
         // field); values can only be built with the unsafe `Seal`, which the generated

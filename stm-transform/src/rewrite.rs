@@ -715,7 +715,7 @@ impl<'a> Rewriter<'a> {
                         // `h` is a binding never reassigned or mutably borrowed in this
                         // function whose object was allocated here or already had a read or
                         // write barrier on every path to this read, in this attempt.
-                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), #stm::again!()))
+                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }))
                     } else {
                         self.stats.read_barriers += 1;
                         quote_spanned!(span=> #stm::read(#h, #stm::field!(#h, #name)))
@@ -773,7 +773,7 @@ impl<'a> Rewriter<'a> {
             // token is ignored.
             syn::parse_quote_spanned!(span=>
                 (*match #base.__stm_rkind() {
-                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), #stm::again!()),
+                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), unsafe { #stm::Again::new() }),
                 }.__stm_place())
             )
         } else {
@@ -832,7 +832,7 @@ impl<'a> Rewriter<'a> {
                     if covered {
                         self.stats.elided += 1;
                         // SAFETY (generated `Again::new()`): see `field`.
-                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), #stm::again!(), |#t| *#t #op #value))
+                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }, |#t| *#t #op #value))
                     } else {
                         self.stats.read_barriers += 1;
                         quote_spanned!(span=> #stm::update(#h, #stm::field!(#h, #name), |#t| *#t #op #value))
@@ -862,7 +862,7 @@ impl<'a> Rewriter<'a> {
                         match #base.__stm_wkind() {
                             #k => {
                                 let #p = #stm::field!(#k, #name);
-                                #k.update_again(|#r| &mut #r.#name, #p, #stm::again!(), move |#t| *#t #op #value)
+                                #k.update_again(|#r| &mut #r.#name, #p, unsafe { #stm::Again::new() }, move |#t| *#t #op #value)
                             }
                         }
                     )
@@ -939,12 +939,13 @@ impl<'a> Rewriter<'a> {
             fields.push(quote_spanned!(fspan=> #member: #stm::store(#tx, #value)));
         }
         let path = &s.path;
+        let unsafe_seal = quote!(unsafe { #stm::Seal::new() });
         // SAFETY (of the generated `Seal::new()`): the seal goes into this one literal, whose
         // every field is converted by `store(tx, ..)` from a value of type
         // `F::Loaded<'tx>`, i.e. handles of this very transaction; nothing else can reach the
         // hygienic `__seal` binding.
         Some(syn::parse_quote_spanned!(span=> {
-            let #seal_local = #stm::seal!();
+            let #seal_local = #unsafe_seal;
             #tx.alloc(#path { #(#fields,)* #seal_field: #seal_local })
         }))
     }

@@ -12,6 +12,13 @@ impl ::core::clone::Clone for Counter {
     }
 }
 impl ::core::marker::Copy for Counter {}
+impl ::core::ops::Deref for Counter {
+    type Target = ::stm_runtime::__private::NoFields;
+    fn deref(&self) -> &::stm_runtime::__private::NoFields {
+        &::stm_runtime::__private::NoFields
+    }
+}
+unsafe impl ::stm_runtime::__private::ObjectLayout for Counter {}
 unsafe impl ::stm_runtime::Object for Counter {
     fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
         ::stm_runtime::__private::trace_field::<u64>(&self.hits, tracer);
@@ -46,7 +53,8 @@ fn hit(counter: &Root<Counter>) -> u64 {
             __stm::inevitable(__stm_tx);
             println!(
                 "hits = {}", (* match c.__stm_rkind() { __k => __k.read_again(| __r | &
-                __r.hits, __stm::field!(__k, hits), __stm::again!()), } .__stm_place())
+                __r.hits, __stm::field!(__k, hits), unsafe { __stm::Again::new() }), }
+                .__stm_place())
             )
         };
         (*match c.__stm_rkind() {
@@ -54,7 +62,7 @@ fn hit(counter: &Root<Counter>) -> u64 {
                 __k.read_again(
                     |__r| &__r.hits,
                     __stm::field!(__k, hits),
-                    __stm::again!(),
+                    unsafe { __stm::Again::new() },
                 )
             }
         }

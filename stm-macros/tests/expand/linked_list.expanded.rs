@@ -13,6 +13,13 @@ impl ::core::clone::Clone for Node {
     }
 }
 impl ::core::marker::Copy for Node {}
+impl ::core::ops::Deref for Node {
+    type Target = ::stm_runtime::__private::NoFields;
+    fn deref(&self) -> &::stm_runtime::__private::NoFields {
+        &::stm_runtime::__private::NoFields
+    }
+}
+unsafe impl ::stm_runtime::__private::ObjectLayout for Node {}
 unsafe impl ::stm_runtime::Object for Node {
     fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
         ::stm_runtime::__private::trace_field::<i64>(&self.key, tracer);
@@ -35,6 +42,13 @@ impl ::core::clone::Clone for List {
     }
 }
 impl ::core::marker::Copy for List {}
+impl ::core::ops::Deref for List {
+    type Target = ::stm_runtime::__private::NoFields;
+    fn deref(&self) -> &::stm_runtime::__private::NoFields {
+        &::stm_runtime::__private::NoFields
+    }
+}
+unsafe impl ::stm_runtime::__private::ObjectLayout for List {}
 unsafe impl ::stm_runtime::Object for List {
     fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
         ::stm_runtime::__private::trace_field::<
@@ -61,7 +75,7 @@ fn push_front<'tx>(list: Gc<'tx, List>, key: i64) {
     };
     let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
     let node = {
-        let __seal = __stm::seal!();
+        let __seal = unsafe { __stm::Seal::new() };
         __stm_tx
             .alloc(Node {
                 key: __stm::store(__stm_tx, key),
@@ -78,11 +92,19 @@ fn push_front<'tx>(list: Gc<'tx, List>, key: i64) {
     __stm::update_again(
         list,
         __stm::field!(list, len),
-        __stm::again!(),
+        unsafe { __stm::Again::new() },
         |__t| *__t += 1,
     );
-    let _check = __stm::read_again(node, __stm::field!(node, key), __stm::again!())
-        + __stm::read_again(list, __stm::field!(list, len), __stm::again!()) as i64;
+    let _check = __stm::read_again(
+        node,
+        __stm::field!(node, key),
+        unsafe { __stm::Again::new() },
+    )
+        + __stm::read_again(
+            list,
+            __stm::field!(list, len),
+            unsafe { __stm::Again::new() },
+        ) as i64;
 }
 #[allow(
     unused_parens,
@@ -113,7 +135,7 @@ fn sum<'tx>(list: Gc<'tx, List>) -> i64 {
                 __k.read_again(
                     |__r| &__r.next,
                     __stm::field!(__k, next),
-                    __stm::again!(),
+                    unsafe { __stm::Again::new() },
                 )
             }
         }

@@ -14,6 +14,13 @@ impl ::core::clone::Clone for Account {
     }
 }
 impl ::core::marker::Copy for Account {}
+impl ::core::ops::Deref for Account {
+    type Target = ::stm_runtime::__private::NoFields;
+    fn deref(&self) -> &::stm_runtime::__private::NoFields {
+        &::stm_runtime::__private::NoFields
+    }
+}
+unsafe impl ::stm_runtime::__private::ObjectLayout for Account {}
 unsafe impl ::stm_runtime::Object for Account {
     fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
         ::stm_runtime::__private::trace_field::<i64>(&self.balance, tracer);
@@ -46,7 +53,7 @@ fn transfer<'tx>(from: Gc<'tx, Account>, to: Gc<'tx, Account>, amount: i64) -> b
     __stm::update_again(
         from,
         __stm::field!(from, balance),
-        __stm::again!(),
+        unsafe { __stm::Again::new() },
         |__t| *__t -= amount,
     );
     __stm::update(to, __stm::field!(to, balance), |__t| *__t += amount);
