@@ -73,3 +73,11 @@ pub fn derive_plain(input: TokenStream) -> TokenStream {
 pub fn tx_safe(input: TokenStream) -> TokenStream {
     stm_transform::expand_tx_safe_outside(input.into()).into()
 }
+
+/// The running transaction (`&Tx`), inside a `#[transactional]` function: for the runtime's
+/// own API (`root.get(stm::tx!())`, `GcVec::new(stm::tx!())`, `stm::tx!().retry()`).
+/// Outside a `#[transactional]` item it is a compile error.
+#[proc_macro]
+pub fn tx(input: TokenStream) -> TokenStream {
+    stm_transform::expand_tx_outside(input.into()).into()
+}

@@ -20,6 +20,15 @@ fn new_log_in(tx: &stm::Tx) -> Gc<Log> {
 }
 
 #[stm::transactional]
+fn new_log() -> Root<Log> {
+    let log = Gc::new(Log {
+        entries: GcVec::new(stm::tx!()),
+        total: 0,
+    });
+    stm::tx!().root(log)
+}
+
+#[stm::transactional]
 fn append(log: Gc<Log>, v: i64) {
     log.entries.push(v);
     log.total += v;
@@ -38,6 +47,9 @@ fn check(log: Gc<Log>) -> (usize, i64, i64) {
 #[test]
 fn appends_from_several_threads() {
     let root: Root<Log> = stm::atomically(|tx| tx.root(new_log_in(tx)));
+    let other = new_log();
+    stm::atomically(|tx| append(other.get(tx), 5));
+    assert_eq!(stm::atomically(|tx| check(other.get(tx))), (1, 5, 5));
     std::thread::scope(|s| {
         for t in 0..4i64 {
             let root = &root;

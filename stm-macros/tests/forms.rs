@@ -221,9 +221,9 @@ struct Bank {
 #[stm::transactional]
 impl Bank {
     fn deposit(&self, i: usize, key: i64) {
-        let tx = stm::atomically(|tx: &Tx| tx.stm());
-        let _ = tx;
-        stm::atomically(|tx| push_front(self.accounts[i].get(tx), key));
+        // No handle parameter: runs in its own transaction (or joins the running one);
+        // `stm::tx!()` is that transaction.
+        push_front(self.accounts[i].get(stm::tx!()), key);
     }
 
     fn move_one(&self, tx: &Tx, from: usize, to: usize) -> bool {

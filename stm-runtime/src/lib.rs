@@ -71,8 +71,9 @@ pub use tx::{atomically, in_transaction, Tx, BARRIERS};
 
 /// The macros (from the `stm-macros` crate): `#[object]` for shared-object types,
 /// `#[transactional]` for functions that access them, `#[derive(Plain)]` for plain data
-/// fields, and `tx_safe!` to declare a call transaction-safe. See `docs/macros.md`.
-pub use stm_macros::{object, transactional, tx_safe, Plain};
+/// fields, `tx!()` for the running transaction inside `#[transactional]` code, and `tx_safe!`
+/// to declare a call transaction-safe. See `docs/macros.md`.
+pub use stm_macros::{object, transactional, tx, tx_safe, Plain};
 
 /// Support for the code the macros write. Not a public API.
 #[doc(hidden)]

@@ -114,6 +114,22 @@ pub(crate) fn is_tx_safe(path: &syn::Path) -> bool {
     path.segments.last().is_some_and(|s| s.ident == "tx_safe")
 }
 
+/// Whether a macro path names `tx!()` (the running transaction).
+pub(crate) fn is_tx(path: &syn::Path) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == "tx")
+}
+
+/// `tx!()` outside a `#[transactional]` item.
+pub(crate) fn tx_outside(input: TokenStream) -> TokenStream {
+    let _ = input;
+    quote! {
+        ::core::compile_error!(
+            "`tx!()` names the running transaction inside a #[stm::transactional] function; \
+             outside one, use the `&Tx` that `Stm::atomically` gives its closure"
+        )
+    }
+}
+
 /// `tx_safe!` outside a `#[transactional]` item.
 pub(crate) fn tx_safe_outside(input: TokenStream) -> TokenStream {
     let _ = input;

@@ -173,6 +173,12 @@ pub fn expand_object_with(attr: TokenStream, item: TokenStream) -> Expansion {
     object::expand(attr, item)
 }
 
+/// What `stm::tx!()` expands to outside a `#[transactional]` item (inside one, the
+/// transformation replaces it with the running transaction): an error saying where it belongs.
+pub fn expand_tx_outside(input: TokenStream) -> TokenStream {
+    effects::tx_outside(input)
+}
+
 /// What `stm::tx_safe!(..)` expands to when it is *not* inside a `#[transactional]` item
 /// (inside one, the transformation consumes it): an error saying where it belongs.
 pub fn expand_tx_safe_outside(input: TokenStream) -> TokenStream {

@@ -982,6 +982,15 @@ impl<'a> Rewriter<'a> {
     fn macro_expr(&mut self, e: &mut Expr) -> bool {
         let Expr::Macro(m) = e else { return false };
         let path = m.mac.path.clone();
+        if effects::is_tx(&path) {
+            if !m.mac.tokens.is_empty() {
+                self.cx
+                    .error_spanned_by(&m.mac.tokens, "`tx!()` takes no arguments");
+            }
+            let tx = &self.tx;
+            *e = syn::parse_quote_spanned!(path.span()=> #tx);
+            return true;
+        }
         if effects::is_tx_safe(&path) {
             let inner: Option<Expr> = if m.mac.tokens.is_empty() {
                 None

@@ -42,7 +42,7 @@ fn hit(counter: &Root<Counter>) -> u64 {
             self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
             PlainWrite as _,
         };
-        let c = counter.get(stm::atomically(|tx| tx));
+        let c = counter.get(__stm_tx);
         match c.__stm_wkind() {
             __k => {
                 let __p = __stm::field!(__k, hits);

@@ -11,7 +11,7 @@ struct Counter {
 
 #[stm::transactional]
 fn hit(counter: &Root<Counter>) -> u64 {
-    let c = counter.get(stm::atomically(|tx| tx));
+    let c = counter.get(stm::tx!());
     c.hits += 1;
     println!("hits = {}", c.hits);
     c.hits

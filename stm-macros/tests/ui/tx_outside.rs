@@ -1,0 +1,5 @@
+use stm_runtime as stm;
+
+fn main() {
+    let _ = stm::tx!();
+}
