@@ -274,14 +274,18 @@ impl Interp {
         result
     }
 
-    /// Runs one REPL input: its forms, then the queued transactions; returns the printed
-    /// value of the last form.
-    pub fn run_repl_input(&self, src: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Runs one REPL input: its forms, then prints the value of the last one, then runs
+    /// the queued transactions.
+    pub fn run_repl_input(&self, src: &[u8]) -> Result<(), Error> {
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
-            let last = self.exec_block(forms, false, true)?;
-            self.run_pending()?;
-            Ok(last)
+            let mut last = self.exec_block(forms, false, true)?;
+            last.push(b'\n');
+            {
+                let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = out.write_all(&last);
+            }
+            self.run_pending()
         });
         self.flush();
         result

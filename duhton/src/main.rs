@@ -101,11 +101,7 @@ fn repl(interp: &Interp) -> ExitCode {
             }
         }
         match interp.run_repl_input(&src) {
-            Ok(shown) => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(&shown);
-                let _ = stdout.write_all(b"\n");
-            }
+            Ok(()) => {}
             Err(e) => return fail(&e),
         }
     }

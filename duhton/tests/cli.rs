@@ -1,0 +1,143 @@
+//! The `duhton` binary: command line, exit status, stderr, stdin, the REPL, hostile input.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn duhton(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duhton"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the duhton binary runs");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin).expect("stdin accepts the input");
+    drop(input);
+    child.wait_with_output().expect("the binary finishes")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn script(name: &str, src: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("duhton-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, src).expect("script written");
+    path
+}
+
+#[test]
+fn runs_a_file_with_threads() {
+    let path = script(
+        "ok.duh",
+        "(setq c (container 0)) (defun f () (set c (+ (get c) 1)))
+         (setq i 0) (while (< i 50) (transaction f) (setq i (+ i 1)))
+         (run-transactions) (print (get c))",
+    );
+    for threads in ["1", "2"] {
+        let out = duhton(&["--num-threads", threads, path.to_str().unwrap()], b"");
+        assert!(out.status.success());
+        assert_eq!(text(&out.stdout), "50\n");
+        assert_eq!(text(&out.stderr), "");
+    }
+}
+
+#[test]
+fn reads_the_program_from_stdin() {
+    let out = duhton(&["-"], b"(print (+ 1 2))");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "3\n");
+}
+
+#[test]
+fn errors_go_to_stderr_with_a_failure_status() {
+    let out = duhton(&["-"], b"(print 1) (print x)");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "1\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Error: symbol not defined as a variable: 'x'\n"
+    );
+    let out = duhton(&["/nonexistent/file.duh"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error: cannot open '/nonexistent/file.duh'\n"
+    );
+}
+
+#[test]
+fn hostile_input_is_a_clean_error() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"(/ 1 0)".to_vec(), "Error: /: division by zero\n"),
+        (b"((((".to_vec(), "Error: more '(' than ')'\n"),
+        (b"))".to_vec(), "Error: more ')' than '('\n"),
+        (
+            b"(defun f (n) (f n)) (f 1)".to_vec(),
+            "Error: maximum recursion depth exceeded\n",
+        ),
+        (
+            b"(defun f (n) (+ 1 (f n))) (transaction f 1)".to_vec(),
+            "Error: maximum recursion depth exceeded\n",
+        ),
+    ];
+    for (src, stderr) in cases {
+        let out = duhton(&["--num-threads", "2", "-"], &src);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&src));
+        assert_eq!(text(&out.stderr), stderr);
+    }
+    // Huge ints wrap; binary junk reads as symbols.
+    let out = duhton(
+        &["-"],
+        b"(print 123456789012345678901234567890 (+ 2147483647 1))",
+    );
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "-1 -2147483648\n");
+    let junk: Vec<u8> = (0..=255u8).cycle().take(4000).collect();
+    let out = duhton(&["-"], &junk);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).starts_with("Error: "));
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn sleepms_reports_on_stderr() {
+    let out = duhton(&["-"], b"(sleepms 5) (print 1)");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "[sleeping 5 ms]\n[slept 5 ms]\n");
+    assert_eq!(text(&out.stdout), "1\n");
+}
+
+#[test]
+fn the_repl_prints_each_value() {
+    let out = duhton(
+        &[],
+        b"(+ 1 2)\n(defun f (n) (print n))\n(transaction f 7)\n(setq x\n  (list 1 2))\nx\n",
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        "))) 3\n))) None\n))) None\n7\n))) [ 1 2 ]\n))) [ 1 2 ]\n))) \n"
+    );
+    let out = duhton(&[], b"(car 1)\n(print 2)\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "))) ");
+    assert_eq!(
+        text(&out.stderr),
+        "Error: DuCons_Car: expected 'cons' argument, got 'int'\n"
+    );
+}
+
+#[test]
+fn command_line_options() {
+    let out = duhton(&["--help"], b"");
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("Duhton: a simple lisp-like language with STM support"));
+    let out = duhton(&["--num-threads"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let out = duhton(&["--num-threads", "zero", "-"], b"");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,0 +1,248 @@
+//! `transaction` and `run-transactions`: ordering, conflicts, aborts, inevitable prints.
+
+mod common;
+use common::{error, fails, run, run_with};
+
+/// Runs `src` with 1 and 2 threads several times; each run must succeed; returns outputs.
+fn outputs(src: &str, rounds: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for threads in [1, 2] {
+        for _ in 0..rounds {
+            let (out, err) = run_with(src, threads);
+            assert_eq!(err, None, "failed with {threads} threads:\n{src}\n{out}");
+            all.push(out);
+        }
+    }
+    all
+}
+
+#[test]
+fn queued_calls_run_after_the_main_program() {
+    assert_eq!(
+        run("(defun f (n) (print n)) (transaction f (+ 40 2)) (print (quote hello))"),
+        "'hello'\n42\n"
+    );
+    assert_eq!(
+        run("(defun f (x) (if (< x 20) (transaction f (+ x 1)) (print x))) (print (f 0))"),
+        "None\n20\n"
+    );
+    // Arguments are evaluated when the call is queued.
+    assert_eq!(
+        run("(setq x 1) (defun f (v) (print v x)) (transaction f x) (setq x 2)"),
+        "1 2\n"
+    );
+    assert_eq!(run("(defun f () 1) (print (transaction f))"), "None\n");
+}
+
+#[test]
+fn one_thread_runs_newest_first_depth_first() {
+    let (out, err) = run_with(
+        "(defun f (n) (print n)) (transaction f 1) (transaction f 2) (transaction f 3)",
+        1,
+    );
+    assert_eq!((out.as_str(), err), ("3\n2\n1\n", None));
+    let (out, err) = run_with(
+        "(defun f (tag n) (print tag n) (if (< n 2) (transaction f tag (+ n 1))))
+         (transaction f 1 0) (transaction f 2 0)",
+        1,
+    );
+    assert_eq!(
+        (out.as_str(), err),
+        ("2 0\n2 1\n2 2\n1 0\n1 1\n1 2\n", None)
+    );
+}
+
+#[test]
+fn chains_that_fork() {
+    let src = "(defun g (n)
+                 (if (>= n 12)
+                     (print n)
+                   (transaction g (+ n 1))
+                   (transaction g (+ n 2))))
+               (g 0)";
+    for out in outputs(src, 2) {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 377);
+        assert_eq!(lines.iter().filter(|l| **l == "12").count(), 233);
+        assert_eq!(lines.iter().filter(|l| **l == "13").count(), 144);
+    }
+}
+
+#[test]
+fn conflicting_increments_from_two_chains_give_exact_totals() {
+    // Two chains of 300 steps each increment one container and one list item; every step
+    // conflicts with the other chain's. Each step queues the next, so an aborted attempt
+    // whose queued call survived would run extra steps and overshoot.
+    let src = "(setq c (container 0))
+               (setq l (list 0))
+               (setq steps (container 0))
+               (defun step (n)
+                 (set c (+ (get c) 1))
+                 (set l 0 (+ (get l 0) 1))
+                 (set steps (+ (get steps) 1))
+                 (if (< n 300) (transaction step (+ n 1))))
+               (transaction step 1)
+               (transaction step 1)
+               (run-transactions)
+               (print (get c) (get l 0) (get steps))";
+    for out in outputs(src, 3) {
+        assert_eq!(out, "600 600 600\n");
+    }
+}
+
+#[test]
+fn the_last_step_sees_the_full_count() {
+    let src = "(setq c (container 0))
+               (defun g (thread n)
+                 (set c (+ (get c) 1))
+                 (if (> (get c) 200)
+                     (print (quote overflow) (get c))
+                   (if (< n 100)
+                       (transaction f thread (+ n 1))
+                     (if (< (get c) 200)
+                         (print (quote not-enough))
+                       (print (quote ok))))))
+               (defun f (thread n) (g thread n))
+               (transaction f (quote t1) 1)
+               (transaction f (quote t2) 1)";
+    for out in outputs(src, 3) {
+        assert_eq!(out, "'not-enough'\n'ok'\n");
+    }
+}
+
+#[test]
+fn an_aborted_attempt_leaves_no_frame_changes() {
+    // Each step rewrites its own argument in its frame; a retried attempt must see the
+    // frame as it was queued, never the aborted attempt's change.
+    let src = "(setq lst (list 0))
+               (defun g (thread n)
+                 (set lst 0 (+ (get lst 0) 1))
+                 (if (< n 150) (transaction f thread (+ n 1))))
+               (defun f (thread n)
+                 (setq m n n -1)
+                 (if (== m -1)
+                     (print (quote frame-has-been-modified))
+                   (g thread m)))
+               (transaction f (quote t1) 1)
+               (transaction f (quote t2) 1)
+               (run-transactions)
+               (print (get lst 0))";
+    for out in outputs(src, 3) {
+        assert_eq!(out, "300\n");
+    }
+}
+
+#[test]
+fn list_length_under_contention() {
+    let src = "(setq lst (list))
+               (defun f ()
+                 (setq n (len lst))
+                 (if (< n 100) (transaction f) (print (quote done)))
+                 (append lst n)
+                 (assert (== (len lst) (+ n 1))))
+               (transaction f)
+               (transaction f)";
+    for out in outputs(src, 3) {
+        assert_eq!(out, "'done'\n'done'\n");
+    }
+    let src = "(setq lst (list))
+               (while (< (len lst) 100) (append lst (len lst)))
+               (defun f ()
+                 (if (== (len lst) 0)
+                     (print (quote done))
+                   (assert (== (pop lst) (len lst)))
+                   (transaction f)))
+               (transaction f)
+               (transaction f)";
+    for out in outputs(src, 3) {
+        assert_eq!(out, "'done'\n'done'\n");
+    }
+}
+
+#[test]
+fn prints_are_never_duplicated() {
+    // 200 transactions that all conflict on one counter, each printing its number: every
+    // number appears exactly once, and lines never interleave.
+    let src = "(setq c (container 0))
+               (defun f (i)
+                 (set c (+ (get c) 1))
+                 (print (quote line) i (get c)))
+               (setq i 0)
+               (while (< i 200) (transaction f i) (setq i (+ i 1)))";
+    for out in outputs(src, 2) {
+        let mut seen = vec![0; 200];
+        let mut counts = Vec::new();
+        for line in out.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts.len(), 3, "malformed line {line:?}");
+            assert_eq!(parts[0], "'line'");
+            seen[parts[1].parse::<usize>().unwrap()] += 1;
+            counts.push(parts[2].parse::<usize>().unwrap());
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{out}");
+        counts.sort();
+        assert_eq!(counts, (1..=200).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn run_transactions_in_the_main_program() {
+    let src = "(setq c (container 0))
+               (defun inc () (set c (+ (get c) 1)))
+               (transaction inc)
+               (run-transactions)
+               (print (get c))
+               (setq i 0)
+               (while (< i 4)
+                 (transaction inc)
+                 (transaction inc)
+                 (run-transactions)
+                 (print (get c))
+                 (setq i (+ i 1)))
+               (if (== (get c) 9)
+                   (progn (transaction inc) (run-transactions) (print (quote then) (get c)))
+                 (print (quote wrong)))
+               (progn (transaction inc) (run-transactions) (print (get c)))
+               (defun nested () (transaction inc) (transaction inc) (run-transactions) (get c))
+               (print (nested))";
+    assert_eq!(run(src), "1\n3\n5\n7\n9\n'then' 10\n11\n13\n");
+    assert_eq!(run("(print (run-transactions))"), "None\n");
+}
+
+#[test]
+fn run_transactions_inside_a_queued_call_runs_its_own_queue() {
+    let src = "(defun leaf (n) (print (quote leaf) n))
+               (defun f () (transaction leaf 1) (transaction leaf 2) (run-transactions) (print (quote after)))
+               (transaction f)";
+    assert_eq!(run(src), "'leaf' 2\n'leaf' 1\n'after'\n");
+}
+
+#[test]
+fn transaction_errors() {
+    assert_eq!(
+        error("(transaction)"),
+        "transaction: expected at least one argument"
+    );
+    assert_eq!(
+        error("(run-transactions 1)"),
+        "run-transactions: expected no argument"
+    );
+    assert_eq!(
+        error("(transaction print 1)"),
+        "symbol refers to a macro: 'print'"
+    );
+    assert_eq!(
+        error("(transaction nope)"),
+        "symbol not defined as a function: 'nope'"
+    );
+    // Arity is checked when the call is queued, before anything runs.
+    let (out, msg) = fails("(defun f (a) a) (transaction f) (print 1)");
+    assert_eq!(
+        (out.as_str(), msg.as_str()),
+        ("", "call to 'f': not enough arguments")
+    );
+    // An error inside a queued transaction ends the program.
+    let (out, msg) = fails("(defun f () (print 1) (car 1)) (print 0) (transaction f)");
+    assert_eq!(out, "0\n1\n");
+    assert_eq!(msg, "DuCons_Car: expected 'cons' argument, got 'int'");
+}
