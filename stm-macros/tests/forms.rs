@@ -166,6 +166,7 @@ fn touch_shape(s: Gc<Shape>, i: usize) {
         Color::Rgb(..) => Color::Red,
     };
     s.weight += 0.5;
+    assert!(!matches!(s.color, Color::Rgb(9, _, _)), "{}", s.tag);
     s.tag = if s.tag == 'a' { 'b' } else { 'a' };
     s.cells.sort();
     s.cells.reverse();
@@ -298,6 +299,22 @@ fn lists_under_contention() {
         let _ = stm::atomically(|tx| first_key(a.get(tx)));
     }
     assert!(PRINTED.load(Ordering::Relaxed) >= 60);
+}
+
+/// `?` inside a function that runs its own transaction.
+#[stm::transactional]
+fn parse_and_push(list: &Root<List>, text: &str) -> Result<i64, std::num::ParseIntError> {
+    let key: i64 = text.trim().parse()?;
+    push_front(list.get(stm::tx!()), key);
+    Ok(key)
+}
+
+#[test]
+fn question_mark_in_a_transaction() {
+    let l = new_list();
+    assert_eq!(parse_and_push(&l, " 41 "), Ok(41));
+    assert!(parse_and_push(&l, "x").is_err());
+    assert_eq!(stm::atomically(|tx| walk(l.get(tx))), (1, 41));
 }
 
 #[test]

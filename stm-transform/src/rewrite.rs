@@ -1063,7 +1063,15 @@ impl<'a> Rewriter<'a> {
             }
         }
         if name == "matches" {
-            return None;
+            // `matches!(expr, pattern)`: only the scrutinee is an expression.
+            let scrutinee = |input: syn::parse::ParseStream<'_>| {
+                let e: Expr = input.parse()?;
+                let rest: TokenStream = input.parse()?;
+                Ok((e, rest))
+            };
+            let (mut e, rest) = scrutinee.parse2(tokens).ok()?;
+            self.expr(&mut e, Ctx::Place);
+            return Some(quote!(#e #rest));
         }
         let parser = Punctuated::<Expr, Token![,]>::parse_terminated;
         let mut args = parser.parse2(tokens).ok()?;
