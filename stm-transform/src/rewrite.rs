@@ -304,7 +304,7 @@ impl<'a> Rewriter<'a> {
 
     /// Binds every identifier of a pattern as unknown (a pattern's bindings have types the
     /// macro cannot see).
-    fn bind_pattern(&mut self, pat: &Pat) {
+    pub(crate) fn bind_pattern(&mut self, pat: &Pat) {
         let mut names = Vec::new();
         pattern_idents(pat, &mut names);
         for n in names {
@@ -425,7 +425,7 @@ impl<'a> Rewriter<'a> {
                 let effect = effects::of_method(&name, m.args.len());
                 if let Effect::Forbidden(_) = effect {
                     if self.safe_depth == 0 {
-                        self.effect(e_span(&m.method), effect);
+                        self.effect(m.method.span(), effect);
                         *e = rejected();
                         return;
                     }
@@ -660,10 +660,9 @@ impl<'a> Rewriter<'a> {
 
     /// Whether a barrier already covers reads of `base`'s object; records that one will.
     fn read_covered(&mut self, base: &Expr, fresh: bool) -> bool {
-        if fresh {
-            return true;
-        }
         match self.elision_key(base) {
+            // Allocated by this function and still naming that object.
+            Some(_) if fresh => true,
             Some(k) => !self.barriered.insert(k),
             None => false,
         }
@@ -1086,10 +1085,6 @@ impl<'a> Rewriter<'a> {
         }
         Some(args.to_token_stream())
     }
-}
-
-fn e_span(i: &Ident) -> Span {
-    i.span()
 }
 
 fn is_assign_op(op: &BinOp) -> bool {

@@ -12,8 +12,7 @@
 //!   would outlive its transaction): that is a compile error saying to return a `Root`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
-use syn::spanned::Spanned;
+use quote::{quote, ToTokens};
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, ImplItem, Item, Pat, ReturnType, Signature, Type};
 
@@ -312,13 +311,7 @@ fn transform_fn(
                     }
                     rewriter.bind(&id.to_string(), kind);
                 }
-                other => {
-                    let mut names = Vec::new();
-                    crate_pattern_idents(other, &mut names);
-                    for n in names {
-                        rewriter.bind(&n, Kind::Unknown);
-                    }
-                }
+                other => rewriter.bind_pattern(other),
             },
         }
     }
@@ -393,7 +386,6 @@ fn transform_fn(
         clippy::let_unit_value,
         clippy::unit_arg
     )]));
-    let _ = quote_spanned!(span=>);
 }
 
 /// Whether a return type can be written on the closure (no elided lifetimes, no `impl`).
@@ -407,21 +399,4 @@ fn annotatable(ty: &Type) -> bool {
         })
     }
     walk(ty.to_token_stream()) && !matches!(ty, Type::Infer(_))
-}
-
-fn crate_pattern_idents(pat: &Pat, out: &mut Vec<String>) {
-    match pat {
-        Pat::Ident(p) => out.push(p.ident.to_string()),
-        Pat::Tuple(t) => t.elems.iter().for_each(|p| crate_pattern_idents(p, out)),
-        Pat::TupleStruct(t) => t.elems.iter().for_each(|p| crate_pattern_idents(p, out)),
-        Pat::Struct(s) => s
-            .fields
-            .iter()
-            .for_each(|f| crate_pattern_idents(&f.pat, out)),
-        Pat::Reference(r) => crate_pattern_idents(&r.pat, out),
-        Pat::Paren(p) => crate_pattern_idents(&p.pat, out),
-        Pat::Type(t) => crate_pattern_idents(&t.pat, out),
-        _ => {}
-    }
-    let _ = pat.span();
 }

@@ -437,3 +437,17 @@ fn expand_file_renders_readably() {
     assert!(text.contains("fn f<'tx>(a: Gc<'tx, A>) -> i64 {"), "{text}");
     assert!(text.contains("__stm::read(a, __stm::field!(a, x))"));
 }
+
+#[test]
+fn a_reassigned_fresh_binding_loses_its_elision() {
+    let (_, stats) = transactional(quote! {
+        fn f(a: Gc<A>) -> i64 {
+            let mut n = Gc::new(A { v: 1 });
+            let x = n.v;
+            n = a;
+            x + n.v
+        }
+    });
+    assert_eq!(stats.elided, 0);
+    assert_eq!(stats.read_barriers, 2);
+}
