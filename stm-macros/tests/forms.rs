@@ -399,3 +399,22 @@ fn ordinary_code_keeps_its_meaning() {
     assert_eq!(r.count, 1);
     assert_eq!(extra.count, 3);
 }
+
+/// An irreversible call makes the transaction inevitable just before it; `tx_safe!` does not.
+#[stm::transactional]
+fn effects(list: Gc<List>) -> (bool, bool, bool) {
+    let start = stm::tx!().is_inevitable();
+    stm::tx_safe!(std::io::Write::write_all(&mut std::io::sink(), b"quiet").unwrap());
+    let after_safe = stm::tx!().is_inevitable();
+    std::io::Write::write_all(&mut std::io::sink(), b"effect").unwrap();
+    let after_effect = stm::tx!().is_inevitable();
+    let _ = list.len;
+    (start, after_safe, after_effect)
+}
+
+#[test]
+fn irreversible_calls_make_the_transaction_inevitable() {
+    let l = new_list();
+    let r = stm::atomically(|tx| effects(l.get(tx)));
+    assert_eq!(r, (false, false, true));
+}
