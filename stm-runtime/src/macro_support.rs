@@ -18,6 +18,10 @@
 //! runs the barrier and copies the field in or out of the segment). Both type-check for both
 //! kinds of receiver, so one expansion serves both; the compiler picks.
 //!
+//! Writes are `#[track_caller]` down to `Gc::write_field`, so conflict reports name the line
+//! of the user's assignment (a write-back guard writes from its `Drop`, so its line is this
+//! file's).
+//!
 //! A handle never hands out a reference into segment memory: reads give a copy wrapped in
 //! [`ReadOnly`] (no `DerefMut`, so a `&mut self` method on a copy is a compile error rather
 //! than a lost write) and mutable places give a [`WriteBack`] guard that writes the changed
@@ -324,6 +328,7 @@ pub fn read_again<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
 
 /// Writes a field through a handle (write barrier + store).
 #[inline(always)]
+#[track_caller]
 pub fn write<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
@@ -335,6 +340,7 @@ pub fn write<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
 
 /// Reads a field, lets `f` change the copy, writes it back (`h.f += x`).
 #[inline(always)]
+#[track_caller]
 pub fn update<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
@@ -350,6 +356,7 @@ pub fn update<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
 
 /// [`update`] without the read barrier (see [`Again`]).
 #[inline(always)]
+#[track_caller]
 pub fn update_again<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
@@ -485,6 +492,7 @@ impl<'tx, T: ObjectLayout> HandleTag<'tx, T> {
 
     /// Assigns the field (write barrier).
     #[inline(always)]
+    #[track_caller]
     pub fn assign<F: Field, C: Fn(*mut T) -> *const F>(
         self,
         _plain: impl FnOnce(&mut T) -> &mut F,
@@ -496,6 +504,7 @@ impl<'tx, T: ObjectLayout> HandleTag<'tx, T> {
 
     /// Updates the field in place (`+=` and friends).
     #[inline(always)]
+    #[track_caller]
     pub fn update<F: Field, C: Fn(*mut T) -> *const F, R>(
         self,
         _plain: impl FnOnce(&mut T) -> &mut F,
@@ -507,6 +516,7 @@ impl<'tx, T: ObjectLayout> HandleTag<'tx, T> {
 
     /// Updates the field in place without the read barrier (see [`Again`]).
     #[inline(always)]
+    #[track_caller]
     pub fn update_again<F: Field, C: Fn(*mut T) -> *const F, R>(
         self,
         _plain: impl FnOnce(&mut T) -> &mut F,

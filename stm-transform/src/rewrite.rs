@@ -691,7 +691,7 @@ impl<'a> Rewriter<'a> {
             return;
         }
         let span = name.span();
-        let stm = local_at("__stm", span);
+        let stm = Ident::new("__stm", span);
         if let Some((h, fresh)) = self.base_handle(base) {
             let new: Expr = match ctx {
                 Ctx::Receiver(_) => {
@@ -802,7 +802,7 @@ impl<'a> Rewriter<'a> {
             }
         };
         let span = name.span();
-        let stm = local_at("__stm", span);
+        let stm = Ident::new("__stm", span);
         let v = local_at("__v", span);
         let t = local_at("__t", span);
         let k = local_at("__k", span);
