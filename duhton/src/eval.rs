@@ -6,7 +6,7 @@ use std::io::Write;
 use stm::{Gc, Tx};
 use stm_runtime as stm;
 
-use crate::heap::{self, Call, Frame, Globals, Kind, Obj, Value};
+use crate::heap::{self, Call, Fr, Globals, Kind, Obj, Value};
 use crate::{list, Error, Interp};
 
 /// The builtins, in the order of their symbol ids (symbol `i` names builtin `i`).
@@ -204,7 +204,7 @@ impl<'tx> Cx<'tx> {
     }
 
     /// Evaluates `v` in `frame` (`None`: the global frame).
-    pub fn eval(&self, v: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    pub fn eval(&self, v: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let Value::Obj(o) = v else {
             return Ok(v);
         };
@@ -218,9 +218,9 @@ impl<'tx> Cx<'tx> {
         }
     }
 
-    fn lookup(&self, sym: Gc<'tx, Obj>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    fn lookup(&self, sym: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> R<'tx> {
         if let Some(fr) = frame {
-            if let Some(v) = heap::frame_value(fr, sym) {
+            if let Some(v) = fr.value(sym) {
                 return Ok(v);
             }
         }
@@ -241,13 +241,7 @@ impl<'tx> Cx<'tx> {
     }
 
     /// `(f args...)`: run now, or (`now == false`, `transaction`) queue the call.
-    fn call(
-        &self,
-        f: Value<'tx>,
-        args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
-        now: bool,
-    ) -> R<'tx> {
+    fn call(&self, f: Value<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>, now: bool) -> R<'tx> {
         self.check_stack()?;
         let sym = match f {
             Value::Obj(o) if heap::kind(o) == Kind::Symbol => o,
@@ -259,7 +253,7 @@ impl<'tx> Cx<'tx> {
                 return Err(Error::new("expected a symbol to execute"));
             }
         };
-        let local = frame.and_then(|fr| heap::frame_function(fr, sym));
+        let local = frame.and_then(|fr| fr.function(sym));
         let func = match local {
             Some(f) => f,
             None => heap::global_function(sym),
@@ -288,11 +282,11 @@ impl<'tx> Cx<'tx> {
         sym: Gc<'tx, Obj>,
         func: Gc<'tx, Obj>,
         mut args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
+        frame: Option<Fr<'tx>>,
         now: bool,
     ) -> R<'tx> {
         let (mut params, body) = heap::cons_parts(func);
-        let callee = heap::new_frame(self.tx);
+        let callee = Fr::new(self.tx);
         while let Some((param, rest)) = next(params) {
             let Some((arg, more)) = next(args) else {
                 return Err(Error(format!(
@@ -302,7 +296,7 @@ impl<'tx> Cx<'tx> {
             };
             let v = self.eval(arg, frame)?;
             let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
-            heap::set_frame_value(callee, p, v);
+            callee.set_value(p, v);
             params = rest;
             args = more;
         }
@@ -319,7 +313,7 @@ impl<'tx> Cx<'tx> {
         if now {
             return self.progn(body.map_or(Value::None, Value::Obj), Some(callee));
         }
-        let call = heap::new_call(callee, body);
+        let call = heap::new_call(callee.gc, body);
         match &self.queue {
             Queue::Main => heap::push_pending(self.globals, call),
             Queue::Task(q) => q.borrow_mut().push(call),
@@ -328,7 +322,7 @@ impl<'tx> Cx<'tx> {
     }
 
     /// Evaluates each form, returns the last value (None if none).
-    pub fn progn(&self, mut forms: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    pub fn progn(&self, mut forms: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let mut result = Value::None;
         while let Some((form, rest)) = next(forms) {
             result = self.eval(form, frame)?;
@@ -337,7 +331,7 @@ impl<'tx> Cx<'tx> {
         Ok(result)
     }
 
-    fn args1(&self, name: &str, args: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    fn args1(&self, name: &str, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         match next(args) {
             Some((a, Value::None)) => self.eval(a, frame),
             _ => Err(Error(format!("{name}: expected one argument"))),
@@ -348,7 +342,7 @@ impl<'tx> Cx<'tx> {
         &self,
         name: &str,
         args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
+        frame: Option<Fr<'tx>>,
     ) -> Result<(Value<'tx>, Value<'tx>), Error> {
         if let Some((a, rest)) = next(args) {
             if let Some((b, Value::None)) = next(rest) {
@@ -361,15 +355,10 @@ impl<'tx> Cx<'tx> {
     }
 
     /// Binds a variable in the current frame.
-    fn set_var(
-        &self,
-        frame: Option<Gc<'tx, Frame>>,
-        sym: Value<'tx>,
-        v: Value<'tx>,
-    ) -> Result<(), Error> {
+    fn set_var(&self, frame: Option<Fr<'tx>>, sym: Value<'tx>, v: Value<'tx>) -> Result<(), Error> {
         let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
         match frame {
-            Some(fr) => heap::set_frame_value(fr, sym, v),
+            Some(fr) => fr.set_value(sym, v),
             None => heap::set_global_value(sym, v),
         }
         Ok(())
@@ -379,7 +368,7 @@ impl<'tx> Cx<'tx> {
     fn fold(
         &self,
         args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
+        frame: Option<Fr<'tx>>,
         init: i32,
         op: impl Fn(i32, i32) -> i32,
     ) -> R<'tx> {
@@ -398,7 +387,7 @@ impl<'tx> Cx<'tx> {
         &self,
         name: &str,
         args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
+        frame: Option<Fr<'tx>>,
         op: impl Fn(i32, i32) -> i32,
     ) -> R<'tx> {
         let Some((first, mut args)) = next(args) else {
@@ -421,7 +410,7 @@ impl<'tx> Cx<'tx> {
         &self,
         name: &str,
         args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
+        frame: Option<Fr<'tx>>,
         op: impl Fn(i32, i32) -> i32,
     ) -> R<'tx> {
         let Some((first, rest)) = next(args) else {
@@ -434,7 +423,7 @@ impl<'tx> Cx<'tx> {
     fn compare(
         &self,
         args: Value<'tx>,
-        frame: Option<Gc<'tx, Frame>>,
+        frame: Option<Fr<'tx>>,
         op: impl Fn(i32, i32) -> bool,
     ) -> R<'tx> {
         let (a, b) = self.args2("comparison", args, frame)?;
@@ -443,7 +432,7 @@ impl<'tx> Cx<'tx> {
         Ok(Value::Int(op(a, b) as i32))
     }
 
-    fn builtin(&self, b: Builtin, args: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    fn builtin(&self, b: Builtin, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         match b {
             Builtin::Progn => self.progn(args, frame),
             Builtin::Setq => {
@@ -585,7 +574,7 @@ impl<'tx> Cx<'tx> {
                 let name = as_kind(name, Kind::Symbol, "DuSymbol_Id")?;
                 let func = rest.as_cons().expect("checked above");
                 match frame {
-                    Some(fr) => heap::set_frame_function(fr, name, func),
+                    Some(fr) => fr.set_function(name, func),
                     None => heap::set_global_function(name, func),
                 }
                 Ok(Value::None)
@@ -613,7 +602,7 @@ impl<'tx> Cx<'tx> {
                     return Err(Error::new("defined?: expected one argument"));
                 };
                 let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
-                let local = frame.and_then(|fr| heap::frame_value(fr, sym));
+                let local = frame.and_then(|fr| fr.value(sym));
                 let found = local.is_some() || heap::global_value(sym).is_some();
                 Ok(Value::Int(found as i32))
             }
@@ -660,7 +649,7 @@ impl<'tx> Cx<'tx> {
         }
     }
 
-    fn get(&self, args: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    fn get(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let Some((expr, rest)) = next(args) else {
             return Err(Error::new("get: expected at least one argument"));
         };
@@ -689,7 +678,7 @@ impl<'tx> Cx<'tx> {
         }
     }
 
-    fn set(&self, args: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    fn set(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let Some((expr, rest)) = next(args).filter(|(_, r)| !r.is_none()) else {
             return Err(Error::new("set: expected at least two arguments"));
         };
@@ -725,7 +714,7 @@ impl<'tx> Cx<'tx> {
         Ok(Value::None)
     }
 
-    fn pop(&self, args: Value<'tx>, frame: Option<Gc<'tx, Frame>>) -> R<'tx> {
+    fn pop(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let Some((expr, rest)) = next(args) else {
             return Err(Error::new("pop: expected at least one argument"));
         };
@@ -767,7 +756,13 @@ impl<'tx> Cx<'tx> {
                 return Ok(());
             };
             let (body, frame) = heap::call_parts(call);
-            self.progn(body.map_or(Value::None, Value::Obj), Some(frame))?;
+            self.progn(
+                body.map_or(Value::None, Value::Obj),
+                Some(Fr {
+                    gc: frame,
+                    fresh: false,
+                }),
+            )?;
         }
     }
 

@@ -200,13 +200,25 @@ pub fn container_set(c: Gc<Obj>, v: Value<'tx>) {
 }
 
 /// A symbol's global variable, if it has one.
-#[stm::transactional]
-pub fn global_value(s: Gc<Obj>) -> Option<Value<'tx>> {
-    let tags = s.tags;
-    if tags & HAS_VALUE == 0 {
-        return None;
+///
+/// No read barrier: a symbol's global slots are written only by the main program's
+/// transactions (`setq`/`defun` write the *current* frame, and queued calls never run in the
+/// global frame), and the main program never runs at the same time as another transaction
+/// (the driver runs queued calls only while the main program is suspended between its
+/// transactions). So no commit can ever change a symbol under a running transaction, and
+/// a read marker on it could never detect anything.
+#[inline]
+pub fn global_value(s: Gc<'_, Obj>) -> Option<Value<'_>> {
+    // SAFETY: the projections name fields of the object (see above for the barrier).
+    unsafe {
+        let tags = s.read_field_unbarriered(|p| addr_of_mut!((*p).tags));
+        if tags & HAS_VALUE == 0 {
+            return None;
+        }
+        let ai = s.read_field_unbarriered(|p| addr_of_mut!((*p).ai));
+        let a = s.read_field_unbarriered(|p| addr_of_mut!((*p).a));
+        Some(Value::from_slot(tags & A_INT != 0, ai, a))
     }
-    Some(Value::from_slot(tags & A_INT != 0, s.ai, s.a))
 }
 
 /// Binds a symbol's global variable.
@@ -218,10 +230,12 @@ pub fn set_global_value(s: Gc<Obj>, v: Value<'tx>) {
     s.a = o;
 }
 
-/// A symbol's global user function (`(params . body)`), if one was defined.
-#[stm::transactional]
-pub fn global_function(s: Gc<Obj>) -> Option<Gc<Obj>> {
-    s.b
+/// A symbol's global user function (`(params . body)`), if one was defined. No read
+/// barrier, for the reason given at [`global_value`].
+#[inline]
+pub fn global_function(s: Gc<'_, Obj>) -> Option<Gc<'_, Obj>> {
+    // SAFETY: the projection names the `b` field (see `global_value` for the barrier).
+    unsafe { s.read_field_unbarriered(|p| addr_of_mut!((*p).b)) }
 }
 
 /// Defines a symbol's global user function.
@@ -371,6 +385,99 @@ pub fn set_frame_function(frame: Gc<Frame>, sym: Gc<Obj>, f: Gc<Obj>) {
     let e = entry_for(frame, sym);
     e.tags |= HAS_FUNC;
     e.f = Some(f);
+}
+
+/// A frame as the evaluator holds it: the frame, and whether the running transaction
+/// attempt allocated it (a call frame, as opposed to the frame a queued call arrives with).
+///
+/// A fresh frame and all its entries were allocated by the running attempt, so no other
+/// transaction can have committed a write to them: reading them needs no read barrier (the
+/// runtime's rule for `read_field_unbarriered`), and writing them takes no slow path.
+#[derive(Clone, Copy, Debug)]
+pub struct Fr<'tx> {
+    /// The frame object.
+    pub gc: Gc<'tx, Frame>,
+    /// Allocated by the running attempt.
+    pub fresh: bool,
+}
+
+/// Reads a field of a frame or entry: unbarriered when the frame is fresh.
+macro_rules! rd {
+    ($fresh:expr, $h:expr, $f:ident) => {
+        if $fresh {
+            // SAFETY: the projection names a field; the object was allocated by this
+            // attempt (a fresh frame or one of its entries), see `Fr`.
+            unsafe { $h.read_field_unbarriered(|p| addr_of_mut!((*p).$f)) }
+        } else {
+            // SAFETY: the projection names a field of the object.
+            unsafe { $h.read_field(|p| addr_of_mut!((*p).$f)) }
+        }
+    };
+}
+
+impl<'tx> Fr<'tx> {
+    /// A new frame, allocated by the running attempt.
+    pub fn new(tx: &'tx Tx) -> Fr<'tx> {
+        Fr {
+            gc: new_frame(tx),
+            fresh: true,
+        }
+    }
+
+    /// The binding of `sym`, if any.
+    #[inline]
+    pub fn find(self, sym: Gc<'tx, Obj>) -> Option<Gc<'tx, Entry>> {
+        let mut cur = rd!(self.fresh, self.gc, first);
+        while let Some(e) = cur {
+            if rd!(self.fresh, e, sym).ptr_eq(sym) {
+                return Some(e);
+            }
+            cur = rd!(self.fresh, e, next);
+        }
+        None
+    }
+
+    /// The variable `sym`, if bound here.
+    #[inline]
+    pub fn value(self, sym: Gc<'tx, Obj>) -> Option<Value<'tx>> {
+        if !self.fresh {
+            return frame_value(self.gc, sym);
+        }
+        let e = self.find(sym)?;
+        let tags = rd!(true, e, tags);
+        if tags & HAS_VALUE == 0 {
+            return None;
+        }
+        Some(Value::from_slot(
+            tags & A_INT != 0,
+            rd!(true, e, vi),
+            rd!(true, e, v),
+        ))
+    }
+
+    /// The function binding of `sym`: see [`frame_function`].
+    #[inline]
+    pub fn function(self, sym: Gc<'tx, Obj>) -> Option<Option<Gc<'tx, Obj>>> {
+        if !self.fresh {
+            return frame_function(self.gc, sym);
+        }
+        let e = self.find(sym)?;
+        if rd!(true, e, tags) & HAS_FUNC == 0 {
+            return Some(None);
+        }
+        Some(rd!(true, e, f))
+    }
+
+    /// Binds the variable `sym`.
+    #[inline]
+    pub fn set_value(self, sym: Gc<'tx, Obj>, v: Value<'tx>) {
+        set_frame_value(self.gc, sym, v)
+    }
+
+    /// Defines the function `sym`.
+    pub fn set_function(self, sym: Gc<'tx, Obj>, f: Gc<'tx, Obj>) {
+        set_frame_function(self.gc, sym, f)
+    }
 }
 
 /// A queued transaction: run `body` (a progn) in `frame`.

@@ -444,6 +444,10 @@ impl Interp {
     fn run_call<'a>(&'a self, tx: &Tx, tasks: &mut Tasks<'a>, call: &Root<Call>) {
         let cx = self.cx(tx, Queue::Task(Default::default()));
         let (body, frame) = heap::call_parts(call.get(tx));
+        let frame = heap::Fr {
+            gc: frame,
+            fresh: false,
+        };
         if let Err(e) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
             // Report the error only from an up-to-date snapshot: this validates (and reruns
             // the transaction if it read something stale).

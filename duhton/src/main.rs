@@ -68,7 +68,11 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(_) => return fail(&duhton::Error(format!("cannot open '{path}'"))),
             };
-            match interp.run_source(&src) {
+            let result = interp.run_source(&src);
+            if std::env::var_os("DUHTON_STATS").is_some() {
+                eprintln!("{}", interp.stm().stats());
+            }
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
