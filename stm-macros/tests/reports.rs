@@ -12,7 +12,7 @@ struct Counter {
 #[stm::transactional]
 fn hit(c: Gc<Counter>, twice: bool) {
     if twice {
-        let d = Some(c).unwrap(); // a binding of unknown type: tag dispatch
+        let d = std::convert::identity(c); // a binding of unknown type: tag dispatch
         d.hits += 1; // WRITE
     } else {
         c.hits += 1; // WRITE
