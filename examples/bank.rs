@@ -4,13 +4,15 @@
 //! ```text
 //! cargo run --release --example bank -- --threads 2               # low contention
 //! cargo run --release --example bank -- --threads 2 --accounts 16 # high contention
+//! STM_CONFLICT_REPORT=1 cargo run --release --example bank -- --accounts 16   # + report
 //! ```
 
 use std::time::Instant;
 
 use clap::Parser;
+use stm::{Gc, Root};
 use stm_examples::{report, Common, Rng};
-use stm_runtime::{Root, Stm};
+use stm_runtime as stm;
 
 #[derive(Parser, Debug)]
 #[command(about = "Random transfers among accounts, in parallel transactions")]
@@ -27,18 +29,37 @@ struct Args {
 
 const INITIAL: i64 = 1_000;
 
+/// An account in the shared heap.
+#[stm::object]
+struct Account {
+    balance: i64,
+    owner: u32,
+}
+
 /// Moves `amount` from one account to another if the source can pay; returns whether it did.
-fn transfer(stm: &Stm, from: &Root<i64>, to: &Root<i64>, amount: i64) -> bool {
-    stm.atomically(|tx| {
-        let (from, to) = (from.get(tx), to.get(tx));
-        let balance = from.get();
-        if balance < amount {
-            return false;
-        }
-        from.set(balance - amount);
-        to.set(to.get() + amount);
-        true
-    })
+/// Runs inside the caller's transaction (the macro inserts the barriers).
+#[stm::transactional]
+fn transfer(from: Gc<Account>, to: Gc<Account>, amount: i64) -> bool {
+    if from.balance < amount {
+        return false;
+    }
+    from.balance -= amount;
+    to.balance += amount;
+    true
+}
+
+#[stm::transactional]
+fn open(tx: &stm::Tx, owner: u32) -> Root<Account> {
+    let a = Gc::new(Account {
+        balance: INITIAL,
+        owner,
+    });
+    tx.root(a)
+}
+
+#[stm::transactional]
+fn balance(a: Gc<Account>) -> i64 {
+    a.balance
 }
 
 fn main() {
@@ -49,11 +70,8 @@ fn main() {
     }
     let threads = args.common.threads();
     let stm = args.common.stm(64 + args.accounts / 1024);
-    let accounts: Vec<Root<i64>> = stm.atomically(|tx| {
-        (0..args.accounts)
-            .map(|_| tx.root(tx.alloc(INITIAL)))
-            .collect()
-    });
+    let accounts: Vec<Root<Account>> =
+        stm.atomically(|tx| (0..args.accounts).map(|i| open(tx, i as u32)).collect());
     println!(
         "bank: {threads} threads, {} accounts, {} transfers per thread",
         args.accounts, args.transfers
@@ -73,7 +91,9 @@ fn main() {
                             b += 1;
                         }
                         let amount = rng.below(100) as i64;
-                        moved += u64::from(transfer(stm, &accounts[a], &accounts[b], amount));
+                        moved += u64::from(stm.atomically(|tx| {
+                            transfer(accounts[a].get(tx), accounts[b].get(tx), amount)
+                        }));
                     }
                     moved
                 })
@@ -83,7 +103,7 @@ fn main() {
     });
     let elapsed = start.elapsed();
     let balances: Vec<i64> =
-        stm.atomically(|tx| accounts.iter().map(|a| a.get(tx).get()).collect());
+        stm.atomically(|tx| accounts.iter().map(|a| balance(a.get(tx))).collect());
     let total: i64 = balances.iter().sum();
     let expected = INITIAL * args.accounts as i64;
     let check = if total != expected {

@@ -53,6 +53,7 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 /// transactions, every marker is reset to zero with one `madvise`), then catch up with the log.
 pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.attempt += 1;
+    local.user_inevitable = false;
     local.reporting = shared.recorder.enabled();
     if local.reporting {
         local.started = Some(Instant::now());

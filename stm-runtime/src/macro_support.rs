@@ -197,7 +197,6 @@ macro_rules! __stm_field {
 }
 pub use crate::__stm_field as field;
 
-
 /// A copy of a shared object's field, read through a handle. It dereferences to the value but
 /// not mutably: changing a copy would silently change nothing in the object.
 #[derive(Clone, Copy, Debug)]

@@ -95,6 +95,8 @@ pub(crate) struct SegmentLocal {
     pub bump: Bump,
     /// The running transaction is the inevitable one.
     pub inevitable: bool,
+    /// ... because its code called `become_inevitable` (not only the progress policy).
+    pub user_inevitable: bool,
     /// Validation found a conflict but user code caught the abort: the attempt must not commit.
     pub doomed: Option<Conflict>,
     /// Counts attempts in this segment (identifies the running one).
@@ -145,6 +147,7 @@ impl Segment {
                 allocated: Vec::new(),
                 bump: Bump::default(),
                 inevitable: false,
+                user_inevitable: false,
                 doomed: None,
                 attempt: 0,
                 pending_roots: Vec::new(),

@@ -180,6 +180,12 @@ impl Tx {
     /// Becoming inevitable first validates: if another transaction committed a change to
     /// something this one read, this attempt aborts here and runs again.
     pub fn become_inevitable(&self) {
+        self.make_inevitable();
+        // From here on the code may have done something irreversible: no more retry.
+        self.local().user_inevitable = true;
+    }
+
+    fn make_inevitable(&self) {
         let local = self.local();
         if local.inevitable {
             return;
@@ -197,12 +203,16 @@ impl Tx {
     /// Abandons this attempt and runs the transaction again once another transaction has
     /// committed (Haskell's `retry`): use it to wait for a condition on shared data.
     ///
+    /// A transaction that the progress policy made inevitable may still retry (it has done
+    /// nothing irreversible); it gives its inevitability up.
+    ///
     /// # Panics
-    /// In an inevitable transaction, which cannot be abandoned.
+    /// After [`Tx::become_inevitable`]: the transaction may have had irreversible effects, so
+    /// it cannot be abandoned and rerun.
     pub fn retry(&self) -> ! {
         assert!(
-            !self.is_inevitable(),
-            "Tx::retry in an inevitable transaction: it cannot be rolled back and rerun"
+            !self.local().user_inevitable,
+            "Tx::retry after Tx::become_inevitable: the transaction cannot be rolled back and rerun"
         );
         self.abort_with(AbortSignal::Retry)
     }
@@ -366,7 +376,7 @@ impl Stm {
             if *aborts >= shared.config.inevitable_after && *aborts > 0 {
                 seg.stats.bump(Counter::InevitableByPolicy);
                 // At the start nothing is read yet, so this cannot conflict.
-                tx.become_inevitable();
+                tx.make_inevitable();
             }
             let outcome = {
                 let _restore = CurrentGuard(CURRENT.with(|c| c.replace(&tx)));

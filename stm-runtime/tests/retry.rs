@@ -138,3 +138,25 @@ fn when_both_branches_retry_the_transaction_waits_for_a_commit() {
         (0, 0)
     );
 }
+
+#[test]
+fn retry_after_become_inevitable_is_refused() {
+    let stm = stm(1);
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stm.atomically(|tx| {
+            tx.become_inevitable();
+            tx.retry()
+        })
+    }))
+    .unwrap_err();
+    let msg = err
+        .downcast_ref::<&str>()
+        .copied()
+        .or(err.downcast_ref::<String>().map(|s| s.as_str()));
+    assert!(
+        msg.unwrap().contains("after Tx::become_inevitable"),
+        "{msg:?}"
+    );
+    // The runtime is still usable and nobody is left inevitable.
+    assert!(!stm.atomically(|tx| tx.is_inevitable()));
+}
