@@ -26,7 +26,8 @@ use stm_runtime as stm;
 pub enum Kind {
     /// An immutable pair; slot a is the car, slot b the cdr.
     Cons,
-    /// A mutable growable array; `ai` is its length, `bi` the height of its item tree.
+    /// A mutable growable array: up to two items in slots a and b, then a tree of
+    /// [`Node`]s (see [`crate::list`]).
     List,
     /// A mutable one-slot box; slot a is the content.
     Container,

@@ -1,7 +1,9 @@
 //! Duhton lists: a growable array of values in the shared heap.
 //!
-//! A list is an [`Obj`] of kind `List` (its length in `ai`, the height of its item tree in
-//! `bi`, the tree's root in `node`) and a radix tree of [`Node`]s with [`B`] slots each.
+//! A list is an [`Obj`] of kind `List`. Up to two items live in the object itself (its
+//! value slots a and b; the length in its tag bits), so small lists (pairs, tree nodes)
+//! cost one small object. From the third item on, the items move to a radix tree of
+//! [`Node`]s with [`B`] slots each (length in `ai`, tree height in `bi`, root in `node`).
 //! Every node is its own object, so a write to one item backs up, commits and conflicts on
 //! one leaf of `B` items, not on the whole array (stmgc's card marking, for the same
 //! reason). All list access goes through this module's functions, so the representation can
@@ -12,7 +14,7 @@ use std::ptr::addr_of_mut;
 use stm::{Gc, Tx};
 use stm_runtime as stm;
 
-use crate::heap::{Node, Obj, Value};
+use crate::heap::{Node, Obj, Value, A_INT, B_INT};
 
 /// Items per leaf, children per interior node.
 pub const B: usize = 8;
@@ -62,10 +64,71 @@ fn set_slot<'tx>(n: Gc<'tx, Node>, k: usize, v: Value<'tx>) {
     }
 }
 
-/// The list's length, height and root.
+/// Tag bit of a list: its items are in the tree (`ai` length, `bi` height, `node` root);
+/// without it, the list holds at most two items inline, in slots a and b, and its length is
+/// in the tag bits [`INLINE_LEN`].
+const TREE: u8 = 16;
+/// Tag bits of an inline list's length (0, 1 or 2), shifted by 2.
+const INLINE_LEN: u8 = 4 | 8;
+
+/// Where a list's items are.
+#[derive(Clone, Copy)]
+enum Items<'tx> {
+    /// Up to two items inside the list object.
+    Inline(usize),
+    /// `len` items in a tree of height `height`.
+    Tree(usize, u32, Gc<'tx, Node>),
+}
+
+/// The list's representation.
 #[stm::transactional]
-fn header(l: Gc<Obj>) -> (usize, u32, Option<Gc<Node>>) {
-    (l.ai as usize, l.bi as u32, l.node)
+fn items(l: Gc<Obj>) -> Items<'tx> {
+    let tags = l.tags;
+    if tags & TREE == 0 {
+        return Items::Inline(((tags & INLINE_LEN) >> 2) as usize);
+    }
+    match l.node {
+        Some(root) => Items::Tree(l.ai as usize, l.bi as u32, root),
+        None => unreachable!("a tree list has a root"),
+    }
+}
+
+/// Inline item `k` (0 or 1).
+#[stm::transactional]
+fn inline_get(l: Gc<Obj>, k: usize) -> Value<'tx> {
+    let tags = l.tags;
+    if k == 0 {
+        Value::from_slot(tags & A_INT != 0, l.ai, l.a)
+    } else {
+        Value::from_slot(tags & B_INT != 0, l.bi, l.b)
+    }
+}
+
+/// Sets inline item `k` (0 or 1) and the inline length.
+#[stm::transactional]
+fn inline_set(l: Gc<Obj>, k: usize, v: Value<'tx>, len: usize) {
+    let (is_int, i, o) = v.to_slot();
+    let bit = if k == 0 { A_INT } else { B_INT };
+    let tags = (l.tags & !(bit | INLINE_LEN)) | if is_int { bit } else { 0 };
+    l.tags = tags | ((len as u8) << 2);
+    if k == 0 {
+        l.ai = i;
+        l.a = o;
+    } else {
+        l.bi = i;
+        l.b = o;
+    }
+}
+
+/// Switches a list to its tree form.
+#[stm::transactional]
+fn make_tree(l: Gc<Obj>, len: usize, root: Gc<Node>) {
+    l.tags = TREE;
+    l.ai = len as i32;
+    l.bi = 0;
+    l.a = None;
+    l.b = None;
+    l.node = Some(root);
 }
 
 /// The leaf holding item `idx` (which must exist).
@@ -81,32 +144,35 @@ fn leaf<'tx>(root: Gc<'tx, Node>, height: u32, idx: usize) -> Gc<'tx, Node> {
 }
 
 /// The number of items.
-#[stm::transactional]
-pub fn len(l: Gc<Obj>) -> usize {
-    l.ai as usize
+pub fn len(l: Gc<'_, Obj>) -> usize {
+    match items(l) {
+        Items::Inline(n) | Items::Tree(n, _, _) => n,
+    }
 }
 
 /// Item `idx`, or `None` if out of range.
 pub fn get(l: Gc<'_, Obj>, idx: usize) -> Option<Value<'_>> {
-    let (len, height, root) = header(l);
-    if idx >= len {
-        return None;
+    match items(l) {
+        Items::Inline(n) => (idx < n).then(|| inline_get(l, idx)),
+        Items::Tree(n, height, root) => {
+            (idx < n).then(|| slot(leaf(root, height, idx), idx & (B - 1)))
+        }
     }
-    let root = root?;
-    Some(slot(leaf(root, height, idx), idx & (B - 1)))
 }
 
 /// Replaces item `idx`; `false` if out of range.
 pub fn set<'tx>(l: Gc<'tx, Obj>, idx: usize, v: Value<'tx>) -> bool {
-    let (len, height, root) = header(l);
-    let Some(root) = root.filter(|_| idx < len) else {
-        return false;
-    };
-    set_slot(leaf(root, height, idx), idx & (B - 1), v);
+    match items(l) {
+        Items::Inline(n) if idx < n => inline_set(l, idx, v, n),
+        Items::Tree(n, height, root) if idx < n => {
+            set_slot(leaf(root, height, idx), idx & (B - 1), v)
+        }
+        _ => return false,
+    }
     true
 }
 
-/// Sets the list's length, height and root.
+/// Sets a tree list's length, height and root.
 #[stm::transactional]
 fn set_header(l: Gc<Obj>, len: usize, height: u32, root: Gc<Node>) {
     l.ai = len as i32;
@@ -114,7 +180,7 @@ fn set_header(l: Gc<Obj>, len: usize, height: u32, root: Gc<Node>) {
     l.node = Some(root);
 }
 
-/// Sets the list's length.
+/// Sets a tree list's length.
 #[stm::transactional]
 fn set_len(l: Gc<Obj>, len: usize) {
     l.ai = len as i32;
@@ -122,10 +188,19 @@ fn set_len(l: Gc<Obj>, len: usize) {
 
 /// Appends an item.
 pub fn push<'tx>(tx: &'tx Tx, l: Gc<'tx, Obj>, v: Value<'tx>) {
-    let (len, mut height, root) = header(l);
-    let mut root = match root {
-        Some(r) => r,
-        None => tx.alloc(Node::EMPTY),
+    let (len, mut height, mut root) = match items(l) {
+        Items::Inline(n) if n < 2 => {
+            inline_set(l, n, v, n + 1);
+            return;
+        }
+        Items::Inline(n) => {
+            let leaf = tx.alloc(Node::EMPTY);
+            set_slot(leaf, 0, inline_get(l, 0));
+            set_slot(leaf, 1, inline_get(l, 1));
+            make_tree(l, n, leaf);
+            (n, 0, leaf)
+        }
+        Items::Tree(n, height, root) => (n, height, root),
     };
     let capacity = (B as u64) << (SHIFT * height);
     if len as u64 == capacity {
@@ -154,21 +229,29 @@ pub fn push<'tx>(tx: &'tx Tx, l: Gc<'tx, Obj>, v: Value<'tx>) {
 
 /// Removes and returns item `idx`, shifting the later items down; `None` if out of range.
 pub fn pop(l: Gc<'_, Obj>, idx: usize) -> Option<Value<'_>> {
-    let (len, height, root) = header(l);
-    if idx >= len {
-        return None;
+    match items(l) {
+        Items::Inline(n) if idx < n => {
+            let out = inline_get(l, idx);
+            if idx == 0 && n == 2 {
+                inline_set(l, 0, inline_get(l, 1), 2);
+            }
+            inline_set(l, n - 1, Value::None, n - 1);
+            Some(out)
+        }
+        Items::Tree(len, height, root) if idx < len => {
+            let out = slot(leaf(root, height, idx), idx & (B - 1));
+            for j in idx..len - 1 {
+                let next = slot(leaf(root, height, j + 1), (j + 1) & (B - 1));
+                set_slot(leaf(root, height, j), j & (B - 1), next);
+            }
+            set_slot(
+                leaf(root, height, len - 1),
+                (len - 1) & (B - 1),
+                Value::None,
+            );
+            set_len(l, len - 1);
+            Some(out)
+        }
+        _ => None,
     }
-    let root = root?;
-    let out = slot(leaf(root, height, idx), idx & (B - 1));
-    for j in idx..len - 1 {
-        let next = slot(leaf(root, height, j + 1), (j + 1) & (B - 1));
-        set_slot(leaf(root, height, j), j & (B - 1), next);
-    }
-    set_slot(
-        leaf(root, height, len - 1),
-        (len - 1) & (B - 1),
-        Value::None,
-    );
-    set_len(l, len - 1);
-    Some(out)
 }

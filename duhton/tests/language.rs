@@ -192,6 +192,19 @@ fn lists() {
         run("(print (list None (quote a) (list)))"),
         "[ None 'a' [] ]\n"
     );
+    // Small lists keep their items inline and move them to a tree at the third item.
+    assert_eq!(
+        run(
+            "(setq l (list 1 (quote b))) (print (pop l 0) (len l) (get l 0)) (print (pop l) l)
+             (append l None) (append l 2) (append l (list 3)) (print l (pop l 0) (get l 1))
+             (set l 0 9) (print l (pop l) (pop l) l)"
+        ),
+        "1 1 'b'\n'b' []\n[ 2 [ 3 ] ] None [ 3 ]\n[] [ 3 ] 9 []\n"
+    );
+    assert_eq!(
+        run("(setq l (list 1 2)) (set l 1 (container 7)) (set l 0 None) (print l (len l))"),
+        "[ None <container 7> ] 2\n"
+    );
     assert_eq!(error("(get (list 1) 1)"), "list_get: index out of range");
     assert_eq!(error("(get (list 1) -1)"), "list_get: index out of range");
     assert_eq!(error("(set (list 1) 1 0)"), "list_set: index out of range");

@@ -113,6 +113,21 @@ fn walk(list: Gc<List>) -> (usize, i64) {
     (n, sum)
 }
 
+/// Handles behind references (iterator closures, `for` over a slice) work too.
+#[stm::transactional]
+fn keys(list: Gc<List>) -> Vec<i64> {
+    let mut nodes: Vec<Gc<Node>> = Vec::new();
+    let mut cur = list.head;
+    while let Some(n) = cur {
+        nodes.push(n);
+        cur = n.next;
+    }
+    for n in nodes.iter() {
+        n.key += 0;
+    }
+    nodes.iter().map(|n| n.key).collect()
+}
+
 /// Chains and conditions: `list.head.unwrap().key`, `match`, `if let`, closures, iterators.
 #[stm::transactional]
 fn first_key(list: Gc<List>) -> i64 {
@@ -325,6 +340,7 @@ fn pop_push_roundtrip() {
         push_front(l, 1);
         push_front(l, 2);
         assert_eq!(first_key(l), 2);
+        assert_eq!(keys(l), vec![2, 1]);
         assert_eq!(pop_front(l), Some(2));
         assert_eq!(pop_front(l), Some(1));
         assert_eq!(pop_front(l), None);

@@ -7,10 +7,12 @@
 //! compiler, by method resolution, which kind of receiver it has (the "autoref specialization"
 //! pattern, as in anyhow's `kind()`):
 //!
-//! * `a.__stm_rkind()` finds [`HandleRead::__stm_rkind`] (by value, on `Gc`) before
-//!   [`PlainRead::__stm_rkind`] (by reference, on anything) when `a` is a handle, and yields a
-//!   [`HandleTag`]; for any other receiver it yields a [`PlainRef`] borrowing `a`.
-//! * `a.__stm_wkind()` does the same for writes, yielding a [`HandleTag`] or a [`PlainMut`].
+//! * `Recv(&a).__stm_rkind()` finds [`HandleRead::__stm_rkind`] (by value, on `Recv` of a
+//!   `Gc`, `&Gc`, `&&Gc` or `&mut Gc`) before [`PlainRead::__stm_rkind`] (by reference, on
+//!   `Recv` of anything) when `a` is a handle, and yields a [`HandleTag`]; for any other
+//!   receiver it yields a [`PlainRef`] borrowing `a`.
+//! * `a.__stm_wkind()` does the same for writes (by value on `Gc`, `&Gc`, `&&Gc`; by `&mut`
+//!   on anything else), yielding a [`HandleTag`] or a [`PlainMut`].
 //!
 //! Every tag method takes two projections of the same field, written by the macro:
 //! an ordinary closure `|r| &r.balance` (used by the plain tags: ordinary Rust semantics,
@@ -409,27 +411,50 @@ impl<X: ?Sized> Copy for PlainRef<'_, X> {}
 /// The kind of a write whose receiver is not a handle: ordinary field access.
 pub struct PlainMut<'a, X: ?Sized>(&'a mut X);
 
-/// Picks [`HandleTag`] for a handle receiver (found first: by value).
+/// A read's receiver, borrowed: `Recv(&x).__stm_rkind()`. Wrapping it in a type that is
+/// not a reference makes the plain fallback (by `&self`) come strictly after the handle impls
+/// (by value), whatever number of references the receiver has.
+pub struct Recv<'a, X: ?Sized>(pub &'a X);
+
+/// Picks [`HandleTag`] for a handle receiver, also behind references (found first: by value).
 pub trait HandleRead<'tx, T> {
     /// The handle kind.
     fn __stm_rkind(self) -> HandleTag<'tx, T>;
 }
-impl<'tx, T: ObjectLayout> HandleRead<'tx, T> for Gc<'tx, T> {
+impl<'tx, T: ObjectLayout> HandleRead<'tx, T> for Recv<'_, Gc<'tx, T>> {
     #[inline(always)]
     fn __stm_rkind(self) -> HandleTag<'tx, T> {
-        HandleTag(self)
+        HandleTag(*self.0)
+    }
+}
+impl<'tx, T: ObjectLayout> HandleRead<'tx, T> for Recv<'_, &Gc<'tx, T>> {
+    #[inline(always)]
+    fn __stm_rkind(self) -> HandleTag<'tx, T> {
+        HandleTag(**self.0)
+    }
+}
+impl<'tx, T: ObjectLayout> HandleRead<'tx, T> for Recv<'_, &&Gc<'tx, T>> {
+    #[inline(always)]
+    fn __stm_rkind(self) -> HandleTag<'tx, T> {
+        HandleTag(***self.0)
+    }
+}
+impl<'tx, T: ObjectLayout> HandleRead<'tx, T> for Recv<'_, &mut Gc<'tx, T>> {
+    #[inline(always)]
+    fn __stm_rkind(self) -> HandleTag<'tx, T> {
+        HandleTag(**self.0)
     }
 }
 
-/// Picks [`PlainRef`] for any other receiver (found second: by reference).
-pub trait PlainRead {
+/// Picks [`PlainRef`] for any other receiver (found second: by reference to the wrapper).
+pub trait PlainRead<'a, X: ?Sized> {
     /// The plain kind.
-    fn __stm_rkind(&self) -> PlainRef<'_, Self>;
+    fn __stm_rkind(&self) -> PlainRef<'a, X>;
 }
-impl<X: ?Sized> PlainRead for X {
+impl<'a, X: ?Sized> PlainRead<'a, X> for Recv<'a, X> {
     #[inline(always)]
-    fn __stm_rkind(&self) -> PlainRef<'_, Self> {
-        PlainRef(self)
+    fn __stm_rkind(&self) -> PlainRef<'a, X> {
+        PlainRef(self.0)
     }
 }
 
@@ -442,6 +467,18 @@ impl<'tx, T: ObjectLayout> HandleWrite<'tx, T> for Gc<'tx, T> {
     #[inline(always)]
     fn __stm_wkind(self) -> HandleTag<'tx, T> {
         HandleTag(self)
+    }
+}
+impl<'tx, T: ObjectLayout> HandleWrite<'tx, T> for &Gc<'tx, T> {
+    #[inline(always)]
+    fn __stm_wkind(self) -> HandleTag<'tx, T> {
+        HandleTag(*self)
+    }
+}
+impl<'tx, T: ObjectLayout> HandleWrite<'tx, T> for &&Gc<'tx, T> {
+    #[inline(always)]
+    fn __stm_wkind(self) -> HandleTag<'tx, T> {
+        HandleTag(**self)
     }
 }
 

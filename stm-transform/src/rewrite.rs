@@ -13,7 +13,7 @@
 //! * base a known handle `h`: a call of the runtime's barrier functions on `h`
 //!   (`__stm::read(h, __stm::field!(h, field))`, `write`, `update`, `place`).
 //! * anything else: a *tag dispatch* that lets the compiler pick:
-//!   `match base.__stm_rkind() { __k => __k.read(|__r| &__r.field, __stm::field!(__k, field)) }`
+//!   `match __stm::Recv(&base).__stm_rkind() { __k => __k.read(|__r| &__r.field, __stm::field!(__k, field)) }`
 //!   is the barrier path when `base` is a `Gc` and ordinary field access (`&base.field`)
 //!   otherwise (see `stm_runtime::__private`).
 //!
@@ -771,14 +771,14 @@ impl<'a> Rewriter<'a> {
             // SAFETY (of the generated `Again::new()`): as above; on a plain receiver the
             // token is ignored.
             syn::parse_quote_spanned!(span=>
-                (*match #base.__stm_rkind() {
+                (*match #stm::Recv(&#base).__stm_rkind() {
                     #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), unsafe { #stm::Again::new() }),
                 }.__stm_place())
             )
         } else {
             self.stats.read_barriers += 1;
             syn::parse_quote_spanned!(span=>
-                (*match #base.__stm_rkind() {
+                (*match #stm::Recv(&#base).__stm_rkind() {
                     #k => #k.read(|#r| &#r.#name, #stm::field!(#k, #name)),
                 }.__stm_place())
             )

@@ -84,7 +84,7 @@ fn unknown_bindings_go_through_the_tag_dispatch() {
             n.key
         }
     });
-    assert!(out.contains("n.__stm_rkind()"), "{out}");
+    assert!(out.contains("__stm::Recv(&n).__stm_rkind()"), "{out}");
     assert!(out.contains("__k.read(|__r|&__r.key,__stm::field!(__k,key))"));
     assert_eq!(stats.read_barriers, 2);
 }

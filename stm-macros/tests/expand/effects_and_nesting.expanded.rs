@@ -52,12 +52,12 @@ fn hit(counter: &Root<Counter>) -> u64 {
         {
             __stm::inevitable(__stm_tx);
             println!(
-                "hits = {}", (* match c.__stm_rkind() { __k => __k.read_again(| __r | &
-                __r.hits, __stm::field!(__k, hits), unsafe { __stm::Again::new() }), }
-                .__stm_place())
+                "hits = {}", (* match __stm::Recv(& c).__stm_rkind() { __k => __k
+                .read_again(| __r | & __r.hits, __stm::field!(__k, hits), unsafe {
+                __stm::Again::new() }), } .__stm_place())
             )
         };
-        (*match c.__stm_rkind() {
+        (*match __stm::Recv(&c).__stm_rkind() {
             __k => {
                 __k.read_again(
                     |__r| &__r.hits,

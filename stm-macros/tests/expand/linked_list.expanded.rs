@@ -126,11 +126,11 @@ fn sum<'tx>(list: Gc<'tx, List>) -> i64 {
     let mut cur = __stm::read(list, __stm::field!(list, head));
     while let Some(node) = cur {
         total
-            += (*match node.__stm_rkind() {
+            += (*match __stm::Recv(&node).__stm_rkind() {
                 __k => __k.read(|__r| &__r.key, __stm::field!(__k, key)),
             }
                 .__stm_place());
-        cur = (*match node.__stm_rkind() {
+        cur = (*match __stm::Recv(&node).__stm_rkind() {
             __k => {
                 __k.read_again(
                     |__r| &__r.next,
@@ -143,8 +143,9 @@ fn sum<'tx>(list: Gc<'tx, List>) -> i64 {
     }
     if (*__stm::place(list, __stm::field!(list, head))).is_some() {
         total
-            += (*match (*__stm::place(list, __stm::field!(list, head)))
-                .unwrap()
+            += (*match __stm::Recv(
+                    &(*__stm::place(list, __stm::field!(list, head))).unwrap(),
+                )
                 .__stm_rkind()
             {
                 __k => __k.read(|__r| &__r.key, __stm::field!(__k, key)),
