@@ -148,6 +148,58 @@ const MUTATING_METHODS: &[&str] = &[
     "div_assign",
 ];
 
+/// Methods that take `self` or `&self` on the standard types (and the runtime's handles and
+/// containers): a field of a known handle used as their receiver is read like a value, with
+/// barrier elision, instead of through a write-back guard.
+const READ_ONLY_METHODS: &[&str] = &[
+    "unwrap",
+    "expect",
+    "unwrap_or",
+    "unwrap_or_default",
+    "unwrap_or_else",
+    "is_some",
+    "is_none",
+    "is_some_and",
+    "is_none_or",
+    "map",
+    "map_or",
+    "and_then",
+    "ok_or",
+    "filter",
+    "copied",
+    "cloned",
+    "clone",
+    "as_ref",
+    "len",
+    "is_empty",
+    "get",
+    "try_get",
+    "iter",
+    "contains",
+    "first",
+    "last",
+    "to_vec",
+    "ptr_eq",
+    "tx",
+    "abs",
+    "min",
+    "max",
+    "pow",
+    "cmp",
+    "partial_cmp",
+    "eq",
+    "ne",
+    "to_string",
+    "to_owned",
+    "count_ones",
+    "wrapping_add",
+    "wrapping_sub",
+    "checked_add",
+    "checked_sub",
+    "saturating_add",
+    "saturating_sub",
+];
+
 /// Macros whose arguments are comma-separated expressions (format strings first).
 const EXPR_MACROS: &[&str] = &[
     "print",
@@ -203,6 +255,13 @@ fn local_at(name: &str, at: Span) -> Ident {
 
 /// What replaces an expression the macro rejected, so that the error is not followed by
 /// others about the same expression.
+/// `unsafe { __stm::Again::new() }`, with the macro's own span on `unsafe`: an `unsafe` token
+/// spanned on user code would trip `#![forbid(unsafe_code)]` in the user's crate.
+fn again() -> TokenStream {
+    let stm = local("__stm");
+    quote!(unsafe { #stm::Again::new() })
+}
+
 fn rejected() -> Expr {
     syn::parse_quote!(::core::unimplemented!())
 }
@@ -430,7 +489,11 @@ impl<'a> Rewriter<'a> {
                         return;
                     }
                 }
-                let recv = Ctx::Receiver(MUTATING_METHODS.contains(&name.as_str()));
+                let recv = if READ_ONLY_METHODS.contains(&name.as_str()) {
+                    Ctx::Place
+                } else {
+                    Ctx::Receiver(MUTATING_METHODS.contains(&name.as_str()))
+                };
                 self.expr(&mut m.receiver, recv);
                 for a in m.args.iter_mut() {
                     self.expr(a, Ctx::Value);
@@ -692,6 +755,7 @@ impl<'a> Rewriter<'a> {
         }
         let span = name.span();
         let stm = Ident::new("__stm", span);
+        let again = again();
         if let Some((h, fresh)) = self.base_handle(base) {
             let new: Expr = match ctx {
                 Ctx::Receiver(_) => {
@@ -714,7 +778,7 @@ impl<'a> Rewriter<'a> {
                         // `h` is a binding never reassigned or mutably borrowed in this
                         // function whose object was allocated here or already had a read or
                         // write barrier on every path to this read, in this attempt.
-                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }))
+                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), #again))
                     } else {
                         self.stats.read_barriers += 1;
                         quote_spanned!(span=> #stm::read(#h, #stm::field!(#h, #name)))
@@ -772,7 +836,7 @@ impl<'a> Rewriter<'a> {
             // token is ignored.
             syn::parse_quote_spanned!(span=>
                 (*match #stm::Recv(&#base).__stm_rkind() {
-                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), unsafe { #stm::Again::new() }),
+                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), #again),
                 }.__stm_place())
             )
         } else {
@@ -803,6 +867,7 @@ impl<'a> Rewriter<'a> {
         };
         let span = name.span();
         let stm = Ident::new("__stm", span);
+        let again = again();
         let v = local_at("__v", span);
         let t = local_at("__t", span);
         let k = local_at("__k", span);
@@ -831,7 +896,7 @@ impl<'a> Rewriter<'a> {
                     if covered {
                         self.stats.elided += 1;
                         // SAFETY (generated `Again::new()`): see `field`.
-                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), unsafe { #stm::Again::new() }, |#t| *#t #op #value))
+                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), #again, |#t| *#t #op #value))
                     } else {
                         self.stats.read_barriers += 1;
                         quote_spanned!(span=> #stm::update(#h, #stm::field!(#h, #name), |#t| *#t #op #value))
@@ -861,7 +926,7 @@ impl<'a> Rewriter<'a> {
                         match #base.__stm_wkind() {
                             #k => {
                                 let #p = #stm::field!(#k, #name);
-                                #k.update_again(|#r| &mut #r.#name, #p, unsafe { #stm::Again::new() }, move |#t| *#t #op #value)
+                                #k.update_again(|#r| &mut #r.#name, #p, #again, move |#t| *#t #op #value)
                             }
                         }
                     )

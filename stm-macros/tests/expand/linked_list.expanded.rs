@@ -141,10 +141,27 @@ fn sum<'tx>(list: Gc<'tx, List>) -> i64 {
         }
             .__stm_place());
     }
-    if (*__stm::place(list, __stm::field!(list, head))).is_some() {
+    if (*__stm::ReadOnly(
+            __stm::read_again(
+                list,
+                __stm::field!(list, head),
+                unsafe { __stm::Again::new() },
+            ),
+        )
+        .__stm_place())
+        .is_some()
+    {
         total
             += (*match __stm::Recv(
-                    &(*__stm::place(list, __stm::field!(list, head))).unwrap(),
+                    &(*__stm::ReadOnly(
+                            __stm::read_again(
+                                list,
+                                __stm::field!(list, head),
+                                unsafe { __stm::Again::new() },
+                            ),
+                        )
+                        .__stm_place())
+                        .unwrap(),
                 )
                 .__stm_rkind()
             {

@@ -53,4 +53,26 @@ fn count<K: my_stm::Plain>(t: Gc<Tree<K>>) -> usize {
 
 fn main() {
     assert_eq!(my_stm::atomically(|tx| Forest.size(tx)), 2);
+    let _ = elided::<u32>;
+}
+
+// Every elided-barrier form (which the macro writes with its own `unsafe`), under
+// `forbid(unsafe_code)`.
+#[my_stm::transactional(crate = my_stm)]
+fn elided<K: my_stm::Plain + Copy>(t: Gc<Tree<K>>) -> K {
+    let d = t.dir;
+    t.dir = d;
+    t.dir = Dir::Right;
+    let u = std::convert::identity(t);
+    let k = u.key;
+    u.key = k;
+    let _again = u.dir;
+    let fresh = Gc::new(Tree::<u8> {
+        key: 1,
+        dir: Dir::Right,
+        left: None,
+        right: None,
+    });
+    fresh.key += fresh.key;
+    t.key
 }
