@@ -326,7 +326,7 @@ pub(crate) fn commit(
     };
     local.modified.clear();
     local.backups.clear();
-    local.allocated.clear();
+    local.committed_objects.append(&mut local.allocated);
     for born in local.pending_roots.drain(..) {
         born.store(rev, Ordering::Release);
     }
@@ -456,6 +456,21 @@ pub(crate) fn rollback_to(local: &mut SegmentLocal, cp: Checkpoint) {
         born.store(crate::handle::ROLLED_BACK, Ordering::Release);
     }
     keep_since(local, cp);
+}
+
+/// Frees every log entry but the newest. The caller owns every segment and has brought each
+/// up to the newest entry.
+pub(crate) fn trim_all(shared: &Shared) {
+    let mut head = shared.log_head.lock().unwrap_or_else(|e| e.into_inner());
+    let keep_from = shared
+        .segments
+        .iter()
+        .map(|s| s.applied_rev.load(Ordering::Acquire))
+        .min()
+        .unwrap_or(0);
+    // SAFETY: every segment's last applied entry has revision >= keep_from; we hold the
+    // trimming lock.
+    unsafe { log::free_before(&mut head.0, keep_from, drop) };
 }
 
 /// How often (in revisions) a committer tries to free old log entries.

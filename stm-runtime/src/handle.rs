@@ -505,12 +505,19 @@ pub struct Root<T> {
 
 impl<T> Clone for Root<T> {
     fn clone(&self) -> Self {
+        self.shared.add_root(self.granule);
         Root {
             shared: self.shared.clone(),
             granule: self.granule,
             born: self.born.clone(),
             _t: PhantomData,
         }
+    }
+}
+
+impl<T> Drop for Root<T> {
+    fn drop(&mut self) {
+        self.shared.remove_root(self.granule);
     }
 }
 
@@ -538,8 +545,10 @@ impl<T: Object> Root<T> {
         } else {
             Born::At(local.snapshot_rev)
         };
+        let shared = tx.shared_arc().clone();
+        shared.add_root(gc.granule);
         Root {
-            shared: tx.shared_arc().clone(),
+            shared,
             granule: gc.granule,
             born,
             _t: PhantomData,

@@ -11,7 +11,8 @@
 //! Address ranges are handed out in chunks ([`ChunkAllocator`]) so that each segment bumps
 //! through its own chunk: two transactions running at once never allocate the same address.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::config::StmError;
 
@@ -46,10 +47,22 @@ pub(crate) const fn granules_for(size: usize) -> usize {
     bytes.div_ceil(GRANULE)
 }
 
-/// Hands out disjoint granule ranges to segments, from the start of the heap to its end.
+/// Hands out disjoint granule ranges to segments: ranges freed by the collector first, then
+/// fresh ones from the start of the heap to its end. Counts what it hands out, and asks for a
+/// collection past a threshold.
 pub(crate) struct ChunkAllocator {
     next: AtomicU32,
     end: u32,
+    /// Ranges freed by the last collections, sorted by address.
+    free: Mutex<Vec<(u32, u32)>>,
+    /// Whether `free` is non-empty (read without the lock).
+    has_free: AtomicBool,
+    /// Granules handed out since the last collection.
+    since_gc: AtomicUsize,
+    /// A collection is asked for when `since_gc` passes this.
+    threshold: AtomicUsize,
+    /// Set when a collection should run (see `gc.rs`).
+    pub gc_wanted: AtomicBool,
 }
 
 impl ChunkAllocator {
@@ -57,11 +70,82 @@ impl ChunkAllocator {
         ChunkAllocator {
             next: AtomicU32::new(FIRST_GRANULE),
             end: u32::try_from(heap_size / GRANULE).unwrap_or(u32::MAX),
+            free: Mutex::new(Vec::new()),
+            has_free: AtomicBool::new(false),
+            since_gc: AtomicUsize::new(0),
+            threshold: AtomicUsize::new(min_threshold(heap_size)),
+            gc_wanted: AtomicBool::new(false),
         }
+    }
+
+    /// Takes freed ranges back after a collection, and sets the next threshold from the
+    /// live size.
+    pub(crate) fn give_back(&self, extents: Vec<(u32, u32)>, live_granules: usize) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.extend(extents);
+        free.sort_unstable();
+        // Coalesce with what was already free.
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(free.len());
+        for &(s, e) in free.iter() {
+            match merged.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => merged.push((s, e)),
+            }
+        }
+        *free = merged;
+        self.has_free.store(!free.is_empty(), Ordering::Relaxed);
+        self.since_gc.store(0, Ordering::Relaxed);
+        let heap_size = self.end as usize * GRANULE;
+        self.threshold.store(
+            (2 * live_granules).max(min_threshold(heap_size)),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts `granules` handed out; asks for a collection past the threshold.
+    fn count(&self, granules: u32) {
+        let n = self
+            .since_gc
+            .fetch_add(granules as usize, Ordering::Relaxed)
+            + granules as usize;
+        if n > self.threshold.load(Ordering::Relaxed) {
+            self.gc_wanted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A range from the freed ones, if one is big enough.
+    fn take_free(&self, granules: u32) -> Option<(u32, u32)> {
+        if !self.has_free.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let i = free.iter().position(|&(s, e)| e - s >= granules)?;
+        let (s, e) = free[i];
+        let want = granules.max(CHUNK_GRANULES).min(e - s);
+        if e - s - want < 8 {
+            free.remove(i); // take the whole range rather than leave a sliver
+            self.has_free.store(!free.is_empty(), Ordering::Relaxed);
+            return Some((s, e));
+        }
+        free[i].0 = s + want;
+        Some((s, s + want))
     }
 
     /// Takes a fresh range of at least `granules` granules.
     pub(crate) fn take(&self, granules: u32, heap_size: usize) -> Result<(u32, u32), StmError> {
+        let r = self.take_range(granules, heap_size);
+        if let Ok((s, e)) = r {
+            self.count(e - s);
+        } else {
+            self.gc_wanted.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn take_range(&self, granules: u32, heap_size: usize) -> Result<(u32, u32), StmError> {
+        if let Some(r) = self.take_free(granules) {
+            return Ok(r);
+        }
         let want = granules.max(CHUNK_GRANULES);
         let mut cur = self.next.load(Ordering::Relaxed);
         loop {
@@ -99,6 +183,12 @@ impl ChunkAllocator {
             }
         }
     }
+}
+
+/// The smallest allocation volume between two collections: 16 MiB, or a quarter of a small
+/// heap.
+fn min_threshold(heap_size: usize) -> usize {
+    crate::gc::MIN_THRESHOLD.min(heap_size / GRANULE / 4)
 }
 
 /// One segment's bump allocator: the current chunk, and chunks given back by aborted

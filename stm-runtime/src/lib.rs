@@ -47,6 +47,7 @@
 
 mod commit;
 mod config;
+mod gc;
 mod handle;
 mod heap;
 mod log;
@@ -61,6 +62,7 @@ mod tvec;
 mod tx;
 
 pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
+pub use gc::GcStats;
 pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
 pub use queue::{RunReport, Tasks, TransactionQueue};
 pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};

@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use crate::config::{Config, StmError};
+use crate::gc::{GcState, GcStats};
 use crate::heap::ChunkAllocator;
 use crate::log::{self, Entry};
 use crate::report::{self, Recorder};
 use crate::segment::{Segment, FREE, OWNED};
 use crate::stats::Stats;
 use crate::sys::HeapFile;
+use std::collections::HashMap;
 
 /// A shared heap and the transactions that run on it.
 ///
@@ -169,6 +171,10 @@ pub(crate) struct Shared {
     pub committed: Monitor,
     /// Conflict reports.
     pub recorder: Recorder,
+    /// Roots: how many `Root`s name each granule.
+    pub roots: Mutex<HashMap<u32, u32>>,
+    /// The collector (one collection at a time) and its statistics.
+    pub gc: Mutex<GcState>,
     /// Keeps the heap image alive as long as its mappings.
     _image: HeapFile,
 }
@@ -204,6 +210,8 @@ impl Shared {
             inevitable_done: Monitor::default(),
             committed: Monitor::default(),
             recorder,
+            roots: Mutex::new(HashMap::new()),
+            gc: Mutex::new(GcState::default()),
             _image: image,
         })
     }
@@ -264,6 +272,23 @@ impl Shared {
                 .map(|s| s.applied_rev.load(Ordering::Acquire))
                 .max()
                 .unwrap_or(0)
+        }
+    }
+
+    /// Counts one more `Root` naming `granule` (the collector's roots).
+    pub(crate) fn add_root(&self, granule: u32) {
+        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        *roots.entry(granule).or_insert(0) += 1;
+    }
+
+    /// Counts one `Root` naming `granule` less.
+    pub(crate) fn remove_root(&self, granule: u32) {
+        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = roots.get_mut(&granule) {
+            *n -= 1;
+            if *n == 0 {
+                roots.remove(&granule);
+            }
         }
     }
 
@@ -337,6 +362,30 @@ impl Stm {
     /// Counters summed over every segment: commits, aborts by cause, inevitable transactions.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Collects garbage now: waits until no transaction of this runtime runs, frees every
+    /// object no [`Root`](crate::Root) reaches, and frees the commit log. Collections also run
+    /// by themselves as the heap fills.
+    ///
+    /// # Panics
+    /// If called inside a transaction of this runtime (it would wait for itself).
+    pub fn collect(&self) -> GcStats {
+        assert!(
+            !crate::tx::in_transaction_of(&self.shared),
+            "Stm::collect inside a transaction of the same runtime would wait for itself"
+        );
+        self.shared.collect();
+        self.gc_stats()
+    }
+
+    /// What the collections so far found (live and freed sizes of the last one).
+    pub fn gc_stats(&self) -> GcStats {
+        self.shared
+            .gc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats
     }
 
     /// Whether `self` and `other` are the same runtime.

@@ -91,6 +91,10 @@ pub(crate) struct SegmentLocal {
     pub backups: Vec<MaybeUninit<u64>>,
     /// Objects allocated by the running transaction.
     pub allocated: Vec<u32>,
+    /// Objects this segment allocated and committed that the collector has not freed.
+    pub committed_objects: Vec<u32>,
+    /// This `atomically` call may still collect once if the heap is full.
+    pub may_collect: bool,
     /// Bump allocation state.
     pub bump: Bump,
     /// The running transaction is the inevitable one.
@@ -145,6 +149,8 @@ impl Segment {
                 modified: Vec::new(),
                 backups: Vec::new(),
                 allocated: Vec::new(),
+                committed_objects: Vec::new(),
+                may_collect: false,
                 bump: Bump::default(),
                 inevitable: false,
                 user_inevitable: false,

@@ -48,8 +48,10 @@ pub(crate) enum AbortSignal {
     Conflict(Conflict),
     /// [`Tx::retry`]: wait for a commit, then run again.
     Retry,
-    /// [`Tx::restart`]-like internal request: run again at once.
+    /// Internal request: run again at once.
     Restart,
+    /// The heap is full: collect garbage, then run again.
+    Collect,
 }
 
 thread_local! {
@@ -132,9 +134,22 @@ impl Tx {
         let granules = const { granules_for(std::mem::size_of::<T>()) };
         let shared = self.shared();
         let local = self.local();
-        let granule = local
-            .bump
-            .alloc(granules as u32, &shared.chunks, shared.config.heap_size)?;
+        let granule =
+            match local
+                .bump
+                .alloc(granules as u32, &shared.chunks, shared.config.heap_size)
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    if local.may_collect && !local.inevitable {
+                        // Run the collector (outside this transaction) and try again once.
+                        local.may_collect = false;
+                        self.abort_with(AbortSignal::Collect);
+                    }
+                    return Err(e);
+                }
+            };
+        let type_index = crate::gc::type_index::<T>();
         local.allocated.push(granule);
         if local.reporting {
             local.alloc_sites.push(WriteSite {
@@ -147,7 +162,7 @@ impl Tx {
         // inside our own segment's mapping; nobody else uses them until we commit.
         unsafe {
             hdr.write(Header {
-                flags: FLAG_NEW,
+                flags: FLAG_NEW | (type_index << crate::gc::TYPE_SHIFT),
                 granules: granules as u32,
             });
             hdr.cast::<u8>().add(HEADER_SIZE).cast::<T>().write(value);
@@ -328,14 +343,23 @@ impl Stm {
             }
         }
         let mut aborts: u32 = 0;
+        let mut may_collect = true;
         loop {
+            shared.maybe_collect();
             let seg = shared.acquire_segment();
+            // SAFETY: we own the segment now, and no reference to its local state exists.
+            unsafe { (*seg.local.get()).may_collect = may_collect };
             let owned = SegmentGuard { shared, seg };
             match self.attempts(seg, site, &mut aborts, &mut f) {
                 Attempts::Done(result) => return result,
                 Attempts::Panicked(payload) => {
                     drop(owned);
                     panic::resume_unwind(payload);
+                }
+                Attempts::Collect => {
+                    drop(owned);
+                    may_collect = false;
+                    shared.collect();
                 }
                 Attempts::RetryAfter(seen) => {
                     // Give the segment back while waiting: the commit we wait for may need it.
@@ -404,6 +428,10 @@ impl Stm {
                     Ok(signal) => match *signal {
                         AbortSignal::Conflict(c) => self.conflicted(local, c),
                         AbortSignal::Restart => Counter::AbortRetry,
+                        AbortSignal::Collect => {
+                            commit::rollback(shared, local);
+                            return Attempts::Collect;
+                        }
                         AbortSignal::Retry => {
                             commit::rollback(shared, local);
                             seg.stats.bump(Counter::AbortRetry);
@@ -436,6 +464,8 @@ impl Stm {
 enum Attempts<T> {
     Done(T),
     Panicked(Box<dyn std::any::Any + Send>),
+    /// The heap was full: collect, then start over.
+    Collect,
     /// Wait until a revision newer than this one is committed, then start over.
     RetryAfter(u64),
 }
@@ -460,6 +490,13 @@ pub fn atomically<R>(mut f: impl FnMut(&Tx) -> R) -> R {
 /// Whether a transaction is running on this thread.
 pub fn in_transaction() -> bool {
     !CURRENT.with(Cell::get).is_null()
+}
+
+/// Whether a transaction of this runtime is running on this thread (innermost only).
+pub(crate) fn in_transaction_of(shared: &Arc<Shared>) -> bool {
+    let cur = CURRENT.with(Cell::get);
+    // SAFETY: CURRENT points to a live Tx on this thread's stack (see `atomically`).
+    !cur.is_null() && std::ptr::eq(unsafe { (*cur).shared_raw }, Arc::as_ptr(shared))
 }
 
 impl Stm {

@@ -1,0 +1,253 @@
+//! The garbage collector: a stop-the-world mark-and-sweep over committed objects.
+//!
+//! **When.** Allocation counts the granules handed out since the last collection; past a
+//! threshold (twice the live size after the last collection, at least [`MIN_THRESHOLD`]
+//! granules) it asks for a collection, and the next `atomically` call that starts outside any
+//! transaction runs it before taking a segment. A transaction that finds the heap full restarts
+//! once after a collection before reporting [`StmError::HeapExhausted`](crate::StmError).
+//!
+//! **Where no unrooted handle exists.** The collector owns *every* segment (it takes each from
+//! the pool as the transactions running in them finish), so no transaction is running and no
+//! `Gc` handle exists anywhere: handles cannot outlive their transaction. The only roots are
+//! the [`Root`](crate::Root)s, counted in a registry by granule.
+//!
+//! **Steps.** (1) Bring every segment up to the newest commit and free the whole commit log, so
+//! every segment holds the same committed heap. (2) Mark from the roots, following
+//! [`Object::trace`](crate::Object::trace) of each object's type (the type is recorded in the
+//! object's header at allocation). (3) Sweep the list of committed objects: unmarked ones are
+//! freed, their ranges coalesced and given back to the chunk allocator for reuse. Space of
+//! aborted attempts stays with the segment that used it (it was never committed).
+//!
+//! A registry entry that names no committed object (a root to an object whose transaction
+//! rolled back) is ignored.
+
+use std::any::TypeId;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, RwLock};
+
+use crate::commit;
+use crate::handle::{Object, Tracer};
+use crate::heap::{Header, GRANULE, HEADER_SIZE};
+use crate::runtime::Shared;
+use crate::segment::{SegmentLocal, FREE, OWNED};
+
+/// Collections are not asked for before this many granules (16 MiB) were allocated.
+pub(crate) const MIN_THRESHOLD: usize = (16 << 20) / GRANULE;
+
+/// Bits of the header's flag word below the type index.
+pub(crate) const TYPE_SHIFT: u32 = 8;
+
+/// What the collector needs to know about an object type.
+#[derive(Clone, Copy)]
+struct TypeInfo {
+    trace: unsafe fn(*const u8, &mut Tracer),
+    #[allow(dead_code)] // for debugging and future reports
+    name: &'static str,
+}
+
+/// Object types seen so far, by index; the index is stored in each object's header.
+static TYPES: RwLock<Vec<TypeInfo>> = RwLock::new(Vec::new());
+static INDEX: Mutex<Option<HashMap<TypeId, u32>>> = Mutex::new(None);
+
+thread_local! {
+    /// The last type this thread allocated, and its index.
+    static LAST: Cell<Option<(TypeId, u32)>> = const { Cell::new(None) };
+}
+
+/// # Safety
+/// `p` points to a valid `T`.
+unsafe fn trace_as<T: Object>(p: *const u8, tracer: &mut Tracer) {
+    // SAFETY: the caller guarantees `p` points to a valid `T`.
+    unsafe { (*p.cast::<T>()).trace(tracer) }
+}
+
+/// The index of `T` in the type table, registering it on first use.
+#[inline]
+pub(crate) fn type_index<T: Object>() -> u32 {
+    let id = TypeId::of::<T>();
+    if let Some((last, idx)) = LAST.with(Cell::get) {
+        if last == id {
+            return idx;
+        }
+    }
+    let idx = register::<T>(id);
+    LAST.with(|c| c.set(Some((id, idx))));
+    idx
+}
+
+#[cold]
+fn register<T: Object>(id: TypeId) -> u32 {
+    let mut index = INDEX.lock().unwrap_or_else(|e| e.into_inner());
+    let index = index.get_or_insert_with(HashMap::new);
+    if let Some(&i) = index.get(&id) {
+        return i;
+    }
+    let mut types = TYPES.write().unwrap_or_else(|e| e.into_inner());
+    let i = u32::try_from(types.len()).expect("fewer than 2^24 object types");
+    assert!(i < 1 << (32 - TYPE_SHIFT), "too many object types");
+    types.push(TypeInfo {
+        trace: trace_as::<T>,
+        name: std::any::type_name::<T>(),
+    });
+    index.insert(id, i);
+    i
+}
+
+/// What a collection found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcStats {
+    /// Collections run so far.
+    pub collections: u64,
+    /// Objects alive after the last collection.
+    pub live_objects: u64,
+    /// Bytes of live objects after the last collection (headers included).
+    pub live_bytes: u64,
+    /// Objects freed by the last collection.
+    pub freed_objects: u64,
+    /// Bytes freed by the last collection.
+    pub freed_bytes: u64,
+}
+
+/// The collector's state, behind the runtime's `gc` mutex (one collection at a time).
+#[derive(Default)]
+pub(crate) struct GcState {
+    pub stats: GcStats,
+}
+
+/// A bitmap over the heap's granules.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(granules: usize) -> Bits {
+        Bits(vec![0; granules.div_ceil(64)])
+    }
+    fn get(&self, g: u32) -> bool {
+        let g = g as usize;
+        self.0.get(g / 64).is_some_and(|w| w & (1 << (g % 64)) != 0)
+    }
+    fn set(&mut self, g: u32) {
+        let g = g as usize;
+        self.0[g / 64] |= 1 << (g % 64);
+    }
+}
+
+impl Shared {
+    /// Runs a collection now: waits until no transaction runs, then marks and sweeps.
+    ///
+    /// The caller must not be inside a transaction of this runtime (it would wait for itself).
+    pub(crate) fn collect(&self) {
+        let mut state = self.gc.lock().unwrap_or_else(|e| e.into_inner());
+        self.chunks.gc_wanted.store(false, Ordering::Relaxed);
+        // (0) Own every segment.
+        for seg in self.segments.iter() {
+            self.segment_free.wait_until(|| {
+                seg.state
+                    .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            });
+        }
+        // SAFETY: we own every segment (moved each out of FREE above) until we release them
+        // below, and use one `SegmentLocal` reference at a time per segment.
+        let locals: Vec<&mut SegmentLocal> = self
+            .segments
+            .iter()
+            .map(|s| unsafe { &mut *s.local.get() })
+            .collect();
+        // (1) Every segment up to the newest commit; then the whole log is garbage.
+        for (seg, local) in self.segments.iter().zip(locals) {
+            let r = commit::validate(self, seg, local, false);
+            debug_assert!(r.is_ok());
+        }
+        commit::trim_all(self);
+        // SAFETY: as above.
+        let locals: Vec<&mut SegmentLocal> = self
+            .segments
+            .iter()
+            .map(|s| unsafe { &mut *s.local.get() })
+            .collect();
+        let granules = self.config.heap_size / GRANULE;
+        let mut is_object = Bits::new(granules);
+        for local in &locals {
+            for &g in &local.committed_objects {
+                is_object.set(g);
+            }
+        }
+        // (2) Mark from the roots, reading segment 0 (all segments now agree on committed
+        // objects).
+        let view: &SegmentLocal = locals[0];
+        let types = TYPES.read().unwrap_or_else(|e| e.into_inner());
+        let mut marked = Bits::new(granules);
+        let mut stack: Vec<u32> = {
+            let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+            roots.keys().copied().collect()
+        };
+        let mut tracer = Tracer::default();
+        let (mut live_objects, mut live_granules) = (0u64, 0u64);
+        while let Some(g) = stack.pop() {
+            if !is_object.get(g) || marked.get(g) {
+                continue;
+            }
+            marked.set(g);
+            let hdr: *const Header = view.header(g);
+            // SAFETY: `g` is a committed object (is_object), so its header and value are
+            // valid in every caught-up segment; we own segment 0.
+            let (flags, size) = unsafe { ((*hdr).flags, (*hdr).granules) };
+            live_objects += 1;
+            live_granules += u64::from(size);
+            let info = types[(flags >> TYPE_SHIFT) as usize];
+            // SAFETY: the type index was written by `alloc::<T>` with T's trace function, and
+            // the value is a valid T (committed image).
+            unsafe { (info.trace)(hdr.cast::<u8>().add(HEADER_SIZE), &mut tracer) };
+            stack.append(&mut tracer.found);
+        }
+        drop(types);
+        // (3) Sweep.
+        let mut freed: Vec<(u32, u32)> = Vec::new();
+        for local in locals {
+            let mut kept = std::mem::take(&mut local.committed_objects);
+            let heap: &SegmentLocal = local;
+            kept.retain(|&g| {
+                if marked.get(g) {
+                    return true;
+                }
+                // SAFETY: a committed object's header in a segment we own.
+                let size = unsafe { (*heap.header(g)).granules };
+                freed.push((g, g + size));
+                false
+            });
+            local.committed_objects = kept;
+        }
+        let freed_objects = freed.len() as u64;
+        let freed_granules: u64 = freed.iter().map(|&(s, e)| u64::from(e - s)).sum();
+        freed.sort_unstable();
+        let mut extents: Vec<(u32, u32)> = Vec::with_capacity(freed.len());
+        for (s, e) in freed {
+            match extents.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => extents.push((s, e)),
+            }
+        }
+        self.chunks.give_back(extents, live_granules as usize);
+        state.stats = GcStats {
+            collections: state.stats.collections + 1,
+            live_objects,
+            live_bytes: live_granules * GRANULE as u64,
+            freed_objects,
+            freed_bytes: freed_granules * GRANULE as u64,
+        };
+        for seg in self.segments.iter() {
+            self.release_segment(seg);
+        }
+    }
+
+    /// Runs a collection if allocation asked for one and nobody else is running one.
+    #[inline]
+    pub(crate) fn maybe_collect(&self) {
+        if self.chunks.gc_wanted.load(Ordering::Relaxed) {
+            self.collect();
+        }
+    }
+}
