@@ -2,8 +2,10 @@
 # Duhton on the STM: single-thread overhead (STM build against GIL build of the same
 # interpreter) and 1 -> 2 thread scaling (STM build), in one run on this machine.
 #
-#   duhton/bench.sh            # REPEAT=5 runs of each configuration, median wall time
-#   REPEAT=9 duhton/bench.sh
+#   duhton/bench.sh            # REPEAT=7 runs of each configuration, best of them
+#   REPEAT=15 duhton/bench.sh
+#
+# Best-of-N, because the machine is shared: other work only ever adds time.
 #
 # Builds the release binary twice: STM mode into target/, GIL mode (feature
 # stm-runtime/gil) into target/gil/. Runs are interleaved (STM, GIL, STM, GIL, ...) so that
@@ -11,7 +13,7 @@
 # timed too: it is the best speed-up this machine gives right now, whatever the STM does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPEAT=${REPEAT:-5}
+REPEAT=${REPEAT:-7}
 DEMOS=duhton/demos
 
 echo "building the STM and GIL release binaries..." >&2
@@ -20,17 +22,18 @@ CARGO_TARGET_DIR=target/gil cargo build --release -q -p duhton --features stm-ru
 STM_BIN=target/release/duhton
 GIL_BIN=target/gil/release/duhton
 
-# Wall-clock seconds of one run of "$@" (output discarded; a failure stops the script).
-wall() {
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
+# "wall cpu" seconds of one run of "$@" (cpu = user + system time of the process; output
+# discarded; a failure stops the script).
+measure() {
+    local f
+    f=$(mktemp)
+    /usr/bin/time -f "%e %U %S" -o "$f" "$@" >/dev/null
+    awk '{printf "%s %.3f", $1, $2 + $3}' "$f"
+    rm -f "$f"
 }
 
-median() {
-    sort -g | awk '{a[NR]=$1} END {m=int((NR+1)/2); printf "%.3f", a[m]}'
+best() {
+    sort -g | head -1 | awk '{printf "%.3f", $1}'
 }
 
 ratio() {
@@ -61,36 +64,41 @@ fn main() {
 EOF
 rustc -O -o "$CAL_DIR/spin" "$CAL_DIR/spin.rs"
 
-declare -A T
+declare -A W C
+run() {
+    local key=$1 m
+    shift
+    m=$(measure "$@")
+    W[$key]+="${m% *} "
+    C[$key]+="${m#* } "
+}
 for r in $(seq "$REPEAT"); do
     echo "round $r/$REPEAT" >&2
     for demo in square_roots trees; do
-        T[$demo-stm]+="$(wall "$STM_BIN" --num-threads 1 "$DEMOS/$demo.duh") "
-        T[$demo-gil]+="$(wall "$GIL_BIN" --num-threads 1 "$DEMOS/$demo.duh") "
+        run "$demo-stm" "$STM_BIN" --num-threads 1 "$DEMOS/$demo.duh"
+        run "$demo-gil" "$GIL_BIN" --num-threads 1 "$DEMOS/$demo.duh"
     done
-    T[sqrt-stm-2]+="$(wall "$STM_BIN" --num-threads 2 "$DEMOS/square_roots.duh") "
-    T[spin-1]+="$(wall "$CAL_DIR/spin" 1) "
-    T[spin-2]+="$(wall "$CAL_DIR/spin" 2) "
+    run sqrt-stm-2 "$STM_BIN" --num-threads 2 "$DEMOS/square_roots.duh"
+    run spin-1 "$CAL_DIR/spin" 1
+    run spin-2 "$CAL_DIR/spin" 2
 done
 
-med() { tr ' ' '\n' <<<"${T[$1]}" | grep . | median; }
-
-sq_stm=$(med square_roots-stm)
-sq_gil=$(med square_roots-gil)
-tr_stm=$(med trees-stm)
-tr_gil=$(med trees-gil)
-sq_2=$(med sqrt-stm-2)
-sp_1=$(med spin-1)
-sp_2=$(med spin-2)
+w() { tr ' ' '\n' <<<"${W[$1]}" | grep . | best; }
+c() { tr ' ' '\n' <<<"${C[$1]}" | grep . | best; }
 
 echo
-echo "Duhton on the STM, $(nproc) CPUs, median of $REPEAT runs (wall seconds), load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Duhton on the STM, $(nproc) CPUs, best of $REPEAT runs, load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "single-thread overhead (STM build / GIL build, --num-threads 1):"
-printf "  %-28s STM %7s s   GIL %7s s   ratio %s\n" "square_roots.duh (CPU-heavy)" "$sq_stm" "$sq_gil" "$(ratio "$sq_stm" "$sq_gil")"
-printf "  %-28s STM %7s s   GIL %7s s   ratio %s\n" "trees.duh (build and walk)" "$tr_stm" "$tr_gil" "$(ratio "$tr_stm" "$tr_gil")"
+echo "single-thread overhead (STM build / GIL build, --num-threads 1), wall and CPU seconds:"
+for demo in square_roots trees; do
+    printf "  %-16s wall: STM %6s GIL %6s ratio %s   cpu: STM %6s GIL %6s ratio %s\n" "$demo.duh" \
+        "$(w $demo-stm)" "$(w $demo-gil)" "$(ratio "$(w $demo-stm)" "$(w $demo-gil)")" \
+        "$(c $demo-stm)" "$(c $demo-gil)" "$(ratio "$(c $demo-stm)" "$(c $demo-gil)")"
+done
 echo
-echo "scaling (STM build, square_roots.duh):"
-printf "  1 thread %7s s   2 threads %7s s   speed-up %s\n" "$sq_stm" "$sq_2" "$(ratio "$sq_stm" "$sq_2")"
-echo "calibration (plain Rust loop, no STM: the most this machine gives now):"
-printf "  1 thread %7s s   2 threads %7s s   speed-up %s\n" "$sp_1" "$sp_2" "$(ratio "$sp_1" "$sp_2")"
+echo "scaling, wall seconds (STM build, square_roots.duh):"
+printf "  1 thread %6s   2 threads %6s   speed-up %s\n" \
+    "$(w square_roots-stm)" "$(w sqrt-stm-2)" "$(ratio "$(w square_roots-stm)" "$(w sqrt-stm-2)")"
+echo "calibration, wall seconds (plain Rust loop, no STM: the most this machine gives now):"
+printf "  1 thread %6s   2 threads %6s   speed-up %s\n" \
+    "$(w spin-1)" "$(w spin-2)" "$(ratio "$(w spin-1)" "$(w spin-2)")"

@@ -358,6 +358,20 @@ fn entry_for(frame: Gc<Frame>, sym: Gc<Obj>) -> Gc<Entry> {
     e
 }
 
+/// Adds a binding in front of `frame`'s others.
+#[stm::transactional]
+fn new_entry(frame: Gc<Frame>, sym: Gc<Obj>, tags: u8, vi: i32, v: Option<Gc<Obj>>) {
+    let e = Gc::new(Entry {
+        sym,
+        tags,
+        vi,
+        v,
+        f: None,
+        next: frame.first,
+    });
+    frame.first = Some(e);
+}
+
 /// Binds the variable `sym` in `frame`.
 #[stm::transactional]
 pub fn set_frame_value(frame: Gc<Frame>, sym: Gc<Obj>, v: Value<'tx>) {
@@ -472,7 +486,23 @@ impl<'tx> Fr<'tx> {
     /// Binds the variable `sym`.
     #[inline]
     pub fn set_value(self, sym: Gc<'tx, Obj>, v: Value<'tx>) {
-        set_frame_value(self.gc, sym, v)
+        if !self.fresh {
+            return set_frame_value(self.gc, sym, v);
+        }
+        let (is_int, i, o) = v.to_slot();
+        let tags = HAS_VALUE | if is_int { A_INT } else { 0 };
+        match self.find(sym) {
+            Some(e) => {
+                let tags = (rd!(true, e, tags) & HAS_FUNC) | tags;
+                // SAFETY: the projections name fields of the entry.
+                unsafe {
+                    e.write_field(|p| addr_of_mut!((*p).tags), tags);
+                    e.write_field(|p| addr_of_mut!((*p).vi), i);
+                    e.write_field(|p| addr_of_mut!((*p).v), o);
+                }
+            }
+            None => new_entry(self.gc, sym, tags, i, o),
+        }
     }
 
     /// Defines the function `sym`.

@@ -21,15 +21,14 @@ impl Default for Args {
     }
 }
 
-/// One `key = value` argument.
+/// The one argument: `crate = path`.
 struct CrateArg {
     path: syn::Path,
 }
 
 impl Parse for CrateArg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let key: Token![crate] = input.parse()?;
-        let _ = key;
+        input.parse::<Token![crate]>()?;
         input.parse::<Token![=]>()?;
         let path: syn::Path = input.parse()?;
         Ok(CrateArg { path })

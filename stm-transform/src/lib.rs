@@ -71,13 +71,23 @@ impl Knowledge {
         let Ok(file) = syn::parse_file(source) else {
             return 0;
         };
+        self.learn_items(&file.items)
+    }
+
+    fn learn_items(&mut self, items: &[syn::Item]) -> usize {
         let mut found = 0;
-        for item in &file.items {
-            if let syn::Item::Struct(s) = item {
-                if s.attrs.iter().any(|a| attr::is_object_attr(a.path())) {
+        for item in items {
+            match item {
+                syn::Item::Struct(s) if s.attrs.iter().any(|a| attr::is_object_attr(a.path())) => {
                     self.objects.insert(s.ident.to_string(), ObjectInfo::of(s));
                     found += 1;
                 }
+                syn::Item::Mod(m) => {
+                    if let Some((_, inner)) = &m.content {
+                        found += self.learn_items(inner);
+                    }
+                }
+                _ => {}
             }
         }
         found

@@ -1184,6 +1184,8 @@ pub(crate) fn kind_of_type(ty: &Type) -> Kind {
         t if types::is_gc(t) => Kind::Handle { fresh: false },
         Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Self") => Kind::Plain,
         Type::ImplTrait(_) => Kind::Unknown,
+        // A reference to a handle: the dispatch copies the handle out.
+        Type::Reference(r) if kind_of_type(&r.elem) != Kind::Plain => Kind::Unknown,
         _ => Kind::Plain,
     }
 }

@@ -451,3 +451,13 @@ fn a_reassigned_fresh_binding_loses_its_elision() {
     assert_eq!(stats.elided, 0);
     assert_eq!(stats.read_barriers, 2);
 }
+
+#[test]
+fn references_to_handles_are_dispatched() {
+    let (out, _) = transactional(quote! {
+        fn f(n: &Gc<Node>, m: &&Gc<Node>, s: &State) -> i64 { n.key + m.key + s.count }
+    });
+    assert!(out.contains("__stm::Recv(&n).__stm_rkind()"), "{out}");
+    assert!(out.contains("__stm::Recv(&m).__stm_rkind()"));
+    assert!(out.contains("+s.count"));
+}
