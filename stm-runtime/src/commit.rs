@@ -109,6 +109,7 @@ pub(crate) fn validate(
                         other_segment: entry.segment,
                         other_site: entry.sites.get(i).copied(),
                         our_site: mine.and_then(|m| local.write_sites.get(m).copied()),
+                        injected: false,
                     });
                 }
             }
@@ -143,6 +144,12 @@ pub(crate) unsafe fn write_slow(
     site: &'static Location<'static>,
     type_name: &'static str,
 ) {
+    if local.inject_fault() {
+        local.doomed = Some(Conflict::injected());
+        std::panic::resume_unwind(Box::new(crate::tx::AbortSignal::Conflict(
+            Conflict::injected(),
+        )));
+    }
     if local.reporting {
         local.write_sites.push(WriteSite {
             site: site.into(),
@@ -232,10 +239,10 @@ fn end_inevitable(shared: &Shared, local: &mut SegmentLocal, entry: *mut Entry) 
 
 /// What a successful commit did.
 pub(crate) enum Committed {
-    /// Nothing was written or allocated.
-    ReadOnly,
-    /// The attempt's writes are committed.
-    Wrote,
+    /// Nothing was written or allocated; serialized at this snapshot revision.
+    ReadOnly(u64),
+    /// The attempt's writes are committed at this revision.
+    Wrote(u64),
 }
 
 /// Commits the running attempt, or reports the conflict that prevents it (the caller then
@@ -248,12 +255,20 @@ pub(crate) fn commit(
     if let Some(c) = local.doomed.take() {
         return Err(c);
     }
+    if local.inject_fault() {
+        return Err(Conflict::injected());
+    }
     if local.modified.is_empty() && local.allocated.is_empty() {
         if local.inevitable {
             end_inevitable(shared, local, ptr::null_mut());
         }
         local.pending_roots.clear();
-        return Ok(Committed::ReadOnly);
+        let at = if STM {
+            local.snapshot_rev
+        } else {
+            shared.gil_commits.load(Ordering::Acquire)
+        };
+        return Ok(Committed::ReadOnly(at));
     }
     // Re-arm the write barrier of every object we wrote or created, and copy the images.
     let mut entry = if STM {
@@ -333,7 +348,7 @@ pub(crate) fn commit(
     if STM && rev % TRIM_EVERY == 0 {
         trim(shared);
     }
-    Ok(Committed::Wrote)
+    Ok(Committed::Wrote(rev))
 }
 
 /// The sites of a list (when reporting), then `None` forever (when not).

@@ -10,7 +10,7 @@ pub const MIN_HEAP_SIZE: usize = 1 << 20;
 pub const MAX_SEGMENTS: usize = 256;
 
 /// How a runtime is set up. Build one with [`Stm::builder`](crate::Stm::builder).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Segments: how many transactions run at the same moment. A thread that starts a
     /// transaction while every segment is busy waits for one. Default: the number of CPUs
@@ -26,6 +26,10 @@ pub struct Config {
     /// Record every conflict for [`Stm::conflict_report`](crate::Stm::conflict_report).
     /// Default: off, unless the environment variable `STM_CONFLICT_REPORT=1` is set.
     pub conflict_reports: bool,
+    /// For testing the rollback paths: the probability that a write barrier's slow path, an
+    /// allocation or a commit aborts the attempt as if it had conflicted (inevitable
+    /// transactions excepted). Default 0.
+    pub fault_rate: f64,
 }
 
 impl Default for Config {
@@ -39,6 +43,7 @@ impl Default for Config {
             heap_size: 256 << 20,
             inevitable_after: 8,
             conflict_reports: false,
+            fault_rate: 0.0,
         }
     }
 }
@@ -52,6 +57,12 @@ impl Config {
             return Err(StmError::Config(format!(
                 "segments = {} is more than the maximum of {MAX_SEGMENTS}",
                 self.segments
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.fault_rate) {
+            return Err(StmError::Config(format!(
+                "fault_rate = {} is not a probability",
+                self.fault_rate
             )));
         }
         if self.heap_size < MIN_HEAP_SIZE || self.heap_size > MAX_HEAP_SIZE {

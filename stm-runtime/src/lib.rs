@@ -69,7 +69,7 @@ pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
 pub use runtime::{Builder, Stm};
 pub use stats::{thread_stats, Stats};
 pub use tvec::{GcVec, TVec, VecHead, CARD};
-pub use tx::{atomically, in_transaction, Tx, BARRIERS};
+pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 
 /// The macros (from the `stm-macros` crate): `#[object]` for shared-object types,
 /// `#[transactional]` for functions that access them, `#[derive(Plain)]` for plain data

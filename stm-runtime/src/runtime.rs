@@ -70,6 +70,13 @@ impl Builder {
         self
     }
 
+    /// Testing aid: makes write barriers' slow paths, allocations and commits abort at random
+    /// with this probability, so that rollback paths run often (default 0).
+    pub fn inject_faults(mut self, probability: f64) -> Self {
+        self.config.fault_rate = probability;
+        self
+    }
+
     /// After this many aborts in a row a transaction runs inevitable (default 8).
     pub fn inevitable_after(mut self, aborts: u32) -> Self {
         self.config.inevitable_after = aborts;
@@ -188,7 +195,7 @@ impl Shared {
         let image = HeapFile::create(config.heap_size).map_err(StmError::Map)?;
         let first = Entry::initial();
         let segments = (0..config.segments)
-            .map(|i| Segment::new(i as u32, &image, config.heap_size, first))
+            .map(|i| Segment::new(i as u32, &image, &config, first))
             .collect::<Result<Vec<_>, _>>();
         let segments = match segments {
             Ok(s) => s.into_boxed_slice(),

@@ -41,6 +41,38 @@ pub(crate) struct Conflict {
     pub other_site: Option<WriteSite>,
     /// Where this transaction first wrote the object (write-write, when reporting).
     pub our_site: Option<WriteSite>,
+    /// Not a real conflict: fault injection.
+    pub injected: bool,
+}
+
+impl Conflict {
+    /// The conflict fault injection pretends to have found.
+    pub(crate) fn injected() -> Conflict {
+        Conflict {
+            granule: 0,
+            write_write: false,
+            other_segment: u32::MAX,
+            other_site: None,
+            our_site: None,
+            injected: true,
+        }
+    }
+}
+
+impl SegmentLocal {
+    /// Fault injection: whether to fail here (never in an inevitable transaction).
+    #[inline]
+    pub(crate) fn inject_fault(&mut self) -> bool {
+        if self.fault_threshold == 0 || self.inevitable {
+            return false;
+        }
+        let mut x = self.fault_rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.fault_rng = x;
+        x < self.fault_threshold
+    }
 }
 
 /// One segment. Aligned to two cache lines so that segments owned by different threads never
@@ -95,6 +127,10 @@ pub(crate) struct SegmentLocal {
     pub committed_objects: Vec<u32>,
     /// This `atomically` call may still collect once if the heap is full.
     pub may_collect: bool,
+    /// Fault injection: abort when the next random number is below this (0: never).
+    pub fault_threshold: u64,
+    /// Fault injection's random state (xorshift).
+    pub fault_rng: u64,
     /// Bump allocation state.
     pub bump: Bump,
     /// The running transaction is the inevitable one.
@@ -126,9 +162,10 @@ impl Segment {
     pub(crate) fn new(
         index: u32,
         image: &sys::HeapFile,
-        heap_size: usize,
+        config: &crate::config::Config,
         start: *const Entry,
     ) -> std::io::Result<Segment> {
+        let heap_size = config.heap_size;
         let mut heap = sys::map_segment(image, heap_size)?;
         let mut markers = sys::map_zeroed((heap_size / GRANULE) * 2)?;
         let heap_ptr = heap.as_mut_ptr();
@@ -151,6 +188,8 @@ impl Segment {
                 allocated: Vec::new(),
                 committed_objects: Vec::new(),
                 may_collect: false,
+                fault_threshold: (config.fault_rate * u64::MAX as f64) as u64,
+                fault_rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) << 32 | 1),
                 bump: Bump::default(),
                 inevitable: false,
                 user_inevitable: false,

@@ -21,9 +21,10 @@ pub(crate) enum Counter {
     AbortRetry,
     Inevitable,
     InevitableByPolicy,
+    AbortInjected,
 }
 
-const COUNTERS: usize = 9;
+const COUNTERS: usize = 10;
 
 /// A snapshot of transaction counters, for one thread or for a whole runtime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct Stats {
     pub inevitable: u64,
     /// Of `inevitable`, those made inevitable by the progress policy after repeated aborts.
     pub inevitable_by_policy: u64,
+    /// Attempts aborted by fault injection ([`Builder::inject_faults`](crate::Builder::inject_faults)).
+    pub aborts_injected: u64,
 }
 
 impl Stats {
@@ -60,6 +63,7 @@ impl Stats {
             + self.aborts_explicit
             + self.aborts_panic
             + self.aborts_retry
+            + self.aborts_injected
     }
 
     /// Aborts caused by conflicts with other transactions.
@@ -78,6 +82,7 @@ impl Stats {
             aborts_retry: a[Counter::AbortRetry as usize],
             inevitable: a[Counter::Inevitable as usize],
             inevitable_by_policy: a[Counter::InevitableByPolicy as usize],
+            aborts_injected: a[Counter::AbortInjected as usize],
         }
     }
 }
@@ -95,6 +100,7 @@ impl std::ops::Add for Stats {
             aborts_retry: self.aborts_retry + o.aborts_retry,
             inevitable: self.inevitable + o.inevitable,
             inevitable_by_policy: self.inevitable_by_policy + o.inevitable_by_policy,
+            aborts_injected: self.aborts_injected + o.aborts_injected,
         }
     }
 }
@@ -113,6 +119,7 @@ impl std::ops::Sub for Stats {
             aborts_retry: self.aborts_retry - o.aborts_retry,
             inevitable: self.inevitable - o.inevitable,
             inevitable_by_policy: self.inevitable_by_policy - o.inevitable_by_policy,
+            aborts_injected: self.aborts_injected - o.aborts_injected,
         }
     }
 }
@@ -122,7 +129,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} commits ({} read-only), {} aborts ({} read-write, {} write-write, {} explicit, \
-             {} panic, {} retry), {} inevitable ({} by policy)",
+             {} panic, {} retry, {} injected), {} inevitable ({} by policy)",
             self.commits,
             self.read_only_commits,
             self.aborts(),
@@ -131,6 +138,7 @@ impl fmt::Display for Stats {
             self.aborts_explicit,
             self.aborts_panic,
             self.aborts_retry,
+            self.aborts_injected,
             self.inevitable,
             self.inevitable_by_policy
         )

@@ -134,6 +134,9 @@ impl Tx {
         let granules = const { granules_for(std::mem::size_of::<T>()) };
         let shared = self.shared();
         let local = self.local();
+        if local.inject_fault() {
+            self.abort_with(AbortSignal::Conflict(Conflict::injected()));
+        }
         let granule =
             match local
                 .bump
@@ -412,9 +415,14 @@ impl Stm {
                 Ok(Ok(value)) => match commit::commit(shared, seg, local) {
                     Ok(c) => {
                         seg.stats.bump(Counter::Commit);
-                        if let Committed::ReadOnly = c {
-                            seg.stats.bump(Counter::ReadOnlyCommit);
-                        }
+                        let at = match c {
+                            Committed::ReadOnly(at) => {
+                                seg.stats.bump(Counter::ReadOnlyCommit);
+                                at
+                            }
+                            Committed::Wrote(at) => at,
+                        };
+                        LAST_COMMIT.with(|l| l.set(at));
                         return Attempts::Done(Ok(value));
                     }
                     Err(c) => self.conflicted(local, c),
@@ -487,6 +495,18 @@ pub fn atomically<R>(mut f: impl FnMut(&Tx) -> R) -> R {
     }
 }
 
+thread_local! {
+    static LAST_COMMIT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Where this thread's last committed transaction sits in the runtime's serial order: the
+/// revision its commit created, or for a read-only transaction the revision of the snapshot
+/// it read (it is serialized just after that commit). Checkers replay transactions in this
+/// order (writers by revision, each read-only one after the writer of its revision).
+pub fn last_commit_rev() -> u64 {
+    LAST_COMMIT.with(Cell::get)
+}
+
 /// Whether a transaction is running on this thread.
 pub fn in_transaction() -> bool {
     !CURRENT.with(Cell::get).is_null()
@@ -503,7 +523,7 @@ impl Stm {
     /// Accounts for an attempt lost to a conflict: the counter to bump, and the conflict
     /// report's row when reporting.
     fn conflicted(&self, local: &SegmentLocal, c: Conflict) -> Counter {
-        if local.reporting {
+        if local.reporting && !c.injected {
             let kind = if c.write_write {
                 ConflictKind::WriteWrite
             } else {
@@ -518,7 +538,9 @@ impl Stm {
                 time_lost: local.started.map(|t| t.elapsed()).unwrap_or_default(),
             });
         }
-        if c.write_write {
+        if c.injected {
+            Counter::AbortInjected
+        } else if c.write_write {
             Counter::AbortWriteWrite
         } else {
             Counter::AbortReadWrite
