@@ -197,6 +197,7 @@ impl Interp {
             globals: self.globals.get(tx),
             queue,
             stack_limit: stack_limit(),
+            spare: Default::default(),
         }
     }
 
