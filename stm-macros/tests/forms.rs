@@ -113,6 +113,28 @@ fn walk(list: Gc<List>) -> (usize, i64) {
     (n, sum)
 }
 
+/// Methods on handles: an inherent impl block whose `self: Gc<Self>` methods become the trait
+/// `NodeMethods`, implemented for `Gc<Node>`.
+#[stm::transactional]
+impl Node {
+    /// The key, doubled.
+    pub fn doubled(self: Gc<Self>) -> i64 {
+        Self::twice(self.key)
+    }
+
+    fn bump(mut self: Gc<Self>, by: i64) -> Gc<Self> {
+        self.key += by;
+        if let Some(n) = self.next {
+            self = n;
+        }
+        self
+    }
+
+    fn twice(x: i64) -> i64 {
+        x * 2
+    }
+}
+
 /// Handles behind references (iterator closures, `for` over a slice) work too.
 #[stm::transactional]
 fn keys(list: Gc<List>) -> Vec<i64> {
@@ -341,6 +363,11 @@ fn pop_push_roundtrip() {
         push_front(l, 2);
         assert_eq!(first_key(l), 2);
         assert_eq!(keys(l), vec![2, 1]);
+        let head = read_head(l).unwrap();
+        assert_eq!(head.doubled(), 4);
+        let second = head.bump(10);
+        assert_eq!((head.doubled(), second.doubled()), (24, 2));
+        head.bump(-10);
         assert_eq!(pop_front(l), Some(2));
         assert_eq!(pop_front(l), Some(1));
         assert_eq!(pop_front(l), None);
@@ -367,6 +394,11 @@ fn shapes_under_contention() {
         assert_eq!(read_counter(g), 400);
         assert_eq!(read_corner(g), Point { x: 400, y: -400 });
     });
+}
+
+#[stm::transactional]
+fn read_head(l: Gc<List>) -> Option<Gc<Node>> {
+    l.head
 }
 
 #[stm::transactional]
