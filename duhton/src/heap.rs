@@ -248,7 +248,7 @@ pub fn set_global_function(s: Gc<Obj>, f: Gc<Obj>) {
 /// A node of a list's item tree: leaves use `o`/`i`/`ints`, interior nodes use `kids`.
 ///
 /// Declared by hand (the object macro does not take arrays of handles): its fields are
-/// private to this crate and a node is only ever built as [`Node::EMPTY`], then filled
+/// private to this crate and a node is only ever built as `Node::EMPTY`, then filled
 /// through the barriers, so it never holds a handle that did not come from a `Gc` of the
 /// transaction that stored it.
 #[derive(Clone, Copy)]
