@@ -59,6 +59,28 @@ struct Cell<T> {
     version: u32,
 }
 
+/// A generic object holding handles to any object type.
+#[stm::object]
+struct Holder<T> {
+    item: Option<Gc<T>>,
+    uses: u32,
+}
+
+#[stm::transactional]
+fn hold<T: stm::Object>(tx: &Tx, item: Gc<T>) -> Gc<Holder<T>> {
+    let _ = tx;
+    Gc::new(Holder {
+        item: Some(item),
+        uses: 0,
+    })
+}
+
+#[stm::transactional]
+fn take_item<T: stm::Object>(h: Gc<Holder<T>>) -> Option<Gc<T>> {
+    h.uses += 1;
+    h.item.take()
+}
+
 /// An ordinary struct used inside transactional code: keeps ordinary semantics.
 #[derive(Debug, Default)]
 struct Report {
@@ -368,6 +390,9 @@ fn pop_push_roundtrip() {
         let second = head.bump(10);
         assert_eq!((head.doubled(), second.doubled()), (24, 2));
         head.bump(-10);
+        let h = hold(tx, head);
+        assert!(take_item(h).is_some_and(|n| n.ptr_eq(head)));
+        assert!(take_item(h).is_none());
         assert_eq!(pop_front(l), Some(2));
         assert_eq!(pop_front(l), Some(1));
         assert_eq!(pop_front(l), None);

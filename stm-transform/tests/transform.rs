@@ -491,3 +491,13 @@ fn handle_methods_become_an_extension_trait() {
     // `get` would be shadowed by `Gc::get`.
     assert_eq!(errors(&e.tokens).len(), 1);
 }
+
+#[test]
+fn object_parameters_behind_handles_must_be_objects() {
+    let out = flat(&expand_object(
+        quote!(),
+        quote! { struct Holder<T, V> { item: Option<Gc<T>>, value: V } },
+    ));
+    assert!(out.contains("T:::stm_runtime::Object"), "{out}");
+    assert!(out.contains("V:::stm_runtime::Plain"), "{out}");
+}
