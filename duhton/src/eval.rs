@@ -645,9 +645,9 @@ impl<'tx> Cx<'tx> {
             }
             Builtin::Sleepms => {
                 let ms = as_int(self.args1("sleepms", args, frame)?, "DuInt_AsInt")?;
-                eprintln!("[sleeping {ms} ms]");
+                let _ = writeln!(std::io::stderr(), "[sleeping {ms} ms]");
                 std::thread::sleep(std::time::Duration::from_millis(ms.max(0) as u64));
-                eprintln!("[slept {ms} ms]");
+                let _ = writeln!(std::io::stderr(), "[slept {ms} ms]");
                 Ok(Value::None)
             }
             Builtin::Time => {
