@@ -131,6 +131,8 @@ pub(crate) struct Cx<'tx> {
     pub queue: Queue<'tx>,
     /// Below this stack address, calls fail with a recursion error.
     pub stack_limit: usize,
+    /// Frames of returned calls, for reuse.
+    pub spare: heap::Spare<'tx>,
 }
 
 type R<'tx> = Result<Value<'tx>, Error>;
@@ -286,7 +288,14 @@ impl<'tx> Cx<'tx> {
         now: bool,
     ) -> R<'tx> {
         let (mut params, body) = heap::cons_parts(func);
-        let callee = Fr::new(self.tx);
+        let callee = if now {
+            Fr::new(self.tx, &self.spare)
+        } else {
+            Fr {
+                gc: heap::new_frame(self.tx),
+                fresh: true,
+            }
+        };
         while let Some((param, rest)) = next(params) {
             let Some((arg, more)) = next(args) else {
                 return Err(Error(format!(
@@ -296,7 +305,7 @@ impl<'tx> Cx<'tx> {
             };
             let v = self.eval(arg, frame)?;
             let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
-            callee.set_value(p, v);
+            callee.set_value(p, v, &self.spare);
             params = rest;
             args = more;
         }
@@ -311,7 +320,9 @@ impl<'tx> Cx<'tx> {
             _ => None,
         };
         if now {
-            return self.progn(body.map_or(Value::None, Value::Obj), Some(callee));
+            let result = self.progn(body.map_or(Value::None, Value::Obj), Some(callee))?;
+            callee.recycle(&self.spare);
+            return Ok(result);
         }
         let call = heap::new_call(callee.gc, body);
         match &self.queue {
@@ -358,7 +369,7 @@ impl<'tx> Cx<'tx> {
     fn set_var(&self, frame: Option<Fr<'tx>>, sym: Value<'tx>, v: Value<'tx>) -> Result<(), Error> {
         let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
         match frame {
-            Some(fr) => fr.set_value(sym, v),
+            Some(fr) => fr.set_value(sym, v, &self.spare),
             None => heap::set_global_value(sym, v),
         }
         Ok(())
@@ -634,9 +645,9 @@ impl<'tx> Cx<'tx> {
             }
             Builtin::Sleepms => {
                 let ms = as_int(self.args1("sleepms", args, frame)?, "DuInt_AsInt")?;
-                eprintln!("[sleeping {ms} ms]");
+                let _ = writeln!(std::io::stderr(), "[sleeping {ms} ms]");
                 std::thread::sleep(std::time::Duration::from_millis(ms.max(0) as u64));
-                eprintln!("[slept {ms} ms]");
+                let _ = writeln!(std::io::stderr(), "[slept {ms} ms]");
                 Ok(Value::None)
             }
             Builtin::Time => {

@@ -248,7 +248,7 @@ pub fn set_global_function(s: Gc<Obj>, f: Gc<Obj>) {
 /// A node of a list's item tree: leaves use `o`/`i`/`ints`, interior nodes use `kids`.
 ///
 /// Declared by hand (the object macro does not take arrays of handles): its fields are
-/// private to this crate and a node is only ever built as [`Node::EMPTY`], then filled
+/// private to this crate and a node is only ever built as `Node::EMPTY`, then filled
 /// through the barriers, so it never holds a handle that did not come from a `Gc` of the
 /// transaction that stored it.
 #[derive(Clone, Copy)]
@@ -402,6 +402,14 @@ pub fn set_frame_function(frame: Gc<Frame>, sym: Gc<Obj>, f: Gc<Obj>) {
     e.f = Some(f);
 }
 
+/// Frames and entries of the running attempt whose calls have returned, ready for reuse:
+/// a call then costs no allocation, and the attempt commits (copies out) fewer objects.
+#[derive(Default)]
+pub struct Spare<'tx> {
+    frames: std::cell::RefCell<Vec<Gc<'tx, Frame>>>,
+    entries: std::cell::RefCell<Vec<Gc<'tx, Entry>>>,
+}
+
 /// A frame as the evaluator holds it: the frame, and whether the running transaction
 /// attempt allocated it (a call frame, as opposed to the frame a queued call arrives with).
 ///
@@ -431,12 +439,30 @@ macro_rules! rd {
 }
 
 impl<'tx> Fr<'tx> {
-    /// A new frame, allocated by the running attempt.
-    pub fn new(tx: &'tx Tx) -> Fr<'tx> {
-        Fr {
-            gc: new_frame(tx),
-            fresh: true,
+    /// A new empty frame, allocated by the running attempt (a spare one if there is one).
+    pub fn new(tx: &'tx Tx, spare: &Spare<'tx>) -> Fr<'tx> {
+        let gc = spare
+            .frames
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| new_frame(tx));
+        Fr { gc, fresh: true }
+    }
+
+    /// Gives a fresh frame whose call has returned, and its entries, to `spare` for reuse
+    /// by later calls of this attempt. Nothing refers to a returned call's frame: frames are
+    /// not values, and queued calls get frames of their own.
+    pub fn recycle(self, spare: &Spare<'tx>) {
+        debug_assert!(self.fresh);
+        let mut entries = spare.entries.borrow_mut();
+        let mut cur = rd!(true, self.gc, first);
+        while let Some(e) = cur {
+            entries.push(e);
+            cur = rd!(true, e, next);
         }
+        // SAFETY: the projection names the `first` field of the frame.
+        unsafe { self.gc.write_field(|p| addr_of_mut!((*p).first), None) };
+        spare.frames.borrow_mut().push(self.gc);
     }
 
     /// The binding of `sym`, if any.
@@ -483,9 +509,9 @@ impl<'tx> Fr<'tx> {
         Some(rd!(true, e, f))
     }
 
-    /// Binds the variable `sym`.
+    /// Binds the variable `sym` (reusing a spare entry if the frame is fresh).
     #[inline]
-    pub fn set_value(self, sym: Gc<'tx, Obj>, v: Value<'tx>) {
+    pub fn set_value(self, sym: Gc<'tx, Obj>, v: Value<'tx>, spare: &Spare<'tx>) {
         if !self.fresh {
             return set_frame_value(self.gc, sym, v);
         }
@@ -501,7 +527,24 @@ impl<'tx> Fr<'tx> {
                     e.write_field(|p| addr_of_mut!((*p).v), o);
                 }
             }
-            None => new_entry(self.gc, sym, tags, i, o),
+            None => match spare.entries.borrow_mut().pop() {
+                // SAFETY: the projections name fields of the entry, a spare one of this
+                // attempt: allocated by it and no longer part of any frame.
+                Some(e) => {
+                    let first = rd!(true, self.gc, first);
+                    // SAFETY: as above.
+                    unsafe {
+                        e.write_field(|p| addr_of_mut!((*p).sym), sym);
+                        e.write_field(|p| addr_of_mut!((*p).tags), tags);
+                        e.write_field(|p| addr_of_mut!((*p).vi), i);
+                        e.write_field(|p| addr_of_mut!((*p).v), o);
+                        e.write_field(|p| addr_of_mut!((*p).f), None);
+                        e.write_field(|p| addr_of_mut!((*p).next), first);
+                        self.gc.write_field(|p| addr_of_mut!((*p).first), Some(e));
+                    }
+                }
+                None => new_entry(self.gc, sym, tags, i, o),
+            },
         }
     }
 

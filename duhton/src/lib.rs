@@ -197,6 +197,7 @@ impl Interp {
             globals: self.globals.get(tx),
             queue,
             stack_limit: stack_limit(),
+            spare: Default::default(),
         }
     }
 
@@ -505,7 +506,13 @@ fn panic_to_error(payload: Box<dyn std::any::Any + Send>) -> Error {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Error(format!("internal error: {msg}"))
+            if msg.starts_with("STM heap exhausted") {
+                Error(format!(
+                    "out of memory: {msg}; set DUHTON_HEAP_MB to give Duhton a bigger heap"
+                ))
+            } else {
+                Error(format!("internal error: {msg}"))
+            }
         }
     }
 }

@@ -30,22 +30,25 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--help" {
-            print!("{HELP}");
+            out(HELP);
             return ExitCode::SUCCESS;
         } else if a == "--num-threads" {
             let Some(n) = args.next() else {
-                println!("ERROR: --num-threads requires a parameter");
+                out("ERROR: --num-threads requires a parameter\n");
                 return ExitCode::FAILURE;
             };
             match n.trim().parse::<usize>() {
                 Ok(n) if n >= 1 => opts.threads = n,
                 _ => {
-                    eprintln!("Error: --num-threads: expected a positive number, got '{n}'");
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "Error: --num-threads: expected a positive number, got '{n}'"
+                    );
                     return ExitCode::FAILURE;
                 }
             }
         } else if a.starts_with("--") {
-            println!("ERROR: unrecognized parameter {a}");
+            out(&format!("ERROR: unrecognized parameter {a}\n"));
         } else {
             file = Some(a);
         }
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
             };
             let result = interp.run_source(&src);
             if std::env::var_os("DUHTON_STATS").is_some() {
-                eprintln!("{}", interp.stm().stats());
+                let _ = writeln!(std::io::stderr(), "{}", interp.stm().stats());
             }
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -87,14 +90,13 @@ fn repl(interp: &Interp) -> ExitCode {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     loop {
-        print!("))) ");
-        let _ = std::io::stdout().flush();
+        out("))) ");
         let mut src = Vec::new();
         loop {
             let mut line = Vec::new();
             match input.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => {
-                    println!();
+                    out("\n");
                     return ExitCode::SUCCESS;
                 }
                 Ok(_) => {}
@@ -113,6 +115,13 @@ fn repl(interp: &Interp) -> ExitCode {
 
 fn fail(e: &duhton::Error) -> ExitCode {
     let _ = std::io::stdout().flush();
-    eprintln!("Error: {e}");
+    let _ = writeln!(std::io::stderr(), "Error: {e}");
     ExitCode::FAILURE
+}
+
+/// Writes to stdout and flushes, ignoring errors (a closed pipe must not crash us).
+fn out(s: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(s.as_bytes());
+    let _ = stdout.flush();
 }

@@ -4,8 +4,13 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn duhton(args: &[&str], stdin: &[u8]) -> Output {
+    duhton_env(args, stdin, &[])
+}
+
+fn duhton_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_duhton"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -140,4 +145,21 @@ fn command_line_options() {
     assert_eq!(out.status.code(), Some(1));
     let out = duhton(&["--num-threads", "zero", "-"], b"");
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_full_heap_is_a_clean_error() {
+    for (threads, src) in [
+        ("1", &b"(setq l (list)) (while 1 (append l (cons 1 2)))"[..]),
+        (
+            "2",
+            &b"(defun f (n) (append l (cons 1 2)) (transaction f n)) (setq l (list)) (transaction f 1)"[..],
+        ),
+    ] {
+        let out = duhton_env(&["--num-threads", threads, "-"], src, &[("DUHTON_HEAP_MB", "4")]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.starts_with("Error: out of memory: STM heap exhausted"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+    }
 }

@@ -246,3 +246,44 @@ fn transaction_errors() {
     assert_eq!(out, "0\n1\n");
     assert_eq!(msg, "DuCons_Car: expected 'cons' argument, got 'int'");
 }
+
+#[test]
+fn aborted_attempts_leave_no_queued_calls_and_no_frame_changes() {
+    // Two chains of 10 steps. Each step first queues the next step and overwrites its own
+    // argument in its frame, then reads the counter, sleeps (so that the two chains' steps
+    // overlap and one of them must abort), and writes it. A retried step must see its
+    // frame as queued, and the queued next step of an aborted attempt must vanish: the
+    // totals are exact only if both hold.
+    let src = "(setq c (container 0))
+               (setq steps (container 0))
+               (defun step (n)
+                 (if (== n -1) (print (quote frame-has-been-modified)))
+                 (if (< n 10) (transaction step (+ n 1)))
+                 (setq m n n -1)
+                 (setq v (get c))
+                 (sleepms 2)
+                 (set c (+ v 1))
+                 (set steps (+ (get steps) 1)))
+               (transaction step 1)
+               (transaction step 1)
+               (run-transactions)
+               (print (get c) (get steps))";
+    for threads in [1, 2] {
+        let buf = duhton::SharedBuf::default();
+        let opts = duhton::Options {
+            threads,
+            heap_size: 64 << 20,
+        };
+        let interp = duhton::Interp::new(opts, Box::new(buf.clone())).unwrap();
+        interp.run_source(src.as_bytes()).unwrap();
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out, "20 20\n");
+        if threads == 2 && stm_runtime::BARRIERS {
+            assert!(
+                interp.stm().stats().aborts() > 0,
+                "the steps were expected to conflict: {}",
+                interp.stm().stats()
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! Thin entry points over [`stm_transform`], which holds the transformation (shared with the
 //! `stm-rewrite` tool). Use them through `stm-runtime`, which re-exports them:
 //!
-//! ```ignore
+//! ```
 //! use stm_runtime as stm;
 //! use stm::Gc;
 //!
@@ -17,6 +17,16 @@
 //!     to.balance += amount;
 //!     true
 //! }
+//!
+//! #[stm::transactional]
+//! fn open(balance: i64) -> stm::Root<Account> {
+//!     stm::tx!().root(Gc::new(Account { balance, owner: 0, next: None }))
+//! }
+//!
+//! let (a, b) = (open(100), open(0));
+//! assert!(stm::atomically(|tx| transfer(a.get(tx), b.get(tx), 30)));
+//! # #[stm::transactional] fn balance(a: Gc<Account>) -> i64 { a.balance }
+//! assert_eq!(stm::atomically(|tx| (balance(a.get(tx)), balance(b.get(tx)))), (70, 30));
 //! ```
 //!
 //! See `docs/macros.md` in the repository for what they expand to, the supported syntax,

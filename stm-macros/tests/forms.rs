@@ -59,6 +59,28 @@ struct Cell<T> {
     version: u32,
 }
 
+/// A generic object holding handles to any object type.
+#[stm::object]
+struct Holder<T> {
+    item: Option<Gc<T>>,
+    uses: u32,
+}
+
+#[stm::transactional]
+fn hold<T: stm::Object>(tx: &Tx, item: Gc<T>) -> Gc<Holder<T>> {
+    let _ = tx;
+    Gc::new(Holder {
+        item: Some(item),
+        uses: 0,
+    })
+}
+
+#[stm::transactional]
+fn take_item<T: stm::Object>(h: Gc<Holder<T>>) -> Option<Gc<T>> {
+    h.uses += 1;
+    h.item.take()
+}
+
 /// An ordinary struct used inside transactional code: keeps ordinary semantics.
 #[derive(Debug, Default)]
 struct Report {
@@ -111,6 +133,28 @@ fn walk(list: Gc<List>) -> (usize, i64) {
         cur = node.next;
     }
     (n, sum)
+}
+
+/// Methods on handles: an inherent impl block whose `self: Gc<Self>` methods become the trait
+/// `NodeMethods`, implemented for `Gc<Node>`.
+#[stm::transactional]
+impl Node {
+    /// The key, doubled.
+    pub fn doubled(self: Gc<Self>) -> i64 {
+        Self::twice(self.key)
+    }
+
+    fn bump(mut self: Gc<Self>, by: i64) -> Gc<Self> {
+        self.key += by;
+        if let Some(n) = self.next {
+            self = n;
+        }
+        self
+    }
+
+    fn twice(x: i64) -> i64 {
+        x * 2
+    }
 }
 
 /// Handles behind references (iterator closures, `for` over a slice) work too.
@@ -341,6 +385,14 @@ fn pop_push_roundtrip() {
         push_front(l, 2);
         assert_eq!(first_key(l), 2);
         assert_eq!(keys(l), vec![2, 1]);
+        let head = read_head(l).unwrap();
+        assert_eq!(head.doubled(), 4);
+        let second = head.bump(10);
+        assert_eq!((head.doubled(), second.doubled()), (24, 2));
+        head.bump(-10);
+        let h = hold(tx, head);
+        assert!(take_item(h).is_some_and(|n| n.ptr_eq(head)));
+        assert!(take_item(h).is_none());
         assert_eq!(pop_front(l), Some(2));
         assert_eq!(pop_front(l), Some(1));
         assert_eq!(pop_front(l), None);
@@ -367,6 +419,11 @@ fn shapes_under_contention() {
         assert_eq!(read_counter(g), 400);
         assert_eq!(read_corner(g), Point { x: 400, y: -400 });
     });
+}
+
+#[stm::transactional]
+fn read_head(l: Gc<List>) -> Option<Gc<Node>> {
+    l.head
 }
 
 #[stm::transactional]

@@ -240,11 +240,32 @@ impl VisitMut for HandleToStored<'_> {
     }
 }
 
+/// Where a type parameter occurs in the (stored) field types: only as a handle's target
+/// (`GcRef<T>`), or elsewhere too.
+struct ParamUses<'a> {
+    param: &'a syn::Ident,
+    depth_in_handle: usize,
+    outside: bool,
+}
+
+impl<'ast> syn::visit::Visit<'ast> for ParamUses<'_> {
+    fn visit_type_path(&mut self, tp: &'ast syn::TypePath) {
+        let handle = tp.path.segments.last().is_some_and(|s| s.ident == "GcRef");
+        if tp.qself.is_none() && tp.path.is_ident(self.param) && self.depth_in_handle == 0 {
+            self.outside = true;
+        }
+        self.depth_in_handle += usize::from(handle);
+        syn::visit::visit_type_path(self, tp);
+        self.depth_in_handle -= usize::from(handle);
+    }
+}
+
 fn generate(args: &Args, o: &Object) -> TokenStream {
     let rt = &args.runtime;
     let mut item = o.item.clone();
     let seal = format_ident!("{}", SEAL_FIELD);
-    // Type parameters must be plain data, like the fields that hold them.
+    // Type parameters must be plain data, like the fields that hold them, except those used
+    // only as the target of handles (`Option<Gc<T>>`), which must be object types.
     let type_params: Vec<syn::Ident> = item
         .generics
         .type_params()
@@ -253,8 +274,21 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
     {
         let wc = item.generics.make_where_clause();
         for t in &type_params {
+            let mut uses = ParamUses {
+                param: t,
+                depth_in_handle: 0,
+                outside: false,
+            };
+            for (_, ty, _) in &o.fields {
+                syn::visit::Visit::visit_type(&mut uses, ty);
+            }
+            let bound = if uses.outside {
+                quote!(#rt::Plain)
+            } else {
+                quote!(#rt::Object)
+            };
             wc.predicates
-                .push(syn::parse_quote_spanned!(t.span()=> #t: #rt::Plain));
+                .push(syn::parse_quote_spanned!(t.span()=> #t: #bound));
         }
     }
     if let Fields::Named(named) = &mut item.fields {

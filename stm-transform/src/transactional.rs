@@ -34,6 +34,11 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
         }
     };
     let out = match parsed {
+        Item::Fn(f) if has_handle_receiver(&f.sig) => {
+            // Reported by `check_sig`; emitting the method would only add rustc's own errors.
+            check_sig(&cx, &f.sig);
+            TokenStream::new()
+        }
         Item::Fn(mut f) => {
             if check_sig(&cx, &f.sig) {
                 let mut t = FnParts {
@@ -53,18 +58,30 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
                 .lifetimes()
                 .map(|l| l.lifetime.ident.to_string())
                 .collect();
-            for it in i.items.iter() {
-                if let ImplItem::Fn(m) = it {
-                    if has_handle_receiver(&m.sig) {
-                        check_sig(&cx, &m.sig);
-                    }
-                }
-            }
+            // Methods on handles (`self: Gc<Self>`) move to an extension trait of `Gc<T>`.
+            let mut handle_methods = Vec::new();
             i.items.retain(|it| match it {
-                // Reported by `check_sig`; dropping the method avoids rustc's own errors on it.
-                ImplItem::Fn(m) => !has_handle_receiver(&m.sig),
+                ImplItem::Fn(m) if has_handle_receiver(&m.sig) => {
+                    handle_methods.push(m.clone());
+                    false
+                }
                 _ => true,
             });
+            let extension = if handle_methods.is_empty() {
+                TokenStream::new()
+            } else if i.trait_.is_some() {
+                for m in &handle_methods {
+                    cx.error_spanned_by(
+                        &m.sig.inputs[0],
+                        "methods on handles (`self: Gc<Self>`) are supported in inherent impl \
+                         blocks (they become a trait implemented for `Gc<T>`); in a trait impl, \
+                         write `this: Gc<Self>`",
+                    );
+                }
+                TokenStream::new()
+            } else {
+                handle_methods_trait(&cx, knowledge, &args, &i, handle_methods, &mut stats)
+            };
             for it in i.items.iter_mut() {
                 if let ImplItem::Fn(m) = it {
                     m.attrs.retain(|a| !attr::is_transactional_attr(a.path()));
@@ -78,7 +95,9 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
                     }
                 }
             }
-            i.into_token_stream()
+            let mut out = i.into_token_stream();
+            out.extend(extension);
+            out
         }
         other => {
             unsupported_item(&cx, &other);
@@ -187,14 +206,171 @@ fn check_sig(cx: &Ctxt, sig: &Signature) -> bool {
             if types::is_gc(ty) {
                 cx.error_spanned_by(
                     ty,
-                    "`self: Gc<Self>` needs the unstable `arbitrary_self_types`: write \
-                     `this: Gc<Self>` and call it as `Type::method(handle, ..)`",
+                    "`self: Gc<Self>` on its own needs the unstable `arbitrary_self_types`: put \
+                     #[stm::transactional] on the whole impl block (its `self: Gc<Self>` \
+                     methods become a trait `TypeMethods` implemented for `Gc<Type>`), or \
+                     write `this: Gc<Self>` and call `Type::method(handle, ..)`",
                 );
                 ok = false;
             }
         }
     }
     ok
+}
+
+/// Names of `Gc`'s own methods: an extension method with one of them would never be called
+/// (inherent methods win).
+const GC_METHODS: &[&str] = &[
+    "ptr_eq",
+    "tx",
+    "read_barrier",
+    "write_barrier",
+    "read_field",
+    "read_field_unbarriered",
+    "write_field",
+    "to_ref",
+    "get",
+    "set",
+    "update",
+    "clone",
+    "fmt",
+];
+
+/// `impl Account { fn deposit(self: Gc<Self>, ..) }` becomes
+/// `trait AccountMethods<'tx> { fn deposit(self, ..); }` implemented for `Gc<'tx, Account>`,
+/// so that `handle.deposit(..)` works on stable Rust. `Self` in those methods keeps meaning
+/// the object type.
+fn handle_methods_trait(
+    cx: &Ctxt,
+    knowledge: &Knowledge,
+    args: &Args,
+    imp: &syn::ItemImpl,
+    methods: Vec<syn::ImplItemFn>,
+    stats: &mut Stats,
+) -> TokenStream {
+    let rt = &args.runtime;
+    let self_ty = &*imp.self_ty;
+    let Some(seg) = types::last_segment(self_ty) else {
+        cx.error_spanned_by(self_ty, "methods on handles need a named object type");
+        return TokenStream::new();
+    };
+    let trait_name = syn::Ident::new(&format!("{}Methods", seg.ident), seg.ident.span());
+    let mut generics = imp.generics.clone();
+    if !generics.lifetimes().any(|l| l.lifetime.ident == "tx") {
+        generics.params.insert(0, syn::parse_quote!('tx));
+    }
+    let outer: Vec<String> = generics
+        .lifetimes()
+        .map(|l| l.lifetime.ident.to_string())
+        .collect();
+    let vis = methods
+        .iter()
+        .map(|m| m.vis.clone())
+        .find(|v| !matches!(v, syn::Visibility::Inherited))
+        .unwrap_or(syn::Visibility::Inherited);
+    let mut decls = Vec::new();
+    let mut impls = Vec::new();
+    for mut m in methods {
+        let name = m.sig.ident.to_string();
+        if GC_METHODS.contains(&name.as_str()) {
+            cx.error_spanned_by(
+                &m.sig.ident,
+                format!("`Gc` has its own method `{name}`, which would win: rename this one"),
+            );
+            continue;
+        }
+        m.attrs.retain(|a| !attr::is_transactional_attr(a.path()));
+        let mut sub = SelfToType {
+            ty: self_ty.clone(),
+        };
+        sub.visit_signature_mut(&mut m.sig);
+        sub.visit_block_mut(&mut m.block);
+        let mutability = match m.sig.inputs.first() {
+            Some(FnArg::Receiver(r)) => r.mutability,
+            _ => None,
+        };
+        m.sig.inputs[0] = syn::parse_quote!(#mutability self);
+        m.vis = syn::Visibility::Inherited;
+        let mut probe = m.sig.clone();
+        probe.inputs[0] = syn::parse_quote!(self);
+        if !check_sig(cx, &probe) {
+            continue;
+        }
+        let mut t = FnParts {
+            attrs: &mut m.attrs,
+            sig: &mut m.sig,
+            block: &mut m.block,
+        };
+        transform_fn_with(cx, knowledge, args, &outer, &mut t, stats, true);
+        let mut docs: Vec<TokenStream> = m
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .map(|a| a.to_token_stream())
+            .collect();
+        if docs.is_empty() {
+            let text = format!("`{}::{name}` on a handle.", seg.ident);
+            docs.push(quote!(#[doc = #text]));
+        }
+        // A declaration has no patterns: plain names, `_` otherwise.
+        let mut decl_sig = m.sig.clone();
+        for input in decl_sig.inputs.iter_mut() {
+            match input {
+                FnArg::Receiver(r) => r.mutability = None,
+                FnArg::Typed(pt) => match &mut *pt.pat {
+                    Pat::Ident(pi) if pi.subpat.is_none() => {
+                        pi.mutability = None;
+                        pi.by_ref = None;
+                    }
+                    other => *other = syn::parse_quote!(_),
+                },
+            }
+        }
+        decls.push(quote!(#(#docs)* #decl_sig;));
+        impls.push(m);
+    }
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+    let doc = format!(
+        "Methods of `Gc<{}>` (from `#[stm::transactional] impl {}`).",
+        seg.ident, seg.ident
+    );
+    let params = &generics.params;
+    quote! {
+        #[doc = #doc]
+        #vis trait #trait_name <#params> #where_c {
+            #(#decls)*
+        }
+        impl #impl_g #trait_name #ty_g for #rt::Gc<'tx, #self_ty> #where_c {
+            #(#impls)*
+        }
+    }
+}
+
+/// Replaces `Self` (which in a trait impl for `Gc<T>` would mean the handle) by the object
+/// type, in turbofish form so that it also works in expressions.
+struct SelfToType {
+    ty: Type,
+}
+
+impl VisitMut for SelfToType {
+    fn visit_path_mut(&mut self, path: &mut syn::Path) {
+        syn::visit_mut::visit_path_mut(self, path);
+        if path.leading_colon.is_some() || path.segments.first().is_none_or(|s| s.ident != "Self") {
+            return;
+        }
+        let Type::Path(tp) = &self.ty else { return };
+        let mut new = tp.path.clone();
+        for seg in new.segments.iter_mut() {
+            if let syn::PathArguments::AngleBracketed(a) = &mut seg.arguments {
+                a.colon2_token = Some(Default::default());
+            }
+        }
+        let rest: Vec<_> = path.segments.iter().skip(1).cloned().collect();
+        if path.segments[0].arguments.is_empty() {
+            new.segments.extend(rest);
+            *path = new;
+        }
+    }
 }
 
 fn has_handle_receiver(sig: &Signature) -> bool {
@@ -266,6 +442,20 @@ fn transform_fn(
     f: &mut FnParts<'_>,
     stats: &mut Stats,
 ) {
+    transform_fn_with(cx, knowledge, args, outer_lifetimes, f, stats, false);
+}
+
+/// [`transform_fn`]; with `self_is_handle`, `self` is a handle (a method of the extension
+/// trait of `Gc<T>`) and the transaction comes from it.
+fn transform_fn_with(
+    cx: &Ctxt,
+    knowledge: &Knowledge,
+    args: &Args,
+    outer_lifetimes: &[String],
+    f: &mut FnParts<'_>,
+    stats: &mut Stats,
+    self_is_handle: bool,
+) {
     let rt = &args.runtime;
     // 1. One transaction lifetime for every handle of the signature.
     let declared = f
@@ -298,6 +488,10 @@ fn transform_fn(
     let mut handle_source: Option<TokenStream> = None;
     for input in f.sig.inputs.iter() {
         match input {
+            FnArg::Receiver(_) if self_is_handle => {
+                rewriter.bind("self", Kind::Handle { fresh: false });
+                handle_source = Some(quote!(#rt::Gc::tx(self)));
+            }
             FnArg::Receiver(_) => rewriter.bind("self", Kind::Plain),
             FnArg::Typed(pt) => match &*pt.pat {
                 Pat::Ident(pi) if pi.subpat.is_none() => {

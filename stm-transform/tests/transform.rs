@@ -461,3 +461,43 @@ fn references_to_handles_are_dispatched() {
     assert!(out.contains("__stm::Recv(&m).__stm_rkind()"));
     assert!(out.contains("+s.count"));
 }
+
+#[test]
+fn handle_methods_become_an_extension_trait() {
+    let e = expand_transactional_with(
+        &Knowledge::default(),
+        quote!(),
+        quote! {
+            impl Node<T> {
+                /// Doubled.
+                pub fn doubled(self: Gc<Self>) -> i64 { Self::twice(self.key) }
+                fn twice(x: i64) -> i64 { x * 2 }
+                fn get(self: Gc<Self>) -> i64 { 0 }
+            }
+        },
+    );
+    let out = flat(&e.tokens);
+    assert!(out.contains("pubtraitNodeMethods<'tx>"), "{out}");
+    assert!(
+        out.contains("impl<'tx>NodeMethods<'tx>for::stm_runtime::Gc<'tx,Node<T>>"),
+        "{out}"
+    );
+    assert!(out.contains("fndoubled(self)->i64{"));
+    assert!(
+        out.contains("Node::<T>::twice(__stm::read(self,__stm::field!(self,key)))"),
+        "{out}"
+    );
+    assert!(out.contains("implNode<T>{"));
+    // `get` would be shadowed by `Gc::get`.
+    assert_eq!(errors(&e.tokens).len(), 1);
+}
+
+#[test]
+fn object_parameters_behind_handles_must_be_objects() {
+    let out = flat(&expand_object(
+        quote!(),
+        quote! { struct Holder<T, V> { item: Option<Gc<T>>, value: V } },
+    ));
+    assert!(out.contains("T:::stm_runtime::Object"), "{out}");
+    assert!(out.contains("V:::stm_runtime::Plain"), "{out}");
+}

@@ -171,3 +171,30 @@ fn sum<'tx>(list: Gc<'tx, List>) -> i64 {
     }
     total
 }
+impl Node {}
+///Methods of `Gc<Node>` (from `#[stm::transactional] impl Node`).
+pub trait NodeMethods<'tx> {
+    ///`Node::shifted` on a handle.
+    fn shifted(self, by: i64) -> i64;
+}
+impl<'tx> NodeMethods<'tx> for ::stm_runtime::Gc<'tx, Node> {
+    #[allow(
+        unused_parens,
+        unused_braces,
+        clippy::needless_lifetimes,
+        clippy::deref_addrof,
+        clippy::needless_borrow,
+        clippy::unnecessary_mut_passed,
+        clippy::let_unit_value,
+        clippy::unit_arg
+    )]
+    fn shifted(self, by: i64) -> i64 {
+        #[allow(unused_imports)]
+        use ::stm_runtime::__private::{
+            self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
+            PlainWrite as _,
+        };
+        let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(self);
+        __stm::read(self, __stm::field!(self, key)) + by
+    }
+}

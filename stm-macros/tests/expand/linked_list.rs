@@ -36,3 +36,12 @@ fn sum(list: Gc<List>) -> i64 {
     }
     total
 }
+
+// Methods on handles: `self: Gc<Self>` methods of a transactional impl block become the trait
+// `NodeMethods`, implemented for `Gc<Node>` (so `node.shifted(1)` works on stable Rust).
+#[stm::transactional]
+impl Node {
+    pub fn shifted(self: Gc<Self>, by: i64) -> i64 {
+        self.key + by
+    }
+}

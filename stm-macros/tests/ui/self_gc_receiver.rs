@@ -6,9 +6,19 @@ struct Node {
     key: i64,
 }
 
+// On a single method, `self: Gc<Self>` would need an unstable feature; on the impl block it
+// is supported (the method moves to the trait `NodeMethods`, implemented for `Gc<Node>`), as
+// long as the name is not one of `Gc`'s own methods.
+impl Node {
+    #[stm::transactional]
+    fn key(self: Gc<Self>) -> i64 {
+        self.key
+    }
+}
+
 #[stm::transactional]
 impl Node {
-    fn key(self: Gc<Self>) -> i64 {
+    fn get(self: Gc<Self>) -> i64 {
         self.key
     }
 }
