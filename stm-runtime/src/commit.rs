@@ -144,6 +144,46 @@ pub(crate) unsafe fn write_slow(
     site: &'static Location<'static>,
     type_name: &'static str,
 ) {
+    if local.fault_threshold != 0 || local.reporting {
+        write_extras(local, site, type_name);
+    }
+    let hdr = local.header(granule);
+    // SAFETY: the object is live (caller), so its header is in the mapping; we own it.
+    let granules = unsafe { (*hdr).granules };
+    if STM {
+        // A write marks the object read too, so a concurrent commit of it is a conflict.
+        // SAFETY: in bounds (live object), owned.
+        unsafe { *local.marker(granule) = local.version };
+    }
+    let words = granules as usize * (GRANULE / 8);
+    if local.backups.capacity() - local.backups.len() < words
+        || local.modified.len() == local.modified.capacity()
+    {
+        grow_write_set(local, words);
+    }
+    let len = local.backups.len();
+    let n = local.modified.len();
+    // SAFETY: both vectors have room (checked above); the source is the object's
+    // `granules * 16` bytes, 8-aligned, and a Vec buffer never overlaps the heap mapping.
+    unsafe {
+        log::copy_words(hdr.cast(), local.backups.as_mut_ptr().add(len), words);
+        local.backups.set_len(len + words);
+        local.modified.as_mut_ptr().add(n).write(granule);
+        local.modified.set_len(n + 1);
+    }
+    // SAFETY: as above.
+    unsafe { (*hdr).flags &= !FLAG_WRITE_BARRIER };
+}
+
+/// The rarely used parts of the write barrier's slow path: fault injection and the sites
+/// kept for conflict reports.
+#[cold]
+#[inline(never)]
+fn write_extras(
+    local: &mut SegmentLocal,
+    site: &'static Location<'static>,
+    type_name: &'static str,
+) {
     if local.inject_fault() {
         local.doomed = Some(Conflict::injected());
         std::panic::resume_unwind(Box::new(crate::tx::AbortSignal::Conflict(
@@ -156,25 +196,14 @@ pub(crate) unsafe fn write_slow(
             type_name,
         });
     }
-    let hdr = local.header(granule);
-    // SAFETY: the object is live (caller), so its header is in the mapping; we own it.
-    let granules = unsafe { (*hdr).granules };
-    if STM {
-        // A write marks the object read too, so a concurrent commit of it is a conflict.
-        // SAFETY: in bounds (live object), owned.
-        unsafe { *local.marker(granule) = local.version };
-    }
-    let words = granules as usize * (GRANULE / 8);
-    local.backups.reserve(words);
-    let len = local.backups.len();
-    // SAFETY: `reserve` made room; the source is the object's `granules * 16` bytes.
-    unsafe {
-        log::copy_words(hdr.cast(), local.backups.as_mut_ptr().add(len), words);
-        local.backups.set_len(len + words);
-    }
-    local.modified.push(granule);
-    // SAFETY: as above.
-    unsafe { (*hdr).flags &= !FLAG_WRITE_BARRIER };
+}
+
+/// Makes room in the write set for one more object of `words` words.
+#[cold]
+#[inline(never)]
+fn grow_write_set(local: &mut SegmentLocal, words: usize) {
+    local.backups.reserve(words.max(64));
+    local.modified.reserve(16);
 }
 
 /// Makes the running attempt the inevitable transaction, waiting while another one is.
@@ -276,22 +305,32 @@ pub(crate) fn commit(
     } else {
         Box::new(Entry::empty())
     };
-    let written = local.modified.iter().zip(site_iter(&local.write_sites));
-    let created = local.allocated.iter().zip(site_iter(&local.alloc_sites));
-    for (&g, site) in written.chain(created) {
+    let mut record = |g: u32, site: Option<&WriteSite>| {
         let hdr: *mut Header = local.header(g);
         // SAFETY: live objects of this heap in our own segment.
         unsafe {
             if (*hdr).flags & FLAG_WRITE_BARRIER != 0 {
-                continue; // listed twice (written before and after an `or_else` checkpoint)
+                return; // listed twice (written before and after an `or_else` checkpoint)
             }
             (*hdr).flags = ((*hdr).flags & !FLAG_NEW) | FLAG_WRITE_BARRIER;
             if STM {
                 Entry::push_record(&mut entry.data, g, (*hdr).granules, hdr.cast());
-                if let Some(site) = site {
+                if let Some(&site) = site {
                     entry.sites.push(site);
                 }
             }
+        }
+    };
+    if local.reporting {
+        for (i, &g) in local.modified.iter().enumerate() {
+            record(g, local.write_sites.get(i));
+        }
+        for (i, &g) in local.allocated.iter().enumerate() {
+            record(g, local.alloc_sites.get(i));
+        }
+    } else {
+        for &g in local.modified.iter().chain(&local.allocated) {
+            record(g, None);
         }
     }
     let rev = if STM {
@@ -349,15 +388,6 @@ pub(crate) fn commit(
         trim(shared);
     }
     Ok(Committed::Wrote(rev))
-}
-
-/// The sites of a list (when reporting), then `None` forever (when not).
-fn site_iter(sites: &[WriteSite]) -> impl Iterator<Item = Option<WriteSite>> + '_ {
-    sites
-        .iter()
-        .copied()
-        .map(Some)
-        .chain(std::iter::repeat(None))
 }
 
 /// A cleared log entry: recycled from this segment's cache or the runtime's pool, or new.

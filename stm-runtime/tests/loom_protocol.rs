@@ -97,8 +97,11 @@ impl Segment {
                 return Ok(());
             }
             let entry = &log.entries[next - 1];
-            // SAFETY (model): the entry is immutable once linked; loom checks the ordering.
-            let writes = entry.writes.with(|w| unsafe { *w });
+            let writes = entry.writes.with(|w| {
+                // SAFETY: the entry is immutable once linked, and we found it through an
+                // Acquire load of the link (loom checks exactly this ordering).
+                unsafe { *w }
+            });
             if writes.iter().zip(self.read).any(|(w, r)| w.is_some() && r) {
                 return Err(Conflict);
             }
@@ -140,9 +143,11 @@ impl Segment {
         }
         let mine = self.next_own;
         // Fill the entry before publishing it.
-        log.entries[mine]
-            .writes
-            .with_mut(|w| unsafe { *w = self.written });
+        log.entries[mine].writes.with_mut(|w| {
+            // SAFETY: entry `mine` belongs to this thread and is not linked yet, so nobody
+            // else reads it.
+            unsafe { *w = self.written }
+        });
         loop {
             if !self.inevitable {
                 self.validate(log)?;
