@@ -414,8 +414,9 @@ impl Interp {
         }
     }
 
-    /// Commits nothing itself: runs every queued call of the main program (and every call
-    /// they queue) on the worker threads, each as its own transaction.
+    /// Runs every queued call of the main program (and every call they queue) on the
+    /// worker threads, each as its own transaction; called between main-program
+    /// transactions, so the main program's writes are committed and nothing else runs.
     fn run_pending(&self) -> Result<(), Error> {
         loop {
             let calls: Vec<Root<Call>> = self.stm.atomically(|tx| {
