@@ -123,6 +123,10 @@ pub struct Interp {
     names: RwLock<Names>,
     pub(crate) out: Mutex<Box<dyn Write + Send>>,
     threads: usize,
+    /// Held while a program or REPL input runs: one main program at a time, so the main
+    /// program never runs beside another transaction of this interpreter (which is what
+    /// lets symbols be read without barriers, see `heap::global_value`).
+    running: Mutex<()>,
 }
 
 impl fmt::Debug for Interp {
@@ -170,6 +174,7 @@ impl Interp {
             names: RwLock::new(Names::default()),
             out: Mutex::new(out),
             threads,
+            running: Mutex::new(()),
         };
         interp.stm.atomically(|tx| {
             tx.become_inevitable();
@@ -266,6 +271,7 @@ impl Interp {
     /// Runs a whole program: its top-level forms in the main transaction, then the queued
     /// transactions. Output goes to the interpreter's output, which is flushed at the end.
     pub fn run_source(&self, src: &[u8]) -> Result<(), Error> {
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
             self.exec_block(forms, false, false)?;
@@ -278,6 +284,7 @@ impl Interp {
     /// Runs one REPL input: its forms, then prints the value of the last one, then runs
     /// the queued transactions.
     pub fn run_repl_input(&self, src: &[u8]) -> Result<(), Error> {
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
             let mut last = self.exec_block(forms, false, true)?;
@@ -414,8 +421,9 @@ impl Interp {
         }
     }
 
-    /// Commits nothing itself: runs every queued call of the main program (and every call
-    /// they queue) on the worker threads, each as its own transaction.
+    /// Runs every queued call of the main program (and every call they queue) on the
+    /// worker threads, each as its own transaction; called between main-program
+    /// transactions, so the main program's writes are committed and nothing else runs.
     fn run_pending(&self) -> Result<(), Error> {
         loop {
             let calls: Vec<Root<Call>> = self.stm.atomically(|tx| {
