@@ -69,7 +69,7 @@ enum Budget {
     Time(Duration),
 }
 
-fn plan(rng: &mut Rng, slots: usize, next_id: &mut u64, t: usize) -> Vec<Op> {
+fn plan(rng: &mut Rng, slots: usize, next_id: &mut u64, t: usize, round: u64) -> Vec<Op> {
     let n = 1 + rng.below(6) as usize;
     (0..n)
         .map(|_| {
@@ -85,7 +85,7 @@ fn plan(rng: &mut Rng, slots: usize, next_id: &mut u64, t: usize) -> Vec<Op> {
                     *next_id += 1;
                     Op::Alloc {
                         slot,
-                        id: ((t as u64) << 40) | *next_id,
+                        id: (round << 48) | ((t as u64) << 40) | *next_id,
                         value: rng.next(),
                     }
                 }
@@ -147,27 +147,59 @@ struct Outcome {
     gc: stm_runtime::GcStats,
 }
 
+/// A runtime and its table of slots, kept across rounds.
+struct Heap {
+    stm: Stm,
+    table: Root<VecHead>,
+}
+
+impl Heap {
+    fn new(cfg: &Config) -> Heap {
+        let stm = Stm::builder()
+            .segments(cfg.segments)
+            .heap_size(cfg.heap)
+            .inject_faults(cfg.fault_rate)
+            .build()
+            .unwrap();
+        let table = stm.atomically(|tx| {
+            let v = GcVec::<Slot>::new(tx);
+            for _ in 0..cfg.slots {
+                v.push(None);
+            }
+            tx.root(v.as_gc())
+        });
+        Heap { stm, table }
+    }
+
+    /// The slots' nodes (read while no other transaction runs).
+    fn contents(&self) -> Vec<Option<Node>> {
+        self.stm.atomically(|tx| {
+            GcVec::<Slot>::from_root(tx, &self.table)
+                .to_vec()
+                .into_iter()
+                .map(|h| h.map(|h| h.get()))
+                .collect()
+        })
+    }
+}
+
 fn run(cfg: Config) -> Outcome {
-    let stm = Stm::builder()
-        .segments(cfg.segments)
-        .heap_size(cfg.heap)
-        .inject_faults(cfg.fault_rate)
-        .build()
-        .unwrap();
-    let table = stm.atomically(|tx| {
-        let v = GcVec::<Slot>::new(tx);
-        for _ in 0..cfg.slots {
-            v.push(None);
-        }
-        tx.root(v.as_gc())
-    });
+    let heap = Heap::new(&cfg);
+    run_round(&heap, &cfg, 0)
+}
+
+/// One checked round on `heap`: the workers, then the replay from the heap's contents at the
+/// start of the round.
+fn run_round(heap: &Heap, cfg: &Config, round: u64) -> Outcome {
+    let (stm, table) = (&heap.stm, &heap.table);
+    let initial = heap.contents();
+    let before = stm.stats();
     let start = Instant::now();
     let logs: Vec<Log> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..cfg.threads)
             .map(|t| {
-                let (stm, table, cfg) = (&stm, &table, &cfg);
                 s.spawn(move || {
-                    let mut rng = Rng::new(t as u64 * 7919 + 17);
+                    let mut rng = Rng::new(t as u64 * 7919 + 17 + round * 104_729);
                     let mut next_id = 0;
                     let mut logs = Vec::new();
                     for i in 0.. {
@@ -178,7 +210,7 @@ fn run(cfg: Config) -> Outcome {
                         if done {
                             break;
                         }
-                        let plan = plan(&mut rng, cfg.slots, &mut next_id, t);
+                        let plan = plan(&mut rng, cfg.slots, &mut next_id, t, round);
                         let panic_now = rng.below(10_000) < cfg.panic_rate;
                         let r = catch_unwind(AssertUnwindSafe(|| {
                             stm.atomically(|tx| {
@@ -209,30 +241,25 @@ fn run(cfg: Config) -> Outcome {
             .flat_map(|w| w.join().unwrap())
             .collect()
     });
-    check(&stm, &table, logs, cfg.slots)
+    check(heap, &initial, logs)
         .map(|transactions| Outcome {
             transactions,
-            stats: stm.stats(),
+            stats: stm.stats() - before,
             gc: stm.gc_stats(),
         })
         .unwrap_or_else(|e| panic!("serializability violated: {e}"))
 }
 
 /// Replays the logs in commit order; returns how many were checked.
-fn check(
-    stm: &Stm,
-    table: &Root<VecHead>,
-    mut logs: Vec<Log>,
-    slots: usize,
-) -> Result<usize, String> {
+fn check(heap: &Heap, initial: &[Option<Node>], mut logs: Vec<Log>) -> Result<usize, String> {
     // Writers at revision r come before the read-only transactions that read snapshot r.
     logs.sort_by_key(|l| (l.rev, !l.wrote));
     let writers: Vec<u64> = logs.iter().filter(|l| l.wrote).map(|l| l.rev).collect();
     if writers.windows(2).any(|w| w[0] == w[1]) {
         return Err("two writers committed at the same revision".into());
     }
-    let mut slot_node: Vec<Option<u64>> = vec![None; slots];
-    let mut value: HashMap<u64, u64> = HashMap::new();
+    let mut slot_node: Vec<Option<u64>> = initial.iter().map(|n| n.map(|[id, _]| id)).collect();
+    let mut value: HashMap<u64, u64> = initial.iter().flatten().map(|&[id, v]| (id, v)).collect();
     for (k, log) in logs.iter().enumerate() {
         for op in &log.ops {
             match *op {
@@ -272,13 +299,7 @@ fn check(
             }
         }
     }
-    let final_heap: Vec<Option<Node>> = stm.atomically(|tx| {
-        GcVec::<Slot>::from_root(tx, table)
-            .to_vec()
-            .into_iter()
-            .map(|h| h.map(|h| h.get()))
-            .collect()
-    });
+    let final_heap = heap.contents();
     let model: Vec<Option<Node>> = slot_node
         .iter()
         .map(|s| s.map(|id| [id, value[&id]]))
@@ -339,6 +360,25 @@ fn the_collector_runs_under_the_checker_in_a_tiny_heap() {
 
 /// The long soak (ignored by default): `STM_SOAK_SECS=600 cargo test --release -p
 /// stm-runtime --test checker -- --ignored --nocapture soak`.
+/// The process's resident memory now (VmRSS) and at its peak (VmHWM), in KiB.
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The long soak (ignored by default): `STM_SOAK_SECS=600 cargo test --release -p
+/// stm-runtime --test checker -- --ignored --nocapture soak`. One runtime for the whole run
+/// (a 4 MiB heap, so the collector runs constantly, 1% fault injection), checked in rounds of
+/// 5 s: each round's transactions are replayed from the heap's contents at its start.
+/// Resident memory is sampled after each round, once the round's logs are dropped.
 #[test]
 #[ignore]
 fn soak() {
@@ -346,40 +386,47 @@ fn soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
+    let mut cfg = Config {
+        threads: 4,
+        segments: 2,
+        slots: 24,
+        heap: 4 << 20,
+        fault_rate: 0.01,
+        panic_rate: 0,
+        garbage: 0,
+        budget: Budget::Time(Duration::from_secs(5.min(secs))),
+    };
+    let heap = Heap::new(&cfg);
     let start = Instant::now();
-    let (mut rounds, mut transactions, mut aborts, mut collections) = (0, 0u64, 0u64, 0u64);
+    let (mut rounds, mut transactions, mut aborts) = (0u64, 0u64, 0u64);
+    let mut rss = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
-        // Rounds of 20 s each, alternating settings; each round is checked in full.
-        let out = run(Config {
-            threads: 4,
-            segments: 2,
-            slots: 8 + rounds % 24,
-            heap: 2 << 20,
-            fault_rate: if rounds % 2 == 0 { 0.0 } else { 0.02 },
-            panic_rate: if rounds % 3 == 0 { 20 } else { 0 },
-            garbage: rounds % 4,
-            budget: Budget::Time(Duration::from_secs(20.min(secs))),
-        });
+        cfg.panic_rate = if rounds % 3 == 0 { 20 } else { 0 };
+        cfg.garbage = (rounds % 4) as usize;
+        let out = run_round(&heap, &cfg, rounds + 1);
         rounds += 1;
         transactions += out.transactions as u64;
         aborts += out.stats.aborts();
-        collections += out.gc.collections;
+        // Give the round's freed logs back to the OS, so RSS shows what stays alive.
+        // SAFETY: malloc_trim only releases free memory of the C allocator.
+        unsafe { libc::malloc_trim(0) };
+        let (now, _) = memory_kib();
+        rss.push(now);
         println!(
-            "soak: round {rounds}: {} transactions checked, {}",
-            out.transactions, out.stats
+            "soak: round {rounds}: {} transactions checked; {}; {} collections so far; RSS {now} KiB",
+            out.transactions, out.stats, out.gc.collections
         );
     }
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+    let (_, peak) = memory_kib();
+    let gc = heap.stm.gc_stats();
     println!(
         "soak: {:.0} s, {rounds} rounds, {transactions} transactions checked, {aborts} aborts, \
-         {collections} collections, 0 checker failures, peak memory {peak}",
-        start.elapsed().as_secs_f64()
+         {} collections, 0 checker failures; RSS after each round {}..{} KiB (first round {} \
+         KiB); peak {peak} KiB (includes the checker's own logs)",
+        start.elapsed().as_secs_f64(),
+        gc.collections,
+        rss.iter().min().unwrap_or(&0),
+        rss.iter().max().unwrap_or(&0),
+        rss.first().unwrap_or(&0),
     );
 }
