@@ -15,8 +15,9 @@
 //! every segment holds the same committed heap. (2) Mark from the roots, following
 //! [`Object::trace`](crate::Object::trace) of each object's type (the type is recorded in the
 //! object's header at allocation). (3) Sweep the list of committed objects: unmarked ones are
-//! freed, their ranges coalesced and given back to the chunk allocator for reuse. Space of
-//! aborted attempts stays with the segment that used it (it was never committed).
+//! freed. The chunk allocator's free list is then rebuilt as the complement of the live
+//! objects, so freed objects, the unused rest of every segment's chunk and space left by
+//! aborted attempts all become reusable: no space is ever lost.
 //!
 //! A registry entry that names no committed object (a root to an object whose transaction
 //! rolled back) is ignored.
@@ -205,32 +206,31 @@ impl Shared {
         }
         drop(types);
         // (3) Sweep.
-        let mut freed: Vec<(u32, u32)> = Vec::new();
+        let (mut freed_objects, mut freed_granules) = (0u64, 0u64);
+        let mut live: Vec<(u32, u32)> = Vec::with_capacity(live_objects as usize);
         for local in locals {
             let mut kept = std::mem::take(&mut local.committed_objects);
             let heap: &SegmentLocal = local;
             kept.retain(|&g| {
-                if marked.get(g) {
-                    return true;
-                }
                 // SAFETY: a committed object's header in a segment we own.
                 let size = unsafe { (*heap.header(g)).granules };
-                freed.push((g, g + size));
-                false
+                if marked.get(g) {
+                    live.push((g, g + size));
+                    true
+                } else {
+                    freed_objects += 1;
+                    freed_granules += u64::from(size);
+                    false
+                }
             });
             local.committed_objects = kept;
+            // The segment's unused chunk space (the rest of its current chunk, chunks kept
+            // from aborted attempts) is free too: the free list is rebuilt from the live
+            // objects alone, so no space is ever lost.
+            local.bump = Default::default();
         }
-        let freed_objects = freed.len() as u64;
-        let freed_granules: u64 = freed.iter().map(|&(s, e)| u64::from(e - s)).sum();
-        freed.sort_unstable();
-        let mut extents: Vec<(u32, u32)> = Vec::with_capacity(freed.len());
-        for (s, e) in freed {
-            match extents.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => extents.push((s, e)),
-            }
-        }
-        self.chunks.give_back(extents, live_granules as usize);
+        live.sort_unstable();
+        self.chunks.rebuild_free(&live, live_granules as usize);
         state.stats = GcStats {
             collections: state.stats.collections + 1,
             live_objects,

@@ -78,22 +78,22 @@ impl ChunkAllocator {
         }
     }
 
-    /// Takes freed ranges back after a collection, and sets the next threshold from the
-    /// live size.
-    pub(crate) fn give_back(&self, extents: Vec<(u32, u32)>, live_granules: usize) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.extend(extents);
-        free.sort_unstable();
-        // Coalesce with what was already free.
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(free.len());
-        for &(s, e) in free.iter() {
-            match merged.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => merged.push((s, e)),
+    /// After a collection: every range between live objects (sorted, disjoint) up to the
+    /// highest granule ever handed out becomes free; sets the next threshold from the live
+    /// size. Only called while no segment allocates (the collector owns them all).
+    pub(crate) fn rebuild_free(&self, live: &[(u32, u32)], live_granules: usize) {
+        let mut free = Vec::new();
+        let mut at = FIRST_GRANULE;
+        for &(s, e) in live {
+            if s > at {
+                free.push((at, s));
             }
+            at = at.max(e);
         }
-        *free = merged;
+        // The space above the last live object returns to the bump cursor.
+        self.next.store(at, Ordering::Relaxed);
         self.has_free.store(!free.is_empty(), Ordering::Relaxed);
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) = free;
         self.since_gc.store(0, Ordering::Relaxed);
         let heap_size = self.end as usize * GRANULE;
         self.threshold.store(

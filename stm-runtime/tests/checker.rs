@@ -224,12 +224,15 @@ fn run_round(heap: &Heap, cfg: &Config, round: u64) -> Outcome {
                                 (ops, wrote)
                             })
                         }));
-                        if let Ok((ops, wrote)) = r {
-                            logs.push(Log {
+                        match r {
+                            Ok((ops, wrote)) => logs.push(Log {
                                 rev: last_commit_rev(),
                                 wrote,
                                 ops,
-                            });
+                            }),
+                            // Only the injected panics are expected (not, say, a full heap).
+                            Err(p) if p.downcast_ref::<&str>() == Some(&"injected panic") => {}
+                            Err(p) => std::panic::resume_unwind(p),
                         }
                     }
                     logs
