@@ -343,7 +343,6 @@ impl<'tx> Cx<'tx> {
         } else {
             Fr {
                 gc: heap::new_frame(self.tx),
-                fresh: true,
             }
         };
         let body = self.bind_args(sym, func, args, frame, callee)?;
@@ -799,13 +798,7 @@ impl<'tx> Cx<'tx> {
                 return Ok(());
             };
             let (body, frame) = heap::call_parts(call);
-            self.progn(
-                body.map_or(Value::None, Value::Obj),
-                Some(Fr {
-                    gc: frame,
-                    fresh: false,
-                }),
-            )?;
+            self.progn(body.map_or(Value::None, Value::Obj), Some(Fr { gc: frame }))?;
         }
     }
 

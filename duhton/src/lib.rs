@@ -418,7 +418,6 @@ impl Interp {
                     let cx = self.cx(tx, Queue::Main);
                     let callee = Fr {
                         gc: heap::new_frame(tx),
-                        fresh: true,
                     };
                     let args = args.as_ref().map_or(Value::None, |a| Value::Obj(a.get(tx)));
                     let body =
@@ -511,10 +510,7 @@ impl Interp {
     fn run_call<'a>(&'a self, tx: &Tx, tasks: &mut Tasks<'a>, call: &Root<Call>) {
         let cx = self.cx(tx, Queue::Task(Default::default()));
         let (body, frame) = heap::call_parts(call.get(tx));
-        let frame = heap::Fr {
-            gc: frame,
-            fresh: false,
-        };
+        let frame = heap::Fr { gc: frame };
         if let Err(e) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
             // Report the error only from an up-to-date snapshot: this validates (and reruns
             // the transaction if it read something stale).
@@ -529,12 +525,9 @@ impl Interp {
     }
 }
 
-/// The rooted frame `frame` as a handle of `tx` (committed: not fresh).
+/// The rooted frame `frame` as a handle of `tx`.
 fn frame_in<'tx>(frame: Option<&Root<Frame>>, tx: &'tx Tx) -> Option<Fr<'tx>> {
-    frame.map(|f| Fr {
-        gc: f.get(tx),
-        fresh: false,
-    })
+    frame.map(|f| Fr { gc: f.get(tx) })
 }
 
 /// Builds the cons chain of `items` (None when empty).
