@@ -100,6 +100,8 @@ echo
 echo "scaling, wall seconds (STM build, square_roots.duh):"
 printf "  1 thread %6s   2 threads %6s   speed-up %s\n" \
     "$(w square_roots-stm)" "$(w sqrt-stm-2)" "$(ratio "$(w square_roots-stm)" "$(w sqrt-stm-2)")"
+printf "  CPU seconds: 1 thread %6s   2 threads %6s   (2-thread work / 1-thread work: %s)\n" \
+    "$(c square_roots-stm)" "$(c sqrt-stm-2)" "$(ratio "$(c sqrt-stm-2)" "$(c square_roots-stm)")"
 echo "calibration, wall seconds (plain Rust loop, no STM: the most this machine gives now):"
 printf "  1 thread %6s   2 threads %6s   speed-up %s\n" \
     "$(w spin-1)" "$(w spin-2)" "$(ratio "$(w spin-1)" "$(w spin-2)")"

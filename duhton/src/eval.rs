@@ -115,6 +115,16 @@ pub(crate) const EXTRA_SYMBOLS: [&str; 7] = [
 /// Symbol id of `None`.
 pub(crate) const SYM_NONE: u32 = BUILTINS.len() as u32;
 
+/// What a call names (see [`Cx::lookup_function`]).
+pub(crate) enum Function<'tx> {
+    /// A user function: its `(params . body)`.
+    User(Gc<'tx, Obj>),
+    /// A builtin.
+    Builtin(Builtin),
+    /// Nothing callable.
+    Missing,
+}
+
 /// Where queued calls go.
 pub(crate) enum Queue<'tx> {
     /// The main program: the pending list in the heap (`Globals::pending`).
@@ -255,47 +265,49 @@ impl<'tx> Cx<'tx> {
                 return Err(Error::new("expected a symbol to execute"));
             }
         };
+        match self.lookup_function(sym, frame) {
+            Function::User(func) => self.call_user(sym, func, args, frame, now),
+            Function::Builtin(_) if !now => Err(Error(format!(
+                "symbol refers to a macro: '{}'",
+                self.it.symbol_name(heap::symbol_id(sym))
+            ))),
+            Function::Builtin(b) => self.builtin(b, args, frame),
+            Function::Missing => Err(Error(format!(
+                "symbol not defined as a function: '{}'",
+                self.it.symbol_name(heap::symbol_id(sym))
+            ))),
+        }
+    }
+
+    /// What `(sym ...)` calls in `frame`: the local entry for `sym` if there is one (even
+    /// one holding only a value), else the global user function, else the builtin.
+    pub fn lookup_function(&self, sym: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> Function<'tx> {
         let local = frame.and_then(|fr| fr.function(sym));
         let func = match local {
             Some(f) => f,
             None => heap::global_function(sym),
         };
         if let Some(func) = func {
-            return self.call_user(sym, func, args, frame, now);
+            return Function::User(func);
         }
-        let id = heap::symbol_id(sym);
-        if local.is_none() && (id as usize) < BUILTINS.len() {
-            if !now {
-                return Err(Error(format!(
-                    "symbol refers to a macro: '{}'",
-                    self.it.symbol_name(id)
-                )));
-            }
-            return self.builtin(BUILTINS[id as usize].1, args, frame);
+        let id = heap::symbol_id(sym) as usize;
+        match BUILTINS.get(id) {
+            Some((_, b)) if local.is_none() => Function::Builtin(*b),
+            _ => Function::Missing,
         }
-        Err(Error(format!(
-            "symbol not defined as a function: '{}'",
-            self.it.symbol_name(id)
-        )))
     }
 
-    fn call_user(
+    /// Evaluates the arguments of a call of `func` (named `sym`) in `frame` and binds them
+    /// in `callee`; returns the function's body.
+    pub fn bind_args(
         &self,
         sym: Gc<'tx, Obj>,
         func: Gc<'tx, Obj>,
         mut args: Value<'tx>,
         frame: Option<Fr<'tx>>,
-        now: bool,
+        callee: Fr<'tx>,
     ) -> R<'tx> {
         let (mut params, body) = heap::cons_parts(func);
-        let callee = if now {
-            Fr::new(self.tx, &self.spare)
-        } else {
-            Fr {
-                gc: heap::new_frame(self.tx),
-                fresh: true,
-            }
-        };
         while let Some((param, rest)) = next(params) {
             let Some((arg, more)) = next(args) else {
                 return Err(Error(format!(
@@ -315,15 +327,34 @@ impl<'tx> Cx<'tx> {
                 self.it.symbol_name(heap::symbol_id(sym))
             )));
         }
+        Ok(body)
+    }
+
+    fn call_user(
+        &self,
+        sym: Gc<'tx, Obj>,
+        func: Gc<'tx, Obj>,
+        args: Value<'tx>,
+        frame: Option<Fr<'tx>>,
+        now: bool,
+    ) -> R<'tx> {
+        let callee = if now {
+            Fr::new(self.tx, &self.spare)
+        } else {
+            Fr {
+                gc: heap::new_frame(self.tx),
+            }
+        };
+        let body = self.bind_args(sym, func, args, frame, callee)?;
+        if now {
+            let result = self.progn(body, Some(callee))?;
+            callee.recycle(&self.spare);
+            return Ok(result);
+        }
         let body = match body {
             Value::Obj(o) => Some(o),
             _ => None,
         };
-        if now {
-            let result = self.progn(body.map_or(Value::None, Value::Obj), Some(callee))?;
-            callee.recycle(&self.spare);
-            return Ok(result);
-        }
         let call = heap::new_call(callee.gc, body);
         match &self.queue {
             Queue::Main => heap::push_pending(self.globals, call),
@@ -767,13 +798,7 @@ impl<'tx> Cx<'tx> {
                 return Ok(());
             };
             let (body, frame) = heap::call_parts(call);
-            self.progn(
-                body.map_or(Value::None, Value::Obj),
-                Some(Fr {
-                    gc: frame,
-                    fresh: false,
-                }),
-            )?;
+            self.progn(body.map_or(Value::None, Value::Obj), Some(Fr { gc: frame }))?;
         }
     }
 

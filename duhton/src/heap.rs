@@ -13,8 +13,10 @@
 //!
 //! Immutable parts (an object's kind, a cons's car and cdr, a symbol's id) are read without a
 //! read barrier, as the original did (`/* IMMUTABLE */`): nothing ever writes them after the
-//! allocating transaction commits, so no conflict can involve them. Everything else goes
-//! through the barriers, written by `#[stm::transactional]` or explicitly.
+//! allocating transaction commits, so no conflict can involve them. Symbols' global slots
+//! and frames are read without one too, because no two transactions ever use them at the
+//! same time (see [`global_value`] and [`Fr`]). Everything else goes through the barriers,
+//! written by `#[stm::transactional]` or explicitly; every write runs the write barrier.
 
 use std::ptr::addr_of_mut;
 
@@ -329,17 +331,6 @@ pub fn find_entry(frame: Gc<Frame>, sym: Gc<Obj>) -> Option<Gc<Entry>> {
     None
 }
 
-/// The variable `sym` in `frame`, if bound there.
-#[stm::transactional]
-pub fn frame_value(frame: Gc<Frame>, sym: Gc<Obj>) -> Option<Value<'tx>> {
-    let e = find_entry(frame, sym)?;
-    let tags = e.tags;
-    if tags & HAS_VALUE == 0 {
-        return None;
-    }
-    Some(Value::from_slot(tags & A_INT != 0, e.vi, e.v))
-}
-
 /// The binding of `sym` in `frame`, created (unbound) if missing.
 #[stm::transactional]
 fn entry_for(frame: Gc<Frame>, sym: Gc<Obj>) -> Gc<Entry> {
@@ -372,28 +363,6 @@ fn new_entry(frame: Gc<Frame>, sym: Gc<Obj>, tags: u8, vi: i32, v: Option<Gc<Obj
     frame.first = Some(e);
 }
 
-/// Binds the variable `sym` in `frame`.
-#[stm::transactional]
-pub fn set_frame_value(frame: Gc<Frame>, sym: Gc<Obj>, v: Value<'tx>) {
-    let e = entry_for(frame, sym);
-    let (is_int, i, o) = v.to_slot();
-    e.tags = (e.tags & HAS_FUNC) | HAS_VALUE | if is_int { A_INT } else { 0 };
-    e.vi = i;
-    e.v = o;
-}
-
-/// The function binding of `sym` in `frame`: `Some(None)` when `sym` has an entry there
-/// (even one holding only a value, which hides the global function), `None` when it has
-/// none.
-#[stm::transactional]
-pub fn frame_function(frame: Gc<Frame>, sym: Gc<Obj>) -> Option<Option<Gc<Obj>>> {
-    let e = find_entry(frame, sym)?;
-    if e.tags & HAS_FUNC == 0 {
-        return Some(None);
-    }
-    Some(e.f)
-}
-
 /// Defines the function `sym` in `frame`.
 #[stm::transactional]
 pub fn set_frame_function(frame: Gc<Frame>, sym: Gc<Obj>, f: Gc<Obj>) {
@@ -410,31 +379,27 @@ pub struct Spare<'tx> {
     entries: std::cell::RefCell<Vec<Gc<'tx, Entry>>>,
 }
 
-/// A frame as the evaluator holds it: the frame, and whether the running transaction
-/// attempt allocated it (a call frame, as opposed to the frame a queued call arrives with).
+/// A frame as the evaluator holds it.
 ///
-/// A fresh frame and all its entries were allocated by the running attempt, so no other
-/// transaction can have committed a write to them: reading them needs no read barrier (the
-/// runtime's rule for `read_field_unbarriered`), and writing them takes no slow path.
+/// **Frames are private**: a frame is only ever used by one transaction at a time. A call
+/// frame belongs to the attempt that made it; the frame of a queued call, made by the
+/// parent before it committed, is used only by the one task that runs the call (attempts
+/// of a task run one after the other); the main program's frames only by the main
+/// program, which runs alone. So no transaction can commit a write to a frame or entry
+/// another one is reading: frames are read without read barriers. Writes still run the
+/// write barrier, so an aborted attempt's frame changes are rolled back.
 #[derive(Clone, Copy, Debug)]
 pub struct Fr<'tx> {
     /// The frame object.
     pub gc: Gc<'tx, Frame>,
-    /// Allocated by the running attempt.
-    pub fresh: bool,
 }
 
-/// Reads a field of a frame or entry: unbarriered when the frame is fresh.
+/// Reads a field of a frame or entry, without a read barrier (see [`Fr`]).
 macro_rules! rd {
-    ($fresh:expr, $h:expr, $f:ident) => {
-        if $fresh {
-            // SAFETY: the projection names a field; the object was allocated by this
-            // attempt (a fresh frame or one of its entries), see `Fr`.
-            unsafe { $h.read_field_unbarriered(|p| addr_of_mut!((*p).$f)) }
-        } else {
-            // SAFETY: the projection names a field of the object.
-            unsafe { $h.read_field(|p| addr_of_mut!((*p).$f)) }
-        }
+    ($h:expr, $f:ident) => {
+        // SAFETY: the projection names a field of the object; no barrier because frames
+        // and their entries are private to one transaction at a time (see `Fr`).
+        unsafe { $h.read_field_unbarriered(|p| addr_of_mut!((*p).$f)) }
     };
 }
 
@@ -446,19 +411,18 @@ impl<'tx> Fr<'tx> {
             .borrow_mut()
             .pop()
             .unwrap_or_else(|| new_frame(tx));
-        Fr { gc, fresh: true }
+        Fr { gc }
     }
 
-    /// Gives a fresh frame whose call has returned, and its entries, to `spare` for reuse
-    /// by later calls of this attempt. Nothing refers to a returned call's frame: frames are
-    /// not values, and queued calls get frames of their own.
+    /// Gives a frame that [`Fr::new`] made for a call that has returned, and its entries,
+    /// to `spare` for reuse by later calls of this attempt. Nothing refers to a returned
+    /// call's frame: frames are not values, and queued calls get frames of their own.
     pub fn recycle(self, spare: &Spare<'tx>) {
-        debug_assert!(self.fresh);
         let mut entries = spare.entries.borrow_mut();
-        let mut cur = rd!(true, self.gc, first);
+        let mut cur = rd!(self.gc, first);
         while let Some(e) = cur {
             entries.push(e);
-            cur = rd!(true, e, next);
+            cur = rd!(e, next);
         }
         // SAFETY: the projection names the `first` field of the frame.
         unsafe { self.gc.write_field(|p| addr_of_mut!((*p).first), None) };
@@ -468,12 +432,12 @@ impl<'tx> Fr<'tx> {
     /// The binding of `sym`, if any.
     #[inline]
     pub fn find(self, sym: Gc<'tx, Obj>) -> Option<Gc<'tx, Entry>> {
-        let mut cur = rd!(self.fresh, self.gc, first);
+        let mut cur = rd!(self.gc, first);
         while let Some(e) = cur {
-            if rd!(self.fresh, e, sym).ptr_eq(sym) {
+            if rd!(e, sym).ptr_eq(sym) {
                 return Some(e);
             }
-            cur = rd!(self.fresh, e, next);
+            cur = rd!(e, next);
         }
         None
     }
@@ -481,45 +445,33 @@ impl<'tx> Fr<'tx> {
     /// The variable `sym`, if bound here.
     #[inline]
     pub fn value(self, sym: Gc<'tx, Obj>) -> Option<Value<'tx>> {
-        if !self.fresh {
-            return frame_value(self.gc, sym);
-        }
         let e = self.find(sym)?;
-        let tags = rd!(true, e, tags);
+        let tags = rd!(e, tags);
         if tags & HAS_VALUE == 0 {
             return None;
         }
-        Some(Value::from_slot(
-            tags & A_INT != 0,
-            rd!(true, e, vi),
-            rd!(true, e, v),
-        ))
+        Some(Value::from_slot(tags & A_INT != 0, rd!(e, vi), rd!(e, v)))
     }
 
-    /// The function binding of `sym`: see [`frame_function`].
+    /// The function binding of `sym`: `Some(None)` when `sym` has an entry here (even one
+    /// holding only a value, which hides the global function), `None` when it has none.
     #[inline]
     pub fn function(self, sym: Gc<'tx, Obj>) -> Option<Option<Gc<'tx, Obj>>> {
-        if !self.fresh {
-            return frame_function(self.gc, sym);
-        }
         let e = self.find(sym)?;
-        if rd!(true, e, tags) & HAS_FUNC == 0 {
+        if rd!(e, tags) & HAS_FUNC == 0 {
             return Some(None);
         }
-        Some(rd!(true, e, f))
+        Some(rd!(e, f))
     }
 
-    /// Binds the variable `sym` (reusing a spare entry if the frame is fresh).
+    /// Binds the variable `sym` (in a spare entry if there is one).
     #[inline]
     pub fn set_value(self, sym: Gc<'tx, Obj>, v: Value<'tx>, spare: &Spare<'tx>) {
-        if !self.fresh {
-            return set_frame_value(self.gc, sym, v);
-        }
         let (is_int, i, o) = v.to_slot();
         let tags = HAS_VALUE | if is_int { A_INT } else { 0 };
         match self.find(sym) {
             Some(e) => {
-                let tags = (rd!(true, e, tags) & HAS_FUNC) | tags;
+                let tags = (rd!(e, tags) & HAS_FUNC) | tags;
                 // SAFETY: the projections name fields of the entry.
                 unsafe {
                     e.write_field(|p| addr_of_mut!((*p).tags), tags);
@@ -528,11 +480,10 @@ impl<'tx> Fr<'tx> {
                 }
             }
             None => match spare.entries.borrow_mut().pop() {
-                // SAFETY: the projections name fields of the entry, a spare one of this
-                // attempt: allocated by it and no longer part of any frame.
                 Some(e) => {
-                    let first = rd!(true, self.gc, first);
-                    // SAFETY: as above.
+                    let first = rd!(self.gc, first);
+                    // SAFETY: the projections name fields of the entry (a spare one of this
+                    // attempt, no longer part of any frame) and of the frame.
                     unsafe {
                         e.write_field(|p| addr_of_mut!((*p).sym), sym);
                         e.write_field(|p| addr_of_mut!((*p).tags), tags);

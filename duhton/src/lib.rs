@@ -31,8 +31,8 @@ pub mod heap;
 pub mod list;
 pub mod reader;
 
-use eval::{Builtin, Cx, Queue, BUILTINS, EXTRA_SYMBOLS, SYM_NONE};
-use heap::{Call, Globals, Obj, Value};
+use eval::{Builtin, Cx, Function, Queue, BUILTINS, EXTRA_SYMBOLS, SYM_NONE};
+use heap::{Call, Fr, Frame, Globals, Obj, Value};
 use reader::Token;
 
 /// A Duhton error: the message printed after `Error: `.
@@ -141,12 +141,17 @@ impl fmt::Debug for Interp {
 enum Step {
     /// The end of the block, with the printed last value (REPL).
     Done(Option<Vec<u8>>),
-    /// A form that needs a commit inside it, and the forms after it.
-    Structural(Structural, Option<Root<Obj>>),
+    /// A form that needs a commit inside it, the forms after it, and whether it is the
+    /// block's last form.
+    Structural(Structural, Option<Root<Obj>>, bool),
 }
 
-/// Top-level forms that the driver runs itself, so that `(run-transactions)` inside them
-/// can commit the main program's transaction.
+/// Nested structural forms (calls included) the driver follows before it reports deep
+/// recursion.
+const MAX_DRIVER_DEPTH: usize = 2_000;
+
+/// Statements of the main program that the driver runs itself, so that a
+/// `(run-transactions)` inside them can commit the main program's transaction.
 enum Structural {
     /// `(run-transactions)`.
     RunTransactions,
@@ -156,6 +161,15 @@ enum Structural {
     While(Root<Obj>),
     /// `(if cond then else...)`: the arguments.
     If(Root<Obj>),
+    /// A call of a user function whose body has `run-transactions` in it.
+    Call {
+        /// The function's name.
+        sym: Root<Obj>,
+        /// Its `(params . body)`.
+        func: Root<Obj>,
+        /// The argument forms.
+        args: Option<Root<Obj>>,
+    },
 }
 
 impl Interp {
@@ -274,7 +288,7 @@ impl Interp {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
-            self.exec_block(forms, false, false)?;
+            self.exec_block(forms, false, false, None, 0)?;
             self.run_pending()
         });
         self.flush();
@@ -287,7 +301,7 @@ impl Interp {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
-            let mut last = self.exec_block(forms, false, true)?;
+            let mut last = self.exec_block(forms, false, true, None, 0)?;
             last.push(b'\n');
             {
                 let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
@@ -305,30 +319,39 @@ impl Interp {
         let _ = out.flush();
     }
 
-    /// Runs a block of top-level forms (a cons chain; only its first form if `first_only`)
-    /// in main-program transactions, committing around structural forms.
+    /// Runs a block of statements of the main program (a cons chain; only its first form
+    /// if `first_only`) in `frame` (`None`: the global frame), in main-program transactions
+    /// that end around structural forms. Returns the printed value of the last form when
+    /// `want_last` (the REPL shows it).
     fn exec_block(
         &self,
         forms: Option<Root<Obj>>,
         first_only: bool,
         want_last: bool,
+        frame: Option<&Root<Frame>>,
+        depth: usize,
     ) -> Result<Vec<u8>, Error> {
+        if depth > MAX_DRIVER_DEPTH {
+            return Err(Error::new("maximum recursion depth exceeded"));
+        }
         let mut rest = forms;
         let mut last = b"None".to_vec();
         while let Some(r) = rest.take() {
             let step = self.stm.try_atomically(|tx| {
                 let cx = self.cx(tx, Queue::Main);
+                let fr = frame_in(frame, tx);
                 let mut cur = Value::Obj(r.get(tx));
                 let mut shown = None;
                 while let Some(c) = cur.as_cons() {
                     let (form, next) = heap::cons_parts(c);
                     let next = if first_only { Value::None } else { next };
-                    let after = || next.as_cons().map(|n| tx.root(n));
-                    if let Some(s) = self.structural(&cx, form) {
-                        return Ok(Step::Structural(s, after()));
+                    let is_last = next.is_none();
+                    if let Some(s) = self.structural(&cx, form, fr)? {
+                        let after = next.as_cons().map(|n| tx.root(n));
+                        return Ok(Step::Structural(s, after, is_last));
                     }
-                    let v = cx.eval(form, None)?;
-                    if want_last && next.is_none() {
+                    let v = cx.eval(form, fr)?;
+                    if want_last && is_last {
                         let mut b = Vec::new();
                         cx.repr(&mut b, v)?;
                         shown = Some(b);
@@ -343,9 +366,8 @@ impl Interp {
                         last = b;
                     }
                 }
-                Step::Structural(s, after) => {
-                    last = b"None".to_vec();
-                    self.exec_structural(s)?;
+                Step::Structural(s, after, is_last) => {
+                    last = self.exec_structural(s, want_last && is_last, frame, depth + 1)?;
                     rest = after;
                 }
             }
@@ -353,27 +375,34 @@ impl Interp {
         Ok(last)
     }
 
-    fn exec_structural(&self, s: Structural) -> Result<(), Error> {
+    fn exec_structural(
+        &self,
+        s: Structural,
+        want_last: bool,
+        frame: Option<&Root<Frame>>,
+        depth: usize,
+    ) -> Result<Vec<u8>, Error> {
+        let none = || b"None".to_vec();
         match s {
-            Structural::RunTransactions => self.run_pending(),
-            Structural::Progn(body) => self.exec_block(body, false, false).map(drop),
+            Structural::RunTransactions => self.run_pending().map(|_| none()),
+            Structural::Progn(body) => self.exec_block(body, false, want_last, frame, depth),
             Structural::While(args) => loop {
                 let (go, body) = self.stm.try_atomically(|tx| {
                     let cx = self.cx(tx, Queue::Main);
                     let (cond, body) = heap::cons_parts(args.get(tx));
-                    let go = eval::is_true(cx.eval(cond, None)?);
+                    let go = eval::is_true(cx.eval(cond, frame_in(frame, tx))?);
                     Ok::<_, Error>((go, body.as_cons().map(|b| tx.root(b))))
                 })?;
                 if !go {
-                    return Ok(());
+                    return Ok(none());
                 }
-                self.exec_block(body, false, false)?;
+                self.exec_block(body, false, false, frame, depth)?;
             },
             Structural::If(args) => {
                 let (branch, first_only) = self.stm.try_atomically(|tx| {
                     let cx = self.cx(tx, Queue::Main);
                     let (cond, rest) = heap::cons_parts(args.get(tx));
-                    let go = eval::is_true(cx.eval(cond, None)?);
+                    let go = eval::is_true(cx.eval(cond, frame_in(frame, tx))?);
                     let rest = rest.as_cons().expect("checked by `structural`");
                     let branch = if go {
                         Some(rest)
@@ -382,43 +411,71 @@ impl Interp {
                     };
                     Ok::<_, Error>((branch.map(|b| tx.root(b)), go))
                 })?;
-                self.exec_block(branch, first_only, false).map(drop)
+                self.exec_block(branch, first_only, want_last, frame, depth)
+            }
+            Structural::Call { sym, func, args } => {
+                let (callee, body) = self.stm.try_atomically(|tx| {
+                    let cx = self.cx(tx, Queue::Main);
+                    let callee = Fr {
+                        gc: heap::new_frame(tx),
+                    };
+                    let args = args.as_ref().map_or(Value::None, |a| Value::Obj(a.get(tx)));
+                    let body =
+                        cx.bind_args(sym.get(tx), func.get(tx), args, frame_in(frame, tx), callee)?;
+                    Ok::<_, Error>((tx.root(callee.gc), body.as_cons().map(|b| tx.root(b))))
+                })?;
+                self.exec_block(body, false, want_last, Some(&callee), depth)
             }
         }
     }
 
-    /// Whether a top-level form is one the driver runs itself: `(run-transactions)`, or a
-    /// `progn`, `while` or `if` with a `run-transactions` somewhere inside (and the builtin
-    /// not replaced by a user function).
-    fn structural<'tx>(&self, cx: &Cx<'tx>, form: Value<'tx>) -> Option<Structural> {
-        let (head, args) = heap::cons_parts(form.as_cons()?);
-        let Value::Obj(head) = head else {
-            return None;
+    /// Whether a statement of the main program is one the driver runs itself:
+    /// `(run-transactions)`; a `progn`, `while` or `if` with `run-transactions` somewhere
+    /// inside; or a call of a user function whose body has `run-transactions` in it.
+    fn structural<'tx>(
+        &self,
+        cx: &Cx<'tx>,
+        form: Value<'tx>,
+        frame: Option<Fr<'tx>>,
+    ) -> Result<Option<Structural>, Error> {
+        let Some((head, args)) = form.as_cons().map(heap::cons_parts) else {
+            return Ok(None);
         };
-        if heap::kind(head) != heap::Kind::Symbol || heap::global_function(head).is_some() {
-            return None;
+        let Value::Obj(head) = head else {
+            return Ok(None);
+        };
+        if heap::kind(head) != heap::Kind::Symbol {
+            return Ok(None);
         }
-        let id = heap::symbol_id(head) as usize;
-        let builtin = BUILTINS.get(id)?.1;
         let root = |v: Value<'tx>| v.as_cons().map(|c| cx.tx.root(c));
-        match builtin {
-            Builtin::RunTransactions if args.is_none() => Some(Structural::RunTransactions),
-            Builtin::Progn if contains_run_transactions(args) => {
+        Ok(match cx.lookup_function(head, frame) {
+            Function::User(func) => {
+                let (_, body) = heap::cons_parts(func);
+                contains_run_transactions(body).then(|| Structural::Call {
+                    sym: cx.tx.root(head),
+                    func: cx.tx.root(func),
+                    args: root(args),
+                })
+            }
+            Function::Builtin(Builtin::RunTransactions) if args.is_none() => {
+                Some(Structural::RunTransactions)
+            }
+            Function::Builtin(Builtin::Progn) if contains_run_transactions(args) => {
                 Some(Structural::Progn(root(args)))
             }
-            Builtin::While if args.as_cons().is_some() && contains_run_transactions(args) => {
-                Some(Structural::While(root(args)?))
+            Function::Builtin(Builtin::While) if contains_run_transactions(args) => {
+                root(args).map(Structural::While)
             }
-            Builtin::If
+            Function::Builtin(Builtin::If)
                 if args
                     .as_cons()
                     .is_some_and(|c| heap::cons_parts(c).1.as_cons().is_some())
                     && contains_run_transactions(args) =>
             {
-                Some(Structural::If(root(args)?))
+                root(args).map(Structural::If)
             }
             _ => None,
-        }
+        })
     }
 
     /// Runs every queued call of the main program (and every call they queue) on the
@@ -453,10 +510,7 @@ impl Interp {
     fn run_call<'a>(&'a self, tx: &Tx, tasks: &mut Tasks<'a>, call: &Root<Call>) {
         let cx = self.cx(tx, Queue::Task(Default::default()));
         let (body, frame) = heap::call_parts(call.get(tx));
-        let frame = heap::Fr {
-            gc: frame,
-            fresh: false,
-        };
+        let frame = heap::Fr { gc: frame };
         if let Err(e) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
             // Report the error only from an up-to-date snapshot: this validates (and reruns
             // the transaction if it read something stale).
@@ -469,6 +523,11 @@ impl Interp {
             }
         }
     }
+}
+
+/// The rooted frame `frame` as a handle of `tx`.
+fn frame_in<'tx>(frame: Option<&Root<Frame>>, tx: &'tx Tx) -> Option<Fr<'tx>> {
+    frame.map(|f| Fr { gc: f.get(tx) })
 }
 
 /// Builds the cons chain of `items` (None when empty).

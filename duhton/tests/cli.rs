@@ -127,6 +127,15 @@ fn the_repl_prints_each_value() {
         text(&out.stdout),
         "))) 3\n))) None\n))) None\n7\n))) [ 1 2 ]\n))) [ 1 2 ]\n))) \n"
     );
+    // A function called as a statement, with `run-transactions` inside: its value shows.
+    let out = duhton(
+        &[],
+        b"(setq c (container 0))\n(defun inc () (set c 1))\n(defun m () (transaction inc) (run-transactions) (get c))\n(m)\n",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "))) <container 0>\n))) None\n))) None\n))) 1\n))) \n"
+    );
     let out = duhton(&[], b"(car 1)\n(print 2)\n");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout), "))) ");

@@ -47,3 +47,15 @@ fn micro_transactions() {
         "'transactions' 1000\n"
     );
 }
+
+#[test]
+fn sort() {
+    assert_eq!(
+        demo("sort", "(setq N 100 CHUNK 7)"),
+        "'sorted' 100 'in-order' 1 'sum' 535263\n"
+    );
+    assert_eq!(
+        demo("sort", "(setq N 0 CHUNK 7)"),
+        "'sorted' 0 'in-order' 1 'sum' 0\n"
+    );
+}

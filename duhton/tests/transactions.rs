@@ -287,3 +287,40 @@ fn aborted_attempts_leave_no_queued_calls_and_no_frame_changes() {
         }
     }
 }
+
+#[test]
+fn run_transactions_in_a_function_called_as_a_statement_commits() {
+    // `main` is called as a statement and has `run-transactions` in its body: the driver
+    // runs its body statement by statement, so each `run-transactions` commits and the
+    // queued calls run as transactions of their own (counted in the commits).
+    let src = "(setq c (container 0))
+               (defun inc () (set c (+ (get c) 1)))
+               (defun main (n)
+                 (setq i 0)
+                 (while (< i n)
+                   (transaction inc)
+                   (transaction inc)
+                   (if (== i 1) (run-transactions) (run-transactions))
+                   (print i (get c))
+                   (setq i (+ i 1)))
+                 i)
+               (main 3)
+               (print (get c))";
+    for threads in [1, 2] {
+        let buf = duhton::SharedBuf::default();
+        let opts = duhton::Options {
+            threads,
+            heap_size: 64 << 20,
+        };
+        let interp = duhton::Interp::new(opts, Box::new(buf.clone())).unwrap();
+        let before = interp.stm().stats().commits;
+        interp.run_source(src.as_bytes()).unwrap();
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out, "0 2\n1 4\n2 6\n6\n");
+        assert!(interp.stm().stats().commits - before >= 6);
+    }
+    assert_eq!(
+        common::error("(defun f () (run-transactions) (f)) (f)"),
+        "maximum recursion depth exceeded"
+    );
+}

@@ -1,0 +1,261 @@
+//! `cargo run --release -p stm-bench`: runs the benchmark matrix (workloads ×
+//! implementations × thread counts), checks every result, prints a table (or `--json`), and
+//! with `--out DIR` writes `DIR/results.md` and `DIR/throughput.svg`.
+//!
+//! Our runtime's GIL mode is a compile-time feature, so the `gil` runs come from a second
+//! build of this binary (`--features gil`, target dir `target/gil`) that this one builds and
+//! runs as a child process, reading its JSON lines.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::Parser;
+use stm_bench::report::{Results, Row};
+use stm_bench::workloads::{Workload, ALL};
+use stm_bench::Impl;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "STM benchmark matrix: workloads x implementations x threads, every result checked"
+)]
+struct Args {
+    /// Print one JSON object per run instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// A reduced matrix (a tenth of the operations), under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Only these workloads (comma-separated; e.g. bank-low,rbtree-50).
+    #[arg(long, value_delimiter = ',')]
+    workload: Vec<String>,
+    /// Only these implementations (comma-separated): seq, stm, gil, mutex, rwlock, stm-0.4,
+    /// fast-stm, kovan-stm, xstm.
+    #[arg(long = "impl", value_delimiter = ',')]
+    imp: Vec<String>,
+    /// Thread counts (comma-separated; default 1,2).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Scale every workload's operation count by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Write results.md and throughput.svg into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Internal: run in-process implementations only (used for the GIL-mode child).
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    let workloads: Vec<Workload> = if args.workload.is_empty() {
+        ALL.to_vec()
+    } else {
+        args.workload
+            .iter()
+            .map(|n| {
+                *ALL.iter().find(|w| w.name() == *n).unwrap_or_else(|| {
+                    let names: Vec<String> = ALL.iter().map(|w| w.name()).collect();
+                    fail(&format!(
+                        "unknown workload {n}; known: {}",
+                        names.join(", ")
+                    ))
+                })
+            })
+            .collect()
+    };
+    let impls: Vec<Impl> = if args.imp.is_empty() {
+        Impl::ALL.to_vec()
+    } else {
+        args.imp
+            .iter()
+            .map(|n| Impl::parse(n).unwrap_or_else(|| fail(&format!("unknown implementation {n}"))))
+            .collect()
+    };
+    let threads = if args.threads.is_empty() {
+        vec![1, 2]
+    } else {
+        args.threads.clone()
+    };
+    if threads.contains(&0) {
+        fail("--threads must be positive");
+    }
+    let scale = args.scale * if args.quick { 0.1 } else { 1.0 };
+
+    let mut rows = Vec::new();
+    // The other mode of our runtime runs in a child built with the other feature set.
+    let others: Vec<Impl> = impls.iter().copied().filter(|i| !i.in_process()).collect();
+    if !others.is_empty() && !args.child {
+        rows.extend(run_child(&args, &others, &workloads, &threads, scale));
+    }
+    for &w in &workloads {
+        for &i in impls.iter().filter(|i| i.in_process()) {
+            for &t in threads.iter().filter(|&&t| i.supports(t)) {
+                let ops = ((w.ops() as f64 * scale) as u64).max(t as u64);
+                let o = stm_bench::run(i, w, t, ops);
+                let row = Row {
+                    workload: w.name(),
+                    imp: i.name().to_string(),
+                    threads: t,
+                    ops: o.ops,
+                    seconds: o.seconds,
+                    commits: o.commits,
+                    aborts: o.aborts,
+                    check_ok: o.check.is_ok(),
+                    check: match o.check {
+                        Ok(m) => m,
+                        Err(m) => m,
+                    },
+                };
+                emit(&args, &row);
+                rows.push(row);
+            }
+        }
+    }
+    if args.child {
+        return;
+    }
+    let results = Results::new(rows.clone());
+    if !args.json {
+        println!("{}", results.table());
+        println!("{}", results.targets_table());
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+        let md = format!(
+            "# Benchmark results\n\nMade by `cargo run --release -p stm-bench -- {}`.\n\n{}\n{}\n{}\n",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            machine(),
+            results.table(),
+            results.targets_table()
+        );
+        let p = dir.join("results.md");
+        std::fs::write(&p, md).unwrap_or_else(|e| fail(&format!("{}: {e}", p.display())));
+        let svg = dir.join("throughput.svg");
+        results
+            .plot(&svg)
+            .unwrap_or_else(|e| fail(&format!("{}: {e}", svg.display())));
+        eprintln!("wrote {} and {}", p.display(), svg.display());
+    }
+    let failed: Vec<&Row> = rows.iter().filter(|r| !r.check_ok).collect();
+    for r in &failed {
+        eprintln!(
+            "CHECK FAILED: {} on {} with {} threads: {}",
+            r.workload, r.imp, r.threads, r.check
+        );
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+    eprintln!("all {} runs passed their result checks", rows.len());
+}
+
+fn emit(args: &Args, r: &Row) {
+    if args.json || args.child {
+        println!("{}", r.to_json());
+        let _ = std::io::stdout().flush();
+    } else {
+        eprintln!(
+            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s  {:>5.1}% aborts  {}{}",
+            r.workload,
+            r.imp,
+            r.threads,
+            r.ops_per_sec() / 1e6,
+            100.0 * r.aborts as f64 / r.commits.max(1) as f64,
+            if r.check_ok { "ok: " } else { "CHECK FAILED: " },
+            r.check
+        );
+    }
+}
+
+/// Builds this binary with our runtime in the other mode and runs `impls` there.
+fn run_child(
+    args: &Args,
+    impls: &[Impl],
+    workloads: &[Workload],
+    threads: &[usize],
+    scale: f64,
+) -> Vec<Row> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let gil = Impl::runtime_here() == Impl::Stm;
+    let target = root.join("target").join(if gil { "gil" } else { "stm" });
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "stm-bench",
+            "--bin",
+            "stm-bench",
+            "--target-dir",
+        ])
+        .arg(&target);
+    if gil {
+        build.args(["--features", "gil"]);
+    }
+    eprintln!(
+        "building the {} mode binary into {}",
+        if gil { "GIL" } else { "STM" },
+        target.display()
+    );
+    let ok = build
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        fail("could not build the other-mode binary (see cargo's output above)");
+    }
+    let names: Vec<&str> = impls.iter().map(|i| i.name()).collect();
+    let wl: Vec<String> = workloads.iter().map(|w| w.name()).collect();
+    let th: Vec<String> = threads.iter().map(|t| t.to_string()).collect();
+    let exe = target.join("release").join("stm-bench");
+    let mut child = Command::new(&exe)
+        .args([
+            "--child",
+            "--impl",
+            &names.join(","),
+            "--workload",
+            &wl.join(","),
+        ])
+        .args(["--threads", &th.join(","), "--scale", &scale.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", exe.display())));
+    let out = std::io::read_to_string(child.stdout.take().expect("piped")).unwrap_or_default();
+    if !child.wait().map(|s| s.success()).unwrap_or(false) {
+        fail("the other-mode child failed");
+    }
+    out.lines()
+        .filter_map(Row::from_json)
+        .inspect(|r| emit(args, r))
+        .collect()
+}
+
+/// The machine, for the results file.
+fn machine() -> String {
+    let sh = |c: &str| {
+        Command::new("sh")
+            .args(["-c", c])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "Machine (`nproc`: {}):\n\n```text\n{}\n{}\n```\n",
+        sh("nproc"),
+        sh("lscpu | head -20"),
+        sh("rustc --version"),
+    )
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2)
+}

@@ -1,0 +1,176 @@
+//! Printing a [`Report`]: diffs, per-file statistics (a table or JSON), errors, notes and the
+//! closing summary.
+
+use std::io::Write;
+
+use serde_json::json;
+use stm_transform::Stats;
+
+use crate::tree::{Config, Format, Mode, Report};
+
+/// Prints the report: diffs and statistics on `out`, errors, notes and the summary on `err`.
+/// Write errors (a closed pipe) are ignored.
+pub fn print(config: &Config, report: &Report, out: &mut dyn Write, err: &mut dyn Write) {
+    for e in &report.errors {
+        let _ = writeln!(err, "error: {e}");
+    }
+    if config.format == Format::Json {
+        let _ = writeln!(out, "{}", to_json(config, report));
+        return;
+    }
+    if !config.quiet {
+        for f in &report.files {
+            for n in &f.notes {
+                let _ = writeln!(
+                    err,
+                    "note: {}:{}: `{}` left alone: {}",
+                    f.path.display(),
+                    n.at,
+                    n.function,
+                    n.reason
+                );
+            }
+        }
+    }
+    for f in &report.files {
+        if let Some(d) = &f.diff {
+            let _ = write!(out, "{d}");
+        }
+    }
+    if config.stats {
+        print_table(report, out);
+    }
+    if !config.quiet {
+        let _ = writeln!(err, "{}", summary(config, report));
+    }
+}
+
+fn print_table(report: &Report, out: &mut dyn Write) {
+    let width = report
+        .files
+        .iter()
+        .map(|f| f.path.display().to_string().chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(24);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>9} {:>8} {:>8} {:>10}",
+        "file", "functions", "barriers", "elided", "inevitable"
+    );
+    let row = |out: &mut dyn Write, name: &str, s: &Stats| {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>9} {:>8} {:>8} {:>10}",
+            name,
+            s.functions,
+            s.read_barriers + s.write_barriers,
+            s.elided,
+            s.inevitable_points
+        );
+    };
+    for f in &report.files {
+        row(out, &f.path.display().to_string(), &f.stats);
+    }
+    let t = report.total();
+    row(out, &format!("total ({} files)", report.files.len()), &t);
+}
+
+/// The closing line.
+pub fn summary(config: &Config, report: &Report) -> String {
+    let t = report.total();
+    let verb = match config.mode {
+        Mode::Check | Mode::Diff | Mode::Report => "would change",
+        Mode::InPlace { .. } => "changed",
+        Mode::OutDir(_) => "rewritten",
+    };
+    let mut s = format!(
+        "stm-rewrite: {} Rust files, {} {verb}; {} functions, {} barriers inserted ({} read, \
+         {} write), {} elided, {} inevitable points",
+        report.files.len(),
+        report.changed(),
+        t.functions,
+        t.read_barriers + t.write_barriers,
+        t.read_barriers,
+        t.write_barriers,
+        t.elided,
+        t.inevitable_points,
+    );
+    if report.copied > 0 {
+        s.push_str(&format!("; {} other files copied", report.copied));
+    }
+    let notes: usize = report.files.iter().map(|f| f.notes.len()).sum();
+    if notes > 0 {
+        s.push_str(&format!("; {notes} functions left alone"));
+    }
+    match report.errors.len() {
+        0 => {}
+        1 => s.push_str("; 1 error"),
+        n => s.push_str(&format!("; {n} errors")),
+    }
+    s
+}
+
+fn stats_json(s: &Stats) -> serde_json::Value {
+    json!({
+        "functions_rewritten": s.functions,
+        "barriers_inserted": s.read_barriers + s.write_barriers,
+        "read_barriers": s.read_barriers,
+        "write_barriers": s.write_barriers,
+        "barriers_elided": s.elided,
+        "inevitable_points": s.inevitable_points,
+        "allocations": s.allocations,
+    })
+}
+
+/// The report as one JSON document.
+pub fn to_json(config: &Config, report: &Report) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = report
+        .files
+        .iter()
+        .map(|f| {
+            let mut v = stats_json(&f.stats);
+            let o = v.as_object_mut().expect("an object");
+            o.insert("path".into(), json!(f.path.display().to_string()));
+            o.insert("changed".into(), json!(f.changed));
+            o.insert("failed".into(), json!(f.failed));
+            o.insert(
+                "skipped".into(),
+                json!(f
+                    .notes
+                    .iter()
+                    .map(|n| json!({
+                        "function": n.function,
+                        "line": n.at.line,
+                        "column": n.at.column,
+                        "reason": n.reason,
+                    }))
+                    .collect::<Vec<_>>()),
+            );
+            if let Some(d) = &f.diff {
+                o.insert("diff".into(), json!(d));
+            }
+            v
+        })
+        .collect();
+    let mut total = stats_json(&report.total());
+    if let Some(o) = total.as_object_mut() {
+        o.insert("files".into(), json!(report.files.len()));
+        o.insert("changed".into(), json!(report.changed()));
+        o.insert("copied".into(), json!(report.copied));
+        o.insert("object_types".into(), json!(report.objects));
+    }
+    json!({
+        "mode": match &config.mode {
+            Mode::Report => "report",
+            Mode::OutDir(_) => "out-dir",
+            Mode::InPlace { .. } => "in-place",
+            Mode::Check => "check",
+            Mode::Diff => "diff",
+        },
+        "files": files,
+        "total": total,
+        "errors": report.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        "exit_code": report.status.code(),
+    })
+}

@@ -1,0 +1,118 @@
+use stm_runtime as stm;
+use stm::Gc;
+
+use crate::list::{List, Node};
+
+/// Inserts `key` (a bare `Node { .. }` literal allocates: the rewriter knows from
+/// `list.rs` that `Node` is an object type, which the macro alone does not).
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::needless_lifetimes,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
+pub fn insert<'tx>(list: Gc<'tx, List>, key: u64) {
+    #[allow(unused_imports)]
+    use ::stm_runtime::__private::{
+        self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+    };
+    let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
+    let node = {
+        let __seal = unsafe { __stm::Seal::new() };
+        __stm_tx
+            .alloc(Node {
+                key: __stm::store(__stm_tx, key),
+                next: __stm::store(
+                    __stm_tx,
+                    __stm::read(list, __stm::field!(list, head)),
+                ),
+                __stm_allocate_with_gc_new: __seal,
+            })
+    };
+    match (Some(node)) {
+        __v => __stm::write(list, __stm::field!(list, head), __v),
+    };
+    __stm::update_again(
+        list,
+        __stm::field!(list, len),
+        unsafe { __stm::Again::new() },
+        |__t| *__t += 1,
+    );
+}
+
+/// Whether `key` is in the list.
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::needless_lifetimes,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
+pub fn contains<'tx>(list: Gc<'tx, List>, key: u64) -> bool {
+    #[allow(unused_imports)]
+    use ::stm_runtime::__private::{
+        self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+    };
+    let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
+    let mut cur = __stm::read(list, __stm::field!(list, head));
+    while let Some(n) = cur {
+        if (*match __stm::Recv(&n).__stm_rkind() {
+            __k => __k.read(|__r| &__r.key, __stm::field!(__k, key)),
+        }
+            .__stm_place()) == key
+        {
+            return true;
+        }
+        cur = (*match __stm::Recv(&n).__stm_rkind() {
+            __k => {
+                __k.read_again(
+                    |__r| &__r.next,
+                    __stm::field!(__k, next),
+                    unsafe { __stm::Again::new() },
+                )
+            }
+        }
+            .__stm_place());
+    }
+    false
+}
+
+pub struct Printer {
+    pub prefix: &'static str,
+}
+
+impl Printer {
+    /// Printing is irreversible: the transaction becomes inevitable first.
+    #[allow(
+        unused_parens,
+        unused_braces,
+        clippy::needless_lifetimes,
+        clippy::deref_addrof,
+        clippy::needless_borrow,
+        clippy::unnecessary_mut_passed,
+        clippy::let_unit_value,
+        clippy::unit_arg
+    )]
+    pub fn show<'tx>(&self, list: Gc<'tx, List>) {
+        #[allow(unused_imports)]
+        use ::stm_runtime::__private::{
+            self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+        };
+        let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
+        {
+            __stm::inevitable(__stm_tx);
+            println!("{}{}", self.prefix, __stm::read(list, __stm::field!(list, len)))
+        };
+    }
+
+    pub fn untouched(&self) -> usize {
+        self.prefix.len()
+    }
+}
