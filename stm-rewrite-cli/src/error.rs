@@ -109,7 +109,12 @@ impl fmt::Display for Error {
                 write!(f, "{}:{at}: cannot rewrite: {message}", path.display())
             }
             Error::Write { path, source } => {
-                write!(f, "{}: cannot write: {}", path.display(), io_message(source))
+                write!(
+                    f,
+                    "{}: cannot write: {}",
+                    path.display(),
+                    io_message(source)
+                )
             }
             Error::OutDir { path, message } => write!(f, "{}: {message}", path.display()),
         }

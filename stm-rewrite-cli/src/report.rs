@@ -55,18 +55,19 @@ fn print_table(report: &Report, out: &mut dyn Write) {
         .max(24);
     let _ = writeln!(
         out,
-        "{:<width$}  {:>9} {:>8} {:>8} {:>10}",
-        "file", "functions", "barriers", "elided", "inevitable"
+        "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8}",
+        "file", "functions", "barriers", "elided", "inevitable", "inferred"
     );
     let row = |out: &mut dyn Write, name: &str, s: &Stats| {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>9} {:>8} {:>8} {:>10}",
+            "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8}",
             name,
             s.functions,
             s.read_barriers + s.write_barriers,
             s.elided,
-            s.inevitable_points
+            s.inevitable_points,
+            s.inferred
         );
     };
     for f in &report.files {
@@ -86,7 +87,7 @@ pub fn summary(config: &Config, report: &Report) -> String {
     };
     let mut s = format!(
         "stm-rewrite: {} Rust files, {} {verb}; {} functions, {} barriers inserted ({} read, \
-         {} write), {} elided, {} inevitable points",
+         {} write), {} elided, {} inevitable points, {} bindings typed by whole-tree knowledge",
         report.files.len(),
         report.changed(),
         t.functions,
@@ -95,6 +96,7 @@ pub fn summary(config: &Config, report: &Report) -> String {
         t.write_barriers,
         t.elided,
         t.inevitable_points,
+        t.inferred,
     );
     if report.copied > 0 {
         s.push_str(&format!("; {} other files copied", report.copied));
@@ -120,6 +122,7 @@ fn stats_json(s: &Stats) -> serde_json::Value {
         "barriers_elided": s.elided,
         "inevitable_points": s.inevitable_points,
         "allocations": s.allocations,
+        "bindings_typed_by_knowledge": s.inferred,
     })
 }
 

@@ -115,8 +115,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Learns the object types of one file into `knowledge`; never panics. Returns how many
-/// object types the file declares.
+/// Learns the object types and function signatures of one file into `knowledge`; never
+/// panics. Returns how many object types the file declares.
 pub fn learn_source(knowledge: &mut Knowledge, source: &str) -> usize {
     let mut local = Knowledge::default();
     let found = catch_unwind(AssertUnwindSafe(|| {
@@ -125,7 +125,7 @@ pub fn learn_source(knowledge: &mut Knowledge, source: &str) -> usize {
     }))
     .unwrap_or(0);
     proc_macro2::extra::invalidate_current_thread_spans();
-    knowledge.objects.extend(local.objects);
+    knowledge.merge(local);
     found
 }
 
@@ -256,7 +256,11 @@ fn ineligible(sig: &syn::Signature, is_method: bool) -> Option<String> {
     }
     if let Some(syn::FnArg::Receiver(r)) = sig.inputs.first() {
         if let syn::ReceiverKind::Typed(_, ty) = &r.kind {
-            if ty.to_token_stream().into_iter().any(|t| matches!(&t, TokenTree::Ident(i) if i == "Gc")) {
+            if ty
+                .to_token_stream()
+                .into_iter()
+                .any(|t| matches!(&t, TokenTree::Ident(i) if i == "Gc"))
+            {
                 return Some(
                     "`self: Gc<Self>` methods are made transactional with their whole impl block"
                         .into(),

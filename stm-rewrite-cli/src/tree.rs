@@ -177,10 +177,13 @@ pub fn run(config: &Config) -> Report {
         }
         (r, k)
     });
-    let mut knowledge = Knowledge::default();
+    let mut knowledge = Knowledge {
+        infer_types: true,
+        ..Knowledge::default()
+    };
     let mut texts = Vec::with_capacity(read.len());
     for (r, k) in read {
-        knowledge.objects.extend(k.objects);
+        knowledge.merge(k);
         texts.push(r);
     }
     let objects = knowledge.objects.len();
@@ -479,8 +482,7 @@ fn process(
                 if *backup {
                     let mut bk = target.clone().into_os_string();
                     bk.push(".bk");
-                    if let Err(e) =
-                        write_atomic(Path::new(&bk), original.as_bytes(), Some(&target))
+                    if let Err(e) = write_atomic(Path::new(&bk), original.as_bytes(), Some(&target))
                     {
                         errors.push(e);
                         ok = false;
@@ -550,7 +552,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], like: Option<&Path>) -> Result<()
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let (tmp, mut file) = loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.stm-rewrite-{}-{n}.tmp", std::process::id()));
+        let tmp = dir.join(format!(
+            ".{name}.stm-rewrite-{}-{n}.tmp",
+            std::process::id()
+        ));
         match fs::OpenOptions::new()
             .write(true)
             .create_new(true)

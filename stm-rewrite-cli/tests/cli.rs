@@ -77,7 +77,10 @@ fn out_dir_mirrors_the_tree_and_copies_other_files() {
     let o = run(&["src", "--out-dir", out.to_str().unwrap()], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let bank = fs::read_to_string(out.join("bank.rs")).unwrap();
-    assert!(bank.contains("__stm::update(a, __stm::field!(a, balance)"), "{bank}");
+    assert!(
+        bank.contains("__stm::update(a, __stm::field!(a, balance)"),
+        "{bank}"
+    );
     assert!(!bank.contains("#[stm::transactional]"));
     // Splices: everything outside the rewritten items is byte for byte.
     assert!(bank.starts_with(
@@ -93,7 +96,10 @@ fn out_dir_mirrors_the_tree_and_copies_other_files() {
         "pub mod account;\npub mod bank;\n"
     );
     // The source is untouched.
-    assert_eq!(fs::read_to_string(d.path().join("src/bank.rs")).unwrap(), BANK);
+    assert_eq!(
+        fs::read_to_string(d.path().join("src/bank.rs")).unwrap(),
+        BANK
+    );
     // No temporary files left behind.
     for e in fs::read_dir(&out).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
@@ -113,7 +119,10 @@ fn out_dir_of_a_whole_crate_copies_non_rust_files_and_honours_gitignore() {
     );
     assert!(out.path().join(".gitignore").exists());
     assert!(out.path().join("src/bank.rs").exists());
-    assert!(!out.path().join("generated").exists(), "ignored by .gitignore");
+    assert!(
+        !out.path().join("generated").exists(),
+        "ignored by .gitignore"
+    );
 }
 
 #[test]
@@ -127,7 +136,10 @@ fn check_fails_with_a_diff_then_passes_on_the_rewritten_tree() {
     assert!(diff.contains("-#[stm::transactional]"));
     assert!(!diff.contains("account.rs"), "unchanged files have no diff");
     // Nothing written.
-    assert_eq!(fs::read_to_string(d.path().join("src/bank.rs")).unwrap(), BANK);
+    assert_eq!(
+        fs::read_to_string(d.path().join("src/bank.rs")).unwrap(),
+        BANK
+    );
 
     let out = d.path().join("out");
     assert!(run(&["src", "--out-dir", "out"], d.path()).status.success());
@@ -142,7 +154,10 @@ fn diff_prints_and_writes_nothing() {
     let o = run(&["--diff", "src"], d.path());
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o.stdout).contains("+++ b/src/bank.rs"));
-    assert_eq!(fs::read_to_string(d.path().join("src/bank.rs")).unwrap(), BANK);
+    assert_eq!(
+        fs::read_to_string(d.path().join("src/bank.rs")).unwrap(),
+        BANK
+    );
 }
 
 #[test]
@@ -156,17 +171,26 @@ fn in_place_with_backup_then_nothing_to_do() {
         fs::read_to_string(d.path().join("src/bank.rs.bk")).unwrap(),
         BANK
     );
-    assert!(!d.path().join("src/account.rs.bk").exists(), "unchanged: no backup");
+    assert!(
+        !d.path().join("src/account.rs.bk").exists(),
+        "unchanged: no backup"
+    );
     let o = run(&["--in-place", "src"], d.path());
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(fs::read_to_string(d.path().join("src/bank.rs")).unwrap(), bank);
+    assert_eq!(
+        fs::read_to_string(d.path().join("src/bank.rs")).unwrap(),
+        bank
+    );
     assert!(text(&o.stderr).contains("0 changed"), "{}", text(&o.stderr));
 }
 
 #[test]
 fn modes_are_exclusive_and_paths_required() {
     let d = tree();
-    assert_eq!(run(&["--check", "--diff", "src"], d.path()).status.code(), Some(2));
+    assert_eq!(
+        run(&["--check", "--diff", "src"], d.path()).status.code(),
+        Some(2)
+    );
     assert_eq!(run(&[], d.path()).status.code(), Some(2));
     assert_eq!(run(&["--backup", "src"], d.path()).status.code(), Some(2));
 }
@@ -179,7 +203,11 @@ fn stats_table_and_json() {
     let table = text(&o.stdout);
     assert!(table.contains("functions barriers"), "{table}");
     assert!(table.contains("total (3 files)"), "{table}");
-    assert!(text(&o.stderr).contains("2 functions"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("2 functions"),
+        "{}",
+        text(&o.stderr)
+    );
 
     let o = run(&["--check", "--format", "json", "src"], d.path());
     assert_eq!(o.status.code(), Some(1));
@@ -204,7 +232,11 @@ fn stats_table_and_json() {
 #[test]
 fn a_file_that_does_not_parse_is_reported_and_the_others_are_processed() {
     let d = tree();
-    fs::write(d.path().join("src/broken.rs"), "fn ok() {}\n\nfn broken( {\n").unwrap();
+    fs::write(
+        d.path().join("src/broken.rs"),
+        "fn ok() {}\n\nfn broken( {\n",
+    )
+    .unwrap();
     let out = d.path().join("out");
     let o = run(&["src", "--out-dir", out.to_str().unwrap()], d.path());
     assert_eq!(o.status.code(), Some(2));
@@ -212,7 +244,9 @@ fn a_file_that_does_not_parse_is_reported_and_the_others_are_processed() {
     assert!(err.contains("src/broken.rs:3:"), "{err}");
     assert!(err.contains("does not parse"), "{err}");
     assert!(err.contains("1 error"), "{err}");
-    assert!(fs::read_to_string(out.join("bank.rs")).unwrap().contains("__stm_tx"));
+    assert!(fs::read_to_string(out.join("bank.rs"))
+        .unwrap()
+        .contains("__stm_tx"));
     // Copied unchanged, so that the mirror is complete.
     assert_eq!(
         fs::read_to_string(out.join("broken.rs")).unwrap(),
@@ -240,7 +274,10 @@ fn non_utf8_missing_paths_and_rejected_items() {
     let err = text(&o.stderr);
     assert!(err.contains("src/latin1.rs:1:7: not valid UTF-8"), "{err}");
     assert!(err.contains("nowhere: no such file or directory"), "{err}");
-    assert!(err.contains("src/bad.rs:4:1: cannot rewrite: a `const fn` cannot be transactional"), "{err}");
+    assert!(
+        err.contains("src/bad.rs:4:1: cannot rewrite: a `const fn` cannot be transactional"),
+        "{err}"
+    );
     // The rejected item keeps its attribute (the macro reports the same error at build time).
     let diff = text(&o.stdout);
     assert!(!diff.contains("bad.rs"), "{diff}");
@@ -261,7 +298,10 @@ fn symlink_loops_and_unreadable_files() {
     let err = text(&o.stderr);
     assert!(err.contains("symbolic link loop"), "{err}");
     if !readable {
-        assert!(err.contains("src/secret.rs: cannot read: permission denied"), "{err}");
+        assert!(
+            err.contains("src/secret.rs: cannot read: permission denied"),
+            "{err}"
+        );
     }
     assert!(text(&o.stdout).contains("+++ b/src/bank.rs"));
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
@@ -277,9 +317,15 @@ fn all_functions_skips_main_with_a_note_and_is_idempotent() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(err.contains("main.rs:11:1: `main` left alone"), "{err}");
-    assert!(err.contains("main.rs:7:1: `c` left alone: a `const fn`"), "{err}");
+    assert!(
+        err.contains("main.rs:7:1: `c` left alone: a `const fn`"),
+        "{err}"
+    );
     let out = fs::read_to_string(d.path().join("main.rs")).unwrap();
-    assert!(out.contains("::stm_runtime::__private::atomically(|__stm_tx"), "{out}");
+    assert!(
+        out.contains("::stm_runtime::__private::atomically(|__stm_tx"),
+        "{out}"
+    );
     assert!(out.ends_with("fn main() {\n    println!(\"{}\", helper(2));\n}\n"));
     let o = run(&["--all-functions", "--check", "main.rs"], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));

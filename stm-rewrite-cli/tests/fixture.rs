@@ -103,7 +103,10 @@ fn the_rewritten_examples_build() {
     std::fs::copy(workspace().join("Cargo.lock"), root.join("Cargo.lock")).expect("lock");
     let bank = std::fs::read_to_string(root.join("examples/bank.rs")).expect("rewritten");
     assert!(bank.contains("__stm_tx"));
-    cargo(&["build", "--offline", "-q", "--examples"], &root.join("Cargo.toml"));
+    cargo(
+        &["build", "--offline", "-q", "--examples"],
+        &root.join("Cargo.toml"),
+    );
     let out = Command::new(target_dir().join("debug/examples/bank"))
         .args(["--threads", "2", "--accounts", "64", "--transfers", "2000"])
         .output()

@@ -29,7 +29,9 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn check_case(name: &str, all_functions: bool) {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut config = Config::new(
         vec![case.join("input")],
@@ -67,7 +69,12 @@ fn check_case(name: &str, all_functions: bool) {
     let mut again = Config::new(vec![tmp.path().to_path_buf()], Mode::Check);
     again.options = RewriteOptions { all_functions };
     let report = stm_rewrite::run(&again);
-    assert_eq!(report.status, Status::Ok, "not idempotent: {:?}", report.files);
+    assert_eq!(
+        report.status,
+        Status::Ok,
+        "not idempotent: {:?}",
+        report.files
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@
 mod attr;
 mod ctxt;
 mod effects;
+mod infer;
 mod object;
 mod plain;
 mod rewrite;
@@ -55,6 +56,22 @@ pub use snapshot::pretty;
 pub struct Knowledge {
     /// Shared-object types by name (the last path segment), with their fields.
     pub objects: BTreeMap<String, ObjectInfo>,
+    /// Functions by name (`name` for free functions, `Type::name` for associated functions
+    /// without `self`), with their return types: the rewriter infers the types of bindings
+    /// initialised by calls.
+    pub functions: BTreeMap<String, FunctionInfo>,
+    /// Whether the rewriter infers the types of bindings from this knowledge (see the
+    /// `infer` module). Off by default, so that [`expand_file`] shows what the macros
+    /// write; `stm-rewrite` turns it on.
+    pub infer_types: bool,
+}
+
+/// What is known about a function (or all the functions of the tree with that name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// The declared return type, as written; `None` if there is none, or if functions of the
+    /// same name declare different ones (then nothing is inferred from calls).
+    pub returns: Option<String>,
 }
 
 /// What is known about one object type.
@@ -74,10 +91,55 @@ impl Knowledge {
         self.learn_items(&file.items)
     }
 
+    /// Adds what `other` knows (functions of the same name with different return types
+    /// become ambiguous).
+    pub fn merge(&mut self, other: Knowledge) {
+        self.objects.extend(other.objects);
+        for (name, info) in other.functions {
+            self.learn_function(name, info.returns);
+        }
+    }
+
+    fn learn_function(&mut self, name: String, returns: Option<String>) {
+        use std::collections::btree_map::Entry;
+        match self.functions.entry(name) {
+            Entry::Vacant(v) => {
+                v.insert(FunctionInfo { returns });
+            }
+            Entry::Occupied(mut o) => {
+                if o.get().returns != returns {
+                    o.get_mut().returns = None;
+                }
+            }
+        }
+    }
+
+    fn learn_signature(&mut self, name: String, sig: &syn::Signature) {
+        use quote::ToTokens;
+        let returns = match &sig.output {
+            syn::ReturnType::Type(_, ty) => Some(ty.to_token_stream().to_string()),
+            syn::ReturnType::Default => None,
+        };
+        self.learn_function(name, returns);
+    }
+
     fn learn_items(&mut self, items: &[syn::Item]) -> usize {
         let mut found = 0;
         for item in items {
             match item {
+                syn::Item::Fn(f) => self.learn_signature(f.sig.ident.to_string(), &f.sig),
+                syn::Item::Impl(i) if i.trait_.is_none() => {
+                    if let Some(seg) = types::last_segment(&i.self_ty) {
+                        for it in &i.items {
+                            if let syn::ImplItem::Fn(m) = it {
+                                if m.sig.receiver().is_none() {
+                                    let name = format!("{}::{}", seg.ident, m.sig.ident);
+                                    self.learn_signature(name, &m.sig);
+                                }
+                            }
+                        }
+                    }
+                }
                 syn::Item::Struct(s) if s.attrs.iter().any(|a| attr::is_object_attr(a.path())) => {
                     self.objects.insert(s.ident.to_string(), ObjectInfo::of(s));
                     found += 1;
@@ -130,6 +192,9 @@ pub struct Stats {
     pub allocations: usize,
     /// Functions made transactional.
     pub functions: usize,
+    /// Bindings whose type came from whole-tree knowledge (`stm-rewrite`; always 0 in the
+    /// macros): handles that get direct barrier calls, plain values left as written.
+    pub inferred: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -140,6 +205,7 @@ impl std::ops::AddAssign for Stats {
         self.inevitable_points += o.inevitable_points;
         self.allocations += o.allocations;
         self.functions += o.functions;
+        self.inferred += o.inferred;
     }
 }
 

@@ -59,6 +59,7 @@ use syn::{BinOp, Block, Expr, ExprField, FieldValue, Ident, Member, Pat, Stmt, T
 
 use crate::ctxt::Ctxt;
 use crate::effects::{self, Effect};
+use crate::infer::{ty_of_type, Ty};
 use crate::object::SEAL_FIELD;
 use crate::types;
 use crate::{Knowledge, Stats};
@@ -232,6 +233,8 @@ pub(crate) struct Rewriter<'a> {
     /// The transaction binding (`__stm_tx`, hygienic).
     tx: Ident,
     scopes: Vec<HashMap<String, Kind>>,
+    /// What whole-tree knowledge says about the bindings of each scope (empty for the macro).
+    types: Vec<HashMap<String, Ty>>,
     /// Bindings whose object had a barrier on every path to here (straight-line code).
     barriered: HashSet<String>,
     /// Bindings reassigned or mutably borrowed somewhere in the function: never elided.
@@ -273,6 +276,7 @@ impl<'a> Rewriter<'a> {
             knowledge,
             tx,
             scopes: vec![HashMap::new()],
+            types: vec![HashMap::new()],
             barriered: HashSet::new(),
             mutated: HashSet::new(),
             safe_depth: 0,
@@ -287,6 +291,123 @@ impl<'a> Rewriter<'a> {
             .last_mut()
             .expect("a scope")
             .insert(name.to_string(), kind);
+    }
+
+    /// Declares a binding whose type whole-tree knowledge infers: a handle gets direct
+    /// barrier calls, anything else is plain.
+    fn bind_typed(&mut self, name: &str, ty: Ty) {
+        let kind = match ty {
+            Ty::Handle(_) => Kind::Handle { fresh: false },
+            _ => Kind::Plain,
+        };
+        self.bind(name, kind);
+        self.stats.inferred += 1;
+        if let Some(t) = self.types.last_mut() {
+            t.insert(name.to_string(), ty);
+        }
+    }
+
+    /// Records what knowledge says about a parameter's declared type (its kind is bound
+    /// already).
+    pub(crate) fn note_param_type(&mut self, name: &str, ty: &Type) {
+        if self.knowledge.is_empty() {
+            return;
+        }
+        if let Some(ty) = ty_of_type(ty, false) {
+            if let Some(t) = self.types.last_mut() {
+                t.insert(name.to_string(), ty);
+            }
+        }
+    }
+
+    /// The inferred type of a binding (of the scope that binds it: a shadowing binding of
+    /// unknown type hides an outer typed one).
+    fn ty_of(&self, name: &str) -> Option<&Ty> {
+        for (i, s) in self.scopes.iter().enumerate().rev() {
+            if s.contains_key(name) {
+                return self.types.get(i)?.get(name);
+            }
+        }
+        None
+    }
+
+    fn push_scope(&mut self) {
+        self.scopes.push(HashMap::new());
+        self.types.push(HashMap::new());
+    }
+
+    fn pop_scope(&mut self) {
+        self.scopes.pop();
+        self.types.pop();
+    }
+
+    /// The type of an expression by whole-tree knowledge (`None` without knowledge).
+    fn infer(&self, e: &Expr) -> Option<Ty> {
+        if self.knowledge.is_empty() {
+            return None;
+        }
+        match e {
+            Expr::Path(p) if p.qself.is_none() => {
+                self.ty_of(&p.path.get_ident()?.to_string()).cloned()
+            }
+            Expr::Paren(p) => self.infer(&p.expr),
+            Expr::Group(g) => self.infer(&g.expr),
+            Expr::Field(f) => {
+                let Member::Named(name) = &f.member else {
+                    return None;
+                };
+                match self.infer(&f.base)? {
+                    Ty::Handle(t) => self.knowledge.field_ty(&t, &name.to_string()),
+                    _ => None,
+                }
+            }
+            Expr::MethodCall(m) => {
+                let method = m.method.to_string();
+                match (self.infer(&m.receiver)?, method.as_str()) {
+                    (Ty::OptHandle(t), "unwrap" | "expect") => Some(Ty::Handle(t)),
+                    (Ty::Root(t), "get") if m.args.len() == 1 => Some(Ty::Handle(t)),
+                    _ => None,
+                }
+            }
+            Expr::Call(c) => match &*c.func {
+                Expr::Path(p) if is_gc_new(&c.func) => match c.args.first() {
+                    Some(Expr::Struct(s)) => s
+                        .path
+                        .segments
+                        .last()
+                        .map(|x| Ty::Handle(x.ident.to_string())),
+                    _ => None,
+                },
+                Expr::Path(p) if p.qself.is_none() => self.knowledge.call_ty(&p.path),
+                _ => None,
+            },
+            Expr::Struct(s) if self.is_known_object(&s.path) => s
+                .path
+                .segments
+                .last()
+                .map(|x| Ty::Handle(x.ident.to_string())),
+            _ => None,
+        }
+    }
+
+    /// After `pat` was bound against a scrutinee of type `scrutinee`: `Some(n)` on an option
+    /// of a handle binds `n` as a handle.
+    fn refine_pattern(&mut self, pat: &Pat, scrutinee: Option<Ty>) {
+        let Some(Ty::OptHandle(t)) = scrutinee else {
+            return;
+        };
+        if let Pat::Guard(g) = pat {
+            return self.refine_pattern(&g.pat, Some(Ty::OptHandle(t)));
+        }
+        if let Pat::TupleStruct(ts) = pat {
+            let is_some =
+                ts.qself.is_none() && ts.path.segments.last().is_some_and(|s| s.ident == "Some");
+            if let (true, 1, Some(Pat::Ident(pi))) = (is_some, ts.elems.len(), ts.elems.first()) {
+                if pi.subpat.is_none() && pi.by_ref.is_none() {
+                    self.bind_typed(&pi.ident.to_string(), Ty::Handle(t));
+                }
+            }
+        }
     }
 
     fn kind_of(&self, name: &str) -> Kind {
@@ -306,9 +427,9 @@ impl<'a> Rewriter<'a> {
 
     fn block(&mut self, block: &mut Block) {
         let saved = self.barriered.clone();
-        self.scopes.push(HashMap::new());
+        self.push_scope();
         self.stmts(&mut block.stmts);
-        self.scopes.pop();
+        self.pop_scope();
         self.barriered = saved;
     }
 
@@ -326,8 +447,10 @@ impl<'a> Rewriter<'a> {
                     _ => None,
                 };
                 let mut init_kind = Kind::Unknown;
+                let mut init_ty = None;
                 if let Some(init) = &mut local.init {
                     init_kind = self.kind_of_init(&init.expr);
+                    init_ty = self.infer(&init.expr);
                     self.expr(&mut init.expr, Ctx::Value);
                     if let Some((_, diverge)) = &mut init.diverge {
                         self.expr(diverge, Ctx::Value);
@@ -336,7 +459,18 @@ impl<'a> Rewriter<'a> {
                 let kind = declared.unwrap_or(init_kind);
                 match &local.pat {
                     Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
-                        self.bind(&pi.ident.to_string(), kind)
+                        let name = pi.ident.to_string();
+                        match init_ty {
+                            // Knowledge fills in what the text does not say.
+                            Some(ty) if kind == Kind::Unknown => self.bind_typed(&name, ty),
+                            Some(ty) if matches!(kind, Kind::Handle { .. }) => {
+                                self.bind(&name, kind);
+                                if let Some(t) = self.types.last_mut() {
+                                    t.insert(name, ty);
+                                }
+                            }
+                            _ => self.bind(&name, kind),
+                        }
                     }
                     Pat::Type(pt) => match &*pt.pat {
                         Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
@@ -344,7 +478,10 @@ impl<'a> Rewriter<'a> {
                         }
                         other => self.bind_pattern(other),
                     },
-                    other => self.bind_pattern(other),
+                    other => {
+                        self.bind_pattern(other);
+                        self.refine_pattern(other, init_ty);
+                    }
                 }
             }
             Stmt::Item(_) => {}
@@ -412,9 +549,9 @@ impl<'a> Rewriter<'a> {
     /// Runs `f` on a branch: what it learns about barriers does not hold after it.
     fn branch(&mut self, f: impl FnOnce(&mut Self)) {
         let saved = self.barriered.clone();
-        self.scopes.push(HashMap::new());
+        self.push_scope();
         f(self);
-        self.scopes.pop();
+        self.pop_scope();
         self.barriered = saved;
     }
 
@@ -555,13 +692,13 @@ impl<'a> Rewriter<'a> {
             Expr::If(i) => {
                 // The condition always runs: its barriers hold after the `if` (except on
                 // names its `let` patterns bind, which go out of scope).
-                self.scopes.push(HashMap::new());
+                self.push_scope();
                 self.condition(&mut i.cond);
                 let after_cond = self.barriered.clone();
                 let bound: Vec<String> =
                     self.scopes.last().expect("scope").keys().cloned().collect();
                 self.block(&mut i.then_branch);
-                self.scopes.pop();
+                self.pop_scope();
                 let mut after = after_cond;
                 for b in bound {
                     after.remove(&b);
@@ -575,8 +712,10 @@ impl<'a> Rewriter<'a> {
             Expr::Let(l) => {
                 // Outside an `if`/`while` condition (a `let` chain): rewrite the scrutinee,
                 // bind the pattern in the current scope.
+                let ty = self.infer(&l.expr);
                 self.expr(&mut l.expr, Ctx::Place);
                 self.bind_pattern(&l.pat);
+                self.refine_pattern(&l.pat, ty);
             }
             Expr::While(w) => self.branch(|s| {
                 s.condition(&mut w.cond);
@@ -591,10 +730,12 @@ impl<'a> Rewriter<'a> {
                 });
             }
             Expr::Match(m) => {
+                let ty = self.infer(&m.expr);
                 self.expr(&mut m.expr, Ctx::Place);
                 for arm in m.arms.iter_mut() {
                     self.branch(|s| {
                         s.bind_pattern(&arm.pat);
+                        s.refine_pattern(&arm.pat, ty.clone());
                         if let Pat::Guard(g) = &mut arm.pat {
                             s.expr(&mut g.guard, Ctx::Value);
                         }
@@ -660,8 +801,10 @@ impl<'a> Rewriter<'a> {
     fn condition(&mut self, cond: &mut Expr) {
         match cond {
             Expr::Let(l) => {
+                let ty = self.infer(&l.expr);
                 self.expr(&mut l.expr, Ctx::Place);
                 self.bind_pattern(&l.pat);
+                self.refine_pattern(&l.pat, ty);
             }
             Expr::Binary(b) if matches!(b.op, BinOp::And(_)) => {
                 self.condition(&mut b.left);

@@ -504,6 +504,7 @@ fn transform_fn_with(
                         handle_source = Some(quote!(#rt::Gc::tx(#id)));
                     }
                     rewriter.bind(&id.to_string(), kind);
+                    rewriter.note_param_type(&id.to_string(), &pt.ty);
                 }
                 other => rewriter.bind_pattern(other),
             },

@@ -38,7 +38,6 @@ fn spawns() {
 }
 
 fn main() {
-    let c = stm::atomically(|tx| tx.root(Gc::new_in(tx)));
-    let _ = (c, twice(limit()), Config { verbose: false }.verbose());
+    let _ = (twice(limit()), Config { verbose: false }.verbose());
     spawns();
 }

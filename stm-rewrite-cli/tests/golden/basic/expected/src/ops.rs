@@ -63,23 +63,14 @@ pub fn contains<'tx>(list: Gc<'tx, List>, key: u64) -> bool {
     let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
     let mut cur = __stm::read(list, __stm::field!(list, head));
     while let Some(n) = cur {
-        if (*match __stm::Recv(&n).__stm_rkind() {
-            __k => __k.read(|__r| &__r.key, __stm::field!(__k, key)),
-        }
-            .__stm_place()) == key
-        {
+        if __stm::read(n, __stm::field!(n, key)) == key {
             return true;
         }
-        cur = (*match __stm::Recv(&n).__stm_rkind() {
-            __k => {
-                __k.read_again(
-                    |__r| &__r.next,
-                    __stm::field!(__k, next),
-                    unsafe { __stm::Again::new() },
-                )
-            }
-        }
-            .__stm_place());
+        cur = __stm::read_again(
+            n,
+            __stm::field!(n, next),
+            unsafe { __stm::Again::new() },
+        );
     }
     false
 }
