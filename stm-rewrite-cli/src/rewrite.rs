@@ -541,3 +541,65 @@ fn compile_errors(tokens: TokenStream, fallback: Span) -> Vec<Diagnostic> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(src: &str) -> FileRewrite {
+        rewrite_source(src, &Knowledge::default(), RewriteOptions::default()).expect("parses")
+    }
+
+    #[test]
+    fn bom_and_shebang_are_kept_and_offsets_stay_right() {
+        let src =
+            "\u{feff}#!/usr/bin/env x\n// é\n#[transactional]\nfn f(a: Gc<A>) -> u8 { a.ü }\n";
+        let out = rewrite(src).output;
+        assert!(
+            out.starts_with("\u{feff}#!/usr/bin/env x\n// é\n#[allow("),
+            "{out}"
+        );
+        assert!(out.contains("__stm::read(a, __stm::field!(a, ü))"), "{out}");
+        let (bom, text) = parse_text("#![allow(x)]\nfn f() {}");
+        assert_eq!((bom, text.as_ref()), (0, "#![allow(x)]\nfn f() {}"));
+    }
+
+    #[test]
+    fn nested_items_keep_their_indentation_unless_a_literal_spans_lines() {
+        let out = rewrite(
+            "mod m {\n    #[transactional]\n    fn f(a: Gc<A>) {\n        a.x = 1;\n    }\n}\n",
+        )
+        .output;
+        assert!(
+            out.contains("\n    fn f<'tx>(a: Gc<'tx, A>) {\n        #[allow(unused_imports)]"),
+            "{out}"
+        );
+        let out = rewrite("mod m {\n    #[transactional]\n    fn f(a: Gc<A>) {\n        a.s = \"x\ny\";\n    }\n}\n").output;
+        assert!(out.contains("\"x\ny\""), "the literal is unchanged: {out}");
+        assert!(has_multiline_literal("fn f() { let s = \"a\nb\"; }"));
+        assert!(!has_multiline_literal("fn f() { let s = \"a\\nb\"; }"));
+    }
+
+    #[test]
+    fn transformation_errors_carry_their_position() {
+        let r = rewrite("\n\n#[transactional]\nasync fn f() {}\n");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].at, Position { line: 4, column: 1 });
+        assert!(r.errors[0].message.contains("async fn"), "{:?}", r.errors);
+        assert_eq!(
+            r.output, "\n\n#[transactional]\nasync fn f() {}\n",
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn parse_errors_carry_the_parser_position() {
+        let e = rewrite_source(
+            "fn a() {}\nfn b( {\n",
+            &Knowledge::default(),
+            RewriteOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.at.line, 2, "{e:?}");
+    }
+}
