@@ -180,6 +180,12 @@ fn rewrite_source_inner(
         mut edits, mut out, ..
     } = w;
     edits.sort_by_key(|e| e.range.start);
+    // A file with Windows line endings gets them in the rewritten items too.
+    if source.contains("\r\n") {
+        for e in edits.iter_mut() {
+            e.text = e.text.replace("\r\n", "\n").replace('\n', "\r\n");
+        }
+    }
     let mut output = String::with_capacity(source.len() + source.len() / 2);
     let mut at = 0;
     for e in &edits {
@@ -578,6 +584,18 @@ mod tests {
         assert!(out.contains("\"x\ny\""), "the literal is unchanged: {out}");
         assert!(has_multiline_literal("fn f() { let s = \"a\nb\"; }"));
         assert!(!has_multiline_literal("fn f() { let s = \"a\\nb\"; }"));
+    }
+
+    #[test]
+    fn windows_line_endings_stay() {
+        let out =
+            rewrite("// x\r\n#[transactional]\r\nfn f(a: Gc<A>) {\r\n    a.x = 1;\r\n}\r\n").output;
+        assert!(out.starts_with("// x\r\n#[allow("), "{out:?}");
+        assert_eq!(
+            out.matches('\n').count(),
+            out.matches("\r\n").count(),
+            "{out:?}"
+        );
     }
 
     #[test]
