@@ -367,3 +367,14 @@ fn a_large_tree_piped_gets_no_progress_bar_only_the_summary() {
     let again = run(&["--check", "-j", "1", "."], d.path());
     assert_eq!(o.stdout, again.stdout);
 }
+
+#[test]
+fn an_output_directory_inside_the_tree_is_not_walked() {
+    let d = tree();
+    for _ in 0..2 {
+        let o = run(&[".", "--out-dir", "out"], d.path());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    }
+    assert!(d.path().join("out/src/bank.rs").exists());
+    assert!(!d.path().join("out/out").exists());
+}
