@@ -520,7 +520,8 @@ fn clone_error(e: &Error) -> Error {
 
 /// A unified diff with `a/` and `b/` headers.
 pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
-    let name = path.display().to_string();
+    let shown = path.display().to_string();
+    let name = shown.trim_start_matches('/');
     similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
