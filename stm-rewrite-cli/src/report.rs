@@ -15,7 +15,7 @@ pub fn print(config: &Config, report: &Report, out: &mut dyn Write, err: &mut dy
         let _ = writeln!(err, "error: {e}");
     }
     if config.format == Format::Json {
-        let _ = writeln!(out, "{}", to_json(config, report));
+        let _ = writeln!(out, "{:#}", to_json(config, report));
         return;
     }
     if !config.quiet {

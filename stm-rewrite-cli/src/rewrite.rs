@@ -3,7 +3,9 @@
 //!
 //! Only the byte ranges of changed items are replaced (their span in the original text, as
 //! `proc-macro2`'s `span-locations` reports it); everything else — comments, blank lines,
-//! formatting, untouched items — is kept byte for byte. A rewritten item no longer carries
+//! formatting, untouched items — is kept byte for byte. Inside a rewritten function, the
+//! statements the transformation left unchanged (and the text between statements) are kept
+//! too; only the header, the prelude and the changed statements are printed. A rewritten item no longer carries
 //! `#[transactional]`, and a function whose body already holds the generated transaction
 //! binding (`__stm_tx`) is never rewritten again, so rewriting is idempotent.
 
@@ -180,6 +182,12 @@ fn rewrite_source_inner(
         mut edits, mut out, ..
     } = w;
     edits.sort_by_key(|e| e.range.start);
+    // A file with Windows line endings gets them in the rewritten items too.
+    if source.contains("\r\n") {
+        for e in edits.iter_mut() {
+            e.text = e.text.replace("\r\n", "\n").replace('\n', "\r\n");
+        }
+    }
     let mut output = String::with_capacity(source.len() + source.len() / 2);
     let mut at = 0;
     for e in &edits {
@@ -273,8 +281,8 @@ fn ineligible(sig: &syn::Signature, is_method: bool) -> Option<String> {
 
 /// The outcome of expanding one item.
 enum Expanded {
-    /// The new text.
-    Text(String),
+    /// The new items.
+    Items(syn::File),
     /// The transformation's errors.
     Errors(Vec<Diagnostic>),
 }
@@ -292,11 +300,21 @@ impl Walker<'_> {
                 if let Some(i) = f.attrs.iter().position(is_transactional_attr) {
                     let mut f2 = f.clone();
                     let a = f2.attrs.remove(i);
-                    self.explicit(item.span(), attr_args(&a), f2.into_token_stream());
+                    self.explicit(
+                        item.span(),
+                        Some(&f.block),
+                        attr_args(&a),
+                        f2.into_token_stream(),
+                    );
                 } else if self.options.all_functions && !is_rewritten(f.block.to_token_stream()) {
                     match ineligible(&f.sig, false) {
                         Some(reason) => self.note(item.span(), &f.sig.ident, reason),
-                        None => self.implicit(item.span(), &f.sig.ident, f.to_token_stream()),
+                        None => self.implicit(
+                            item.span(),
+                            Some(&f.block),
+                            &f.sig.ident,
+                            f.to_token_stream(),
+                        ),
                     }
                 }
             }
@@ -329,7 +347,7 @@ impl Walker<'_> {
         if let Some(i) = imp.attrs.iter().position(is_transactional_attr) {
             let mut imp2 = imp.clone();
             let a = imp2.attrs.remove(i);
-            self.explicit(item.span(), attr_args(&a), imp2.into_token_stream());
+            self.explicit(item.span(), None, attr_args(&a), imp2.into_token_stream());
             return;
         }
         let methods: Vec<&syn::ImplItemFn> = imp
@@ -347,7 +365,12 @@ impl Walker<'_> {
                 marked = true;
                 let mut m2 = (*m).clone();
                 let a = m2.attrs.remove(i);
-                self.explicit(m.span(), attr_args(&a), m2.into_token_stream());
+                self.explicit(
+                    m.span(),
+                    Some(&m.block),
+                    attr_args(&a),
+                    m2.into_token_stream(),
+                );
             }
         }
         if !self.options.all_functions || marked {
@@ -370,7 +393,7 @@ impl Walker<'_> {
             // The whole block, as `#[transactional] impl` would (handle methods included).
             let name = format!("impl {}", imp.self_ty.to_token_stream());
             match self.expand(imp.to_token_stream(), TokenStream::new()) {
-                Expanded::Text(t) => self.replace(item.span(), t),
+                Expanded::Items(file) => self.replace(item.span(), prettyplease::unparse(&file)),
                 Expanded::Errors(errs) => {
                     // Fall back to method by method, each on its own.
                     if !has_handle_methods {
@@ -406,23 +429,35 @@ impl Walker<'_> {
         for m in todo {
             match ineligible(&m.sig, true) {
                 Some(reason) => self.note(m.span(), &m.sig.ident, reason),
-                None => self.implicit(m.span(), &m.sig.ident, m.to_token_stream()),
+                None => self.implicit(m.span(), Some(&m.block), &m.sig.ident, m.to_token_stream()),
             }
         }
     }
 
     /// An item the user marked: errors are errors.
-    fn explicit(&mut self, span: Span, args: TokenStream, tokens: TokenStream) {
+    fn explicit(
+        &mut self,
+        span: Span,
+        body: Option<&syn::Block>,
+        args: TokenStream,
+        tokens: TokenStream,
+    ) {
         match self.expand(tokens, args) {
-            Expanded::Text(t) => self.replace(span, t),
+            Expanded::Items(file) => self.splice(span, body, &file),
             Expanded::Errors(errs) => self.out.errors.extend(errs),
         }
     }
 
     /// A function `--all-functions` tries: errors become a note and the function stays.
-    fn implicit(&mut self, span: Span, name: &syn::Ident, tokens: TokenStream) {
+    fn implicit(
+        &mut self,
+        span: Span,
+        body: Option<&syn::Block>,
+        name: &syn::Ident,
+        tokens: TokenStream,
+    ) {
         match self.expand(tokens, TokenStream::new()) {
-            Expanded::Text(t) => self.replace(span, t),
+            Expanded::Items(file) => self.splice(span, body, &file),
             Expanded::Errors(errs) => {
                 let reason = errs
                     .first()
@@ -455,7 +490,7 @@ impl Walker<'_> {
         match syn::parse2::<syn::File>(e.tokens.clone()) {
             Ok(file) => {
                 self.out.stats += e.stats;
-                Expanded::Text(prettyplease::unparse(&file))
+                Expanded::Items(file)
             }
             Err(err) => Expanded::Errors(vec![Diagnostic {
                 at: position(fallback),
@@ -464,6 +499,131 @@ impl Walker<'_> {
                 ),
             }]),
         }
+    }
+
+    /// Replaces a rewritten function: statement by statement when that reproduces the
+    /// expansion exactly (so the comments and formatting of unchanged statements, and the
+    /// comments between statements, are kept), otherwise the whole item.
+    fn splice(&mut self, span: Span, body: Option<&syn::Block>, file: &syn::File) {
+        if let Some(body) = body {
+            if let Some(text) = self.statement_splice(span, body, file) {
+                self.edits.push(Edit {
+                    range: span.byte_range(),
+                    text,
+                });
+                return;
+            }
+        }
+        self.replace(span, prettyplease::unparse(file));
+    }
+
+    /// The rewritten function as the original text of its unchanged statements (and of the
+    /// gaps between statements) plus the printed new header, prelude and changed statements;
+    /// `None` if the result would not be token for token the expansion.
+    fn statement_splice(&self, span: Span, orig: &syn::Block, file: &syn::File) -> Option<String> {
+        let [Item::Fn(out)] = file.items.as_slice() else {
+            return None;
+        };
+        let open = orig.brace_token.span.open().byte_range().start;
+        let close = orig.brace_token.span.close().byte_range().start;
+        let inner = self.text.get(open + 1..close)?;
+        if !inner.starts_with('\n') && !inner.starts_with("\r\n") {
+            return None;
+        }
+        let item_indent = indentation(self.text, span.byte_range().start);
+        let stmt_indent = match orig.stmts.first() {
+            Some(st) => indentation(self.text, st.span().byte_range().start),
+            None => format!("{item_indent}    "),
+        };
+        // The body with changed statements reprinted.
+        let n = orig.stmts.len();
+        let (prelude, new_stmts, closure) = split_body(out, n)?;
+        let mut body = String::new();
+        self.splice_inner(open, close, &orig.stmts, new_stmts, &mut body)?;
+        // The header: attributes and signature, printed.
+        let mut head_fn = out.clone();
+        head_fn.block.stmts.clear();
+        let head = unparse_item(Item::Fn(head_fn));
+        let head = head.trim_end().strip_suffix("{}")?;
+        let head = indent_lines(head, &item_indent);
+        let prelude = indent_lines(
+            &print_stmts_at(prelude, depth_of(&stmt_indent))?,
+            &stmt_indent,
+        );
+        let text = match closure {
+            None => format!("{head}{{\n{stmt_indent}{prelude}{body}}}"),
+            Some(call_head) => {
+                if has_multiline_literal(&body) {
+                    return None;
+                }
+                let deeper = format!("{stmt_indent}    ");
+                let prelude = indent_lines(
+                    &print_stmts_at(split_body(out, n)?.0, depth_of(&deeper))?,
+                    &deeper,
+                );
+                let body = add_indent(body.trim_end(), "    ");
+                format!(
+                    "{head}{{\n{stmt_indent}{call_head}{{\n{deeper}{prelude}{body}\n{stmt_indent}}})\n{item_indent}}}"
+                )
+            }
+        };
+        // The safety net: exactly the expansion, or the whole item is printed.
+        // (Compared as printed: the printer adds optional trailing commas.)
+        let check: syn::ItemFn = syn::parse_str(&text).ok()?;
+        (unparse_item(Item::Fn(check)) == unparse_item(Item::Fn(out.clone()))).then_some(text)
+    }
+
+    /// Writes the text between the braces at `open` and `close`: the original text, with the
+    /// statements that changed replaced.
+    fn splice_inner(
+        &self,
+        open: usize,
+        close: usize,
+        old: &[syn::Stmt],
+        new: &[syn::Stmt],
+        out: &mut String,
+    ) -> Option<()> {
+        if old.len() != new.len() {
+            return None;
+        }
+        let mut at = open + 1;
+        for (o, n) in old.iter().zip(new) {
+            if same_tokens(o, n) {
+                continue;
+            }
+            let r = o.span().byte_range();
+            out.push_str(self.text.get(at..r.start)?);
+            self.splice_stmt(o, n, out)?;
+            at = r.end;
+        }
+        out.push_str(self.text.get(at..close)?);
+        Some(())
+    }
+
+    /// Writes a changed statement: a loop, block or `if` whose header did not change keeps
+    /// its text and gets its body spliced; anything else is printed.
+    fn splice_stmt(&self, o: &syn::Stmt, n: &syn::Stmt, out: &mut String) -> Option<()> {
+        let r = o.span().byte_range();
+        if let Some((ob, nb)) = same_header_blocks(o, n) {
+            let open = ob.brace_token.span.open().byte_range().start;
+            let close = ob.brace_token.span.close().byte_range().start;
+            let mut inner = String::new();
+            if open >= r.start
+                && close < r.end
+                && self
+                    .splice_inner(open, close, &ob.stmts, &nb.stmts, &mut inner)
+                    .is_some()
+            {
+                out.push_str(self.text.get(r.start..=open)?);
+                out.push_str(&inner);
+                out.push_str(self.text.get(close..r.end)?);
+                return Some(());
+            }
+        }
+        let ind = indentation(self.text, r.start);
+        let printed = print_stmts_at(std::slice::from_ref(n), depth_of(&ind))?;
+        out.push_str(&indent_lines(&printed, &ind));
+        Some(())
     }
 
     /// Replaces the text of `span` with `printed`, indented like the original item.
@@ -540,4 +700,288 @@ fn compile_errors(tokens: TokenStream, fallback: Span) -> Vec<Diagnostic> {
         });
     }
     out
+}
+
+/// The whitespace before `at` on its line (empty if there is something else).
+fn indentation(text: &str, at: usize) -> String {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let prefix = &text[line_start..at];
+    if prefix.chars().all(|c| c == ' ' || c == '\t') {
+        prefix.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Indents every line but the first by `indent` (empty lines stay empty).
+fn indent_lines(text: &str, indent: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 64);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            s.push('\n');
+            if !line.is_empty() {
+                s.push_str(indent);
+            }
+        }
+        s.push_str(line);
+    }
+    s
+}
+
+/// Indents every line after the first newline by `indent` more (the text starts with one).
+fn add_indent(text: &str, indent: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 256);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            s.push('\n');
+            if !line.trim().is_empty() {
+                s.push_str(indent);
+            }
+        }
+        s.push_str(line);
+    }
+    s
+}
+
+/// Prints statements as they would stand in a block, without the block's indentation.
+fn print_stmts(stmts: &[syn::Stmt]) -> Option<String> {
+    print_stmts_at(stmts, 1)
+}
+
+/// Prints statements as they would stand `depth` blocks deep (so that lines are wrapped at
+/// the printer's width there), without that indentation.
+fn print_stmts_at(stmts: &[syn::Stmt], depth: usize) -> Option<String> {
+    let depth = depth.clamp(1, 16);
+    let mut inner = quote::quote!(#(#stmts)*);
+    for _ in 1..depth {
+        inner = quote::quote!({ #inner });
+    }
+    let f: syn::ItemFn = syn::parse2(quote::quote!(fn __stm_print() { #inner })).ok()?;
+    let printed = unparse_item(Item::Fn(f));
+    let lines: Vec<&str> = printed.trim_end().lines().collect();
+    if lines.len() < 2 * depth {
+        return None;
+    }
+    let prefix = " ".repeat(4 * depth);
+    let body: Vec<&str> = lines[depth..lines.len() - depth]
+        .iter()
+        .map(|l| l.strip_prefix(prefix.as_str()).unwrap_or(l))
+        .collect();
+    Some(body.join("\n").trim_end().to_string())
+}
+
+/// How many blocks deep an indentation is (4 columns a level, a tab counting 4).
+fn depth_of(indent: &str) -> usize {
+    let width: usize = indent.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum();
+    (width / 4).max(1)
+}
+
+/// The generated prelude and the rewritten statements of a rewritten function body (`n`
+/// statements), and for a body run in `atomically`, the text that opens the closure.
+fn split_body(out: &syn::ItemFn, n: usize) -> Option<(&[syn::Stmt], &[syn::Stmt], Option<String>)> {
+    let stmts = &out.block.stmts;
+    if stmts.len() == n + 2 {
+        return Some((&stmts[..2], &stmts[2..], None));
+    }
+    let [syn::Stmt::Expr(syn::Expr::Call(call), None)] = stmts.as_slice() else {
+        return None;
+    };
+    let Some(syn::Expr::Closure(c)) = call.args.first() else {
+        return None;
+    };
+    let syn::Expr::Block(b) = &*c.body else {
+        return None;
+    };
+    if call.args.len() != 1 || b.block.stmts.len() != n + 1 {
+        return None;
+    }
+    // `path(|inputs| -> R {`, printed from an empty closure.
+    let mut empty = call.clone();
+    if let Some(syn::Expr::Closure(c)) = empty.args.first_mut() {
+        if let syn::Expr::Block(b) = &mut *c.body {
+            b.block.stmts.clear();
+        }
+    }
+    let stmt = syn::Stmt::Expr(syn::Expr::Call(empty), None);
+    let printed = print_stmts(std::slice::from_ref(&stmt))?;
+    let head = printed.strip_suffix("{})")?;
+    if head.contains('\n') {
+        return None;
+    }
+    Some((
+        &b.block.stmts[..1],
+        &b.block.stmts[1..],
+        Some(head.to_string()),
+    ))
+}
+
+/// Prints one item.
+fn unparse_item(item: Item) -> String {
+    let mut file: syn::File = syn::parse_quote!();
+    file.items.push(item);
+    prettyplease::unparse(&file)
+}
+
+fn same_tokens<T: ToTokens>(a: &T, b: &T) -> bool {
+    a.to_token_stream().to_string() == b.to_token_stream().to_string()
+}
+
+/// For two versions of a statement that differ only inside one block (a loop body, a block,
+/// the `then` branch of an `if`): the two blocks.
+fn same_header_blocks<'a>(
+    o: &'a syn::Stmt,
+    n: &'a syn::Stmt,
+) -> Option<(&'a syn::Block, &'a syn::Block)> {
+    use syn::Expr;
+    let (syn::Stmt::Expr(a, sa), syn::Stmt::Expr(b, sb)) = (o, n) else {
+        return None;
+    };
+    if sa.is_some() != sb.is_some() {
+        return None;
+    }
+    match (a, b) {
+        (Expr::While(x), Expr::While(y))
+            if same_tokens(&x.cond, &y.cond)
+                && same_tokens(&x.label, &y.label)
+                && x.attrs.len() == y.attrs.len() =>
+        {
+            Some((&x.body, &y.body))
+        }
+        (Expr::Loop(x), Expr::Loop(y))
+            if same_tokens(&x.label, &y.label) && x.attrs.len() == y.attrs.len() =>
+        {
+            Some((&x.body, &y.body))
+        }
+        (Expr::ForLoop(x), Expr::ForLoop(y))
+            if same_tokens(&x.pat, &y.pat)
+                && same_tokens(&x.expr, &y.expr)
+                && same_tokens(&x.label, &y.label)
+                && x.attrs.len() == y.attrs.len() =>
+        {
+            Some((&x.body, &y.body))
+        }
+        (Expr::Block(x), Expr::Block(y))
+            if same_tokens(&x.label, &y.label) && x.attrs.len() == y.attrs.len() =>
+        {
+            Some((&x.block, &y.block))
+        }
+        (Expr::Unsafe(x), Expr::Unsafe(y)) if x.attrs.len() == y.attrs.len() => {
+            Some((&x.block, &y.block))
+        }
+        (Expr::If(x), Expr::If(y))
+            if same_tokens(&x.cond, &y.cond)
+                && x.attrs.len() == y.attrs.len()
+                && x.else_branch
+                    .as_ref()
+                    .map(|e| e.1.to_token_stream().to_string())
+                    == y.else_branch
+                        .as_ref()
+                        .map(|e| e.1.to_token_stream().to_string()) =>
+        {
+            Some((&x.then_branch, &y.then_branch))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(src: &str) -> FileRewrite {
+        rewrite_source(src, &Knowledge::default(), RewriteOptions::default()).expect("parses")
+    }
+
+    #[test]
+    fn bom_and_shebang_are_kept_and_offsets_stay_right() {
+        let src =
+            "\u{feff}#!/usr/bin/env x\n// é\n#[transactional]\nfn f(a: Gc<A>) -> u8 { a.ü }\n";
+        let out = rewrite(src).output;
+        assert!(
+            out.starts_with("\u{feff}#!/usr/bin/env x\n// é\n#[allow("),
+            "{out}"
+        );
+        assert!(out.contains("__stm::read(a, __stm::field!(a, ü))"), "{out}");
+        let (bom, text) = parse_text("#![allow(x)]\nfn f() {}");
+        assert_eq!((bom, text.as_ref()), (0, "#![allow(x)]\nfn f() {}"));
+    }
+
+    #[test]
+    fn nested_items_keep_their_indentation_unless_a_literal_spans_lines() {
+        let out = rewrite(
+            "mod m {\n    #[transactional]\n    fn f(a: Gc<A>) {\n        a.x = 1;\n    }\n}\n",
+        )
+        .output;
+        assert!(
+            out.contains("\n    fn f<'tx>(a: Gc<'tx, A>) {\n        #[allow(unused_imports)]"),
+            "{out}"
+        );
+        let out = rewrite("mod m {\n    #[transactional]\n    fn f(a: Gc<A>) {\n        a.s = \"x\ny\";\n    }\n}\n").output;
+        assert!(out.contains("\"x\ny\""), "the literal is unchanged: {out}");
+        assert!(has_multiline_literal("fn f() { let s = \"a\nb\"; }"));
+        assert!(!has_multiline_literal("fn f() { let s = \"a\\nb\"; }"));
+    }
+
+    #[test]
+    fn comments_and_formatting_of_unchanged_statements_are_kept() {
+        let src = "#[transactional]\nfn f(a: Gc<A>) -> i64 {\n    // one\n    let x   =   1;  // two\n    \
+                   a.x = x;\n    while x > 0 {\n        // three\n        a.y += 1;\n    }\n    a.x\n}\n";
+        let out = rewrite(src).output;
+        for kept in [
+            "    // one\n    let x   =   1;  // two\n",
+            "    while x > 0 {\n        // three\n",
+        ] {
+            assert!(out.contains(kept), "{kept:?} in {out}");
+        }
+        assert!(
+            out.contains("__stm::write(a, __stm::field!(a, x), x);"),
+            "{out}"
+        );
+        let no_handle = "#[transactional]\nfn g(n: i64) -> i64 {\n    // in g\n    n  *  2\n}\n";
+        let out = rewrite(no_handle).output;
+        assert!(
+            out.contains("-> i64 {\n        #[allow(unused_imports)]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n        // in g\n        n  *  2\n    })\n}\n"),
+            "{out}"
+        );
+        assert_eq!(rewrite(&out).output, out, "idempotent");
+    }
+
+    #[test]
+    fn windows_line_endings_stay() {
+        let out =
+            rewrite("// x\r\n#[transactional]\r\nfn f(a: Gc<A>) {\r\n    a.x = 1;\r\n}\r\n").output;
+        assert!(out.starts_with("// x\r\n#[allow("), "{out:?}");
+        assert_eq!(
+            out.matches('\n').count(),
+            out.matches("\r\n").count(),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn transformation_errors_carry_their_position() {
+        let r = rewrite("\n\n#[transactional]\nasync fn f() {}\n");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].at, Position { line: 4, column: 1 });
+        assert!(r.errors[0].message.contains("async fn"), "{:?}", r.errors);
+        assert_eq!(
+            r.output, "\n\n#[transactional]\nasync fn f() {}\n",
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn parse_errors_carry_the_parser_position() {
+        let e = rewrite_source(
+            "fn a() {}\nfn b( {\n",
+            &Knowledge::default(),
+            RewriteOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.at.line, 2, "{e:?}");
+    }
 }

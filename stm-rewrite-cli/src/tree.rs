@@ -163,7 +163,7 @@ pub fn run(config: &Config) -> Report {
     } else {
         config.jobs
     };
-    let bar = progress_bar(config, rust.len() * 2 + others.len());
+    let bar = progress_bar(config, rust.len(), rust.len() * 2 + others.len());
 
     // First pass: read every Rust file and learn the objects of the tree.
     let read: Vec<(Result<String, Error>, Knowledge)> = par_map(&rust, jobs, |s| {
@@ -242,8 +242,9 @@ pub fn run(config: &Config) -> Report {
     }
 }
 
-fn progress_bar(config: &Config, len: usize) -> Option<indicatif::ProgressBar> {
-    if !config.progress || config.quiet || len < 200 || !io::stderr().is_terminal() {
+/// A progress bar for a large tree (more than 100 Rust files), only on a terminal.
+fn progress_bar(config: &Config, rust: usize, len: usize) -> Option<indicatif::ProgressBar> {
+    if !config.progress || config.quiet || rust <= 100 || !io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(len as u64);
@@ -519,7 +520,8 @@ fn clone_error(e: &Error) -> Error {
 
 /// A unified diff with `a/` and `b/` headers.
 pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
-    let name = path.display().to_string();
+    let shown = path.display().to_string();
+    let name = shown.trim_start_matches('/');
     similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)

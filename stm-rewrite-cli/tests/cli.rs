@@ -340,3 +340,41 @@ fn json_output_is_one_document_even_with_errors() {
     assert_eq!(v["errors"].as_array().unwrap().len(), 1);
     assert_eq!(v["exit_code"], 2);
 }
+
+#[test]
+fn a_large_tree_piped_gets_no_progress_bar_only_the_summary() {
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..150 {
+        let dir = d.path().join(format!("m{}", i % 7));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(format!("f{i}.rs")),
+            format!("#[stm::transactional]\nfn f{i}(a: Gc<A>) -> i64 {{\n    a.x\n}}\n"),
+        )
+        .unwrap();
+    }
+    let o = run(&["--check", "-j", "3", "."], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("stm-rewrite: 150 Rust files, 150 would change; 150 functions"),
+        "{err}"
+    );
+    let o = run(&["--check", "-q", "."], d.path());
+    assert!(o.stderr.is_empty());
+    // Deterministic order whatever the threads.
+    let again = run(&["--check", "-j", "1", "."], d.path());
+    assert_eq!(o.stdout, again.stdout);
+}
+
+#[test]
+fn an_output_directory_inside_the_tree_is_not_walked() {
+    let d = tree();
+    for _ in 0..2 {
+        let o = run(&[".", "--out-dir", "out"], d.path());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    }
+    assert!(d.path().join("out/src/bank.rs").exists());
+    assert!(!d.path().join("out/out").exists());
+}

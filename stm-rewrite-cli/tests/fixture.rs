@@ -38,11 +38,16 @@ fn cargo(args: &[&str], manifest: &Path) -> std::process::Output {
 }
 
 fn rewrite(input: &Path, out_dir: &Path) {
+    rewrite_with(input, out_dir, &[]);
+}
+
+fn rewrite_with(input: &Path, out_dir: &Path, flags: &[&str]) {
     let _ = std::fs::remove_dir_all(out_dir);
     let out = Command::new(env!("CARGO_BIN_EXE_stm-rewrite"))
         .arg(input)
         .arg("--out-dir")
         .arg(out_dir)
+        .args(flags)
         .output()
         .expect("stm-rewrite runs");
     assert_eq!(
@@ -74,6 +79,13 @@ fn the_rewritten_bank_prints_what_the_macro_build_prints() {
     assert!(a.contains("transfers=400 refused=0 total=800000"), "{a}");
     assert_eq!(a, b, "the rewritten build behaves like the macro build");
     cargo(&["test", "--offline", "-q"], &rewritten.join("Cargo.toml"));
+
+    // PyPy style: every function but `main` in a transaction; the same output, tests pass.
+    let all = workspace().join("target/stm-rewrite-tests/all-functions/bank-crate");
+    rewrite_with(&fixture, &all, &["--all-functions"]);
+    let all_out = cargo(&["run", "--offline", "-q"], &all.join("Cargo.toml"));
+    assert_eq!(a, String::from_utf8_lossy(&all_out.stdout));
+    cargo(&["test", "--offline", "-q"], &all.join("Cargo.toml"));
 
     // Rewriting the rewritten crate changes nothing.
     let check = Command::new(env!("CARGO_BIN_EXE_stm-rewrite"))

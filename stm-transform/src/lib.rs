@@ -82,8 +82,9 @@ pub struct ObjectInfo {
 }
 
 impl Knowledge {
-    /// Records the object types declared by `#[object]` structs in a file's source text.
-    /// Returns how many it found. Files that do not parse contribute nothing.
+    /// Records the object types declared by `#[object]` structs in a file's source text, and
+    /// the signatures of its functions. Returns how many object types it found. Files that do
+    /// not parse contribute nothing.
     pub fn learn_from_source(&mut self, source: &str) -> usize {
         let Ok(file) = syn::parse_file(source) else {
             return 0;

@@ -301,7 +301,7 @@ fn handle_methods_trait(
             sig: &mut m.sig,
             block: &mut m.block,
         };
-        transform_fn_with(cx, knowledge, args, &outer, &mut t, stats, true);
+        transform_fn_with(cx, knowledge, args, &outer, &mut t, stats, Some(self_ty));
         let mut docs: Vec<TokenStream> = m
             .attrs
             .iter()
@@ -442,11 +442,11 @@ fn transform_fn(
     f: &mut FnParts<'_>,
     stats: &mut Stats,
 ) {
-    transform_fn_with(cx, knowledge, args, outer_lifetimes, f, stats, false);
+    transform_fn_with(cx, knowledge, args, outer_lifetimes, f, stats, None);
 }
 
-/// [`transform_fn`]; with `self_is_handle`, `self` is a handle (a method of the extension
-/// trait of `Gc<T>`) and the transaction comes from it.
+/// [`transform_fn`]; with `self_handle` (the object type), `self` is a handle (a method of
+/// the extension trait of `Gc<T>`) and the transaction comes from it.
 fn transform_fn_with(
     cx: &Ctxt,
     knowledge: &Knowledge,
@@ -454,7 +454,7 @@ fn transform_fn_with(
     outer_lifetimes: &[String],
     f: &mut FnParts<'_>,
     stats: &mut Stats,
-    self_is_handle: bool,
+    self_handle: Option<&Type>,
 ) {
     let rt = &args.runtime;
     // 1. One transaction lifetime for every handle of the signature.
@@ -488,8 +488,11 @@ fn transform_fn_with(
     let mut handle_source: Option<TokenStream> = None;
     for input in f.sig.inputs.iter() {
         match input {
-            FnArg::Receiver(_) if self_is_handle => {
+            FnArg::Receiver(_) if self_handle.is_some() => {
                 rewriter.bind("self", Kind::Handle { fresh: false });
+                if let Some(ty) = self_handle {
+                    rewriter.note_param_type("self", &syn::parse_quote!(Gc<#ty>));
+                }
                 handle_source = Some(quote!(#rt::Gc::tx(self)));
             }
             FnArg::Receiver(_) => rewriter.bind("self", Kind::Plain),

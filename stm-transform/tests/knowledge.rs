@@ -133,3 +133,25 @@ fn shadowing_by_an_untyped_binding_hides_the_inferred_type() {
         "the loop's n: {out}"
     );
 }
+
+#[test]
+fn self_of_a_handle_method_has_its_object_type() {
+    let (out, stats) = expand(
+        &tree(true),
+        quote! {
+            impl List {
+                fn sum(self: Gc<Self>) -> u64 {
+                    let mut s = 0;
+                    let mut cur = self.head;
+                    while let Some(n) = cur {
+                        s += n.key;
+                        cur = n.next;
+                    }
+                    s
+                }
+            }
+        },
+    );
+    assert!(out.contains("__stm::read(n,__stm::field!(n,key))"), "{out}");
+    assert_eq!(stats.inferred, 2, "cur and n");
+}

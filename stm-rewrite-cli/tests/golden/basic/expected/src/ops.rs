@@ -94,7 +94,8 @@ impl Printer {
     pub fn show<'tx>(&self, list: Gc<'tx, List>) {
         #[allow(unused_imports)]
         use ::stm_runtime::__private::{
-            self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+            self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
+            PlainWrite as _,
         };
         let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
         {
