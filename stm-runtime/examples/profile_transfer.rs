@@ -1,5 +1,5 @@
-//! A loop of single-thread transfer transactions, for profilers (callgrind, perf).
-//! `cargo run --release -p stm-runtime --example profile_transfer -- [N]`
+//! A loop of single-thread transfer transactions (or empty ones), for profilers (callgrind,
+//! perf). `cargo run --release -p stm-runtime --example profile_transfer -- [N] [empty]`
 use stm_runtime::Stm;
 
 fn main() {
@@ -14,6 +14,19 @@ fn main() {
         .unwrap();
     let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(n as i64)), tx.root(tx.alloc(0i64))));
     let t = std::time::Instant::now();
+    if std::env::args().nth(2).as_deref() == Some("empty") {
+        for _ in 0..n {
+            stm.atomically(|tx| {
+                std::hint::black_box(tx);
+            });
+        }
+        let el = t.elapsed();
+        println!(
+            "{n} empty transactions: {:.1} ns each",
+            el.as_nanos() as f64 / n as f64
+        );
+        return;
+    }
     for _ in 0..n {
         stm.atomically(|tx| {
             let (from, to) = (a.get(tx), b.get(tx));
