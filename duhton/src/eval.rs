@@ -133,11 +133,16 @@ pub(crate) enum Queue<'tx> {
     Task(RefCell<Vec<Gc<'tx, Call>>>),
 }
 
-/// The context of one transaction of the interpreter.
+/// The context of one transaction attempt of the interpreter (made afresh for every
+/// attempt, so nothing in it survives a rollback).
 pub(crate) struct Cx<'tx> {
+    /// The running transaction.
     pub tx: &'tx Tx,
+    /// The interpreter (symbol names, output).
     pub it: &'tx Interp,
+    /// The root object, as a handle of this transaction.
     pub globals: Gc<'tx, Globals>,
+    /// Where `(transaction ...)` queues calls.
     pub queue: Queue<'tx>,
     /// Below this stack address, calls fail with a recursion error.
     pub stack_limit: usize,

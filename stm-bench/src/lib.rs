@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod ctx;
+pub mod duhton_demos;
 pub mod engines;
 pub mod report;
 pub mod rt;
@@ -96,18 +97,28 @@ impl Impl {
     pub fn supports(self, threads: usize) -> bool {
         self != Impl::Seq || threads == 1
     }
+
+    /// Whether it runs workload `w` (the Duhton interpreter runs on our runtime only).
+    pub fn runs(self, w: Workload) -> bool {
+        !matches!(w, Workload::Duhton(_)) || matches!(self, Impl::Stm | Impl::Gil)
+    }
 }
 
-/// Runs `w` with `ops` operations on `threads` threads of implementation `i` in this process.
+/// Runs `w` with `ops` operations on `threads` threads of implementation `i` in this process
+/// (for a Duhton demo, `ops` 0 asks for its small sizes, anything else for its full ones).
 ///
 /// # Panics
 /// If `i` is not [`Impl::in_process`] or does not support `threads`.
 pub fn run(i: Impl, w: Workload, threads: usize, ops: u64) -> Outcome {
     assert!(
-        i.in_process() && i.supports(threads),
+        i.in_process() && i.supports(threads) && i.runs(w),
         "{} cannot run here",
         i.name()
     );
+    if let Workload::Duhton(d) = w {
+        // The demos are fixed programs; `ops` below a full run's picks the small sizes.
+        return duhton_demos::run(d, threads, ops == 0);
+    }
     let l = w.layout(threads, ops);
     match i {
         Impl::Seq => workloads::run(&Seq::new(&l), w, threads, ops),

@@ -9,10 +9,11 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use clap::Parser;
 use stm_bench::report::{Results, Row};
-use stm_bench::workloads::{Workload, ALL};
+use stm_bench::workloads::{duhton_workloads, Workload, ALL};
 use stm_bench::Impl;
 
 #[derive(Parser, Debug)]
@@ -23,7 +24,8 @@ struct Args {
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
-    /// A reduced matrix (a tenth of the operations), under a minute.
+    /// A reduced matrix (3% of the operations, small Duhton sizes), under a minute once
+    /// both binaries are built.
     #[arg(long)]
     quick: bool,
     /// Only these workloads (comma-separated; e.g. bank-low,rbtree-50).
@@ -49,14 +51,15 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    let known: Vec<Workload> = ALL.iter().copied().chain(duhton_workloads()).collect();
     let workloads: Vec<Workload> = if args.workload.is_empty() {
-        ALL.to_vec()
+        known.clone()
     } else {
         args.workload
             .iter()
             .map(|n| {
-                *ALL.iter().find(|w| w.name() == *n).unwrap_or_else(|| {
-                    let names: Vec<String> = ALL.iter().map(|w| w.name()).collect();
+                *known.iter().find(|w| w.name() == *n).unwrap_or_else(|| {
+                    let names: Vec<String> = known.iter().map(|w| w.name()).collect();
                     fail(&format!(
                         "unknown workload {n}; known: {}",
                         names.join(", ")
@@ -81,7 +84,7 @@ fn main() {
     if threads.contains(&0) {
         fail("--threads must be positive");
     }
-    let scale = args.scale * if args.quick { 0.1 } else { 1.0 };
+    let scale = args.scale * if args.quick { 0.03 } else { 1.0 };
 
     let mut rows = Vec::new();
     // The other mode of our runtime runs in a child built with the other feature set.
@@ -90,9 +93,14 @@ fn main() {
         rows.extend(run_child(&args, &others, &workloads, &threads, scale));
     }
     for &w in &workloads {
-        for &i in impls.iter().filter(|i| i.in_process()) {
+        for &i in impls.iter().filter(|i| i.in_process() && i.runs(w)) {
             for &t in threads.iter().filter(|&&t| i.supports(t)) {
-                let ops = ((w.ops() as f64 * scale) as u64).max(t as u64);
+                let ops = match w {
+                    Workload::Duhton(_) => u64::from(scale >= 0.5),
+                    _ => ((w.ops() as f64 * scale) as u64).max(t as u64),
+                };
+                let wall = Instant::now();
+                let watch = watchdog(format!("{} on {} with {t} threads", w.name(), i.name()));
                 let o = stm_bench::run(i, w, t, ops);
                 let row = Row {
                     workload: w.name(),
@@ -108,7 +116,8 @@ fn main() {
                         Err(m) => m,
                     },
                 };
-                emit(&args, &row);
+                drop(watch);
+                emit(&args, &row, Some(wall.elapsed().as_secs_f64()));
                 rows.push(row);
             }
         }
@@ -151,18 +160,33 @@ fn main() {
     eprintln!("all {} runs passed their result checks", rows.len());
 }
 
-fn emit(args: &Args, r: &Row) {
+/// Says on stderr which run is still going after a minute (none should take that long), so
+/// a hang names its run. Dropping the sender stops the watch.
+fn watchdog(what: String) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+        {
+            eprintln!("still running after a minute: {what}");
+        }
+    });
+    tx
+}
+
+fn emit(args: &Args, r: &Row, wall: Option<f64>) {
     if args.json || args.child {
         println!("{}", r.to_json());
         let _ = std::io::stdout().flush();
     } else {
         eprintln!(
-            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s  {:>5.1}% aborts  {}{}",
+            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s  {:>5.1}% aborts  {:>5.2}s  {}{}",
             r.workload,
             r.imp,
             r.threads,
             r.ops_per_sec() / 1e6,
             100.0 * r.aborts as f64 / r.commits.max(1) as f64,
+            wall.unwrap_or(r.seconds),
             if r.check_ok { "ok: " } else { "CHECK FAILED: " },
             r.check
         );
@@ -234,7 +258,7 @@ fn run_child(
     }
     out.lines()
         .filter_map(Row::from_json)
-        .inspect(|r| emit(args, r))
+        .inspect(|r| emit(args, r, None))
         .collect()
 }
 

@@ -5,6 +5,20 @@ use std::fmt::Write as _;
 
 use crate::Impl;
 
+/// `v` with three significant digits.
+fn sig3(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        let digits = (2 - v.log10().floor() as i32).clamp(3, 9) as usize;
+        format!("{v:.digits$}")
+    }
+}
+
 /// One run's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -159,7 +173,7 @@ impl Results {
                 let cells: Vec<String> = impls
                     .iter()
                     .map(|i| match self.get(&w, i, t) {
-                        Some(r) if r.check_ok => format!("{:.3}", r.ops_per_sec() / 1e6),
+                        Some(r) if r.check_ok => sig3(r.ops_per_sec() / 1e6),
                         Some(_) => "CHECK FAILED".into(),
                         None => "-".into(),
                     })

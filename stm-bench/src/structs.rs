@@ -26,13 +26,15 @@ pub fn bucket(key: u64, buckets: usize) -> usize {
 
 // ---- list / hash chains ---------------------------------------------------------------
 
+/// What [`chain_find`] found: the predecessor, and the node at or after the key with its value.
+type Found<C> = (
+    Option<<C as Ctx>::L>,
+    Option<(<C as Ctx>::L, NodeV<<C as Ctx>::L>)>,
+);
+
 /// In the chain starting at slot `s`: the last node with a key below `key` and the node
 /// after it.
-fn chain_find<C: Ctx>(
-    c: &mut C,
-    s: usize,
-    key: u64,
-) -> Res<(Option<C::L>, Option<(C::L, NodeV<C::L>)>)> {
+fn chain_find<C: Ctx>(c: &mut C, s: usize, key: u64) -> Res<Found<C>> {
     let mut prev = None;
     let mut cur = c.link(s)?;
     while let Some(n) = cur {

@@ -56,6 +56,8 @@ pub enum Workload {
     /// mixes their contents (about 1 µs of work, like an interpreter's transaction), and adds
     /// the result to one of 1024 counters.
     Long,
+    /// A Duhton demo (our runtime only; see [`crate::duhton_demos`]).
+    Duhton(&'static str),
 }
 
 /// Every workload of the full matrix, in table order.
@@ -74,6 +76,14 @@ pub const ALL: &[Workload] = &[
     tree(90),
     Workload::Long,
 ];
+
+/// The Duhton demos, as workloads (run by our runtime only).
+pub fn duhton_workloads() -> Vec<Workload> {
+    crate::duhton_demos::DEMOS
+        .iter()
+        .map(|(d, _, _)| Workload::Duhton(d))
+        .collect()
+}
 
 const fn list(updates: u64) -> Workload {
     Workload::Map {
@@ -119,6 +129,7 @@ impl Workload {
                 format!("{k}-{updates}")
             }
             Workload::Long => "long".into(),
+            Workload::Duhton(d) => format!("duhton-{d}"),
         }
     }
 
@@ -137,6 +148,7 @@ impl Workload {
                 kind: Kind::Tree, ..
             } => 300_000,
             Workload::Long => 100_000,
+            Workload::Duhton(_) => 0,
         }
     }
 
@@ -181,6 +193,7 @@ impl Workload {
                 (slots, self.range() as usize / 2, per_thread)
             }
             Workload::Long => (2 * LONG_CHAINS, LONG_CHAINS * LONG_DEPTH, 0),
+            Workload::Duhton(_) => (0, 0, 0),
         };
         Layout {
             slots,
@@ -400,6 +413,7 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
             }
             initial = keys.iter().map(|&k| (k, k)).collect();
         }
+        Workload::Duhton(_) => unreachable!("the Duhton demos run in crate::duhton_demos"),
         Workload::Long => {
             let mut rng = Rng::new(12345);
             for lo in (0..LONG_CHAINS).step_by(16) {
@@ -514,6 +528,7 @@ fn worker<E: Engine>(
             }
             Work::Model(Ok(model))
         }
+        Workload::Duhton(_) => unreachable!("not an engine workload"),
         Workload::Long => {
             let mut added = 0;
             for _ in 0..ops {
@@ -583,6 +598,7 @@ fn check<E: Engine>(
                 got.len()
             ))
         }
+        Workload::Duhton(_) => unreachable!("not an engine workload"),
         Workload::Long => {
             let (sum, _) = e.atomically(&SumVals(LONG_CHAINS..2 * LONG_CHAINS));
             let expected = counted();
