@@ -3,7 +3,7 @@
 //! to `u64` with the same three operations (`get`, `put`, `del`) and a `dump` that walks the
 //! whole structure and checks its invariants.
 
-use crate::ctx::{Ctx, NodeV, Res};
+use crate::ctx::{Abort, Ctx, NodeV, Res};
 
 /// Which structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,10 @@ pub enum Kind {
     /// A left-leaning red-black tree (slot 0 holds the root).
     Tree,
 }
+
+/// Longer than any chain of the workloads (a list holds at most its key range): only a
+/// zombie transaction of an STM without opacity can walk this far (through a cycle).
+const MAX_CHAIN: u32 = 1 << 20;
 
 /// The bucket of `key`.
 pub fn bucket(key: u64, buckets: usize) -> usize {
@@ -37,7 +41,12 @@ type Found<C> = (
 fn chain_find<C: Ctx>(c: &mut C, s: usize, key: u64) -> Res<Found<C>> {
     let mut prev = None;
     let mut cur = c.link(s)?;
+    let mut steps = 0u32;
     while let Some(n) = cur {
+        steps += 1;
+        if steps > MAX_CHAIN {
+            return Err(Abort);
+        }
         let v = c.node(n)?;
         if v.key >= key {
             return Ok((prev, Some((n, v))));
@@ -93,7 +102,12 @@ fn chain_del<C: Ctx>(c: &mut C, s: usize, key: u64) -> Res<Option<u64>> {
 fn chain_dump<C: Ctx>(c: &mut C, s: usize, out: &mut Vec<(u64, u64)>) -> Res<Result<(), String>> {
     let mut cur = c.link(s)?;
     let mut last = None;
+    let mut steps = 0u32;
     while let Some(n) = cur {
+        steps += 1;
+        if steps > MAX_CHAIN {
+            return Err(Abort);
+        }
         let v = c.node(n)?;
         if last.is_some_and(|k| k >= v.key) {
             return Ok(Err(format!("chain {s} not sorted at key {}", v.key)));
@@ -207,22 +221,37 @@ fn relink<C: Ctx>(c: &mut C, h: C::L, left: bool, new: Option<C::L>) -> Res<()> 
     Ok(())
 }
 
+/// Deeper than any balanced tree of `u64` keys: only an inconsistent snapshot (a zombie
+/// transaction of an STM without opacity) can see a path this long, or a cycle.
+const MAX_DEPTH: u32 = 160;
+
+/// Gives up an attempt that sees an impossible shape (see [`MAX_DEPTH`]).
+fn deeper(depth: u32) -> Res<u32> {
+    if depth > MAX_DEPTH {
+        Err(Abort)
+    } else {
+        Ok(depth + 1)
+    }
+}
+
 fn tree_put_at<C: Ctx>(
     c: &mut C,
+    depth: u32,
     h: Option<C::L>,
     key: u64,
     val: u64,
     old: &mut Option<u64>,
 ) -> Res<C::L> {
+    let depth = deeper(depth)?;
     let Some(h) = h else {
         return c.alloc(NodeV::leaf(key, val, true));
     };
     let hv = c.node(h)?;
     if key < hv.key {
-        let l = tree_put_at(c, hv.left, key, val, old)?;
+        let l = tree_put_at(c, depth, hv.left, key, val, old)?;
         relink(c, h, true, Some(l))?;
     } else if key > hv.key {
-        let r = tree_put_at(c, hv.right, key, val, old)?;
+        let r = tree_put_at(c, depth, hv.right, key, val, old)?;
         relink(c, h, false, Some(r))?;
     } else {
         *old = Some(hv.val);
@@ -259,7 +288,8 @@ fn move_red_right<C: Ctx>(c: &mut C, mut h: C::L) -> Res<C::L> {
     Ok(h)
 }
 
-fn delete_min<C: Ctx>(c: &mut C, mut h: C::L) -> Res<Option<C::L>> {
+fn delete_min<C: Ctx>(c: &mut C, depth: u32, mut h: C::L) -> Res<Option<C::L>> {
+    let depth = deeper(depth)?;
     let hv = c.node(h)?;
     let Some(l) = hv.left else {
         return Ok(None);
@@ -269,13 +299,14 @@ fn delete_min<C: Ctx>(c: &mut C, mut h: C::L) -> Res<Option<C::L>> {
         h = move_red_left(c, h)?;
     }
     let hl = c.node(h)?.left.expect("left child");
-    let nl = delete_min(c, hl)?;
+    let nl = delete_min(c, depth, hl)?;
     relink(c, h, true, nl)?;
     Ok(Some(balance(c, h)?))
 }
 
 /// Deletes `key`, which is in the subtree `h`.
-fn tree_del_at<C: Ctx>(c: &mut C, mut h: C::L, key: u64) -> Res<Option<C::L>> {
+fn tree_del_at<C: Ctx>(c: &mut C, depth: u32, mut h: C::L, key: u64) -> Res<Option<C::L>> {
+    let depth = deeper(depth)?;
     let hv = c.node(h)?;
     if key < hv.key {
         let ll = left_of(c, hv.left)?;
@@ -283,7 +314,7 @@ fn tree_del_at<C: Ctx>(c: &mut C, mut h: C::L, key: u64) -> Res<Option<C::L>> {
             h = move_red_left(c, h)?;
         }
         let hl = c.node(h)?.left.expect("key is in the left subtree");
-        let nl = tree_del_at(c, hl, key)?;
+        let nl = tree_del_at(c, depth, hl, key)?;
         relink(c, h, true, nl)?;
     } else {
         if is_red(c, hv.left)? {
@@ -302,11 +333,13 @@ fn tree_del_at<C: Ctx>(c: &mut C, mut h: C::L, key: u64) -> Res<Option<C::L>> {
         if key == hv.key {
             // Replace h's entry by its successor's, then delete the successor.
             let mut m = hr;
+            let mut d = depth;
             while let Some(l) = c.node(m)?.left {
+                d = deeper(d)?;
                 m = l;
             }
             let mv = c.node(m)?;
-            let nr = delete_min(c, hr)?;
+            let nr = delete_min(c, depth, hr)?;
             let hv = c.node(h)?;
             c.set_node(
                 h,
@@ -318,7 +351,7 @@ fn tree_del_at<C: Ctx>(c: &mut C, mut h: C::L, key: u64) -> Res<Option<C::L>> {
                 },
             )?;
         } else {
-            let nr = tree_del_at(c, hr, key)?;
+            let nr = tree_del_at(c, depth, hr, key)?;
             relink(c, h, false, nr)?;
         }
     }
@@ -327,7 +360,9 @@ fn tree_del_at<C: Ctx>(c: &mut C, mut h: C::L, key: u64) -> Res<Option<C::L>> {
 
 fn tree_get<C: Ctx>(c: &mut C, key: u64) -> Res<Option<u64>> {
     let mut cur = c.link(0)?;
+    let mut depth = 0;
     while let Some(n) = cur {
+        depth = deeper(depth)?;
         let v = c.node(n)?;
         if key < v.key {
             cur = v.left;
@@ -343,7 +378,7 @@ fn tree_get<C: Ctx>(c: &mut C, key: u64) -> Res<Option<u64>> {
 fn tree_put<C: Ctx>(c: &mut C, key: u64, val: u64) -> Res<Option<u64>> {
     let root = c.link(0)?;
     let mut old = None;
-    let r = tree_put_at(c, root, key, val, &mut old)?;
+    let r = tree_put_at(c, 0, root, key, val, &mut old)?;
     if Some(r) != root {
         c.set_link(0, Some(r))?;
     }
@@ -362,7 +397,7 @@ fn tree_del<C: Ctx>(c: &mut C, key: u64) -> Res<Option<u64>> {
     if !is_red(c, rv.left)? && !is_red(c, rv.right)? {
         c.set_red(root, true)?;
     }
-    let r = tree_del_at(c, root, key)?;
+    let r = tree_del_at(c, 0, root, key)?;
     if r != Some(root) {
         c.set_link(0, r)?;
     }
@@ -377,10 +412,12 @@ fn tree_del<C: Ctx>(c: &mut C, key: u64) -> Res<Option<u64>> {
 /// Walks the subtree `n` in order; returns its black height or an invariant violation.
 fn tree_walk<C: Ctx>(
     c: &mut C,
+    depth: u32,
     n: Option<C::L>,
     parent_red: bool,
     out: &mut Vec<(u64, u64)>,
 ) -> Res<Result<u32, String>> {
+    let depth = deeper(depth)?;
     let Some(n) = n else { return Ok(Ok(1)) };
     let v = c.node(n)?;
     if v.red && parent_red {
@@ -389,7 +426,7 @@ fn tree_walk<C: Ctx>(
     if is_red(c, v.right)? {
         return Ok(Err(format!("red right link at key {}", v.key)));
     }
-    let lh = match tree_walk(c, v.left, v.red, out)? {
+    let lh = match tree_walk(c, depth, v.left, v.red, out)? {
         Ok(h) => h,
         e => return Ok(e),
     };
@@ -397,7 +434,7 @@ fn tree_walk<C: Ctx>(
         return Ok(Err(format!("keys out of order at {}", v.key)));
     }
     out.push((v.key, v.val));
-    let rh = match tree_walk(c, v.right, v.red, out)? {
+    let rh = match tree_walk(c, depth, v.right, v.red, out)? {
         Ok(h) => h,
         e => return Ok(e),
     };
@@ -462,7 +499,7 @@ impl Kind {
                 if is_red(c, root)? {
                     return Ok(Err("red root".into()));
                 }
-                if let Err(e) = tree_walk(c, root, false, &mut out)? {
+                if let Err(e) = tree_walk(c, 0, root, false, &mut out)? {
                     return Ok(Err(e));
                 }
             }

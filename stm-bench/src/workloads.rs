@@ -136,18 +136,18 @@ impl Workload {
     /// Operations (transactions) of a full run, all threads together.
     pub fn ops(self) -> u64 {
         match self {
-            Workload::Counter | Workload::Bank { .. } => 2_000_000,
+            Workload::Counter | Workload::Bank { .. } => 1_000_000,
             Workload::Map {
                 kind: Kind::List, ..
-            } => 100_000,
+            } => 50_000,
             Workload::Map {
                 kind: Kind::Hash { .. },
                 ..
-            } => 1_000_000,
+            } => 300_000,
             Workload::Map {
                 kind: Kind::Tree, ..
-            } => 300_000,
-            Workload::Long => 100_000,
+            } => 100_000,
+            Workload::Long => 30_000,
             Workload::Duhton(_) => 0,
         }
     }
