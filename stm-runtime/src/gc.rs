@@ -140,9 +140,25 @@ impl Shared {
     ///
     /// The caller must not be inside a transaction of this runtime (it would wait for itself).
     pub(crate) fn collect(&self) {
-        let mut state = self.gc.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.gc.lock().unwrap_or_else(|e| e.into_inner());
+        self.collect_locked(state);
+    }
+
+    /// Runs a collection if allocation asked for one, unless one is running already (the
+    /// caller will then wait for it when it takes a segment).
+    #[inline]
+    pub(crate) fn maybe_collect(&self) {
+        if self.chunks.gc_wanted.load(Ordering::Relaxed) {
+            if let Ok(state) = self.gc.try_lock() {
+                self.collect_locked(state);
+            }
+        }
+    }
+
+    fn collect_locked(&self, mut state: std::sync::MutexGuard<'_, GcState>) {
         self.chunks.gc_wanted.store(false, Ordering::Relaxed);
-        // (0) Own every segment.
+        // (0) Own every segment. New transactions wait meanwhile (see `acquire_segment`).
+        self.collecting.store(true, Ordering::Release);
         for seg in self.segments.iter() {
             self.segment_free.wait_until(|| {
                 seg.state
@@ -238,16 +254,9 @@ impl Shared {
             freed_objects,
             freed_bytes: freed_granules * GRANULE as u64,
         };
+        self.collecting.store(false, Ordering::Release);
         for seg in self.segments.iter() {
             self.release_segment(seg);
-        }
-    }
-
-    /// Runs a collection if allocation asked for one and nobody else is running one.
-    #[inline]
-    pub(crate) fn maybe_collect(&self) {
-        if self.chunks.gc_wanted.load(Ordering::Relaxed) {
-            self.collect();
         }
     }
 }

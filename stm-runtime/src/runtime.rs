@@ -1,7 +1,7 @@
 //! The runtime object ([`Stm`]), its shared state, and the segment pool.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use crate::config::{Config, StmError};
@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     pub roots: Mutex<HashMap<u32, u32>>,
     /// The collector (one collection at a time) and its statistics.
     pub gc: Mutex<GcState>,
+    /// A collection is taking the segments: transactions wait to start.
+    pub collecting: AtomicBool,
     /// Keeps the heap image alive as long as its mappings.
     _image: HeapFile,
 }
@@ -219,6 +221,7 @@ impl Shared {
             recorder,
             roots: Mutex::new(HashMap::new()),
             gc: Mutex::new(GcState::default()),
+            collecting: AtomicBool::new(false),
             _image: image,
         })
     }
@@ -244,7 +247,14 @@ impl Shared {
                 .is_ok()
                 .then_some(seg)
         };
-        let scan = || (0..n).map(|k| (preferred + k) % n).find_map(try_take);
+        // While a collection is waiting for the segments, take none: otherwise threads that
+        // start transaction after transaction could keep the collector waiting forever.
+        let scan = || {
+            if self.collecting.load(Ordering::Acquire) {
+                return None;
+            }
+            (0..n).map(|k| (preferred + k) % n).find_map(try_take)
+        };
         let seg = match scan() {
             Some(s) => s,
             None => {
