@@ -24,19 +24,39 @@ const BITS: u32 = CARD.trailing_zeros();
 const MAX_DEPTH: u32 = 6;
 
 /// A vector's head object (its length and the root of its tree). Only reachable through
-/// [`GcVec`]; a `Root<VecHead>` keeps a vector alive across transactions.
-#[derive(Clone, Copy)]
+/// [`GcVec`]; a `Root<VecHead<T>>` keeps a vector of `T` alive across transactions. The
+/// element type is part of the type, so a vector can only be read back as what it holds.
 #[repr(C)]
-pub struct VecHead {
+pub struct VecHead<T> {
     len: u32,
     /// Interior levels above the leaves (0: the root is a leaf).
     depth: u32,
     /// Granule of the root node, 0 while the vector has never held an element.
     root: u32,
+    _t: PhantomData<fn() -> T>,
 }
 
-// SAFETY: Copy, 'static, aligned to 4; `root` is reported to the collector by `trace`.
-unsafe impl Object for VecHead {
+impl<T> Clone for VecHead<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for VecHead<T> {}
+
+impl<T> VecHead<T> {
+    fn with(len: u32, depth: u32, root: u32) -> Self {
+        VecHead {
+            len,
+            depth,
+            root,
+            _t: PhantomData,
+        }
+    }
+}
+
+// SAFETY: Copy, 'static, aligned to 4; `root` is reported to the collector by `trace`, and
+// through it every node (whose traces report the elements).
+unsafe impl<T: Field + Default> Object for VecHead<T> {
     fn trace(&self, tracer: &mut Tracer) {
         tracer.visit_granule(self.root);
     }
@@ -143,7 +163,7 @@ unsafe impl<T: Field + Default> Field for TVec<T> {
 /// assert_eq!(sum, 4950 - 7 + 700);
 /// ```
 pub struct GcVec<'tx, T> {
-    head: Gc<'tx, VecHead>,
+    head: Gc<'tx, VecHead<T>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -164,22 +184,18 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
     #[track_caller]
     pub fn new(tx: &'tx Tx) -> Self {
         GcVec {
-            head: tx.alloc(VecHead {
-                len: 0,
-                depth: 0,
-                root: 0,
-            }),
+            head: tx.alloc(VecHead::with(0, 0, 0)),
             _t: PhantomData,
         }
     }
 
     /// The vector's head object, to root it (`tx.root(v.as_gc())`) or compare identities.
-    pub fn as_gc(self) -> Gc<'tx, VecHead> {
+    pub fn as_gc(self) -> Gc<'tx, VecHead<T>> {
         self.head
     }
 
     /// The vector a root refers to.
-    pub fn from_root(tx: &'tx Tx, root: &crate::Root<VecHead>) -> Self {
+    pub fn from_root(tx: &'tx Tx, root: &crate::Root<VecHead<T>>) -> Self {
         GcVec {
             head: root.get(tx),
             _t: PhantomData,
@@ -191,7 +207,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
         self.head.ptr_eq(other.head)
     }
 
-    fn head(self) -> VecHead {
+    fn head(self) -> VecHead<T> {
         self.head.get_object()
     }
 
@@ -206,7 +222,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
     }
 
     /// The leaf holding element `i` (which must be below the capacity of the current tree).
-    fn leaf(self, h: &VecHead, i: usize) -> Gc<'tx, Leaf<T>> {
+    fn leaf(self, h: &VecHead<T>, i: usize) -> Gc<'tx, Leaf<T>> {
         let tx = self.head.tx();
         let mut node = h.root;
         for level in (1..=h.depth).rev() {
@@ -256,7 +272,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
     }
 
     #[track_caller]
-    fn write_slot(self, h: &VecHead, i: usize, value: T::Loaded<'tx>) {
+    fn write_slot(self, h: &VecHead<T>, i: usize, value: T::Loaded<'tx>) {
         let leaf = self.leaf(h, i);
         let k = i & (CARD - 1);
         // SAFETY: as in `try_get`; `value` belongs to this transaction (same 'tx).

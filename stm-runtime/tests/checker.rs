@@ -100,7 +100,7 @@ fn plan(rng: &mut Rng, slots: usize, next_id: &mut u64, t: usize, round: u64) ->
 }
 
 /// Runs `plan` in `tx`, filling in what it observed.
-fn execute(tx: &stm_runtime::Tx, table: &Root<VecHead>, plan: &[Op]) -> (Vec<Op>, bool) {
+fn execute(tx: &stm_runtime::Tx, table: &Root<VecHead<Slot>>, plan: &[Op]) -> (Vec<Op>, bool) {
     let v = GcVec::<Slot>::from_root(tx, table);
     let mut wrote = false;
     let ops = plan
@@ -150,7 +150,7 @@ struct Outcome {
 /// A runtime and its table of slots, kept across rounds.
 struct Heap {
     stm: Stm,
-    table: Root<VecHead>,
+    table: Root<VecHead<Slot>>,
 }
 
 impl Heap {

@@ -39,7 +39,7 @@ fn unreachable_objects_are_freed_and_rooted_ones_kept() {
 fn objects_reachable_through_containers_survive_and_freed_space_is_reused() {
     let stm = small(2, 4 << 20);
     // A vector of handles: the elements are reachable only through it.
-    let v: Root<VecHead> = stm.atomically(|tx| {
+    let v: Root<VecHead<Option<GcRef<u64>>>> = stm.atomically(|tx| {
         let v = GcVec::<Option<GcRef<u64>>>::new(tx);
         for i in 0..500u64 {
             v.push(Some(tx.alloc(i * 3)));

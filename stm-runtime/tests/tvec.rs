@@ -12,7 +12,7 @@ use stm_runtime::{GcRef, GcVec, Root, VecHead, CARD};
 fn push_get_set_pop_remove_insert_across_levels() {
     let stm = stm(1);
     let n = CARD * CARD + 3 * CARD + 5; // needs two interior levels
-    let root: Root<VecHead> = stm.atomically(|tx| {
+    let root: Root<VecHead<u64>> = stm.atomically(|tx| {
         let v = GcVec::<u64>::new(tx);
         assert!(v.is_empty());
         for i in 0..n as u64 {
