@@ -500,6 +500,9 @@ pub struct Root<T> {
     shared: Arc<Shared>,
     granule: u32,
     born: Born,
+    /// The commit revision of a `Born::Pending` root once seen committed (0: not yet), kept
+    /// here so that later `get`s read this root's own cache line, not the shared cell.
+    settled: AtomicU64,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -510,6 +513,7 @@ impl<T> Clone for Root<T> {
             shared: self.shared.clone(),
             granule: self.granule,
             born: self.born.clone(),
+            settled: AtomicU64::new(self.settled.load(Ordering::Acquire)),
             _t: PhantomData,
         }
     }
@@ -551,6 +555,7 @@ impl<T: Object> Root<T> {
             shared,
             granule: gc.granule,
             born,
+            settled: AtomicU64::new(0),
             _t: PhantomData,
         }
     }
@@ -571,13 +576,23 @@ impl<T: Object> Root<T> {
         );
         let rev = match &self.born {
             Born::At(rev) => *rev,
-            Born::Pending(cell, seg, attempt) => match cell.load(Ordering::Acquire) {
-                ROLLED_BACK => panic!(
-                    "Root::get: the transaction that allocated this object rolled back, so \
-                     the object does not exist"
-                ),
-                PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => 0,
-                PENDING => tx.restart(),
+            // Acquire: pairs with the Release store below, which carries the happens-before
+            // from the commit that linked the object's entry into the log.
+            Born::Pending(cell, seg, attempt) => match self.settled.load(Ordering::Acquire) {
+                0 => match cell.load(Ordering::Acquire) {
+                    ROLLED_BACK => panic!(
+                        "Root::get: the transaction that allocated this object rolled back, \
+                         so the object does not exist"
+                    ),
+                    PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => 0,
+                    PENDING => tx.restart(),
+                    rev => {
+                        // Release: whoever reads `settled` must also see the log entry that
+                        // the Acquire load of the cell made visible to us (catch-up walks it).
+                        self.settled.store(rev, Ordering::Release);
+                        rev
+                    }
+                },
                 rev => rev,
             },
         };
