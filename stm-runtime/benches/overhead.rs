@@ -69,5 +69,47 @@ fn transfer(c: &mut Criterion) {
     assert_eq!(x + y, 1_000_000, "transfers conserved the total");
 }
 
-criterion_group!(benches, empty, transfer);
+/// A loop that touches nothing shared, plain and as steps of `run_in_transactions` (a break
+/// point after every step; the budget is large, so almost none breaks).
+fn break_point(c: &mut Criterion) {
+    use std::ops::ControlFlow;
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(16 << 20)
+        .build()
+        .unwrap();
+    const STEPS: u64 = 10_000;
+    fn work(x: u64) -> u64 {
+        (0..8).fold(x, |a, k| {
+            a.wrapping_mul(6364136223846793005).wrapping_add(k)
+        })
+    }
+    let mut g = c.benchmark_group("break_point");
+    g.bench_function("plain_loop", |b| {
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            for _ in 0..STEPS {
+                x = work(x);
+            }
+            x
+        })
+    });
+    g.bench_function("steps", |b| {
+        stm_runtime::set_thread_budget(stm_runtime::MAX_BUDGET);
+        b.iter(|| {
+            black_box(&stm).run_in_transactions((black_box(1u64), 0u64), |_, (x, i)| {
+                *x = work(*x);
+                *i += 1;
+                if *i == STEPS {
+                    ControlFlow::Break(*x)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, empty, transfer, break_point);
 criterion_main!(benches);

@@ -54,6 +54,7 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.attempt += 1;
     local.user_inevitable = false;
+    local.cut_by_break = false;
     local.reporting = shared.recorder.enabled();
     if local.reporting {
         local.started = Some(Instant::now());

@@ -137,6 +137,9 @@ pub(crate) struct SegmentLocal {
     pub inevitable: bool,
     /// ... because its code called `become_inevitable` (not only the progress policy).
     pub user_inevitable: bool,
+    /// The running attempt ends at a break point (`run_in_transactions`), not at the end of
+    /// its code: its commit is counted as a break.
+    pub cut_by_break: bool,
     /// Validation found a conflict but user code caught the abort: the attempt must not commit.
     pub doomed: Option<Conflict>,
     /// Counts attempts in this segment (identifies the running one).
@@ -193,6 +196,7 @@ impl Segment {
                 bump: Bump::default(),
                 inevitable: false,
                 user_inevitable: false,
+                cut_by_break: false,
                 doomed: None,
                 attempt: 0,
                 pending_roots: Vec::new(),

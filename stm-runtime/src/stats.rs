@@ -22,9 +22,10 @@ pub(crate) enum Counter {
     Inevitable,
     InevitableByPolicy,
     AbortInjected,
+    BreakCommit,
 }
 
-const COUNTERS: usize = 10;
+const COUNTERS: usize = 11;
 
 /// A snapshot of transaction counters, for one thread or for a whole runtime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub struct Stats {
     pub inevitable_by_policy: u64,
     /// Attempts aborted by fault injection ([`Builder::inject_faults`](crate::Builder::inject_faults)).
     pub aborts_injected: u64,
+    /// Of `commits`, those cut by a break point of
+    /// [`Stm::run_in_transactions`](crate::Stm::run_in_transactions) rather than ending with
+    /// their code.
+    pub break_commits: u64,
 }
 
 impl Stats {
@@ -83,6 +88,7 @@ impl Stats {
             inevitable: a[Counter::Inevitable as usize],
             inevitable_by_policy: a[Counter::InevitableByPolicy as usize],
             aborts_injected: a[Counter::AbortInjected as usize],
+            break_commits: a[Counter::BreakCommit as usize],
         }
     }
 }
@@ -101,6 +107,7 @@ impl std::ops::Add for Stats {
             inevitable: self.inevitable + o.inevitable,
             inevitable_by_policy: self.inevitable_by_policy + o.inevitable_by_policy,
             aborts_injected: self.aborts_injected + o.aborts_injected,
+            break_commits: self.break_commits + o.break_commits,
         }
     }
 }
@@ -120,6 +127,7 @@ impl std::ops::Sub for Stats {
             inevitable: self.inevitable - o.inevitable,
             inevitable_by_policy: self.inevitable_by_policy - o.inevitable_by_policy,
             aborts_injected: self.aborts_injected - o.aborts_injected,
+            break_commits: self.break_commits - o.break_commits,
         }
     }
 }
@@ -128,10 +136,11 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} commits ({} read-only), {} aborts ({} read-write, {} write-write, {} explicit, \
+            "{} commits ({} read-only, {} at break points), {} aborts ({} read-write, {} write-write, {} explicit, \
              {} panic, {} retry, {} injected), {} inevitable ({} by policy)",
             self.commits,
             self.read_only_commits,
+            self.break_commits,
             self.aborts(),
             self.aborts_read_write,
             self.aborts_write_write,

@@ -415,6 +415,9 @@ impl Stm {
                 Ok(Ok(value)) => match commit::commit(shared, seg, local) {
                     Ok(c) => {
                         seg.stats.bump(Counter::Commit);
+                        if local.cut_by_break {
+                            seg.stats.bump(Counter::BreakCommit);
+                        }
                         let at = match c {
                             Committed::ReadOnly(at) => {
                                 seg.stats.bump(Counter::ReadOnlyCommit);
