@@ -78,10 +78,14 @@ fn break_point(c: &mut Criterion) {
         .heap_size(16 << 20)
         .build()
         .unwrap();
-    const STEPS: u64 = 10_000;
+    const STEPS: u64 = 1_000;
+    /// A step of real work (an interpreter's bytecode): 100 dependent multiply-adds that the
+    /// compiler cannot fold away.
     fn work(x: u64) -> u64 {
-        (0..8).fold(x, |a, k| {
-            a.wrapping_mul(6364136223846793005).wrapping_add(k)
+        (0..100).fold(x, |a, k| {
+            black_box(a)
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(k)
         })
     }
     let mut g = c.benchmark_group("break_point");

@@ -14,6 +14,35 @@ fn main() {
         .unwrap();
     let (a, b) = stm.atomically(|tx| (tx.root(tx.alloc(n as i64)), tx.root(tx.alloc(0i64))));
     let t = std::time::Instant::now();
+    if std::env::args().nth(2).as_deref() == Some("steps") {
+        // n steps of a loop that touches nothing shared, as one series of transactions.
+        stm_runtime::set_thread_budget(stm_runtime::MAX_BUDGET);
+        let x = stm.run_in_transactions((1u64, 0u64), |_, (x, i)| {
+            *x = std::hint::black_box(*x).wrapping_mul(6364136223846793005);
+            *i += 1;
+            if *i == n {
+                std::ops::ControlFlow::Break(*x)
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        });
+        println!(
+            "{n} steps: {:.2} ns each ({x})",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+        return;
+    }
+    if std::env::args().nth(2).as_deref() == Some("loop") {
+        let mut x = 1u64;
+        for _ in 0..n {
+            x = std::hint::black_box(x).wrapping_mul(6364136223846793005);
+        }
+        println!(
+            "{n} loop iterations: {:.2} ns each ({x})",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+        return;
+    }
     if std::env::args().nth(2).as_deref() == Some("empty") {
         for _ in 0..n {
             stm.atomically(|tx| {
