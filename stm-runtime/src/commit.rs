@@ -386,7 +386,7 @@ pub(crate) fn commit(
         born.store(rev, Ordering::Release);
     }
     if STM && rev % TRIM_EVERY == 0 {
-        trim(shared);
+        trim(shared, rev);
     }
     Ok(Committed::Wrote(rev))
 }
@@ -519,21 +519,28 @@ pub(crate) fn trim_all(shared: &Shared) {
     unsafe { log::free_before(&mut head.0, keep_from, drop) };
 }
 
+/// A free segment this many revisions behind is brought up to date by the trimmer.
+const IDLE_LAG: u64 = 1024;
+
 /// How often (in revisions) a committer tries to free old log entries.
 const TRIM_EVERY: u64 = 64;
 
 /// Frees the log entries every segment has applied. Idle segments are brought up to date
 /// first, so an unused segment does not hold the log back.
-fn trim(shared: &Shared) {
+fn trim(shared: &Shared, newest: u64) {
     let Ok(mut head) = shared.log_head.try_lock() else {
         return; // someone else is trimming
     };
     let mut keep_from = u64::MAX;
     for seg in shared.segments.iter() {
-        if seg
-            .state
-            .compare_exchange(FREE, CATCHING_UP, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
+        // Only a segment that has fallen far behind is idle: an active one catches up by
+        // itself at its next transaction, and taking it here would make its thread wait.
+        let lagging = seg.applied_rev.load(Ordering::Relaxed) + IDLE_LAG < newest;
+        if lagging
+            && seg
+                .state
+                .compare_exchange(FREE, CATCHING_UP, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
         {
             // SAFETY: we moved the segment out of FREE, so we own its local state until we
             // store FREE again.
@@ -731,7 +738,7 @@ mod tests {
             .build()
             .unwrap();
         let g = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
-        for _ in 0..(3 * TRIM_EVERY) {
+        for _ in 0..(IDLE_LAG + 3 * TRIM_EVERY) {
             stm.atomically(|tx| g.get(tx).update(|v| *v += 1));
         }
         let head_rev = {
