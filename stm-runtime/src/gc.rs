@@ -166,25 +166,19 @@ impl Shared {
                     .is_ok()
             });
         }
-        // SAFETY: we own every segment (moved each out of FREE above) until we release them
-        // below, and use one `SegmentLocal` reference at a time per segment.
-        let locals: Vec<&mut SegmentLocal> = self
+        let mut locals: Vec<&mut SegmentLocal> = self
             .segments
             .iter()
+            // SAFETY: we own every segment (moved each out of FREE above) until we release
+            // them below, and hold one `SegmentLocal` reference per segment.
             .map(|s| unsafe { &mut *s.local.get() })
             .collect();
         // (1) Every segment up to the newest commit; then the whole log is garbage.
-        for (seg, local) in self.segments.iter().zip(locals) {
+        for (seg, local) in self.segments.iter().zip(locals.iter_mut()) {
             let r = commit::validate(self, seg, local, false);
             debug_assert!(r.is_ok());
         }
         commit::trim_all(self);
-        // SAFETY: as above.
-        let locals: Vec<&mut SegmentLocal> = self
-            .segments
-            .iter()
-            .map(|s| unsafe { &mut *s.local.get() })
-            .collect();
         let granules = self.config.heap_size / GRANULE;
         let mut is_object = Bits::new(granules);
         for local in &locals {
