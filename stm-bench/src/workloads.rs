@@ -9,29 +9,8 @@ use crate::ctx::{attempts, Ctx, Engine, Res, TxFn};
 use crate::engines::{Layout, SETUP};
 use crate::structs::Kind;
 
-/// xorshift64*: fast deterministic randomness, one generator per thread.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded from `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+/// The examples' generator (xorshift64*), one per thread.
+pub use stm_examples::Rng;
 
 /// A workload of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
