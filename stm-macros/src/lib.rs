@@ -64,6 +64,36 @@ pub fn transactional(attr: TokenStream, item: TokenStream) -> TokenStream {
     stm_transform::expand_transactional(attr.into(), item.into()).into()
 }
 
+/// Makes a function run *in* transactions rather than *as* one (PyPy-STM's model for
+/// long-running code): each of its loops runs as a series of transactions, one iteration
+/// atomic, with a **break point** at the back-edge where the running transaction commits once
+/// the thread's budget of iterations is spent (adaptive: halved after an abort, grown after
+/// commits; see `stm_runtime::set_thread_budget`). Its other code runs outside transactions.
+///
+/// * Loop bodies are transactional code (barriers, `tx!()`, I/O made inevitable, after which
+///   the transaction is cut at the next break point).
+/// * `mut` locals the loop mentions are carried across break points and restored after an
+///   abort; they must be `Clone`, and so must a `for` loop's iterator.
+/// * `#[stm::atomic]` on a loop or block statement makes it one transaction (no break inside).
+/// * Loops that block or spawn threads stay ordinary loops outside transactions.
+/// * Called inside a transaction, the loops run in it and never break.
+///
+/// The function cannot take or return handles (they live in one transaction): pass `Root`s.
+/// Argument: `crate = path` names the runtime crate if it is not `::stm_runtime`.
+#[proc_macro_attribute]
+pub fn in_transactions(attr: TokenStream, item: TokenStream) -> TokenStream {
+    stm_transform::expand_in_transactions(attr.into(), item.into()).into()
+}
+
+/// On a function: the same as `#[transactional]` (the function is atomic: one transaction,
+/// or part of its caller's). On a loop or block statement inside an `#[in_transactions]`
+/// function, the enclosing macro reads it: that loop or block is one transaction, with no
+/// break point inside; I/O inside it makes it inevitable.
+#[proc_macro_attribute]
+pub fn atomic(attr: TokenStream, item: TokenStream) -> TokenStream {
+    stm_transform::expand_transactional(attr.into(), item.into()).into()
+}
+
 /// Declares a `Copy` struct or enum plain data (`stm_runtime::Plain`), so that it can be a
 /// field of shared objects. Every field must be plain data itself.
 ///

@@ -55,6 +55,7 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.attempt += 1;
     local.user_inevitable = false;
     local.cut_by_break = false;
+    local.in_series = false;
     local.reporting = shared.recorder.enabled();
     if local.reporting {
         local.started = Some(Instant::now());
@@ -253,6 +254,7 @@ fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
             other_side: None,
             count: 1,
             time_lost: start.elapsed(),
+            between_breaks: local.in_series,
         });
     }
 }

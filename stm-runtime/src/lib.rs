@@ -68,7 +68,9 @@ pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
 pub use queue::{RunReport, Tasks, TransactionQueue};
 pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
 pub use runtime::{Builder, Stm};
-pub use series::{set_thread_budget, thread_budget, MAX_BUDGET, START_BUDGET};
+pub use series::{
+    set_thread_budget, set_thread_budget_limit, thread_budget, MAX_BUDGET, START_BUDGET,
+};
 pub use stats::{thread_stats, Stats};
 pub use tvec::{GcVec, TVec, VecHead, CARD};
 pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
@@ -77,7 +79,7 @@ pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 /// `#[transactional]` for functions that access them, `#[derive(Plain)]` for plain data
 /// fields, `tx!()` for the running transaction inside `#[transactional]` code, and `tx_safe!`
 /// to declare a call transaction-safe. See `docs/macros.md`.
-pub use stm_macros::{object, transactional, tx, tx_safe, Plain};
+pub use stm_macros::{atomic, in_transactions, object, transactional, tx, tx_safe, Plain};
 
 /// Support for the code the macros write. Not a public API.
 #[doc(hidden)]

@@ -632,3 +632,102 @@ impl<'a, X: ?Sized> PlainMut<'a, X> {
         f(plain(self.0))
     }
 }
+
+// ---- `#[stm::in_transactions]`: loops cut at break points ----
+
+pub use crate::series::{atomic_loop, loop_in_transactions, Exit};
+
+/// `?` inside a loop of an `#[stm::in_transactions]` function: the loop body runs in a closure,
+/// so the generated code splits `expr?` itself (stable Rust has no `Try` trait to name).
+pub trait Branch {
+    /// The value on success.
+    type Output;
+    /// What an early return carries (`Result<Infallible, E>` or `Option<Infallible>`).
+    type Residual;
+    /// Splits the value into going on or returning early.
+    fn __stm_branch(self) -> std::ops::ControlFlow<Self::Residual, Self::Output>;
+}
+
+impl<T, E> Branch for Result<T, E> {
+    type Output = T;
+    type Residual = Result<std::convert::Infallible, E>;
+    #[inline(always)]
+    fn __stm_branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
+        match self {
+            Ok(v) => std::ops::ControlFlow::Continue(v),
+            Err(e) => std::ops::ControlFlow::Break(Err(e)),
+        }
+    }
+}
+
+impl<T> Branch for Option<T> {
+    type Output = T;
+    type Residual = Option<std::convert::Infallible>;
+    #[inline(always)]
+    fn __stm_branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
+        match self {
+            Some(v) => std::ops::ControlFlow::Continue(v),
+            None => std::ops::ControlFlow::Break(None),
+        }
+    }
+}
+
+/// The function's return value built from the residual of a `?` (as `?` itself converts the
+/// error with `From`).
+pub trait FromResidual<R> {
+    /// The early return value.
+    fn __stm_from_residual(residual: R) -> Self;
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<std::convert::Infallible, E>> for Result<T, F> {
+    #[inline(always)]
+    fn __stm_from_residual(residual: Result<std::convert::Infallible, E>) -> Self {
+        match residual {
+            Err(e) => Err(F::from(e)),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+impl<T> FromResidual<Option<std::convert::Infallible>> for Option<T> {
+    #[inline(always)]
+    fn __stm_from_residual(_: Option<std::convert::Infallible>) -> Self {
+        None
+    }
+}
+
+/// A local that a loop with break points changes: its value at the last commit is restored
+/// after an abort, so it must be `Clone`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is changed by a loop with break points, so it must be `Clone`",
+    label = "this local is carried across break points",
+    note = "after an abort the loop restarts at its last break point with the value the local \
+            had there (a copy); keep it in a `Clone` type, or in a shared object reached \
+            through a `Root`, or mark the loop `#[stm::atomic]`"
+)]
+pub trait Carried: Clone {}
+impl<T: Clone> Carried for T {}
+
+/// Checks (at compile time) that a carried local is [`Carried`].
+#[inline(always)]
+pub fn carried<T: Carried>(_: &T) {}
+
+/// The iterator of a `for` loop with break points: it is part of the carried state.
+#[diagnostic::on_unimplemented(
+    message = "the iterator of a `for` loop with break points must be `Clone`",
+    label = "this iterator is carried across break points",
+    note = "after an abort the loop restarts at its last break point with the iterator as it \
+            was there (a copy); iterate over a range or a slice, collect into a `Vec` first, or \
+            mark the loop `#[stm::atomic]`"
+)]
+pub trait CarriedIter: Iterator + Clone {}
+impl<I: Iterator + Clone> CarriedIter for I {}
+
+/// `IntoIterator::into_iter` for a `for` loop with break points, checking it is [`CarriedIter`].
+#[inline(always)]
+pub fn carried_iter<I: IntoIterator>(iter: I) -> I::IntoIter
+where
+    I::IntoIter: CarriedIter,
+{
+    iter.into_iter()
+}

@@ -102,6 +102,10 @@ pub struct ConflictSite {
     pub count: u64,
     /// Time those attempts had run before aborting (or waited).
     pub time_lost: Duration,
+    /// The losing transactions ran between break points (`Stm::run_in_transactions` or the
+    /// loops of an `#[stm::in_transactions]` function), not as an explicit `atomically`:
+    /// such rows are kept apart from the explicit ones.
+    pub between_breaks: bool,
 }
 
 /// Aborts grouped by site, most time lost first. `Display` prints it for people.
@@ -138,11 +142,16 @@ impl fmt::Display for ConflictReport {
         for s in self.sites.iter().take(10) {
             writeln!(
                 f,
-                "  {:>9.3} ms lost in {:>7}x {} on {}",
+                "  {:>9.3} ms lost in {:>7}x {} on {}{}",
                 s.time_lost.as_secs_f64() * 1e3,
                 s.count,
                 s.kind,
                 s.object_type.unwrap_or("an object"),
+                if s.between_breaks {
+                    " (between break points)"
+                } else {
+                    ""
+                },
             )?;
             writeln!(
                 f,
@@ -164,6 +173,7 @@ type Key = (
     Option<&'static str>,
     Option<Site>,
     Option<Site>,
+    bool,
 );
 
 /// The runtime's recorder: a switch and the aggregated rows.
@@ -191,7 +201,13 @@ impl Recorder {
     }
 
     pub(crate) fn record(&self, row: ConflictSite) {
-        let key = (row.kind, row.object_type, row.this_side, row.other_side);
+        let key = (
+            row.kind,
+            row.object_type,
+            row.this_side,
+            row.other_side,
+            row.between_breaks,
+        );
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         let e = rows.entry(key).or_default();
         e.0 += row.count;
@@ -203,13 +219,19 @@ impl Recorder {
         let mut sites: Vec<ConflictSite> = rows
             .iter()
             .map(
-                |(&(kind, object_type, this_side, other_side), &(count, time_lost))| ConflictSite {
-                    kind,
-                    object_type,
-                    this_side,
-                    other_side,
-                    count,
-                    time_lost,
+                |(
+                    &(kind, object_type, this_side, other_side, between_breaks),
+                    &(count, time_lost),
+                )| {
+                    ConflictSite {
+                        kind,
+                        object_type,
+                        this_side,
+                        other_side,
+                        count,
+                        time_lost,
+                        between_breaks,
+                    }
                 },
             )
             .collect();

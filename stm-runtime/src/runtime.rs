@@ -89,7 +89,34 @@ impl Builder {
             shared: Arc::new(s),
         })
     }
+
+    /// Creates the runtime and makes it the process-wide one, [`Stm::global`] (which
+    /// `#[transactional]` and `#[in_transactions]` functions use): call it at the start of
+    /// `main`, before anything uses the global runtime.
+    ///
+    /// # Errors
+    /// [`StmError::Config`] if the global runtime exists already (it is created on first
+    /// use), or any error of [`Builder::build`].
+    pub fn build_global(self) -> Result<&'static Stm, StmError> {
+        let stm = self.build()?;
+        let mut fresh = false;
+        let global = GLOBAL.get_or_init(|| {
+            fresh = true;
+            stm
+        });
+        if fresh {
+            Ok(global)
+        } else {
+            Err(StmError::Config(
+                "the global runtime exists already: call `build_global` before anything uses                  `Stm::global()`"
+                    .into(),
+            ))
+        }
+    }
 }
+
+/// The process-wide runtime (see [`Stm::global`]).
+static GLOBAL: OnceLock<Stm> = OnceLock::new();
 
 /// The log's oldest entry still allocated, behind the trimming lock.
 pub(crate) struct LogHead(pub *mut Entry);
@@ -351,13 +378,13 @@ impl Stm {
     }
 
     /// The process-wide runtime, created on first use with the default configuration
-    /// (overridable by the environment variables `STM_SEGMENTS` and `STM_HEAP_MB`).
+    /// (overridable by the environment variables `STM_SEGMENTS` and `STM_HEAP_MB`), unless
+    /// [`Builder::build_global`] created it first.
     ///
     /// # Panics
     /// If the runtime cannot be created (bad environment values, or the OS refused the
     /// mapping); the message says why.
     pub fn global() -> &'static Stm {
-        static GLOBAL: OnceLock<Stm> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             let mut b = Stm::builder();
             if let Some(n) = env_number("STM_SEGMENTS") {

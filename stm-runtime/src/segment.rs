@@ -140,6 +140,9 @@ pub(crate) struct SegmentLocal {
     /// The running attempt ends at a break point (`run_in_transactions`), not at the end of
     /// its code: its commit is counted as a break.
     pub cut_by_break: bool,
+    /// The running attempt is one of a series cut at break points (`run_in_transactions`
+    /// or an `#[in_transactions]` loop): its aborts are counted apart.
+    pub in_series: bool,
     /// Validation found a conflict but user code caught the abort: the attempt must not commit.
     pub doomed: Option<Conflict>,
     /// Counts attempts in this segment (identifies the running one).
@@ -197,6 +200,7 @@ impl Segment {
                 inevitable: false,
                 user_inevitable: false,
                 cut_by_break: false,
+                in_series: false,
                 doomed: None,
                 attempt: 0,
                 pending_roots: Vec::new(),

@@ -29,6 +29,7 @@ pub const START_BUDGET: u32 = 256;
 
 thread_local! {
     static BUDGET: Cell<u32> = const { Cell::new(START_BUDGET) };
+    static LIMIT: Cell<u32> = const { Cell::new(MAX_BUDGET) };
 }
 
 /// The calling thread's current budget, in steps per transaction.
@@ -36,10 +37,20 @@ pub fn thread_budget() -> u32 {
     BUDGET.with(Cell::get)
 }
 
-/// Sets the calling thread's budget (clamped to `1..=MAX_BUDGET`); it keeps adapting from
+/// Sets the calling thread's budget (clamped to `1..=` its limit); it keeps adapting from
 /// there.
 pub fn set_thread_budget(steps: u32) {
-    BUDGET.with(|b| b.set(steps.clamp(1, MAX_BUDGET)));
+    let limit = LIMIT.with(Cell::get);
+    BUDGET.with(|b| b.set(steps.clamp(1, limit)));
+}
+
+/// Sets the most steps per transaction the calling thread's budget may grow to (clamped to
+/// `1..=MAX_BUDGET`; default [`MAX_BUDGET`]). `set_thread_budget_limit(1)` makes every
+/// iteration its own transaction.
+pub fn set_thread_budget_limit(steps: u32) {
+    let limit = steps.clamp(1, MAX_BUDGET);
+    LIMIT.with(|l| l.set(limit));
+    BUDGET.with(|b| b.set(b.get().min(limit)));
 }
 
 impl Stm {
@@ -47,10 +58,14 @@ impl Stm {
     /// `ControlFlow::Break(r)`; returns `r`.
     ///
     /// Each call of `step` is atomic; between calls the running transaction commits when it
-    /// has done the thread's budget of steps, and a new one starts. `state` is the loop-carried
-    /// state: it cannot hold `Gc` handles (only `Root`s and plain data), and after an abort it
-    /// is restored from its copy at the last commit, so steps may run again but their effects
-    /// (on the heap and on `state`) count once.
+    /// has done the thread's budget of steps, or at once after a step that made it inevitable
+    /// (I/O), and a new one starts. `state` is the loop-carried state: it cannot hold `Gc`
+    /// handles (only `Root`s and plain data), and after an abort it is restored from its copy
+    /// at the last commit, so steps may run again but their effects (on the heap and on
+    /// `state`) count once.
+    ///
+    /// Called inside a transaction of this runtime (an atomic block), the steps run in that
+    /// transaction and never break: the enclosing transaction decides.
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -72,36 +87,122 @@ impl Stm {
         state: S,
         mut step: impl FnMut(&Tx, &mut S) -> ControlFlow<R>,
     ) -> R {
-        let mut committed = state;
-        loop {
-            let budget = thread_budget();
-            let mut attempts = 0u32;
-            let (state, done) = self.atomically(|tx| {
-                attempts += 1;
-                let mut s = committed.clone();
-                let mut steps = 0;
-                loop {
-                    if let ControlFlow::Break(r) = step(tx, &mut s) {
-                        return (s, Some(r));
-                    }
-                    // The break point: a compare and a branch unless the budget is spent.
-                    steps += 1;
-                    if steps >= budget {
-                        tx.local().cut_by_break = true;
-                        return (s, None);
-                    }
-                }
-            });
-            let next = if attempts > 1 {
-                budget / 2
-            } else {
-                budget.saturating_add(budget / 4 + 1)
-            };
-            set_thread_budget(next);
-            committed = state;
-            if let Some(r) = done {
-                return r;
-            }
+        let by_value = |tx: &Tx, mut s: S| {
+            let flow = step(tx, &mut s);
+            (s, flow)
+        };
+        if crate::tx::in_transaction_of(&self.shared) {
+            // Joining the running transaction calls the closure exactly once.
+            let mut once = Some((state, by_value));
+            self.atomically(|tx| {
+                let (state, mut step) = once
+                    .take()
+                    .expect("a joined transaction runs its closure once");
+                inline(tx, state, &mut step).1
+            })
+        } else {
+            series(self, state, by_value).1
         }
     }
+}
+
+/// Runs every step in the transaction `tx` (an enclosing atomic block): no break.
+fn inline<S, R>(tx: &Tx, state: S, step: &mut impl FnMut(&Tx, S) -> (S, ControlFlow<R>)) -> (S, R) {
+    let mut s = state;
+    loop {
+        let (next, flow) = step(tx, s);
+        s = next;
+        if let ControlFlow::Break(r) = flow {
+            return (s, r);
+        }
+    }
+}
+
+/// The series of transactions behind [`Stm::run_in_transactions`] and the loops of
+/// `#[stm::in_transactions]` functions. `step` takes the loop-carried state by value and gives
+/// it back with what to do next; the final state is returned with the result.
+fn series<S: Clone, R>(
+    stm: &Stm,
+    state: S,
+    mut step: impl FnMut(&Tx, S) -> (S, ControlFlow<R>),
+) -> (S, R) {
+    let mut committed = state;
+    loop {
+        let budget = thread_budget();
+        let mut attempts = 0u32;
+        let (state, done) = stm.atomically(|tx| {
+            attempts += 1;
+            tx.local().in_series = true;
+            let mut s = committed.clone();
+            let mut steps = 0;
+            loop {
+                let (next, flow) = step(tx, s);
+                s = next;
+                if let ControlFlow::Break(r) = flow {
+                    return (s, Some(r));
+                }
+                // The break point: a compare and a branch unless the budget is spent (or the
+                // step did I/O: an inevitable transaction holds up every other commit).
+                steps += 1;
+                if steps >= budget || tx.is_inevitable() {
+                    tx.local().cut_by_break = true;
+                    return (s, None);
+                }
+            }
+        });
+        let next = if attempts > 1 {
+            budget / 2
+        } else {
+            budget.saturating_add(budget / 4 + 1)
+        };
+        set_thread_budget(next);
+        committed = state;
+        if let Some(r) = done {
+            return (committed, r);
+        }
+    }
+}
+
+/// How a loop of an `#[stm::in_transactions]` function ended: a `break` (with the loop's
+/// value) or a `return` from the function (with its value). Used by the generated code.
+#[doc(hidden)]
+pub enum Exit<B, R> {
+    /// `break value` (or the loop condition failed: `()`).
+    Break(B),
+    /// `return value` (or `?` on an error).
+    Return(R),
+}
+
+/// Runs a loop of an `#[stm::in_transactions]` function: one iteration per step, break points
+/// at the back-edges. Inside a running transaction (an atomic block, or a caller's
+/// transaction) the loop runs in it without breaking; otherwise as a series of transactions
+/// of [`Stm::global`]. Used by the generated code.
+#[doc(hidden)]
+pub fn loop_in_transactions<S: Clone, B, R>(
+    state: S,
+    step: impl FnMut(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
+) -> (S, Exit<B, R>) {
+    if crate::tx::in_transaction() {
+        // Joining the running transaction calls the closure exactly once.
+        let mut once = Some((state, step));
+        crate::tx::atomically(|tx| {
+            let (state, mut step) = once
+                .take()
+                .expect("a joined transaction runs its closure once");
+            inline(tx, state, &mut step)
+        })
+    } else {
+        series(Stm::global(), state, step)
+    }
+}
+
+/// Runs a loop or block marked `#[stm::atomic]` in an `#[stm::in_transactions]` function: the
+/// whole loop is one transaction (joining the running one if any, else one of
+/// [`Stm::global`]); after an abort it starts again from `state`. Used by the generated code.
+#[doc(hidden)]
+pub fn atomic_loop<S: Clone, B, R>(
+    state: S,
+    mut step: impl FnMut(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
+) -> (S, Exit<B, R>) {
+    crate::tx::atomically(|tx| inline(tx, state.clone(), &mut step))
 }

@@ -23,9 +23,10 @@ pub(crate) enum Counter {
     InevitableByPolicy,
     AbortInjected,
     BreakCommit,
+    BreakAbort,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 12;
 
 /// A snapshot of transaction counters, for one thread or for a whole runtime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +59,10 @@ pub struct Stats {
     /// [`Stm::run_in_transactions`](crate::Stm::run_in_transactions) rather than ending with
     /// their code.
     pub break_commits: u64,
+    /// Of the aborted attempts ([`Stats::aborts`]), those of transactions run between break
+    /// points (by [`Stm::run_in_transactions`](crate::Stm::run_in_transactions) or the loops
+    /// of an `#[stm::in_transactions]` function) rather than by an explicit `atomically`.
+    pub break_aborts: u64,
 }
 
 impl Stats {
@@ -89,6 +94,7 @@ impl Stats {
             inevitable_by_policy: a[Counter::InevitableByPolicy as usize],
             aborts_injected: a[Counter::AbortInjected as usize],
             break_commits: a[Counter::BreakCommit as usize],
+            break_aborts: a[Counter::BreakAbort as usize],
         }
     }
 }
@@ -108,6 +114,7 @@ impl std::ops::Add for Stats {
             inevitable_by_policy: self.inevitable_by_policy + o.inevitable_by_policy,
             aborts_injected: self.aborts_injected + o.aborts_injected,
             break_commits: self.break_commits + o.break_commits,
+            break_aborts: self.break_aborts + o.break_aborts,
         }
     }
 }
@@ -128,6 +135,7 @@ impl std::ops::Sub for Stats {
             inevitable_by_policy: self.inevitable_by_policy - o.inevitable_by_policy,
             aborts_injected: self.aborts_injected - o.aborts_injected,
             break_commits: self.break_commits - o.break_commits,
+            break_aborts: self.break_aborts - o.break_aborts,
         }
     }
 }
@@ -137,7 +145,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "{} commits ({} read-only, {} at break points), {} aborts ({} read-write, {} write-write, {} explicit, \
-             {} panic, {} retry, {} injected), {} inevitable ({} by policy)",
+             {} panic, {} retry, {} injected; {} between break points), {} inevitable ({} by policy)",
             self.commits,
             self.read_only_commits,
             self.break_commits,
@@ -148,6 +156,7 @@ impl fmt::Display for Stats {
             self.aborts_panic,
             self.aborts_retry,
             self.aborts_injected,
+            self.break_aborts,
             self.inevitable,
             self.inevitable_by_policy
         )

@@ -432,7 +432,7 @@ impl Stm {
                 },
                 Ok(Err(e)) => {
                     commit::rollback(shared, local);
-                    seg.stats.bump(Counter::AbortExplicit);
+                    count_abort(seg, local, Counter::AbortExplicit);
                     return Attempts::Done(Err(e));
                 }
                 Err(payload) => match payload.downcast::<AbortSignal>() {
@@ -445,7 +445,7 @@ impl Stm {
                         }
                         AbortSignal::Retry => {
                             commit::rollback(shared, local);
-                            seg.stats.bump(Counter::AbortRetry);
+                            count_abort(seg, local, Counter::AbortRetry);
                             *aborts = 0;
                             // The revision of our snapshot: any later commit may change what
                             // we read. (In GIL mode nothing commits while we run.)
@@ -459,15 +459,23 @@ impl Stm {
                     },
                     Err(panic_payload) => {
                         commit::rollback(shared, local);
-                        seg.stats.bump(Counter::AbortPanic);
+                        count_abort(seg, local, Counter::AbortPanic);
                         return Attempts::Panicked(panic_payload);
                     }
                 },
             };
             commit::rollback(shared, local);
-            seg.stats.bump(counter);
+            count_abort(seg, local, counter);
             *aborts += 1;
         }
+    }
+}
+
+/// Counts an aborted attempt by its cause, and apart when it ran between break points.
+fn count_abort(seg: &Segment, local: &SegmentLocal, cause: Counter) {
+    seg.stats.bump(cause);
+    if local.in_series {
+        seg.stats.bump(Counter::BreakAbort);
     }
 }
 
@@ -539,6 +547,7 @@ impl Stm {
                 other_side: c.other_site.map(|s| s.site),
                 count: 1,
                 time_lost: local.started.map(|t| t.elapsed()).unwrap_or_default(),
+                between_breaks: local.in_series,
             });
         }
         if c.injected {

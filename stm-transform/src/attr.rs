@@ -82,3 +82,16 @@ pub(crate) fn is_transactional_attr(path: &syn::Path) -> bool {
         .last()
         .is_some_and(|s| s.ident == "transactional")
 }
+
+/// Whether an attribute path names the in-transactions attribute.
+pub(crate) fn is_in_transactions_attr(path: &syn::Path) -> bool {
+    path.segments
+        .last()
+        .is_some_and(|s| s.ident == "in_transactions")
+}
+
+/// Whether an attribute path names `atomic` (`#[stm::atomic]` on a loop or block inside an
+/// in-transactions function).
+pub(crate) fn is_atomic_attr(path: &syn::Path) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == "atomic")
+}

@@ -33,6 +33,7 @@
 //! and in `docs/macros.md`.
 
 mod attr;
+mod breaks;
 mod ctxt;
 mod effects;
 mod infer;
@@ -196,6 +197,12 @@ pub struct Stats {
     /// Bindings whose type came from whole-tree knowledge (`stm-rewrite`; always 0 in the
     /// macros): handles that get direct barrier calls, plain values left as written.
     pub inferred: usize,
+    /// Loops given break points (`#[in_transactions]` functions): each runs as a series of
+    /// transactions.
+    pub break_loops: usize,
+    /// Loops and blocks marked `#[atomic]` in `#[in_transactions]` functions: each runs as
+    /// one transaction.
+    pub atomic_blocks: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -207,6 +214,8 @@ impl std::ops::AddAssign for Stats {
         self.allocations += o.allocations;
         self.functions += o.functions;
         self.inferred += o.inferred;
+        self.break_loops += o.break_loops;
+        self.atomic_blocks += o.atomic_blocks;
     }
 }
 
@@ -243,6 +252,21 @@ pub fn expand_transactional_with(
     item: TokenStream,
 ) -> Expansion {
     transactional::expand(knowledge, attr, item)
+}
+
+/// Expands `#[in_transactions]` on a function: its loops run as series of transactions, cut
+/// at break points (their back-edges); its other code runs outside transactions.
+pub fn expand_in_transactions(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_in_transactions_with(&Knowledge::default(), attr, item).tokens
+}
+
+/// [`expand_in_transactions`] with outside knowledge, returning counters.
+pub fn expand_in_transactions_with(
+    knowledge: &Knowledge,
+    attr: TokenStream,
+    item: TokenStream,
+) -> Expansion {
+    breaks::expand(knowledge, attr, item)
 }
 
 /// [`expand_object`], returning counters and whether it failed.
@@ -294,9 +318,11 @@ fn expand_items(knowledge: &Knowledge, items: &mut Vec<syn::Item>) {
                 continue;
             }
         };
-        let pos = attrs
-            .iter()
-            .position(|a| attr::is_object_attr(a.path()) || attr::is_transactional_attr(a.path()));
+        let pos = attrs.iter().position(|a| {
+            attr::is_object_attr(a.path())
+                || attr::is_transactional_attr(a.path())
+                || attr::is_in_transactions_attr(a.path())
+        });
         let derives_plain = attrs.iter().any(|a| {
             a.path().is_ident("derive")
                 && a.to_token_stream()
@@ -314,6 +340,8 @@ fn expand_items(knowledge: &Knowledge, items: &mut Vec<syn::Item>) {
                 let tokens = item.to_token_stream();
                 if attr::is_object_attr(a.path()) {
                     expand_object(args, tokens)
+                } else if attr::is_in_transactions_attr(a.path()) {
+                    expand_in_transactions_with(knowledge, args, tokens).tokens
                 } else {
                     expand_transactional_with(knowledge, args, tokens).tokens
                 }

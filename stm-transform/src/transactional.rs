@@ -170,7 +170,7 @@ fn unsupported_item(cx: &Ctxt, item: &Item) {
 }
 
 /// Rejects signatures that cannot be transactional; returns whether it may be transformed.
-fn check_sig(cx: &Ctxt, sig: &Signature) -> bool {
+pub(crate) fn check_sig(cx: &Ctxt, sig: &Signature) -> bool {
     let mut ok = true;
     if let Some(c) = sig.constness {
         cx.error_spanned_by(

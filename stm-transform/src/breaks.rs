@@ -1,0 +1,750 @@
+//! `#[in_transactions]`: a function that runs *in* transactions, cut at break points, rather
+//! than *as* one transaction (PyPy-STM's model for long-running code).
+//!
+//! # What the code means
+//!
+//! * The function's straight-line code runs outside any transaction (when the caller is
+//!   outside one): it may set things up, spawn threads, block and do I/O. It reaches the shared
+//!   heap through `#[transactional]` functions or `stm::atomically`, each one transaction.
+//! * Each **loop** of that code runs in transactions: one iteration is atomic, and its
+//!   back-edge is a **break point**, where the runtime commits the running transaction and
+//!   starts the next once the thread's budget of iterations is spent (or at once after an
+//!   iteration that did I/O, which made the transaction inevitable). Inside a loop the body is
+//!   transactional code: barriers, `tx!()`, I/O made inevitable, blocking calls rejected.
+//! * A loop (or block) marked `#[stm::atomic]` is one transaction: no break inside.
+//! * A loop that blocks or spawns threads (by the names the macro knows, as for
+//!   `#[transactional]`) cannot be in a transaction: it stays an ordinary loop, and the loops
+//!   inside it are considered the same way. So do closures: their loops get break points too.
+//! * Called inside a transaction (an atomic block, a `#[transactional]` caller), the loops run
+//!   in that transaction and never break: atomicity nests.
+//!
+//! # Soundness across break points
+//!
+//! A loop becomes a call of `__private::loop_in_transactions(state, step)`: `step` is the
+//! iteration as a closure `|tx, state| -> (state, ControlFlow<Exit>)`. The state is the
+//! loop's **carried locals** (every `mut` binding in scope that the loop mentions, plus a
+//! `for` loop's iterator): it is a type chosen outside the transactions, so it cannot hold a
+//! `Gc` handle (handles belong to one transaction); and it must be `Clone`, because after an
+//! abort the runtime restarts the loop at its last break point with the state copied there.
+//! The loop's `break`, `continue`, `return` and `?` become exits of the step.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{Block, Expr, FnArg, Item, Pat, ReturnType, Stmt};
+
+use crate::attr::{self, Args};
+use crate::ctxt::Ctxt;
+use crate::effects::{self, Effect};
+use crate::rewrite::{kind_of_type, Kind, Rewriter};
+use crate::transactional::check_sig;
+use crate::types;
+use crate::{Expansion, Knowledge, Stats};
+
+pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream) -> Expansion {
+    let cx = Ctxt::new();
+    let args = attr::parse_args(&cx, "in_transactions", attr);
+    let mut stats = Stats::default();
+    let mut f: syn::ItemFn = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(f)) => f,
+        Ok(other) => {
+            cx.error_spanned_by(
+                other_head(&other),
+                "#[stm::in_transactions] goes on functions (free functions and methods): it \
+                 makes their loops run as series of transactions",
+            );
+            return finish(cx, item, stats);
+        }
+        Err(e) => {
+            cx.syn_error(e);
+            return finish(cx, item, stats);
+        }
+    };
+    if !check_sig(&cx, &f.sig) || !check_no_handles(&cx, &f.sig) {
+        return finish(cx, item, stats);
+    }
+    transform(&cx, knowledge, &args, &mut f.sig, &mut f.block, &mut stats);
+    let out = f.into_token_stream();
+    finish(cx, out, stats)
+}
+
+fn other_head(item: &Item) -> TokenStream {
+    match item {
+        Item::Struct(s) => s.struct_token.into_token_stream(),
+        Item::Enum(e) => e.enum_token.into_token_stream(),
+        Item::Impl(i) => i.impl_token.into_token_stream(),
+        Item::Mod(m) => m.mod_token.into_token_stream(),
+        Item::Trait(t) => t.trait_token.into_token_stream(),
+        other => other.to_token_stream(),
+    }
+}
+
+fn finish(cx: Ctxt, item: TokenStream, stats: Stats) -> Expansion {
+    let has_errors = cx.has_errors();
+    let mut tokens = cx.into_compile_errors();
+    tokens.extend(item);
+    Expansion {
+        tokens,
+        stats,
+        has_errors,
+    }
+}
+
+/// A function whose transactions end at its break points cannot take or return handles.
+fn check_no_handles(cx: &Ctxt, sig: &syn::Signature) -> bool {
+    let mut ok = true;
+    for input in &sig.inputs {
+        if let FnArg::Typed(pt) = input {
+            if types::mentions_gc(&pt.ty) || types::is_tx_ref(&pt.ty) {
+                cx.error_spanned_by(
+                    &pt.ty,
+                    "a function that runs in transactions cannot take a handle or a `&Tx`: \
+                     its transactions end at its break points, and a handle lives in one \
+                     transaction. Pass a `Root<T>` (`tx.root(handle)`), or make the function \
+                     #[stm::transactional] to run it inside its caller's transaction",
+                );
+                ok = false;
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if types::mentions_gc(ty) {
+            cx.error_spanned_by(
+                ty,
+                "a function that runs in transactions cannot return a handle: it would \
+                 outlive its transaction. Return a `Root<T>` (`tx.root(handle)`)",
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Turns the loops of a function body into series of transactions. Shared with
+/// `stm-rewrite --all-functions`, which applies it to functions that start their own
+/// transactions and have loops.
+pub(crate) fn transform(
+    cx: &Ctxt,
+    knowledge: &Knowledge,
+    args: &Args,
+    sig: &mut syn::Signature,
+    block: &mut Block,
+    stats: &mut Stats,
+) {
+    let rt = &args.runtime;
+    let mut walker = Walker {
+        cx,
+        knowledge,
+        args,
+        scopes: vec![Vec::new()],
+        params: Vec::new(),
+        stats: Stats::default(),
+    };
+    for input in sig.inputs.iter() {
+        match input {
+            FnArg::Receiver(r) => {
+                let _ = r;
+                walker.declare("self", false);
+                walker.params.push(("self".into(), Kind::Plain));
+            }
+            FnArg::Typed(pt) => {
+                let mut names = Vec::new();
+                binding_idents(&pt.pat, &mut names);
+                for (name, is_mut) in names {
+                    walker.declare(&name, is_mut);
+                    walker.params.push((name, kind_of_type(&pt.ty)));
+                }
+            }
+        }
+    }
+    walker.block_stmts(&mut block.stmts);
+    *stats += walker.stats;
+    stats.functions += 1;
+    let stm = syn::Ident::new("__stm", Span::mixed_site());
+    let stmts = &block.stmts;
+    let span = block.brace_token.span.join();
+    *block = syn::parse_quote_spanned! {span=> {
+        #[allow(unused_imports)]
+        use #rt::__private::{
+            self as #stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+        };
+        #(#stmts)*
+    }};
+}
+
+/// Walks the code that runs outside transactions, looking for loops.
+struct Walker<'a> {
+    cx: &'a Ctxt,
+    knowledge: &'a Knowledge,
+    args: &'a Args,
+    /// Bindings in scope, innermost last, with whether they are `mut`.
+    scopes: Vec<Vec<(String, bool)>>,
+    /// The function's parameters and their kinds (for the barrier rewriter).
+    params: Vec<(String, Kind)>,
+    stats: Stats,
+}
+
+impl Walker<'_> {
+    fn declare(&mut self, name: &str, is_mut: bool) {
+        self.scopes
+            .last_mut()
+            .expect("a scope")
+            .push((name.to_string(), is_mut));
+    }
+
+    fn declare_pat(&mut self, pat: &Pat) {
+        let mut names = Vec::new();
+        binding_idents(pat, &mut names);
+        for (n, m) in names {
+            self.declare(&n, m);
+        }
+    }
+
+    /// The `mut` bindings in scope now (the innermost binding of each name decides).
+    fn mutable_in_scope(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for scope in self.scopes.iter().rev() {
+            for (name, is_mut) in scope.iter().rev() {
+                if seen.insert(name.clone()) && *is_mut {
+                    out.push(name.clone());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn block_stmts(&mut self, stmts: &mut [Stmt]) {
+        self.scopes.push(Vec::new());
+        for stmt in stmts.iter_mut() {
+            self.stmt(stmt);
+        }
+        self.scopes.pop();
+    }
+
+    fn stmt(&mut self, stmt: &mut Stmt) {
+        match stmt {
+            Stmt::Local(local) => {
+                if let Some(init) = &mut local.init {
+                    self.expr(&mut init.expr);
+                    if let Some((_, diverge)) = &mut init.diverge {
+                        self.expr(diverge);
+                    }
+                }
+                self.declare_pat(&local.pat);
+            }
+            Stmt::Expr(e, _) => self.expr(e),
+            Stmt::Macro(m) => self.check_tx_macro(&m.mac),
+            Stmt::Item(_) => {}
+        }
+    }
+
+    fn check_tx_macro(&self, mac: &syn::Macro) {
+        if effects::is_tx(&mac.path) && mac.tokens.is_empty() {
+            self.cx.error_spanned_by(
+                mac,
+                "no transaction runs here: outside its loops, an #[stm::in_transactions] \
+                 function runs outside transactions. Reach the heap in a loop, in a \
+                 #[stm::transactional] function, or in `stm::atomically(|tx| ..)`",
+            );
+        }
+    }
+
+    fn expr(&mut self, e: &mut Expr) {
+        let atomic = take_atomic_attr(e);
+        match e {
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                if atomic.is_some() || !blocks_or_spawns(e) {
+                    self.loop_expr(e, atomic.is_some());
+                } else {
+                    // An ordinary loop outside transactions; its inner loops may break.
+                    self.walk_children(e);
+                }
+            }
+            Expr::Block(_) if atomic.is_some() => self.loop_expr(e, true),
+            Expr::Macro(m) => self.check_tx_macro(&m.mac),
+            _ => {
+                if let Some(a) = atomic {
+                    self.cx.error_spanned_by(
+                        a,
+                        "#[stm::atomic] goes on a loop or a block statement inside an \
+                         #[stm::in_transactions] function (or on a function)",
+                    );
+                }
+                self.walk_children(e)
+            }
+        }
+    }
+
+    /// Visits the subexpressions of `e` as code outside transactions, with scopes.
+    fn walk_children(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Block(b) => self.block_stmts(&mut b.block.stmts),
+            Expr::Unsafe(b) => self.block_stmts(&mut b.block.stmts),
+            Expr::Const(_) | Expr::Async(_) => {}
+            Expr::Closure(c) => {
+                self.scopes.push(Vec::new());
+                for p in &c.inputs {
+                    self.declare_pat(p);
+                }
+                self.expr(&mut c.body);
+                self.scopes.pop();
+            }
+            Expr::If(i) => {
+                self.scopes.push(Vec::new());
+                self.cond(&mut i.cond);
+                self.block_stmts(&mut i.then_branch.stmts);
+                self.scopes.pop();
+                if let Some((_, els)) = &mut i.else_branch {
+                    self.expr(els);
+                }
+            }
+            Expr::Match(m) => {
+                self.expr(&mut m.expr);
+                for arm in m.arms.iter_mut() {
+                    self.scopes.push(Vec::new());
+                    self.declare_pat(&arm.pat);
+                    self.expr(&mut arm.body);
+                    self.scopes.pop();
+                }
+            }
+            Expr::While(w) => {
+                self.scopes.push(Vec::new());
+                self.cond(&mut w.cond);
+                self.block_stmts(&mut w.body.stmts);
+                self.scopes.pop();
+            }
+            Expr::ForLoop(f) => {
+                self.expr(&mut f.expr);
+                self.scopes.push(Vec::new());
+                self.declare_pat(&f.pat);
+                self.block_stmts(&mut f.body.stmts);
+                self.scopes.pop();
+            }
+            Expr::Loop(l) => self.block_stmts(&mut l.body.stmts),
+            other => {
+                // Any other expression: its direct subexpressions, in order.
+                struct Children<'w, 'a>(&'w mut Walker<'a>);
+                impl VisitMut for Children<'_, '_> {
+                    fn visit_expr_mut(&mut self, e: &mut Expr) {
+                        self.0.expr(e);
+                    }
+                    fn visit_item_mut(&mut self, _: &mut Item) {}
+                    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+                        self.0.check_tx_macro(m);
+                    }
+                }
+                syn::visit_mut::visit_expr_mut(&mut Children(self), other);
+            }
+        }
+    }
+
+    /// An `if`/`while` condition: `let` patterns bind in the current (pushed) scope.
+    fn cond(&mut self, c: &mut Expr) {
+        match c {
+            Expr::Let(l) => {
+                self.expr(&mut l.expr);
+                self.declare_pat(&l.pat);
+            }
+            Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_)) => {
+                self.cond(&mut b.left);
+                self.cond(&mut b.right);
+            }
+            other => self.expr(other),
+        }
+    }
+
+    /// Replaces a loop (or an atomic block) by its series of transactions.
+    fn loop_expr(&mut self, e: &mut Expr, atomic: bool) {
+        let span = e.span();
+        let rt = &self.args.runtime;
+        let stm = syn::Ident::new("__stm", Span::mixed_site());
+        let tx = syn::Ident::new("__stm_tx", Span::mixed_site());
+        let label = syn::Lifetime::new("'__stm_step", Span::mixed_site());
+        let iter = syn::Ident::new("__stm_iter", Span::mixed_site());
+        let cf = quote!(::core::ops::ControlFlow);
+
+        // 1. What the loop mentions, and its own label.
+        let mut mentioned = HashSet::new();
+        collect_idents(&e.to_token_stream(), &mut mentioned);
+        let (own_label, is_loop) = match &*e {
+            Expr::Loop(l) => (l.label.as_ref().map(|l| l.name.ident.to_string()), true),
+            Expr::While(w) => (w.label.as_ref().map(|l| l.name.ident.to_string()), true),
+            Expr::ForLoop(f) => (f.label.as_ref().map(|l| l.name.ident.to_string()), true),
+            _ => (None, false),
+        };
+        let carried: Vec<syn::Ident> = self
+            .mutable_in_scope()
+            .into_iter()
+            .filter(|n| mentioned.contains(n) && n != "self")
+            .map(|n| syn::Ident::new(&n, span))
+            .collect();
+
+        // 2. The step: the body with its exits rewritten.
+        let mut exits = Exits {
+            cx: self.cx,
+            own_label,
+            is_loop,
+            depth: 0,
+            label: label.clone(),
+            stm: stm.clone(),
+            value_break: false,
+            any_break: false,
+            returns: false,
+        };
+        let mut for_iter = None;
+        let step: TokenStream = match e {
+            Expr::Loop(l) => {
+                exits.visit_block_mut(&mut l.body);
+                let body = &l.body;
+                quote!(#body)
+            }
+            Expr::While(w) => {
+                exits.visit_expr_mut(&mut w.cond);
+                exits.visit_block_mut(&mut w.body);
+                exits.any_break = true;
+                let (cond, body) = (&w.cond, &w.body);
+                quote! {
+                    if #cond #body else {
+                        break #label #cf::Break(#stm::Exit::Break(()));
+                    }
+                }
+            }
+            Expr::ForLoop(f) => {
+                exits.visit_block_mut(&mut f.body);
+                exits.any_break = true;
+                for_iter = Some(f.expr.clone());
+                let (pat, body) = (&f.pat, &f.body);
+                quote! {
+                    let ::core::option::Option::Some(#pat) =
+                        ::core::iter::Iterator::next(&mut #iter) else {
+                        break #label #cf::Break(#stm::Exit::Break(()));
+                    };
+                    #body
+                }
+            }
+            Expr::Block(b) => {
+                exits.visit_block_mut(&mut b.block);
+                exits.value_break = true;
+                exits.any_break = true;
+                let block = &b.block;
+                quote! {
+                    break #label #cf::Break(#stm::Exit::Break(#block));
+                }
+            }
+            _ => unreachable!("loop_expr on a loop or block"),
+        };
+        let mut step_block: Block = match syn::parse2(quote!({ #step })) {
+            Ok(b) => b,
+            Err(err) => {
+                self.cx.syn_error(err);
+                return;
+            }
+        };
+
+        // 3. Barriers in the step: it is transactional code.
+        let mut rewriter = Rewriter::new(self.cx, self.knowledge, tx.clone());
+        for (name, kind) in &self.params {
+            rewriter.bind(name, *kind);
+        }
+        rewriter.body(&mut step_block);
+        self.stats += rewriter.stats;
+        self.stats.break_loops += usize::from(!atomic);
+        self.stats.atomic_blocks += usize::from(atomic);
+
+        // 4. The call.
+        let step_stmts = &step_block.stmts;
+        let mut state: Vec<TokenStream> = carried.iter().map(|c| quote!(#c)).collect();
+        let mut pats: Vec<TokenStream> = carried.iter().map(|c| quote!(mut #c)).collect();
+        let mut back: Vec<TokenStream> = carried.iter().map(|c| quote!(#c)).collect();
+        let mut back_names = back.clone();
+        let mut setup = TokenStream::new();
+        for c in &carried {
+            setup.extend(quote_spanned!(c.span()=> #stm::carried(&#c);));
+        }
+        if let Some(it) = &for_iter {
+            setup.extend(quote_spanned!(it.span()=> let #iter = #stm::carried_iter(#it);));
+            state.push(quote!(#iter));
+            pats.push(quote!(mut #iter));
+            back.push(quote!(_));
+            back_names.push(quote!(#iter));
+        }
+        let run = if atomic {
+            quote!(#stm::atomic_loop)
+        } else {
+            quote!(#stm::loop_in_transactions)
+        };
+        let never = quote!(::core::convert::Infallible);
+        let break_ty = if exits.value_break {
+            quote!(_)
+        } else if exits.any_break {
+            quote!(())
+        } else {
+            never.clone()
+        };
+        let (return_ty, on_return) = if exits.returns {
+            (quote!(_), quote!(return __stm_value))
+        } else {
+            (never.clone(), quote!(match __stm_value {}))
+        };
+        let on_break = if exits.value_break || exits.any_break {
+            quote!(__stm_value)
+        } else {
+            quote!(match __stm_value {})
+        };
+        let write_back = if carried.is_empty() {
+            quote!()
+        } else {
+            quote!(#[allow(unused_assignments)] { (#(#back,)*) = __stm_state; })
+        };
+        let state_binding = if carried.is_empty() {
+            quote!(_)
+        } else {
+            quote!(__stm_state)
+        };
+        let new: Expr = syn::parse_quote_spanned! {span=> {
+            #setup
+            let (#state_binding, __stm_exit): (_, #stm::Exit<#break_ty, #return_ty>) = #run(
+                (#(#state,)*),
+                |#tx: &#rt::Tx, __stm_carried| {
+                    #[allow(unused_mut)]
+                    let (#(#pats,)*) = __stm_carried;
+                    let __stm_flow = #label: {
+                        #(#step_stmts)*
+                        #cf::Continue(())
+                    };
+                    ((#(#back_names,)*), __stm_flow)
+                },
+            );
+            #write_back
+            match __stm_exit {
+                #stm::Exit::Break(__stm_value) => #on_break,
+                #stm::Exit::Return(__stm_value) => #on_return,
+            }
+        }};
+        *e = new;
+    }
+}
+
+/// Rewrites the exits of a loop body: `break`, `continue` (of this loop), `return` and `?`
+/// become breaks out of the step's labelled block with what to do next.
+struct Exits<'a> {
+    cx: &'a Ctxt,
+    own_label: Option<String>,
+    is_loop: bool,
+    /// Loops entered inside the body (unlabelled `break`/`continue` are theirs).
+    depth: usize,
+    label: syn::Lifetime,
+    stm: syn::Ident,
+    value_break: bool,
+    any_break: bool,
+    returns: bool,
+}
+
+impl Exits<'_> {
+    fn targets_us(&self, label: Option<&syn::Lifetime>) -> bool {
+        match label {
+            None => self.depth == 0,
+            Some(l) => self.own_label.as_deref() == Some(&l.ident.to_string()),
+        }
+    }
+}
+
+impl VisitMut for Exits<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        // Inside an iteration everything is atomic already: `#[atomic]` changes nothing.
+        take_atomic_attr(e);
+        let (label, stm) = (self.label.clone(), self.stm.clone());
+        let cf = quote!(::core::ops::ControlFlow);
+        match e {
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => {}
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                self.depth += 1;
+                syn::visit_mut::visit_expr_mut(self, e);
+                self.depth -= 1;
+            }
+            Expr::Break(b) => {
+                if let Some(v) = &mut b.expr {
+                    self.visit_expr_mut(v);
+                }
+                if self.targets_us(b.label.as_ref()) {
+                    if !self.is_loop {
+                        self.cx.error_spanned_by(
+                            &*b,
+                            "`break` cannot leave an #[stm::atomic] block: end the block first",
+                        );
+                        return;
+                    }
+                    self.any_break = true;
+                    let value = match &b.expr {
+                        Some(v) => {
+                            self.value_break = true;
+                            quote!(#v)
+                        }
+                        None => quote!(()),
+                    };
+                    *e = syn::parse_quote_spanned! {b.span()=>
+                        break #label #cf::Break(#stm::Exit::Break(#value))
+                    };
+                }
+            }
+            Expr::Continue(c) => {
+                if self.targets_us(c.label.as_ref()) {
+                    if !self.is_loop {
+                        self.cx.error_spanned_by(
+                            &*c,
+                            "`continue` cannot leave an #[stm::atomic] block: end the block first",
+                        );
+                        return;
+                    }
+                    *e = syn::parse_quote_spanned! {c.span()=> break #label #cf::Continue(()) };
+                }
+            }
+            Expr::Return(r) => {
+                if let Some(v) = &mut r.expr {
+                    self.visit_expr_mut(v);
+                }
+                self.returns = true;
+                let value = match &r.expr {
+                    Some(v) => quote!(#v),
+                    None => quote!(()),
+                };
+                *e = syn::parse_quote_spanned! {r.span()=>
+                    break #label #cf::Break(#stm::Exit::Return(#value))
+                };
+            }
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                self.returns = true;
+                let inner = &t.expr;
+                *e = syn::parse_quote_spanned! {t.question_token.span()=>
+                    match #stm::Branch::__stm_branch(#inner) {
+                        #cf::Continue(__stm_ok) => __stm_ok,
+                        #cf::Break(__stm_residual) => break #label #cf::Break(
+                            #stm::Exit::Return(#stm::FromResidual::__stm_from_residual(__stm_residual))
+                        ),
+                    }
+                };
+            }
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _: &mut Item) {}
+}
+
+/// Removes an `#[atomic]` / `#[stm::atomic]` attribute from an expression, returning it.
+fn take_atomic_attr(e: &mut Expr) -> Option<syn::Attribute> {
+    let attrs = match e {
+        Expr::Loop(l) => &mut l.attrs,
+        Expr::While(w) => &mut w.attrs,
+        Expr::ForLoop(f) => &mut f.attrs,
+        Expr::Block(b) => &mut b.attrs,
+        Expr::Call(c) => &mut c.attrs,
+        Expr::MethodCall(m) => &mut m.attrs,
+        Expr::If(i) => &mut i.attrs,
+        Expr::Match(m) => &mut m.attrs,
+        _ => return None,
+    };
+    let pos = attrs.iter().position(|a| attr::is_atomic_attr(a.path()))?;
+    Some(attrs.remove(pos))
+}
+
+/// Whether a loop calls something that blocks or spawns a thread (outside closures): it
+/// cannot run in a transaction.
+fn blocks_or_spawns(e: &Expr) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            if let Expr::Path(p) = &*c.func {
+                if matches!(effects::of_call(&p.path), Effect::Forbidden(_)) {
+                    self.0 = true;
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            if matches!(
+                effects::of_method(&m.method.to_string(), m.args.len()),
+                Effect::Forbidden(_)
+            ) {
+                self.0 = true;
+            }
+            syn::visit::visit_expr_method_call(self, m);
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast Item) {}
+    }
+    let mut f = Finder(false);
+    f.visit_expr(e);
+    f.0
+}
+
+/// Every identifier in a token stream, and the names captured by format strings (`"{x}"`).
+fn collect_idents(ts: &TokenStream, out: &mut HashSet<String>) {
+    for tt in ts.clone() {
+        match tt {
+            TokenTree::Ident(i) => {
+                out.insert(i.to_string());
+            }
+            TokenTree::Group(g) => collect_idents(&g.stream(), out),
+            TokenTree::Literal(l) => {
+                let text = l.to_string();
+                if text.starts_with('"') || text.starts_with('r') {
+                    format_captures(&text, out);
+                }
+            }
+            TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+/// `{name}` and `{name:..}` in a string literal's text.
+fn format_captures(text: &str, out: &mut HashSet<String>) {
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        rest = &rest[i + 1..];
+        if rest.starts_with('{') {
+            rest = &rest[1..];
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+            out.insert(name);
+        }
+    }
+}
+
+/// The bindings of a pattern, with whether each is `mut`.
+fn binding_idents(pat: &Pat, out: &mut Vec<(String, bool)>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push((p.ident.to_string(), p.mutability.is_some()));
+            if let Some((_, sub)) = &p.subpat {
+                binding_idents(sub, out);
+            }
+        }
+        Pat::Or(p) => {
+            if let Some(first) = p.cases.first() {
+                binding_idents(first, out);
+            }
+        }
+        Pat::Paren(p) => binding_idents(&p.pat, out),
+        Pat::Reference(p) => binding_idents(&p.pat, out),
+        Pat::Slice(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| binding_idents(&f.pat, out)),
+        Pat::Tuple(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
+        Pat::Type(p) => binding_idents(&p.pat, out),
+        Pat::Guard(p) => binding_idents(&p.pat, out),
+        _ => {}
+    }
+}
