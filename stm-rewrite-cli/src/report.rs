@@ -55,19 +55,20 @@ fn print_table(report: &Report, out: &mut dyn Write) {
         .max(24);
     let _ = writeln!(
         out,
-        "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8}",
-        "file", "functions", "barriers", "elided", "inevitable", "inferred"
+        "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8} {:>6}",
+        "file", "functions", "barriers", "elided", "inevitable", "inferred", "breaks"
     );
     let row = |out: &mut dyn Write, name: &str, s: &Stats| {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8}",
+            "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8} {:>6}",
             name,
             s.functions,
             s.read_barriers + s.write_barriers,
             s.elided,
             s.inevitable_points,
-            s.inferred
+            s.inferred,
+            s.break_loops
         );
     };
     for f in &report.files {
@@ -87,7 +88,8 @@ pub fn summary(config: &Config, report: &Report) -> String {
     };
     let mut s = format!(
         "stm-rewrite: {} Rust files, {} {verb}; {} functions, {} barriers inserted ({} read, \
-         {} write), {} elided, {} inevitable points, {} bindings typed by whole-tree knowledge",
+         {} write), {} elided, {} inevitable points, {} loops given break points, {} bindings \
+         typed by whole-tree knowledge",
         report.files.len(),
         report.changed(),
         t.functions,
@@ -96,6 +98,7 @@ pub fn summary(config: &Config, report: &Report) -> String {
         t.write_barriers,
         t.elided,
         t.inevitable_points,
+        t.break_loops,
         t.inferred,
     );
     if report.copied > 0 {
@@ -123,6 +126,8 @@ fn stats_json(s: &Stats) -> serde_json::Value {
         "inevitable_points": s.inevitable_points,
         "allocations": s.allocations,
         "bindings_typed_by_knowledge": s.inferred,
+        "break_loops": s.break_loops,
+        "atomic_blocks": s.atomic_blocks,
     })
 }
 

@@ -5,9 +5,14 @@
 //! `proc-macro2`'s `span-locations` reports it); everything else — comments, blank lines,
 //! formatting, untouched items — is kept byte for byte. Inside a rewritten function, the
 //! statements the transformation left unchanged (and the text between statements) are kept
-//! too; only the header, the prelude and the changed statements are printed. A rewritten item no longer carries
-//! `#[transactional]`, and a function whose body already holds the generated transaction
-//! binding (`__stm_tx`) is never rewritten again, so rewriting is idempotent.
+//! too; only the header, the prelude and the changed statements are printed. A rewritten item
+//! no longer carries `#[transactional]` or `#[in_transactions]`, and a function whose body
+//! already holds generated code (`__stm_tx`, `__stm`) is never rewritten again, so rewriting
+//! is idempotent.
+//!
+//! Items marked `#[transactional]` go through `stm_transform::expand_transactional_with`,
+//! items marked `#[in_transactions]` through `expand_in_transactions_with`; with
+//! `--all-functions`, `plan` decides which (if any) an unmarked function gets.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -217,11 +222,56 @@ fn position(span: Span) -> Position {
     }
 }
 
-fn is_transactional_attr(a: &syn::Attribute) -> bool {
-    a.path()
-        .segments
-        .last()
-        .is_some_and(|s| s.ident == "transactional")
+/// Which transformation an item gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    /// `#[transactional]`: the function runs as one transaction (its own, or its caller's).
+    Transactional,
+    /// `#[in_transactions]`: the function runs outside transactions, its loops as series of
+    /// transactions cut at break points.
+    InTransactions,
+}
+
+impl How {
+    /// The attribute's last path segment.
+    fn name(self) -> &'static str {
+        match self {
+            How::Transactional => "transactional",
+            How::InTransactions => "in_transactions",
+        }
+    }
+}
+
+/// Which of the two attributes `a` is (any path ending in `transactional` or
+/// `in_transactions`).
+fn marking(a: &syn::Attribute) -> Option<How> {
+    let last = a.path().segments.last()?;
+    [How::Transactional, How::InTransactions]
+        .into_iter()
+        .find(|h| last.ident == h.name())
+}
+
+/// The attribute that marks an item for rewriting (`#[transactional]` or
+/// `#[in_transactions]`): its index among `attrs` and which it is. An item with both is an
+/// error (which of the two was meant?), at the second one.
+fn marked(attrs: &[syn::Attribute]) -> Result<Option<(usize, How)>, Diagnostic> {
+    let mut found = attrs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| marking(a).map(|h| (i, h)));
+    let first = found.next();
+    if let (Some((_, h)), Some((j, _))) = (first, found.next()) {
+        return Err(Diagnostic {
+            at: position(attrs[j].span()),
+            message: format!(
+                "an item marked #[{}] cannot be marked again: #[transactional] runs it as one \
+                 transaction, #[in_transactions] runs its loops as series of transactions; \
+                 keep one",
+                h.name()
+            ),
+        });
+    }
+    Ok(first)
 }
 
 fn attr_args(a: &syn::Attribute) -> TokenStream {
@@ -231,19 +281,80 @@ fn attr_args(a: &syn::Attribute) -> TokenStream {
     }
 }
 
-/// Whether a token stream holds the generated transaction binding: the function was written
-/// by the transformation already.
+/// Whether a token stream holds the generated transaction binding (`__stm_tx`) or the
+/// generated prelude's `__stm`: the function was written by the transformation already (an
+/// `#[in_transactions]` function whose loops all stayed ordinary has the prelude only).
 fn is_rewritten(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tt| match tt {
-        TokenTree::Ident(i) => i == "__stm_tx",
+        TokenTree::Ident(i) => i == "__stm_tx" || i == "__stm",
         TokenTree::Group(g) => is_rewritten(g.stream()),
         _ => false,
     })
 }
 
-/// Why a signature cannot be made transactional by `--all-functions` (checked before
+/// Whether a type mentions `Gc` anywhere (a handle, or something holding one).
+fn mentions_gc(ty: &syn::Type) -> bool {
+    fn walk(ts: TokenStream) -> bool {
+        ts.into_iter().any(|tt| match tt {
+            TokenTree::Ident(i) => i == "Gc",
+            TokenTree::Group(g) => walk(g.stream()),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream())
+}
+
+/// Whether a type is `&Tx` (any path ending in `Tx`, any lifetime).
+fn is_tx_ref(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+            syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Tx"),
+            _ => false,
+        },
+        syn::Type::Paren(p) => is_tx_ref(&p.elem),
+        _ => false,
+    }
+}
+
+/// Whether a function would start its own transaction (or join the running one): it takes no
+/// handle and no `&Tx`, and returns no handle. Such a function may run in transactions
+/// rather than as one.
+fn starts_own_transaction(sig: &syn::Signature) -> bool {
+    let takes = sig.inputs.iter().any(|input| match input {
+        syn::FnArg::Typed(pt) => mentions_gc(&pt.ty) || is_tx_ref(&pt.ty),
+        syn::FnArg::Receiver(r) => match &r.kind {
+            syn::ReceiverKind::Typed(_, ty) => mentions_gc(ty),
+            _ => false,
+        },
+    });
+    let returns = matches!(&sig.output, syn::ReturnType::Type(_, ty) if mentions_gc(ty));
+    !takes && !returns
+}
+
+/// Whether a body has a loop (`loop`, `while`, `for`) of its own: outside closures, `async`
+/// and `const` blocks and nested items, which run at another time.
+fn has_loop(block: &syn::Block) -> bool {
+    use syn::visit::Visit;
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr(&mut self, e: &'ast syn::Expr) {
+            match e {
+                syn::Expr::Loop(_) | syn::Expr::While(_) | syn::Expr::ForLoop(_) => self.0 = true,
+                syn::Expr::Closure(_) | syn::Expr::Async(_) | syn::Expr::Const(_) => {}
+                _ if !self.0 => syn::visit::visit_expr(self, e),
+                _ => {}
+            }
+        }
+        fn visit_item(&mut self, _: &'ast Item) {}
+    }
+    let mut f = Finder(false);
+    f.visit_block(block);
+    f.0
+}
+
+/// Why a signature cannot be rewritten at all by `--all-functions` (checked before
 /// expanding, for a short note instead of the transformation's error).
-fn ineligible(sig: &syn::Signature, is_method: bool) -> Option<String> {
+fn unsupported(sig: &syn::Signature) -> Option<String> {
     if sig.constness.is_some() {
         return Some("a `const fn` may run at compile time, where there is no shared heap".into());
     }
@@ -256,19 +367,9 @@ fn ineligible(sig: &syn::Signature, is_method: bool) -> Option<String> {
     if sig.variadic.is_some() {
         return Some("a variadic fn cannot be transactional".into());
     }
-    if !is_method && sig.ident == "main" && sig.inputs.is_empty() {
-        return Some(
-            "`main` sets up the runtime and starts the threads; it runs outside transactions"
-                .into(),
-        );
-    }
     if let Some(syn::FnArg::Receiver(r)) = sig.inputs.first() {
         if let syn::ReceiverKind::Typed(_, ty) = &r.kind {
-            if ty
-                .to_token_stream()
-                .into_iter()
-                .any(|t| matches!(&t, TokenTree::Ident(i) if i == "Gc"))
-            {
+            if mentions_gc(ty) {
                 return Some(
                     "`self: Gc<Self>` methods are made transactional with their whole impl block"
                         .into(),
@@ -279,10 +380,57 @@ fn ineligible(sig: &syn::Signature, is_method: bool) -> Option<String> {
     None
 }
 
+/// What `--all-functions` does with a function that carries no attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Rewrite it as if it were marked so.
+    Rewrite(How),
+    /// Leave it alone, with this note.
+    Skip(String),
+}
+
+/// The note for `main` without a loop.
+const MAIN_NOTE: &str =
+    "`main` sets up the runtime and starts the threads; it runs outside transactions";
+
+/// The rules of `--all-functions` (PyPy style: all code runs in transactions), for a function
+/// or method without `#[transactional]` / `#[in_transactions]`:
+///
+/// 1. `const`, `async`, `extern` and variadic functions are left alone with a note (none can
+///    run in a transaction); so are `self: Gc<Self>` methods on their own (they go with their
+///    whole impl block, see `impl_block`).
+/// 2. A function that would start its own transaction (it takes no handle and no `&Tx` and
+///    returns no handle, [`starts_own_transaction`]) and has a loop outside closures
+///    ([`has_loop`]) becomes **`#[in_transactions]`**: its loops run as series of
+///    transactions with a break point at each back-edge, its other code outside transactions.
+///    PyPy put break points in long-running code rather than run it as one transaction.
+///    This includes `main`: its code outside loops (setting up the runtime, spawning threads)
+///    runs outside transactions, where it may.
+/// 3. `main` without a loop is left alone with a note ([`MAIN_NOTE`]).
+/// 4. Every other function becomes **`#[transactional]`**: one taking a handle or a `&Tx`
+///    runs in its caller's transaction, any other joins the running one or starts its own.
+///
+/// After expanding (`Walker::implicit`): a function the transformation rejects is left alone
+/// with the reason as its note; so is an `#[in_transactions]` one whose loops all stay
+/// ordinary loops (they block or spawn threads), which would only gain the prelude.
+fn plan(sig: &syn::Signature, body: &syn::Block, is_method: bool) -> Plan {
+    if let Some(reason) = unsupported(sig) {
+        return Plan::Skip(reason);
+    }
+    let is_main = !is_method && sig.ident == "main" && sig.inputs.is_empty();
+    if starts_own_transaction(sig) && has_loop(body) {
+        return Plan::Rewrite(How::InTransactions);
+    }
+    if is_main {
+        return Plan::Skip(MAIN_NOTE.into());
+    }
+    Plan::Rewrite(How::Transactional)
+}
+
 /// The outcome of expanding one item.
 enum Expanded {
-    /// The new items.
-    Items(syn::File),
+    /// The new items, and what the transformation did.
+    Items(syn::File, Stats),
     /// The transformation's errors.
     Errors(Vec<Diagnostic>),
 }
@@ -294,30 +442,41 @@ impl Walker<'_> {
         }
     }
 
+    /// The attribute marking an item, or an error recorded (the item is then left alone).
+    fn mark(&mut self, attrs: &[syn::Attribute]) -> Result<Option<(usize, How)>, ()> {
+        marked(attrs).map_err(|d| self.out.errors.push(d))
+    }
+
     fn item(&mut self, item: &Item) {
         match item {
-            Item::Fn(f) => {
-                if let Some(i) = f.attrs.iter().position(is_transactional_attr) {
+            Item::Fn(f) => match self.mark(&f.attrs) {
+                Err(()) => {}
+                Ok(Some((i, how))) => {
                     let mut f2 = f.clone();
                     let a = f2.attrs.remove(i);
                     self.explicit(
+                        how,
                         item.span(),
                         Some(&f.block),
                         attr_args(&a),
                         f2.into_token_stream(),
                     );
-                } else if self.options.all_functions && !is_rewritten(f.block.to_token_stream()) {
-                    match ineligible(&f.sig, false) {
-                        Some(reason) => self.note(item.span(), &f.sig.ident, reason),
-                        None => self.implicit(
-                            item.span(),
-                            Some(&f.block),
-                            &f.sig.ident,
-                            f.to_token_stream(),
-                        ),
+                }
+                Ok(None) => {
+                    if self.options.all_functions && !is_rewritten(f.block.to_token_stream()) {
+                        match plan(&f.sig, &f.block, false) {
+                            Plan::Skip(reason) => self.note(item.span(), &f.sig.ident, reason),
+                            Plan::Rewrite(how) => self.implicit(
+                                how,
+                                item.span(),
+                                Some(&f.block),
+                                &f.sig.ident,
+                                f.to_token_stream(),
+                            ),
+                        }
                     }
                 }
-            }
+            },
             Item::Impl(imp) => self.impl_block(item, imp),
             Item::Mod(m) => {
                 if let Some((_, inner)) = &m.content {
@@ -344,11 +503,22 @@ impl Walker<'_> {
     }
 
     fn impl_block(&mut self, item: &Item, imp: &syn::ItemImpl) {
-        if let Some(i) = imp.attrs.iter().position(is_transactional_attr) {
-            let mut imp2 = imp.clone();
-            let a = imp2.attrs.remove(i);
-            self.explicit(item.span(), None, attr_args(&a), imp2.into_token_stream());
-            return;
+        match self.mark(&imp.attrs) {
+            Err(()) => return,
+            Ok(Some((i, how))) => {
+                // `#[in_transactions]` on a block is the transformation's error to report.
+                let mut imp2 = imp.clone();
+                let a = imp2.attrs.remove(i);
+                self.explicit(
+                    how,
+                    item.span(),
+                    None,
+                    attr_args(&a),
+                    imp2.into_token_stream(),
+                );
+                return;
+            }
+            Ok(None) => {}
         }
         let methods: Vec<&syn::ImplItemFn> = imp
             .items
@@ -361,16 +531,21 @@ impl Walker<'_> {
         // Methods marked one by one.
         let mut marked = false;
         for m in &methods {
-            if let Some(i) = m.attrs.iter().position(is_transactional_attr) {
-                marked = true;
-                let mut m2 = (*m).clone();
-                let a = m2.attrs.remove(i);
-                self.explicit(
-                    m.span(),
-                    Some(&m.block),
-                    attr_args(&a),
-                    m2.into_token_stream(),
-                );
+            match self.mark(&m.attrs) {
+                Err(()) => marked = true,
+                Ok(Some((i, how))) => {
+                    marked = true;
+                    let mut m2 = (*m).clone();
+                    let a = m2.attrs.remove(i);
+                    self.explicit(
+                        how,
+                        m.span(),
+                        Some(&m.block),
+                        attr_args(&a),
+                        m2.into_token_stream(),
+                    );
+                }
+                Ok(None) => {}
             }
         }
         if !self.options.all_functions || marked {
@@ -383,17 +558,28 @@ impl Walker<'_> {
         if todo.is_empty() {
             return;
         }
-        let all_eligible = todo.len() == methods.len()
-            && methods.iter().all(|m| ineligible(&m.sig, true).is_none());
+        let plans: Vec<Plan> = methods
+            .iter()
+            .map(|m| plan(&m.sig, &m.block, true))
+            .collect();
+        let all_transactional = todo.len() == methods.len()
+            && plans
+                .iter()
+                .all(|p| *p == Plan::Rewrite(How::Transactional));
         let has_handle_methods = methods.iter().any(|m| {
             matches!(m.sig.inputs.first(), Some(syn::FnArg::Receiver(r))
                 if matches!(r.kind, syn::ReceiverKind::Typed(..)))
         });
-        if all_eligible || (has_handle_methods && todo.len() == methods.len()) {
-            // The whole block, as `#[transactional] impl` would (handle methods included).
+        if all_transactional || (has_handle_methods && todo.len() == methods.len()) {
+            // The whole block, as `#[transactional] impl` would (handle methods included; a
+            // method with a loop then runs as one transaction too).
             let name = format!("impl {}", imp.self_ty.to_token_stream());
-            match self.expand(imp.to_token_stream(), TokenStream::new()) {
-                Expanded::Items(file) => self.replace(item.span(), prettyplease::unparse(&file)),
+            let tokens = imp.to_token_stream();
+            match self.expand(How::Transactional, tokens, TokenStream::new()) {
+                Expanded::Items(file, stats) => {
+                    self.out.stats += stats;
+                    self.replace(item.span(), prettyplease::unparse(&file));
+                }
                 Expanded::Errors(errs) => {
                     // Fall back to method by method, each on its own.
                     if !has_handle_methods {
@@ -427,9 +613,15 @@ impl Walker<'_> {
 
     fn methods_one_by_one(&mut self, todo: &[&&syn::ImplItemFn]) {
         for m in todo {
-            match ineligible(&m.sig, true) {
-                Some(reason) => self.note(m.span(), &m.sig.ident, reason),
-                None => self.implicit(m.span(), Some(&m.block), &m.sig.ident, m.to_token_stream()),
+            match plan(&m.sig, &m.block, true) {
+                Plan::Skip(reason) => self.note(m.span(), &m.sig.ident, reason),
+                Plan::Rewrite(how) => self.implicit(
+                    how,
+                    m.span(),
+                    Some(&m.block),
+                    &m.sig.ident,
+                    m.to_token_stream(),
+                ),
             }
         }
     }
@@ -437,27 +629,46 @@ impl Walker<'_> {
     /// An item the user marked: errors are errors.
     fn explicit(
         &mut self,
+        how: How,
         span: Span,
         body: Option<&syn::Block>,
         args: TokenStream,
         tokens: TokenStream,
     ) {
-        match self.expand(tokens, args) {
-            Expanded::Items(file) => self.splice(span, body, &file),
+        match self.expand(how, tokens, args) {
+            Expanded::Items(file, stats) => {
+                self.out.stats += stats;
+                self.splice(span, body, &file);
+            }
             Expanded::Errors(errs) => self.out.errors.extend(errs),
         }
     }
 
-    /// A function `--all-functions` tries: errors become a note and the function stays.
+    /// A function `--all-functions` tries (see [`plan`]): errors become a note and the
+    /// function stays; so does an `#[in_transactions]` expansion that gave no loop a break
+    /// point.
     fn implicit(
         &mut self,
+        how: How,
         span: Span,
         body: Option<&syn::Block>,
         name: &syn::Ident,
         tokens: TokenStream,
     ) {
-        match self.expand(tokens, TokenStream::new()) {
-            Expanded::Items(file) => self.splice(span, body, &file),
+        match self.expand(how, tokens, TokenStream::new()) {
+            Expanded::Items(_, stats) if how == How::InTransactions && stats.break_loops == 0 => {
+                self.note(
+                    span,
+                    name,
+                    "its loops block or spawn threads, so none can run in a transaction: it \
+                     runs outside transactions as written"
+                        .into(),
+                );
+            }
+            Expanded::Items(file, stats) => {
+                self.out.stats += stats;
+                self.splice(span, body, &file);
+            }
             Expanded::Errors(errs) => {
                 let reason = errs
                     .first()
@@ -476,22 +687,26 @@ impl Walker<'_> {
         });
     }
 
-    fn expand(&mut self, tokens: TokenStream, args: TokenStream) -> Expanded {
+    fn expand(&mut self, how: How, tokens: TokenStream, args: TokenStream) -> Expanded {
         let fallback = tokens
             .clone()
             .into_iter()
             .next()
             .map(|t| t.span())
             .unwrap_or_else(Span::call_site);
-        let e = stm_transform::expand_transactional_with(self.knowledge, args, tokens);
+        let e = match how {
+            How::Transactional => {
+                stm_transform::expand_transactional_with(self.knowledge, args, tokens)
+            }
+            How::InTransactions => {
+                stm_transform::expand_in_transactions_with(self.knowledge, args, tokens)
+            }
+        };
         if e.has_errors {
             return Expanded::Errors(compile_errors(e.tokens, fallback));
         }
         match syn::parse2::<syn::File>(e.tokens.clone()) {
-            Ok(file) => {
-                self.out.stats += e.stats;
-                Expanded::Items(file)
-            }
+            Ok(file) => Expanded::Items(file, e.stats),
             Err(err) => Expanded::Errors(vec![Diagnostic {
                 at: position(fallback),
                 message: format!(
@@ -778,10 +993,16 @@ fn depth_of(indent: &str) -> usize {
 
 /// The generated prelude and the rewritten statements of a rewritten function body (`n`
 /// statements), and for a body run in `atomically`, the text that opens the closure.
+/// The prelude is the `use` of the runtime's private module, followed by the binding of the
+/// transaction (`__stm_tx`) in a function that runs in its caller's transaction, alone in an
+/// `#[in_transactions]` function.
 fn split_body(out: &syn::ItemFn, n: usize) -> Option<(&[syn::Stmt], &[syn::Stmt], Option<String>)> {
     let stmts = &out.block.stmts;
     if stmts.len() == n + 2 {
         return Some((&stmts[..2], &stmts[2..], None));
+    }
+    if stmts.len() == n + 1 && matches!(stmts.first(), Some(syn::Stmt::Item(Item::Use(_)))) {
+        return Some((&stmts[..1], &stmts[1..], None));
     }
     let [syn::Stmt::Expr(syn::Expr::Call(call), None)] = stmts.as_slice() else {
         return None;

@@ -80,9 +80,15 @@ fn the_rewritten_bank_prints_what_the_macro_build_prints() {
     assert_eq!(a, b, "the rewritten build behaves like the macro build");
     cargo(&["test", "--offline", "-q"], &rewritten.join("Cargo.toml"));
 
-    // PyPy style: every function but `main` in a transaction; the same output, tests pass.
+    // PyPy style: every function in a transaction, `main` (which has loops) in transactions
+    // cut at break points; the same output, tests pass.
     let all = workspace().join("target/stm-rewrite-tests/all-functions/bank-crate");
     rewrite_with(&fixture, &all, &["--all-functions"]);
+    let all_main = std::fs::read_to_string(all.join("src/main.rs")).expect("rewritten");
+    assert!(
+        all_main.contains("__stm::loop_in_transactions("),
+        "{all_main}"
+    );
     let all_out = cargo(&["run", "--offline", "-q"], &all.join("Cargo.toml"));
     assert_eq!(a, String::from_utf8_lossy(&all_out.stdout));
     cargo(&["test", "--offline", "-q"], &all.join("Cargo.toml"));
