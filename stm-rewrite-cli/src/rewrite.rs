@@ -1196,6 +1196,28 @@ mod tests {
     }
 
     #[test]
+    fn the_all_functions_rules() {
+        let plan_of = |src: &str| {
+            let f: syn::ItemFn = syn::parse_str(src).expect("a fn");
+            plan(&f.sig, &f.block, false)
+        };
+        let in_tx = Plan::Rewrite(How::InTransactions);
+        let tx = Plan::Rewrite(How::Transactional);
+        assert_eq!(plan_of("fn f(n: u64) { for _ in 0..n {} }"), in_tx);
+        assert_eq!(plan_of("fn f(r: &Root<A>) -> u8 { loop {} }"), in_tx);
+        assert_eq!(plan_of("fn main() { while x {} }"), in_tx);
+        assert_eq!(plan_of("fn main() {}"), Plan::Skip(MAIN_NOTE.into()));
+        assert_eq!(plan_of("fn f(a: Gc<A>) { loop {} }"), tx);
+        assert_eq!(plan_of("fn f(a: Option<Gc<A>>) { loop {} }"), tx);
+        assert_eq!(plan_of("fn f(t: &stm::Tx) { loop {} }"), tx);
+        assert_eq!(plan_of("fn f() -> Gc<A> { loop {} }"), tx);
+        assert_eq!(plan_of("fn f() { let c = || loop {}; }"), tx);
+        assert_eq!(plan_of("fn f() { fn g() { loop {} } }"), tx);
+        assert_eq!(plan_of("fn f() {}"), tx);
+        assert!(matches!(plan_of("const fn f() { loop {} }"), Plan::Skip(_)));
+    }
+
+    #[test]
     fn parse_errors_carry_the_parser_position() {
         let e = rewrite_source(
             "fn a() {}\nfn b( {\n",

@@ -332,6 +332,123 @@ fn all_functions_skips_main_with_a_note_and_is_idempotent() {
 }
 
 #[test]
+fn in_transactions_items_are_rewritten_and_their_errors_have_positions() {
+    let d = tree();
+    let src = "use stm_runtime as stm;\nuse stm::{Gc, Root};\n\n\
+               #[stm::in_transactions]\nfn bad(n: u64, c: Gc<Counter>) {\n    for _ in 0..n {}\n}\n\n\
+               #[stm::in_transactions]\npub fn good(r: &Root<Counter>, n: u64) -> u64 {\n    \
+               let mut t = 0;\n    for _ in 0..n {\n        t += r.get(stm::tx!()).hits;\n    }\n    t\n}\n\n\
+               struct S;\n\nimpl S {\n    #[in_transactions]\n    fn m(&self) {\n        \
+               let mut i = 0;\n        while i < 3 {\n            i += 1;\n        }\n    }\n}\n\n\
+               #[stm::transactional]\n#[stm::in_transactions]\nfn both() {}\n";
+    fs::write(d.path().join("src/loops.rs"), src).unwrap();
+    let o = run(&["--check", "--format", "json", "src"], d.path());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(
+            "src/loops.rs:5:19: cannot rewrite: a function that runs in transactions cannot \
+             take a handle"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("src/loops.rs:31:1: cannot rewrite: an item marked #[transactional]"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let loops = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "src/loops.rs")
+        .expect("loops.rs");
+    assert_eq!(loops["functions_rewritten"], 2, "{loops}");
+    assert_eq!(loops["break_loops"], 2, "{loops}");
+    assert_eq!(v["total"]["break_loops"], 2);
+
+    // The good items are rewritten, the rejected ones keep their attributes.
+    let o = run(&["--in-place", "src"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("2 loops given break points"));
+    let out = fs::read_to_string(d.path().join("src/loops.rs")).unwrap();
+    assert_eq!(out.matches("#[stm::in_transactions]").count(), 2, "{out}");
+    assert!(out.contains("#[stm::in_transactions]\nfn bad("), "{out}");
+    assert!(out.contains("#[stm::in_transactions]\nfn both("), "{out}");
+    assert!(!out.contains("#[in_transactions]"), "{out}");
+    assert_eq!(
+        out.matches("__stm::loop_in_transactions(").count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("let mut t = 0;\n"),
+        "unchanged statements kept: {out}"
+    );
+    // Idempotent: only the rejected items are left, reported again.
+    let o = run(&["--check", "src"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stdout).is_empty(), "{}", text(&o.stdout));
+}
+
+#[test]
+fn all_functions_runs_functions_with_loops_in_transactions() {
+    let d = tempfile::tempdir().unwrap();
+    let src = "use stm_runtime as stm;\nuse stm::Gc;\n\n\
+               fn sum(v: &[u64]) -> u64 {\n    let mut s = 0;\n    for x in v {\n        s += x;\n    }\n    s\n}\n\n\
+               fn bump(c: Gc<Counter>, n: u64) {\n    for _ in 0..n {\n        c.hits += 1;\n    }\n}\n\n\
+               fn later() -> u64 {\n    let f = || {\n        let mut k = 0;\n        while k < 2 {\n            k += 1;\n        }\n        k\n    };\n    f()\n}\n\n\
+               fn joins() {\n    for _ in 0..2 {\n        std::thread::spawn(|| {}).join().ok();\n    }\n}\n\n\
+               fn main() {\n    let mut n = 0;\n    while n < 3 {\n        n += 1;\n    }\n    \
+               println!(\"{}\", sum(&[n]) + later());\n    joins();\n}\n";
+    fs::write(d.path().join("main.rs"), src).unwrap();
+    let o = run(
+        &["--all-functions", "--stats", "--in-place", "main.rs"],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(!err.contains("`main` left alone"), "{err}");
+    assert!(
+        err.contains("main.rs:29:1: `joins` left alone: its loops block or spawn threads"),
+        "{err}"
+    );
+    assert!(err.contains("2 loops given break points"), "{err}");
+    let table = text(&o.stdout);
+    assert!(table.contains("inferred breaks"), "{table}");
+    let out = fs::read_to_string(d.path().join("main.rs")).unwrap();
+    let item = |name: &str| {
+        let start = out.find(&format!("fn {name}")).expect("the function");
+        let end = out[start..].find("\n}\n").map_or(out.len(), |e| start + e);
+        out[start..end].to_string()
+    };
+    // No handle and a loop: in transactions, cut at break points.
+    assert!(
+        item("sum").contains("__stm::loop_in_transactions("),
+        "{out}"
+    );
+    assert!(
+        item("main").contains("__stm::loop_in_transactions("),
+        "{out}"
+    );
+    assert!(
+        item("main").contains("    println!(\"{}\", sum(&[n]) + later());\n"),
+        "{out}"
+    );
+    // A handle: in the caller's transaction, the loop an ordinary one.
+    assert!(item("bump").contains("::stm_runtime::Gc::tx(c)"), "{out}");
+    assert!(!item("bump").contains("loop_in_transactions"), "{out}");
+    // Its only loop is in a closure: one transaction.
+    assert!(item("later").contains("__private::atomically("), "{out}");
+    assert!(
+        item("joins").starts_with("fn joins() {\n    for _ in 0..2 {"),
+        "{out}"
+    );
+    let o = run(&["--all-functions", "--check", "main.rs"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}
+
+#[test]
 fn json_output_is_one_document_even_with_errors() {
     let d = tree();
     let o = run(&["--format", "json", "src", "missing"], d.path());

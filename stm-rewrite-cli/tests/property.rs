@@ -54,6 +54,12 @@ const GENERATED: &[&str] = &[
     "#[transactional] async fn f() {}",
     "#[transactional] fn f(a: Gc<A>) { std::thread::spawn(|| {}); }",
     "trait T { fn d(&self) {} }\nextern \"C\" { fn c(); }\nunion U { a: u8 }\n",
+    "#[stm::in_transactions]\nfn f(n: u64) -> u64 {\n    let mut s = 0;\n    for i in 0..n { s += i; }\n    s\n}\n",
+    "#[in_transactions] fn f(a: Gc<A>) { loop {} }",
+    "#[in_transactions] impl X { fn f() { loop {} } }",
+    "#[in_transactions] fn f() { let x = stm::tx!(); }",
+    "#[transactional] #[in_transactions] fn f() {}",
+    "fn main() {\n    'o: loop { while true { break 'o; } }\n}\nfn g() { for _ in 0..2 { std::thread::spawn(|| {}).join(); } }\n",
 ];
 
 fn check(name: &str, source: &str, knowledge: &Knowledge, counts: &mut (usize, usize)) {

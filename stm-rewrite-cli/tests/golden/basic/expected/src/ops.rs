@@ -1,5 +1,5 @@
 use stm_runtime as stm;
-use stm::Gc;
+use stm::{Gc, Root};
 
 use crate::list::{List, Node};
 
@@ -73,6 +73,56 @@ pub fn contains<'tx>(list: Gc<'tx, List>, key: u64) -> bool {
         );
     }
     false
+}
+
+/// Inserts the keys `0..n`, in transactions: each iteration of the loop is one, with a
+/// break point at its back-edge (PyPy's model for long-running code); the code around the
+/// loop runs outside transactions.
+pub fn fill(list: &Root<List>, n: u64) -> u32 {
+    #[allow(unused_imports)]
+    use ::stm_runtime::__private::{
+        self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
+    };
+    let start = 0; // outside transactions
+    let mut inserted = 0;
+    {
+        __stm::carried(&inserted);
+        let __stm_iter = __stm::carried_iter(start..n);
+        let (
+            __stm_state,
+            __stm_exit,
+        ): (_, __stm::Exit<(), ::core::convert::Infallible>) = __stm::loop_in_transactions(
+            (inserted, __stm_iter),
+            |__stm_tx: &::stm_runtime::Tx, __stm_carried| {
+                #[allow(unused_mut)]
+                let (mut inserted, mut __stm_iter) = __stm_carried;
+                let __stm_flow = '__stm_step: {
+                    let ::core::option::Option::Some(key) = ::core::iter::Iterator::next(
+                        &mut __stm_iter,
+                    ) else {
+                        break '__stm_step ::core::ops::ControlFlow::Break(
+                            __stm::Exit::Break(()),
+                        );
+                    };
+                    {
+                        insert(list.get(__stm_tx), key);
+                        inserted += 1;
+                    }
+                    ::core::ops::ControlFlow::Continue(())
+                };
+                ((inserted, __stm_iter), __stm_flow)
+            },
+        );
+        #[allow(unused_assignments)]
+        {
+            (inserted, _) = __stm_state;
+        }
+        match __stm_exit {
+            __stm::Exit::Break(__stm_value) => __stm_value,
+            __stm::Exit::Return(__stm_value) => match __stm_value {}
+        }
+    }
+    inserted
 }
 
 pub struct Printer {

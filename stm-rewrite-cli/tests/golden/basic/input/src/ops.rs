@@ -1,5 +1,5 @@
 use stm_runtime as stm;
-use stm::Gc;
+use stm::{Gc, Root};
 
 use crate::list::{List, Node};
 
@@ -23,6 +23,20 @@ pub fn contains(list: Gc<List>, key: u64) -> bool {
         cur = n.next;
     }
     false
+}
+
+/// Inserts the keys `0..n`, in transactions: each iteration of the loop is one, with a
+/// break point at its back-edge (PyPy's model for long-running code); the code around the
+/// loop runs outside transactions.
+#[stm::in_transactions]
+pub fn fill(list: &Root<List>, n: u64) -> u32 {
+    let start = 0; // outside transactions
+    let mut inserted = 0;
+    for key in start..n {
+        insert(list.get(stm::tx!()), key);
+        inserted += 1;
+    }
+    inserted
 }
 
 pub struct Printer {
