@@ -63,3 +63,8 @@ fn mandelbrot() {
 fn bounded_queue() {
     run("bounded_queue", &["--items", "500", "--capacity", "4"]);
 }
+
+#[test]
+fn workers_with_break_points() {
+    run("workers", &["--jobs", "400", "--work", "2000"]);
+}

@@ -112,7 +112,27 @@ fn break_point(c: &mut Criterion) {
             })
         })
     });
+    g.bench_function("in_transactions", |b| {
+        stm_runtime::set_thread_budget_limit(stm_runtime::MAX_BUDGET);
+        stm_runtime::set_thread_budget(stm_runtime::MAX_BUDGET);
+        b.iter(|| work_loop(black_box(1u64), STEPS))
+    });
+    g.bench_function("in_transactions_breaking", |b| {
+        // Every break point breaks: a transaction per step.
+        stm_runtime::set_thread_budget_limit(1);
+        b.iter(|| work_loop(black_box(1u64), STEPS));
+        stm_runtime::set_thread_budget_limit(stm_runtime::MAX_BUDGET);
+    });
     g.finish();
+
+    /// The plain loop with `#[in_transactions]`: a break point at its back-edge.
+    #[stm_runtime::in_transactions]
+    fn work_loop(mut x: u64, steps: u64) -> u64 {
+        for _ in 0..steps {
+            x = work(x);
+        }
+        x
+    }
 }
 
 criterion_group!(benches, empty, transfer, break_point);

@@ -1,5 +1,6 @@
 //! A loop of single-thread transfer transactions (or empty ones), for profilers (callgrind,
-//! perf). `cargo run --release -p stm-runtime --example profile_transfer -- [N] [empty]`
+//! perf). `cargo run --release -p stm-runtime --example profile_transfer -- [N]
+//! [empty|steps|loop|macro|macro_breaking]`
 use stm_runtime::Stm;
 
 fn main() {
@@ -29,6 +30,32 @@ fn main() {
         println!(
             "{n} steps: {:.2} ns each ({x})",
             t.elapsed().as_nanos() as f64 / n as f64
+        );
+        return;
+    }
+    if let Some(mode @ ("macro" | "macro_breaking")) = std::env::args().nth(2).as_deref() {
+        // The same loop in an `#[in_transactions]` function: a break point per iteration,
+        // which breaks every time with `macro_breaking`.
+        #[stm_runtime::in_transactions]
+        fn spin(n: u64) -> u64 {
+            let mut x = 1u64;
+            for _ in 0..n {
+                x = std::hint::black_box(x).wrapping_mul(6364136223846793005);
+            }
+            x
+        }
+        let limit = if mode == "macro" {
+            stm_runtime::MAX_BUDGET
+        } else {
+            1
+        };
+        stm_runtime::set_thread_budget_limit(limit);
+        stm_runtime::set_thread_budget(limit);
+        let x = spin(n);
+        println!(
+            "{n} iterations ({mode}): {:.2} ns each ({x}); {}",
+            t.elapsed().as_nanos() as f64 / n as f64,
+            stm_runtime::thread_stats()
         );
         return;
     }

@@ -70,6 +70,7 @@ pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
 pub use runtime::{Builder, Stm};
 pub use series::{
     set_thread_budget, set_thread_budget_limit, thread_budget, MAX_BUDGET, START_BUDGET,
+    TARGET_TIME,
 };
 pub use stats::{thread_stats, Stats};
 pub use tvec::{GcVec, TVec, VecHead, CARD};

@@ -143,6 +143,10 @@ pub(crate) struct SegmentLocal {
     /// The running attempt is one of a series cut at break points (`run_in_transactions`
     /// or an `#[in_transactions]` loop): its aborts are counted apart.
     pub in_series: bool,
+    /// Steps left before the running attempt of a series commits at a break point; set to
+    /// the budget when the attempt starts, to 1 when the transaction becomes inevitable (so
+    /// that the next break point ends it).
+    pub series_left: u32,
     /// Validation found a conflict but user code caught the abort: the attempt must not commit.
     pub doomed: Option<Conflict>,
     /// Counts attempts in this segment (identifies the running one).
@@ -201,6 +205,7 @@ impl Segment {
                 user_inevitable: false,
                 cut_by_break: false,
                 in_series: false,
+                series_left: u32::MAX,
                 doomed: None,
                 attempt: 0,
                 pending_roots: Vec::new(),

@@ -211,11 +211,24 @@ impl Tx {
         if let Err(c) = commit::become_inevitable(self.shared(), self.segment(), local) {
             self.abort_with(AbortSignal::Conflict(c));
         }
+        // An inevitable transaction holds up every other commit: in a series, the next break
+        // point ends it.
+        let local = self.local();
+        local.series_left = local.series_left.min(1);
     }
 
     /// Whether this transaction is the inevitable one.
     pub fn is_inevitable(&self) -> bool {
         self.local().inevitable
+    }
+
+    /// The running attempt's count of steps left before a break point breaks, for the loop of
+    /// a series: one decrement and a branch per step. Use it only while no runtime call is
+    /// running, during this attempt.
+    pub(crate) fn series_left(&self) -> *mut u32 {
+        // SAFETY: a raw pointer into the segment's local state, taken without creating a
+        // reference; it stays valid for the attempt (the segment is owned for its duration).
+        unsafe { std::ptr::addr_of_mut!((*(*self.seg).local.get()).series_left) }
     }
 
     /// Abandons this attempt and runs the transaction again once another transaction has

@@ -28,7 +28,7 @@
 //! abort the runtime restarts the loop at its last break point with the state copied there.
 //! The loop's `break`, `continue`, `return` and `?` become exits of the step.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
@@ -64,8 +64,13 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
             return finish(cx, item, stats);
         }
     };
-    if !check_sig(&cx, &f.sig) || !check_no_handles(&cx, &f.sig) {
+    if !check_sig(&cx, &f.sig) {
         return finish(cx, item, stats);
+    }
+    if !check_no_handles(&cx, &f.sig) {
+        // Reported; the body would only add rustc's errors about the handles.
+        *f.block = syn::parse_quote!({ ::core::unimplemented!() });
+        return finish(cx, f.into_token_stream(), stats);
     }
     transform(&cx, knowledge, &args, &mut f.sig, &mut f.block, &mut stats);
     let out = f.into_token_stream();
@@ -239,13 +244,17 @@ impl Walker<'_> {
                 self.declare_pat(&local.pat);
             }
             Stmt::Expr(e, _) => self.expr(e),
-            Stmt::Macro(m) => self.check_tx_macro(&m.mac),
+            Stmt::Macro(m) => {
+                self.check_tx_macro(&m.mac);
+            }
             Stmt::Item(_) => {}
         }
     }
 
-    fn check_tx_macro(&self, mac: &syn::Macro) {
-        if effects::is_tx(&mac.path) && mac.tokens.is_empty() {
+    /// Reports `tx!()` outside the loops; returns whether it was one.
+    fn check_tx_macro(&self, mac: &syn::Macro) -> bool {
+        let found = effects::is_tx(&mac.path) && mac.tokens.is_empty();
+        if found {
             self.cx.error_spanned_by(
                 mac,
                 "no transaction runs here: outside its loops, an #[stm::in_transactions] \
@@ -253,6 +262,7 @@ impl Walker<'_> {
                  #[stm::transactional] function, or in `stm::atomically(|tx| ..)`",
             );
         }
+        found
     }
 
     fn expr(&mut self, e: &mut Expr) {
@@ -267,7 +277,12 @@ impl Walker<'_> {
                 }
             }
             Expr::Block(_) if atomic.is_some() => self.loop_expr(e, true),
-            Expr::Macro(m) => self.check_tx_macro(&m.mac),
+            Expr::Macro(m) => {
+                if self.check_tx_macro(&m.mac) {
+                    // Reported: keep rustc from reporting the macro again.
+                    *e = syn::parse_quote!(::core::unimplemented!());
+                }
+            }
             _ => {
                 if let Some(a) = atomic {
                     self.cx.error_spanned_by(
@@ -370,7 +385,7 @@ impl Walker<'_> {
         let cf = quote!(::core::ops::ControlFlow);
 
         // 1. What the loop mentions, and its own label.
-        let mut mentioned = HashSet::new();
+        let mut mentioned = HashMap::new();
         collect_idents(&e.to_token_stream(), &mut mentioned);
         let (own_label, is_loop) = match &*e {
             Expr::Loop(l) => (l.label.as_ref().map(|l| l.name.ident.to_string()), true),
@@ -381,8 +396,8 @@ impl Walker<'_> {
         let carried: Vec<syn::Ident> = self
             .mutable_in_scope()
             .into_iter()
-            .filter(|n| mentioned.contains(n) && n != "self")
-            .map(|n| syn::Ident::new(&n, span))
+            .filter(|n| n != "self")
+            .filter_map(|n| mentioned.get(&n).map(|at| syn::Ident::new(&n, *at)))
             .collect();
 
         // 2. The step: the body with its exits rewritten.
@@ -685,18 +700,23 @@ fn blocks_or_spawns(e: &Expr) -> bool {
     f.0
 }
 
-/// Every identifier in a token stream, and the names captured by format strings (`"{x}"`).
-fn collect_idents(ts: &TokenStream, out: &mut HashSet<String>) {
+/// Every identifier in a token stream, and the names captured by format strings (`"{x}"`),
+/// each with where it first occurs.
+fn collect_idents(ts: &TokenStream, out: &mut HashMap<String, Span>) {
     for tt in ts.clone() {
         match tt {
             TokenTree::Ident(i) => {
-                out.insert(i.to_string());
+                out.entry(i.to_string()).or_insert(i.span());
             }
             TokenTree::Group(g) => collect_idents(&g.stream(), out),
             TokenTree::Literal(l) => {
                 let text = l.to_string();
                 if text.starts_with('"') || text.starts_with('r') {
-                    format_captures(&text, out);
+                    let mut names = HashSet::new();
+                    format_captures(&text, &mut names);
+                    for n in names {
+                        out.entry(n).or_insert(l.span());
+                    }
                 }
             }
             TokenTree::Punct(_) => {}
