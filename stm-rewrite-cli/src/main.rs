@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Parser, ValueEnum};
 use stm_rewrite::{Config, Format, Mode, RewriteOptions};
 
-/// Rewrites a tree of Rust files: `#[transactional]` functions (or, with --all-functions,
-/// every function) get their read and write barriers and transaction boundaries written out,
+/// Rewrites a tree of Rust files: `#[transactional]` and `#[in_transactions]` functions (or,
+/// with --all-functions, every function) get their read and write barriers and transaction
+/// boundaries written out,
 /// using every `#[object]` struct of the tree. Exit status: 0 ok, 1 `--check` found changes,
 /// 2 errors.
 #[derive(Parser, Debug)]
@@ -32,13 +33,16 @@ struct Cli {
     /// Write nothing; print a unified diff of what would change.
     #[arg(long)]
     diff: bool,
-    /// Rewrite every function, not only those marked #[transactional] (PyPy style); `main`,
-    /// const, async and extern functions, and functions that cannot be transactional, are left
-    /// alone with a note.
+    /// Rewrite every function, not only those marked (PyPy style: all code runs in
+    /// transactions). A function that takes no handle and no &Tx and has a loop (outside
+    /// closures) becomes #[in_transactions]: its loops run as series of transactions cut at
+    /// break points, the rest outside transactions; `main` too if it has a loop. Other
+    /// functions become #[transactional]. `main` without a loop, const, async and extern
+    /// functions, and functions the transformation rejects are left alone with a note.
     #[arg(long)]
     all_functions: bool,
     /// Print per-file statistics: functions rewritten, barriers inserted and elided,
-    /// inevitable points.
+    /// inevitable points, loops given break points.
     #[arg(long)]
     stats: bool,
     /// Output format of the report.

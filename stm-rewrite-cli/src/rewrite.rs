@@ -27,7 +27,8 @@ use syn::{ImplItem, Item};
 /// What to rewrite.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RewriteOptions {
-    /// Rewrite every function of the tree, not only those marked `#[transactional]`.
+    /// Rewrite every function of the tree, not only those marked `#[transactional]` or
+    /// `#[in_transactions]` (the rules are in `plan`).
     pub all_functions: bool,
 }
 
