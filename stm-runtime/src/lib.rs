@@ -77,9 +77,11 @@ pub use tvec::{GcVec, TVec, VecHead, CARD};
 pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 
 /// The macros (from the `stm-macros` crate): `#[object]` for shared-object types,
-/// `#[transactional]` for functions that access them, `#[derive(Plain)]` for plain data
-/// fields, `tx!()` for the running transaction inside `#[transactional]` code, and `tx_safe!`
-/// to declare a call transaction-safe. See `docs/macros.md`.
+/// `#[transactional]` for functions that access them, `#[in_transactions]` for long-running
+/// functions whose loops run as series of transactions cut at break points, `#[atomic]` for
+/// loops and blocks in those that must not break, `#[derive(Plain)]` for plain data fields,
+/// `tx!()` for the running transaction inside transactional code, and `tx_safe!` to declare a
+/// call transaction-safe. See `docs/macros.md`.
 pub use stm_macros::{atomic, in_transactions, object, transactional, tx, tx_safe, Plain};
 
 /// Support for the code the macros write. Not a public API.
