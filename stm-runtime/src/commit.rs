@@ -57,6 +57,7 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.cut_by_break = false;
     local.in_series = false;
     local.series_left = u32::MAX;
+    local.series_budget = u32::MAX;
     local.reporting = shared.recorder.enabled();
     if local.reporting {
         local.started = Some(Instant::now());

@@ -147,6 +147,9 @@ pub(crate) struct SegmentLocal {
     /// the budget when the attempt starts, to 1 when the transaction becomes inevitable (so
     /// that the next break point ends it).
     pub series_left: u32,
+    /// The steps the running attempt of a series may do (its budget, or fewer to end just
+    /// before a step that needs to become inevitable).
+    pub series_budget: u32,
     /// Validation found a conflict but user code caught the abort: the attempt must not commit.
     pub doomed: Option<Conflict>,
     /// Counts attempts in this segment (identifies the running one).
@@ -206,6 +209,7 @@ impl Segment {
                 cut_by_break: false,
                 in_series: false,
                 series_left: u32::MAX,
+                series_budget: u32::MAX,
                 doomed: None,
                 attempt: 0,
                 pending_roots: Vec::new(),

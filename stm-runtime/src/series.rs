@@ -16,6 +16,11 @@
 //! one step) and grows by a quarter after each commit (up to [`MAX_BUDGET`]) while
 //! transactions last less than [`TARGET_TIME`], so that heavy steps get short transactions.
 //! A break point that does not break costs a decrement and a branch.
+//!
+//! I/O gets break points around it, as calls that released the GIL did in PyPy: a step that
+//! becomes inevitable after other steps of its transaction restarts the attempt, which then
+//! commits just before that step; the step runs inevitable in the next transaction, which the
+//! following break point ends (an inevitable transaction holds up every other commit).
 
 use std::cell::Cell;
 use std::ops::ControlFlow;
@@ -37,6 +42,15 @@ pub const TARGET_TIME: Duration = Duration::from_micros(100);
 thread_local! {
     static BUDGET: Cell<u32> = const { Cell::new(START_BUDGET) };
     static LIMIT: Cell<u32> = const { Cell::new(MAX_BUDGET) };
+    /// Steps the next attempt of this thread's series may do: set when a step needed to
+    /// become inevitable after others in the same transaction (0: no such request).
+    static CUT_BEFORE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Asks the next attempt of the running series to commit after `steps` steps: the step that
+/// follows them becomes inevitable at the start of the next transaction.
+pub(crate) fn cut_before(steps: u32) {
+    CUT_BEFORE.with(|c| c.set(steps));
 }
 
 /// The calling thread's current budget, in steps per transaction.
@@ -65,8 +79,8 @@ impl Stm {
     /// `ControlFlow::Break(r)`; returns `r`.
     ///
     /// Each call of `step` is atomic; between calls the running transaction commits when it
-    /// has done the thread's budget of steps, or at once after a step that made it inevitable
-    /// (I/O), and a new one starts. `state` is the loop-carried state: it cannot hold `Gc`
+    /// has done the thread's budget of steps, and a new one starts. A step that becomes
+    /// inevitable (I/O) gets a transaction of its own, cut right after it. `state` is the loop-carried state: it cannot hold `Gc`
     /// handles (only `Root`s and plain data), and after an abort it is restored from its copy
     /// at the last commit, so steps may run again but their effects (on the heap and on
     /// `state`) count once.
@@ -142,9 +156,15 @@ fn series<S: Clone, R>(
             attempts += 1;
             tx.local().in_series = true;
             let mut s = committed.clone();
+            let limit = match CUT_BEFORE.with(|c| c.replace(0)) {
+                0 => budget,
+                cut => cut,
+            };
+            tx.local().series_budget = limit;
             let left = tx.series_left();
             // SAFETY: this attempt's counter (see `Tx::series_left`); no runtime call runs.
-            unsafe { left.write(budget.min(left.read())) };
+            // (It is 1 already if the progress policy made the attempt inevitable.)
+            unsafe { left.write(limit.min(left.read())) };
             loop {
                 let (next, flow) = step(tx, s);
                 s = next;

@@ -198,6 +198,16 @@ impl Tx {
     /// Becoming inevitable first validates: if another transaction committed a change to
     /// something this one read, this attempt aborts here and runs again.
     pub fn become_inevitable(&self) {
+        let local = self.local();
+        if local.in_series && !local.inevitable {
+            let done = local.series_budget - local.series_left;
+            if done > 0 {
+                // A break point before the I/O: run the series' earlier steps again as a
+                // transaction of their own, and this step in the next one.
+                crate::series::cut_before(done);
+                self.restart();
+            }
+        }
         self.make_inevitable();
         // From here on the code may have done something irreversible: no more retry.
         self.local().user_inevitable = true;

@@ -290,3 +290,35 @@ fn loops_in_spawned_closures_run_in_transactions() {
     assert_eq!(spawn_workers(&c, 3_000), 6_000);
     assert_eq!(counter(&c).0, 6_000);
 }
+
+static PRINTED: AtomicU64 = AtomicU64::new(0);
+
+/// Prints once, in the middle of a long loop.
+#[stm::in_transactions]
+fn print_once(c: &Root<Counter>, n: u64) {
+    for i in 0..n {
+        c.get(stm::tx!()).value += 1;
+        if i == n / 2 {
+            println!("halfway");
+            PRINTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn io_gets_break_points_before_and_after_it() {
+    let c = new_counter();
+    stm::set_thread_budget_limit(stm::MAX_BUDGET);
+    stm::set_thread_budget(1_000);
+    let before = thread_stats();
+    print_once(&c, 101);
+    let d = thread_stats() - before;
+    assert_eq!(counter(&c).0, 101);
+    assert_eq!(PRINTED.load(Ordering::Relaxed), 1, "the I/O ran twice");
+    // The 50 iterations before the print commit on their own (after one restart), the
+    // printing iteration is inevitable and cut right after it, the rest commit at the end.
+    assert_eq!(d.inevitable, 1, "{d}");
+    assert_eq!(d.break_commits, 2, "{d}");
+    assert_eq!(d.aborts_retry, 1, "{d}");
+    assert_eq!(d.commits, 3, "{d}");
+}
