@@ -322,3 +322,27 @@ fn io_gets_break_points_before_and_after_it() {
     assert_eq!(d.aborts_retry, 1, "{d}");
     assert_eq!(d.commits, 3, "{d}");
 }
+
+/// Not `Clone`: a loop may read it, but not change it.
+struct Report {
+    lines: Vec<u64>,
+}
+
+#[stm::in_transactions]
+fn sum_lines(c: &Root<Counter>) -> u64 {
+    let mut report = Report { lines: Vec::new() };
+    report.lines.extend(1..=10);
+    let mut total = 0;
+    for line in &report.lines {
+        c.get(stm::tx!()).value += *line;
+        total += *line + report.lines.len() as u64;
+    }
+    total
+}
+
+#[test]
+fn locals_a_loop_only_reads_are_not_carried() {
+    let c = new_counter();
+    assert_eq!(sum_lines(&c), 55 + 100);
+    assert_eq!(counter(&c).0, 55);
+}

@@ -40,8 +40,8 @@ use syn::{Block, Expr, FnArg, Item, Pat, ReturnType, Stmt};
 use crate::attr::{self, Args};
 use crate::ctxt::Ctxt;
 use crate::effects::{self, Effect};
-use crate::rewrite::{kind_of_type, Kind, Rewriter};
-use crate::transactional::check_sig;
+use crate::rewrite::{is_assign_op, kind_of_type, Kind, Rewriter, EXPR_MACROS, READ_ONLY_METHODS};
+use crate::transactional::check_sig_as;
 use crate::types;
 use crate::{Expansion, Knowledge, Stats};
 
@@ -64,7 +64,7 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
             return finish(cx, item, stats);
         }
     };
-    if !check_sig(&cx, &f.sig) {
+    if !check_sig_as(&cx, &f.sig, "run in transactions") {
         return finish(cx, item, stats);
     }
     if !check_no_handles(&cx, &f.sig) {
@@ -384,9 +384,8 @@ impl Walker<'_> {
         let iter = syn::Ident::new("__stm_iter", Span::mixed_site());
         let cf = quote!(::core::ops::ControlFlow);
 
-        // 1. What the loop mentions, and its own label.
-        let mut mentioned = HashMap::new();
-        collect_idents(&e.to_token_stream(), &mut mentioned);
+        // 1. What the loop may change, and its own label.
+        let changed = changed_names(e);
         let (own_label, is_loop) = match &*e {
             Expr::Loop(l) => (l.label.as_ref().map(|l| l.name.ident.to_string()), true),
             Expr::While(w) => (w.label.as_ref().map(|l| l.name.ident.to_string()), true),
@@ -397,7 +396,7 @@ impl Walker<'_> {
             .mutable_in_scope()
             .into_iter()
             .filter(|n| n != "self")
-            .filter_map(|n| mentioned.get(&n).map(|at| syn::Ident::new(&n, *at)))
+            .filter_map(|n| changed.get(&n).map(|at| syn::Ident::new(&n, *at)))
             .collect();
 
         // 2. The step: the body with its exits rewritten.
@@ -698,6 +697,113 @@ fn blocks_or_spawns(e: &Expr) -> bool {
     let mut f = Finder(false);
     f.visit_expr(e);
     f.0
+}
+
+/// The bindings a loop (its condition and body, not a `for` loop's iterator, which is
+/// evaluated before it) may change, with where: roots of assigned places, of `&mut` borrows
+/// and of method-call receivers (a method may take `&mut self`, unless it is one of the
+/// rewriter's known read-only methods), called bindings (an `FnMut` closure), the first
+/// argument of `write!`, and every name inside a macro that is not a formatting or assertion
+/// macro (opaque). With a `ref mut` pattern, every name.
+fn changed_names(e: &Expr) -> HashMap<String, Span> {
+    struct Finder {
+        out: HashMap<String, Span>,
+        ref_mut: bool,
+    }
+    fn root(e: &Expr) -> Option<&syn::Ident> {
+        match e {
+            Expr::Path(p) => p.path.get_ident(),
+            Expr::Field(f) => root(&f.base),
+            Expr::Index(i) => root(&i.expr),
+            Expr::Paren(p) => root(&p.expr),
+            Expr::Group(g) => root(&g.expr),
+            Expr::Unary(u) => root(&u.expr),
+            Expr::MethodCall(m) => root(&m.receiver),
+            _ => None,
+        }
+    }
+    impl Finder {
+        fn note(&mut self, e: &Expr) {
+            if let Some(id) = root(e) {
+                self.out.entry(id.to_string()).or_insert(id.span());
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+            self.note(&a.left);
+            syn::visit::visit_expr_assign(self, a);
+        }
+        fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+            if is_assign_op(&b.op) {
+                // A compound assignment (`+=` and the others).
+                self.note(&b.left);
+            }
+            syn::visit::visit_expr_binary(self, b);
+        }
+        fn visit_expr_reference(&mut self, r: &'ast syn::ExprReference) {
+            if r.mutability.is_some() {
+                self.note(&r.expr);
+            }
+            syn::visit::visit_expr_reference(self, r);
+        }
+        fn visit_expr_raw_addr(&mut self, r: &'ast syn::ExprRawAddr) {
+            self.note(&r.expr);
+            syn::visit::visit_expr_raw_addr(self, r);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            if !READ_ONLY_METHODS.contains(&m.method.to_string().as_str()) {
+                self.note(&m.receiver);
+            }
+            syn::visit::visit_expr_method_call(self, m);
+        }
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            self.note(&c.func);
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            use syn::parse::Parser;
+            let name = m.path.segments.last().map(|s| s.ident.to_string());
+            let args = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated
+                .parse2(m.tokens.clone());
+            match (name.as_deref(), args) {
+                // Formatting and assertions read their arguments (`write!` changes its first).
+                (Some(n), Ok(args)) if EXPR_MACROS.contains(&n) => {
+                    if matches!(n, "write" | "writeln") {
+                        if let Some(first) = args.first() {
+                            self.note(first);
+                        }
+                    }
+                    for a in &args {
+                        self.visit_expr(a);
+                    }
+                }
+                _ => collect_idents(&m.tokens, &mut self.out),
+            }
+        }
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            if p.by_ref.is_some() && p.mutability.is_some() {
+                self.ref_mut = true;
+            }
+            syn::visit::visit_pat_ident(self, p);
+        }
+        fn visit_item(&mut self, _: &'ast Item) {}
+    }
+    let mut f = Finder {
+        out: HashMap::new(),
+        ref_mut: false,
+    };
+    match e {
+        Expr::ForLoop(l) => {
+            f.visit_pat(&l.pat);
+            f.visit_block(&l.body);
+        }
+        other => f.visit_expr(other),
+    }
+    if f.ref_mut {
+        collect_idents(&e.to_token_stream(), &mut f.out);
+    }
+    f.out
 }
 
 /// Every identifier in a token stream, and the names captured by format strings (`"{x}"`),

@@ -83,6 +83,8 @@ pub(crate) fn of_call(path: &syn::Path) -> Effect {
 /// The effect of a method call by name and argument count.
 pub(crate) fn of_method(name: &str, args: usize) -> Effect {
     match (name, args) {
+        // `scope.spawn(closure)` (std's thread scopes, crossbeam, rayon).
+        ("spawn", 1) => spawn(),
         ("lock" | "read_lock" | "write_lock", 0) => blocking("a lock"),
         ("join", 0) => blocking("another thread"),
         ("recv" | "recv_timeout" | "recv_deadline", _) => blocking("a channel"),

@@ -152,7 +152,7 @@ const MUTATING_METHODS: &[&str] = &[
 /// Methods that take `self` or `&self` on the standard types (and the runtime's handles and
 /// containers): a field of a known handle used as their receiver is read like a value, with
 /// barrier elision, instead of through a write-back guard.
-const READ_ONLY_METHODS: &[&str] = &[
+pub(crate) const READ_ONLY_METHODS: &[&str] = &[
     "unwrap",
     "expect",
     "unwrap_or",
@@ -202,7 +202,7 @@ const READ_ONLY_METHODS: &[&str] = &[
 ];
 
 /// Macros whose arguments are comma-separated expressions (format strings first).
-const EXPR_MACROS: &[&str] = &[
+pub(crate) const EXPR_MACROS: &[&str] = &[
     "print",
     "println",
     "eprint",
@@ -1295,7 +1295,7 @@ impl<'a> Rewriter<'a> {
     }
 }
 
-fn is_assign_op(op: &BinOp) -> bool {
+pub(crate) fn is_assign_op(op: &BinOp) -> bool {
     matches!(
         op,
         BinOp::AddAssign(_)

@@ -171,34 +171,45 @@ fn unsupported_item(cx: &Ctxt, item: &Item) {
 
 /// Rejects signatures that cannot be transactional; returns whether it may be transformed.
 pub(crate) fn check_sig(cx: &Ctxt, sig: &Signature) -> bool {
+    check_sig_as(cx, sig, "be transactional")
+}
+
+/// [`check_sig`] for an attribute whose messages say `a const fn cannot {what}`.
+pub(crate) fn check_sig_as(cx: &Ctxt, sig: &Signature, what: &str) -> bool {
     let mut ok = true;
     if let Some(c) = sig.constness {
         cx.error_spanned_by(
             c,
-            "a `const fn` cannot be transactional: it may run at compile time, where there \
-             is no shared heap; remove `const`",
+            format!(
+                "a `const fn` cannot {what}: it may run at compile time, where there is no \
+                 shared heap; remove `const`"
+            ),
         );
         ok = false;
     }
     if let Some(a) = sig.asyncness {
         cx.error_spanned_by(
             a,
-            "an `async fn` cannot be transactional: a transaction cannot be suspended across \
+            format!(
+                "an `async fn` cannot {what}: a transaction cannot be suspended across \
              `.await` (other threads would see it half done). Make the transactional part an \
-             ordinary fn and call it from the async code",
+             ordinary fn and call it from the async code"
+            ),
         );
         ok = false;
     }
     if let Some(abi) = &sig.abi {
         cx.error_spanned_by(
             abi,
-            "an `extern` fn cannot be transactional: foreign callers cannot be rolled back. \
-             Keep the extern fn as a thin wrapper that calls a #[stm::transactional] Rust fn",
+            format!(
+                "an `extern` fn cannot {what}: foreign callers cannot be rolled back. \
+             Keep the extern fn as a thin wrapper that calls a #[stm::transactional] Rust fn"
+            ),
         );
         ok = false;
     }
     if let Some(v) = &sig.variadic {
-        cx.error_spanned_by(v, "a variadic fn cannot be transactional");
+        cx.error_spanned_by(v, format!("a variadic fn cannot {what}"));
         ok = false;
     }
     if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
