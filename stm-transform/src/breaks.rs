@@ -73,6 +73,16 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
         return finish(cx, f.into_token_stream(), stats);
     }
     transform(&cx, knowledge, &args, &mut f.sig, &mut f.block, &mut stats);
+    // What the barrier code in loop bodies may trip (as on #[transactional] functions).
+    f.attrs.push(syn::parse_quote!(#[allow(
+        unused_parens,
+        unused_braces,
+        clippy::deref_addrof,
+        clippy::needless_borrow,
+        clippy::unnecessary_mut_passed,
+        clippy::let_unit_value,
+        clippy::unit_arg
+    )]));
     let out = f.into_token_stream();
     finish(cx, out, stats)
 }

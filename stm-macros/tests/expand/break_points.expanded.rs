@@ -26,6 +26,15 @@ unsafe impl ::stm_runtime::Object for Counter {
         let _ = tracer;
     }
 }
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
 fn count_to(c: &Root<Counter>, n: u64) -> u64 {
     #[allow(unused_imports)]
     use ::stm_runtime::__private::{

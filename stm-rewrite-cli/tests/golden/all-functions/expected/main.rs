@@ -75,6 +75,15 @@ fn bump_n<'tx>(c: Gc<'tx, Counter>, n: u64) {
 }
 
 /// No handle and a loop: runs in transactions, one iteration each, cut at break points.
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
 fn sum_twice(limit: u64) -> u64 {
     #[allow(unused_imports)]
     use ::stm_runtime::__private::{
@@ -155,6 +164,15 @@ struct Tally;
 
 impl Tally {
     /// A method with a loop, taking no handle: in transactions too.
+    #[allow(
+        unused_parens,
+        unused_braces,
+        clippy::deref_addrof,
+        clippy::needless_borrow,
+        clippy::unnecessary_mut_passed,
+        clippy::let_unit_value,
+        clippy::unit_arg
+    )]
     fn up_to(&self, n: u32) -> u32 {
         #[allow(unused_imports)]
         use ::stm_runtime::__private::{
@@ -211,6 +229,15 @@ fn joins(n: usize) {
 
 /// Its code outside the loop runs outside transactions (it may spawn threads); the loop in
 /// transactions.
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
 fn main() {
     #[allow(unused_imports)]
     use ::stm_runtime::__private::{

@@ -78,6 +78,15 @@ pub fn contains<'tx>(list: Gc<'tx, List>, key: u64) -> bool {
 /// Inserts the keys `0..n`, in transactions: each iteration of the loop is one, with a
 /// break point at its back-edge (PyPy's model for long-running code); the code around the
 /// loop runs outside transactions.
+#[allow(
+    unused_parens,
+    unused_braces,
+    clippy::deref_addrof,
+    clippy::needless_borrow,
+    clippy::unnecessary_mut_passed,
+    clippy::let_unit_value,
+    clippy::unit_arg
+)]
 pub fn fill(list: &Root<List>, n: u64) -> u32 {
     #[allow(unused_imports)]
     use ::stm_runtime::__private::{
