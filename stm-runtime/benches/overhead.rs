@@ -80,7 +80,10 @@ fn break_point(c: &mut Criterion) {
         .unwrap();
     const STEPS: u64 = 1_000;
     /// A step of real work (an interpreter's bytecode): 100 dependent multiply-adds that the
-    /// compiler cannot fold away.
+    /// compiler cannot fold away. Not inlined, so that every variant runs the same machine
+    /// code for it and differs only in the loop around it (inlined, its register allocation
+    /// varies by 10% between call sites, which would drown the break point).
+    #[inline(never)]
     fn work(x: u64) -> u64 {
         (0..100).fold(x, |a, k| {
             black_box(a)

@@ -148,10 +148,11 @@ fn series<S: Clone, R>(
     mut step: impl FnMut(&Tx, S) -> (S, ControlFlow<R>),
 ) -> (S, R) {
     let mut committed = state;
+    // One clock read per transaction (about 30 ns): its end is the next one's start.
+    let mut started = Instant::now();
     loop {
         let budget = thread_budget();
         let mut attempts = 0u32;
-        let started = Instant::now();
         let (state, done) = stm.atomically(|tx| {
             attempts += 1;
             tx.local().in_series = true;
@@ -186,7 +187,9 @@ fn series<S: Clone, R>(
                 }
             }
         });
-        set_thread_budget(next_budget(budget, attempts > 1, started.elapsed()));
+        let now = Instant::now();
+        set_thread_budget(next_budget(budget, attempts > 1, now - started));
+        started = now;
         committed = state;
         if let Some(r) = done {
             return (committed, r);
