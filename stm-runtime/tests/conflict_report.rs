@@ -120,3 +120,49 @@ fn nothing_is_recorded_when_reporting_is_off() {
     stm.clear_conflict_report();
     assert_eq!(stm.conflict_report().count(), 0);
 }
+
+#[test]
+fn transactions_between_break_points_are_reported_apart() {
+    use std::ops::ControlFlow;
+    if !stm_runtime::BARRIERS {
+        return; // Under the GIL, B could not commit while A's transaction waits for it.
+    }
+    let stm = runtime(true);
+    let cell: Root<u64> = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let (a_read, b_done) = (AtomicBool::new(false), AtomicBool::new(false));
+    let before = stm.stats();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Three steps, one transaction (the budget is larger): the first attempt reads the
+            // cell, lets B commit a write to it, and so loses at its commit.
+            stm.run_in_transactions(0u32, |tx, n| {
+                let c = cell.get(tx);
+                let v = c.get();
+                if !a_read.swap(true, Ordering::AcqRel) {
+                    wait(&b_done);
+                }
+                c.set(v + 1);
+                *n += 1;
+                if *n == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+        });
+        s.spawn(|| {
+            wait(&a_read);
+            stm.atomically(|tx| cell.get(tx).update(|v| *v += 100));
+            b_done.store(true, Ordering::Release);
+        });
+    });
+    assert_eq!(stm.atomically(|tx| cell.get(tx).get()), 103);
+    let d = stm.stats() - before;
+    assert!(d.break_aborts >= 1, "{d}");
+    let report = stm.conflict_report();
+    assert!(
+        report.sites.iter().any(|s| s.between_breaks),
+        "no row for the series: {report}"
+    );
+    assert!(report.to_string().contains("(between break points)"));
+}
