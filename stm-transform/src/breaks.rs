@@ -40,8 +40,10 @@ use syn::{Block, Expr, FnArg, Item, Pat, ReturnType, Stmt};
 use crate::attr::{self, Args};
 use crate::ctxt::Ctxt;
 use crate::effects::{self, Effect};
-use crate::rewrite::{is_assign_op, kind_of_type, Kind, Rewriter, EXPR_MACROS, READ_ONLY_METHODS};
-use crate::transactional::check_sig_as;
+use crate::rewrite::{
+    binding_idents, is_assign_op, kind_of_type, Kind, Rewriter, EXPR_MACROS, READ_ONLY_METHODS,
+};
+use crate::transactional::{check_sig_as, finish, lint_allowances};
 use crate::types;
 use crate::{Expansion, Knowledge, Stats};
 
@@ -73,16 +75,7 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
         return finish(cx, f.into_token_stream(), stats);
     }
     transform(&cx, knowledge, &args, &mut f.sig, &mut f.block, &mut stats);
-    // What the barrier code in loop bodies may trip (as on #[transactional] functions).
-    f.attrs.push(syn::parse_quote!(#[allow(
-        unused_parens,
-        unused_braces,
-        clippy::deref_addrof,
-        clippy::needless_borrow,
-        clippy::unnecessary_mut_passed,
-        clippy::let_unit_value,
-        clippy::unit_arg
-    )]));
+    f.attrs.push(lint_allowances());
     let out = f.into_token_stream();
     finish(cx, out, stats)
 }
@@ -95,17 +88,6 @@ fn other_head(item: &Item) -> TokenStream {
         Item::Mod(m) => m.mod_token.into_token_stream(),
         Item::Trait(t) => t.trait_token.into_token_stream(),
         other => other.to_token_stream(),
-    }
-}
-
-fn finish(cx: Ctxt, item: TokenStream, stats: Stats) -> Expansion {
-    let has_errors = cx.has_errors();
-    let mut tokens = cx.into_compile_errors();
-    tokens.extend(item);
-    Expansion {
-        tokens,
-        stats,
-        has_errors,
     }
 }
 
@@ -856,31 +838,5 @@ fn format_captures(text: &str, out: &mut HashSet<String>) {
         if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
             out.insert(name);
         }
-    }
-}
-
-/// The bindings of a pattern, with whether each is `mut`.
-fn binding_idents(pat: &Pat, out: &mut Vec<(String, bool)>) {
-    match pat {
-        Pat::Ident(p) => {
-            out.push((p.ident.to_string(), p.mutability.is_some()));
-            if let Some((_, sub)) = &p.subpat {
-                binding_idents(sub, out);
-            }
-        }
-        Pat::Or(p) => {
-            if let Some(first) = p.cases.first() {
-                binding_idents(first, out);
-            }
-        }
-        Pat::Paren(p) => binding_idents(&p.pat, out),
-        Pat::Reference(p) => binding_idents(&p.pat, out),
-        Pat::Slice(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
-        Pat::Struct(p) => p.fields.iter().for_each(|f| binding_idents(&f.pat, out)),
-        Pat::Tuple(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
-        Pat::TupleStruct(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
-        Pat::Type(p) => binding_idents(&p.pat, out),
-        Pat::Guard(p) => binding_idents(&p.pat, out),
-        _ => {}
     }
 }

@@ -1334,22 +1334,30 @@ pub(crate) fn kind_of_type(ty: &Type) -> Kind {
 }
 
 fn pattern_idents(pat: &Pat, out: &mut Vec<String>) {
+    let mut bindings = Vec::new();
+    binding_idents(pat, &mut bindings);
+    out.extend(bindings.into_iter().map(|(name, _)| name));
+}
+
+/// The bindings of a pattern (of every alternative of an or-pattern), with whether each is
+/// `mut`.
+pub(crate) fn binding_idents(pat: &Pat, out: &mut Vec<(String, bool)>) {
     match pat {
         Pat::Ident(p) => {
-            out.push(p.ident.to_string());
+            out.push((p.ident.to_string(), p.mutability.is_some()));
             if let Some((_, sub)) = &p.subpat {
-                pattern_idents(sub, out);
+                binding_idents(sub, out);
             }
         }
-        Pat::Or(p) => p.cases.iter().for_each(|c| pattern_idents(c, out)),
-        Pat::Paren(p) => pattern_idents(&p.pat, out),
-        Pat::Reference(p) => pattern_idents(&p.pat, out),
-        Pat::Slice(p) => p.elems.iter().for_each(|c| pattern_idents(c, out)),
-        Pat::Struct(p) => p.fields.iter().for_each(|f| pattern_idents(&f.pat, out)),
-        Pat::Tuple(p) => p.elems.iter().for_each(|c| pattern_idents(c, out)),
-        Pat::TupleStruct(p) => p.elems.iter().for_each(|c| pattern_idents(c, out)),
-        Pat::Type(p) => pattern_idents(&p.pat, out),
-        Pat::Guard(p) => pattern_idents(&p.pat, out),
+        Pat::Or(p) => p.cases.iter().for_each(|c| binding_idents(c, out)),
+        Pat::Paren(p) => binding_idents(&p.pat, out),
+        Pat::Reference(p) => binding_idents(&p.pat, out),
+        Pat::Slice(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| binding_idents(&f.pat, out)),
+        Pat::Tuple(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|c| binding_idents(c, out)),
+        Pat::Type(p) => binding_idents(&p.pat, out),
+        Pat::Guard(p) => binding_idents(&p.pat, out),
         _ => {}
     }
 }

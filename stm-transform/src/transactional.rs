@@ -107,7 +107,8 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
     finish(cx, out, stats)
 }
 
-fn finish(cx: Ctxt, item: TokenStream, stats: Stats) -> Expansion {
+/// The expansion: the errors recorded in `cx` as `compile_error!`s, then `item`.
+pub(crate) fn finish(cx: Ctxt, item: TokenStream, stats: Stats) -> Expansion {
     let has_errors = cx.has_errors();
     let mut tokens = cx.into_compile_errors();
     tokens.extend(item);
@@ -585,7 +586,13 @@ fn transform_fn_with(
         }
     };
     *f.block = new_block;
-    f.attrs.push(syn::parse_quote!(#[allow(
+    f.attrs.push(lint_allowances());
+}
+
+/// The lints the generated barrier code may trip (parentheses and borrows it writes, the
+/// `'tx` lifetime it adds), allowed on every function the transformation writes.
+pub(crate) fn lint_allowances() -> syn::Attribute {
+    syn::parse_quote!(#[allow(
         unused_parens,
         unused_braces,
         clippy::needless_lifetimes,
@@ -594,7 +601,7 @@ fn transform_fn_with(
         clippy::unnecessary_mut_passed,
         clippy::let_unit_value,
         clippy::unit_arg
-    )]));
+    )])
 }
 
 /// Whether a return type can be written on the closure (no elided lifetimes, no `impl`).

@@ -29,6 +29,7 @@ unsafe impl ::stm_runtime::Object for Counter {
 #[allow(
     unused_parens,
     unused_braces,
+    clippy::needless_lifetimes,
     clippy::deref_addrof,
     clippy::needless_borrow,
     clippy::unnecessary_mut_passed,

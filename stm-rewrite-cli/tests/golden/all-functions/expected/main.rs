@@ -78,6 +78,7 @@ fn bump_n<'tx>(c: Gc<'tx, Counter>, n: u64) {
 #[allow(
     unused_parens,
     unused_braces,
+    clippy::needless_lifetimes,
     clippy::deref_addrof,
     clippy::needless_borrow,
     clippy::unnecessary_mut_passed,
@@ -167,6 +168,7 @@ impl Tally {
     #[allow(
         unused_parens,
         unused_braces,
+        clippy::needless_lifetimes,
         clippy::deref_addrof,
         clippy::needless_borrow,
         clippy::unnecessary_mut_passed,
@@ -232,6 +234,7 @@ fn joins(n: usize) {
 #[allow(
     unused_parens,
     unused_braces,
+    clippy::needless_lifetimes,
     clippy::deref_addrof,
     clippy::needless_borrow,
     clippy::unnecessary_mut_passed,

@@ -81,6 +81,7 @@ pub fn contains<'tx>(list: Gc<'tx, List>, key: u64) -> bool {
 #[allow(
     unused_parens,
     unused_braces,
+    clippy::needless_lifetimes,
     clippy::deref_addrof,
     clippy::needless_borrow,
     clippy::unnecessary_mut_passed,
