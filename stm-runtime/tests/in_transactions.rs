@@ -346,3 +346,24 @@ fn locals_a_loop_only_reads_are_not_carried() {
     assert_eq!(sum_lines(&c), 55 + 100);
     assert_eq!(counter(&c).0, 55);
 }
+
+/// I/O inside an atomic loop makes the one transaction inevitable; nothing breaks.
+#[stm::in_transactions]
+fn print_atomically(c: &Root<Counter>, n: u64) {
+    #[stm::atomic]
+    for i in 0..n {
+        c.get(stm::tx!()).value += 1;
+        println!("atomic iteration {i}");
+    }
+}
+
+#[test]
+fn io_in_an_atomic_loop_makes_it_inevitable() {
+    let c = new_counter();
+    stm::set_thread_budget_limit(1);
+    let before = thread_stats();
+    print_atomically(&c, 4);
+    let d = thread_stats() - before;
+    assert_eq!(counter(&c).0, 4);
+    assert_eq!((d.commits, d.break_commits, d.inevitable), (1, 0, 1), "{d}");
+}
