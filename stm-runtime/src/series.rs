@@ -153,13 +153,18 @@ fn series<S: Clone, R>(
     loop {
         let budget = thread_budget();
         let mut attempts = 0u32;
+        // Attempts restarted to put a break point before I/O: not conflicts.
+        let mut cuts = 0u32;
         let (state, done) = stm.atomically(|tx| {
             attempts += 1;
             tx.local().in_series = true;
             let mut s = committed.clone();
             let limit = match CUT_BEFORE.with(|c| c.replace(0)) {
                 0 => budget,
-                cut => cut,
+                cut => {
+                    cuts += 1;
+                    cut
+                }
             };
             tx.local().series_budget = limit;
             let left = tx.series_left();
@@ -188,7 +193,7 @@ fn series<S: Clone, R>(
             }
         });
         let now = Instant::now();
-        set_thread_budget(next_budget(budget, attempts > 1, now - started));
+        set_thread_budget(next_budget(budget, attempts > 1 + cuts, now - started));
         started = now;
         committed = state;
         if let Some(r) = done {

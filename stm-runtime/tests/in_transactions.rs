@@ -367,3 +367,31 @@ fn io_in_an_atomic_loop_makes_it_inevitable() {
     assert_eq!(counter(&c).0, 4);
     assert_eq!((d.commits, d.break_commits, d.inevitable), (1, 0, 1), "{d}");
 }
+
+/// `?` inside a formatting macro's arguments, and a label of an inner loop that shadows the
+/// loop's own.
+#[stm::in_transactions]
+fn parse_all(words: &[&str]) -> Result<String, std::num::ParseIntError> {
+    let mut out = String::new();
+    let mut inner = 0;
+    #[allow(unused_labels)]
+    'a: for w in words {
+        out.push_str(&format!("{} ", w.parse::<u32>()?));
+        let mut k = 0;
+        'a: loop {
+            k += 1;
+            if k == 3 {
+                break 'a;
+            }
+            inner += 1;
+        }
+    }
+    out.push_str(&inner.to_string());
+    Ok(out)
+}
+
+#[test]
+fn question_mark_in_macro_arguments_and_shadowed_labels() {
+    assert_eq!(parse_all(&["1", "22"]).as_deref(), Ok("1 22 4"));
+    assert!(parse_all(&["1", "x"]).is_err());
+}

@@ -80,3 +80,25 @@ fn carried_locals_are_restored_after_aborts() {
     );
     assert_eq!(read(&s), (2 * want.0, 2 * N));
 }
+
+/// Fibonacci-style destructuring assignments change both locals: both are carried.
+#[stm::in_transactions]
+fn pairs(s: &Root<Sums>, n: u64) -> (u64, u64) {
+    let (mut a, mut b) = (0u64, 0u64);
+    for i in 0..n {
+        s.get(stm::tx!()).count += 1;
+        (a, b) = (a + i, b + 1);
+    }
+    (a, b)
+}
+
+#[test]
+fn destructuring_assignments_are_carried() {
+    faulty_global();
+    let s = new_sums();
+    stm::set_thread_budget_limit(16);
+    let before = thread_stats();
+    assert_eq!(pairs(&s, 20_000), (20_000 * 19_999 / 2, 20_000));
+    assert_eq!(read(&s).1, 20_000);
+    assert!((thread_stats() - before).aborts() > 0, "no fault struck");
+}

@@ -138,21 +138,26 @@ pub(crate) fn transform(
         knowledge,
         args,
         scopes: vec![Vec::new()],
+        local_macros: HashSet::new(),
         params: Vec::new(),
         stats: Stats::default(),
     };
     for input in sig.inputs.iter() {
         match input {
             FnArg::Receiver(r) => {
-                let _ = r;
-                walker.declare("self", false);
+                // `&mut self` and `mut self` are state outside the heap that a loop cannot
+                // carry (a closure cannot bind `self`).
+                let outside = r.mutability.is_some()
+                    || matches!(r.kind, syn::ReceiverKind::Reference(_, _, Some(_)));
+                walker.declare_binding("self", false, outside);
                 walker.params.push(("self".into(), Kind::Plain));
             }
             FnArg::Typed(pt) => {
                 let mut names = Vec::new();
                 binding_idents(&pt.pat, &mut names);
+                let mut_ref = is_mut_ref(&pt.ty);
                 for (name, is_mut) in names {
-                    walker.declare(&name, is_mut);
+                    walker.declare_binding(&name, is_mut, mut_ref);
                     walker.params.push((name, kind_of_type(&pt.ty)));
                 }
             }
@@ -178,27 +183,46 @@ struct Walker<'a> {
     cx: &'a Ctxt,
     knowledge: &'a Knowledge,
     args: &'a Args,
-    /// Bindings in scope, innermost last, with whether they are `mut`.
-    scopes: Vec<Vec<(String, bool)>>,
+    /// Bindings in scope, innermost last.
+    scopes: Vec<Vec<Binding>>,
+    /// `macro_rules!` macros defined in the function: their bodies may change locals
+    /// unseen.
+    local_macros: HashSet<String>,
     /// The function's parameters and their kinds (for the barrier rewriter).
     params: Vec<(String, Kind)>,
     stats: Stats,
 }
 
 impl Walker<'_> {
-    fn declare(&mut self, name: &str, is_mut: bool) {
-        self.scopes
-            .last_mut()
-            .expect("a scope")
-            .push((name.to_string(), is_mut));
+    fn declare_binding(&mut self, name: &str, is_mut: bool, outside: bool) {
+        self.scopes.last_mut().expect("a scope").push(Binding {
+            name: name.to_string(),
+            is_mut,
+            outside,
+        });
+    }
+
+    /// Declares the bindings of a pattern; `outside` if they are `&mut` references (their
+    /// referents live outside the function's locals).
+    fn declare_pat_as(&mut self, pat: &Pat, outside: bool) {
+        let mut names = Vec::new();
+        binding_idents(pat, &mut names);
+        let outside = outside || matches!(pat, Pat::Type(pt) if is_mut_ref(&pt.ty));
+        for (n, m) in names {
+            self.declare_binding(&n, m, outside);
+        }
     }
 
     fn declare_pat(&mut self, pat: &Pat) {
-        let mut names = Vec::new();
-        binding_idents(pat, &mut names);
-        for (n, m) in names {
-            self.declare(&n, m);
-        }
+        self.declare_pat_as(pat, false);
+    }
+
+    /// The binding a name refers to now (the innermost one).
+    fn lookup(&self, name: &str) -> Option<&Binding> {
+        self.scopes
+            .iter()
+            .rev()
+            .find_map(|scope| scope.iter().rev().find(|b| b.name == name))
     }
 
     /// The `mut` bindings in scope now (the innermost binding of each name decides).
@@ -206,9 +230,9 @@ impl Walker<'_> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for scope in self.scopes.iter().rev() {
-            for (name, is_mut) in scope.iter().rev() {
-                if seen.insert(name.clone()) && *is_mut {
-                    out.push(name.clone());
+            for b in scope.iter().rev() {
+                if seen.insert(b.name.clone()) && b.is_mut && !b.outside {
+                    out.push(b.name.clone());
                 }
             }
         }
@@ -227,17 +251,24 @@ impl Walker<'_> {
     fn stmt(&mut self, stmt: &mut Stmt) {
         match stmt {
             Stmt::Local(local) => {
+                let mut mut_ref = false;
                 if let Some(init) = &mut local.init {
+                    mut_ref = matches!(&*init.expr, Expr::Reference(r) if r.mutability.is_some());
                     self.expr(&mut init.expr);
                     if let Some((_, diverge)) = &mut init.diverge {
                         self.expr(diverge);
                     }
                 }
-                self.declare_pat(&local.pat);
+                self.declare_pat_as(&local.pat, mut_ref);
             }
             Stmt::Expr(e, _) => self.expr(e),
             Stmt::Macro(m) => {
                 self.check_tx_macro(&m.mac);
+            }
+            Stmt::Item(Item::Macro(m)) => {
+                if let Some(name) = &m.ident {
+                    self.local_macros.insert(name.to_string());
+                }
             }
             Stmt::Item(_) => {}
         }
@@ -375,9 +406,45 @@ impl Walker<'_> {
         let label = syn::Lifetime::new("'__stm_step", Span::mixed_site());
         let iter = syn::Ident::new("__stm_iter", Span::mixed_site());
         let cf = quote!(::core::ops::ControlFlow);
+        // Generated names, hygienic (mixed-site) so that they resolve to each other whatever
+        // the user's spans (a loop written inside a `macro_rules!` included).
+        let value = syn::Ident::new("__stm_value", Span::mixed_site());
+        let state_id = syn::Ident::new("__stm_state", Span::mixed_site());
+        let exit = syn::Ident::new("__stm_exit", Span::mixed_site());
+        let carried_id = syn::Ident::new("__stm_carried", Span::mixed_site());
+        let flow = syn::Ident::new("__stm_flow", Span::mixed_site());
 
         // 1. What the loop may change, and its own label.
         let changed = changed_names(e);
+        for (name, at) in &changed {
+            if self.lookup(name).is_some_and(|b| b.outside) {
+                let what = if name == "self" {
+                    "`self` (taken as `&mut self` or `mut self`)".to_string()
+                } else {
+                    format!("what `{name}` refers to (a `&mut` reference)")
+                };
+                self.cx.error_spanned_by(
+                    syn::Ident::new(name, *at),
+                    format!(
+                        "this loop has break points and changes {what}: that state lives \
+                         outside the function's locals and the shared heap, so it is not \
+                         restored when a transaction aborts, and the iterations run again \
+                         would change it twice. Change a `mut` local of this function \
+                         instead (it is carried across break points) and copy it out after \
+                         the loop, or keep the state in a shared object"
+                    ),
+                );
+            }
+        }
+        if let Some(mac) = first_call_of(e, &self.local_macros) {
+            self.cx.error_spanned_by(
+                mac,
+                "a loop with break points cannot call a `macro_rules!` macro defined in this \
+                 function: its body may change locals that the macro cannot see to carry \
+                 across break points. Define the macro outside the function, passing the \
+                 locals as arguments",
+            );
+        }
         let (own_label, is_loop) = match &*e {
             Expr::Loop(l) => (l.label.as_ref().map(|l| l.name.ident.to_string()), true),
             Expr::While(w) => (w.label.as_ref().map(|l| l.name.ident.to_string()), true),
@@ -397,6 +464,7 @@ impl Walker<'_> {
             own_label,
             is_loop,
             depth: 0,
+            inner_labels: Vec::new(),
             label: label.clone(),
             stm: stm.clone(),
             value_break: false,
@@ -415,8 +483,10 @@ impl Walker<'_> {
                 exits.visit_block_mut(&mut w.body);
                 exits.any_break = true;
                 let (cond, body) = (&w.cond, &w.body);
+                // The `if` takes the `while`'s span: rustc checks let-chains by its edition.
+                let if_token = syn::Token![if](w.while_token.span);
                 quote! {
-                    if #cond #body else {
+                    #if_token #cond #body else {
                         break #label #cf::Break(#stm::Exit::Break(()));
                     }
                 }
@@ -494,43 +564,44 @@ impl Walker<'_> {
             never.clone()
         };
         let (return_ty, on_return) = if exits.returns {
-            (quote!(_), quote!(return __stm_value))
+            (quote!(_), quote!(return #value))
         } else {
-            (never.clone(), quote!(match __stm_value {}))
+            (never.clone(), quote!(match #value {}))
         };
         let on_break = if exits.value_break || exits.any_break {
-            quote!(__stm_value)
+            quote!(#value)
         } else {
-            quote!(match __stm_value {})
+            quote!(match #value {})
         };
         let write_back = if carried.is_empty() {
             quote!()
         } else {
-            quote!(#[allow(unused_assignments)] { (#(#back,)*) = __stm_state; })
+            quote!(#[allow(unused_assignments)] { (#(#back,)*) = #state_id; })
         };
         let state_binding = if carried.is_empty() {
             quote!(_)
         } else {
-            quote!(__stm_state)
+            quote!(#state_id)
         };
         let new: Expr = syn::parse_quote_spanned! {span=> {
             #setup
-            let (#state_binding, __stm_exit): (_, #stm::Exit<#break_ty, #return_ty>) = #run(
+            let (#state_binding, #exit): (_, #stm::Exit<#break_ty, #return_ty>) = #run(
                 (#(#state,)*),
-                |#tx: &#rt::Tx, __stm_carried| {
+                |#tx: &#rt::Tx, #carried_id| {
                     #[allow(unused_mut)]
-                    let (#(#pats,)*) = __stm_carried;
-                    let __stm_flow = #label: {
+                    let (#(#pats,)*) = #carried_id;
+                    #[allow(unreachable_code)]
+                    let #flow = #label: {
                         #(#step_stmts)*
                         #cf::Continue(())
                     };
-                    ((#(#back_names,)*), __stm_flow)
+                    ((#(#back_names,)*), #flow)
                 },
             );
             #write_back
-            match __stm_exit {
-                #stm::Exit::Break(__stm_value) => #on_break,
-                #stm::Exit::Return(__stm_value) => #on_return,
+            match #exit {
+                #stm::Exit::Break(#value) => #on_break,
+                #stm::Exit::Return(#value) => #on_return,
             }
         }};
         *e = new;
@@ -545,6 +616,8 @@ struct Exits<'a> {
     is_loop: bool,
     /// Loops entered inside the body (unlabelled `break`/`continue` are theirs).
     depth: usize,
+    /// Labels of the loops and blocks entered inside the body (they may shadow ours).
+    inner_labels: Vec<String>,
     label: syn::Lifetime,
     stm: syn::Ident,
     value_break: bool,
@@ -553,11 +626,42 @@ struct Exits<'a> {
 }
 
 impl Exits<'_> {
+    /// Whether a `break`/`continue` with this label leaves the step; reports (and answers
+    /// no for) a label of an enclosing loop or block outside it.
     fn targets_us(&self, label: Option<&syn::Lifetime>) -> bool {
-        match label {
-            None => self.depth == 0,
-            Some(l) => self.own_label.as_deref() == Some(&l.ident.to_string()),
+        let Some(l) = label else {
+            return self.depth == 0;
+        };
+        let name = l.ident.to_string();
+        if self.inner_labels.contains(&name) {
+            false
+        } else if self.own_label.as_deref() == Some(&name) {
+            true
+        } else {
+            self.cx.error_spanned_by(
+                l,
+                format!(
+                    "`{l}` is outside this loop with break points: its iterations run in \
+                     transactions of their own, which cannot jump out to an enclosing loop or \
+                     block. Leave the loop with `break` (a value says where to go on)"
+                ),
+            );
+            false
         }
+    }
+
+    /// Visits a loop or labelled block inside the body.
+    fn enter(&mut self, label: Option<String>, is_loop: bool, e: &mut Expr) {
+        self.depth += usize::from(is_loop);
+        let pushed = label.is_some();
+        if let Some(l) = label {
+            self.inner_labels.push(l);
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+        if pushed {
+            self.inner_labels.pop();
+        }
+        self.depth -= usize::from(is_loop);
     }
 }
 
@@ -569,10 +673,21 @@ impl VisitMut for Exits<'_> {
         let cf = quote!(::core::ops::ControlFlow);
         match e {
             Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => {}
-            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
-                self.depth += 1;
-                syn::visit_mut::visit_expr_mut(self, e);
-                self.depth -= 1;
+            Expr::Loop(l) => {
+                let label = l.label.as_ref().map(|l| l.name.ident.to_string());
+                self.enter(label, true, e);
+            }
+            Expr::While(w) => {
+                let label = w.label.as_ref().map(|l| l.name.ident.to_string());
+                self.enter(label, true, e);
+            }
+            Expr::ForLoop(f) => {
+                let label = f.label.as_ref().map(|l| l.name.ident.to_string());
+                self.enter(label, true, e);
+            }
+            Expr::Block(b) if b.label.is_some() => {
+                let label = b.label.as_ref().map(|l| l.name.ident.to_string());
+                self.enter(label, false, e);
             }
             Expr::Break(b) => {
                 if let Some(v) = &mut b.expr {
@@ -625,14 +740,16 @@ impl VisitMut for Exits<'_> {
                 };
             }
             Expr::Try(t) => {
+                let ok = syn::Ident::new("__stm_ok", Span::mixed_site());
+                let residual = syn::Ident::new("__stm_residual", Span::mixed_site());
                 self.visit_expr_mut(&mut t.expr);
                 self.returns = true;
                 let inner = &t.expr;
                 *e = syn::parse_quote_spanned! {t.question_token.span()=>
                     match #stm::Branch::__stm_branch(#inner) {
-                        #cf::Continue(__stm_ok) => __stm_ok,
-                        #cf::Break(__stm_residual) => break #label #cf::Break(
-                            #stm::Exit::Return(#stm::FromResidual::__stm_from_residual(__stm_residual))
+                        #cf::Continue(#ok) => #ok,
+                        #cf::Break(#residual) => break #label #cf::Break(
+                            #stm::Exit::Return(#stm::FromResidual::__stm_from_residual(#residual))
                         ),
                     }
                 };
@@ -642,6 +759,25 @@ impl VisitMut for Exits<'_> {
     }
 
     fn visit_item_mut(&mut self, _: &mut Item) {}
+
+    /// `?`, `return` and `break` in the arguments of formatting and assertion macros (their
+    /// arguments are expressions); other macros are opaque.
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        use syn::parse::Parser;
+        let name = m.path.segments.last().map(|s| s.ident.to_string());
+        if !name.is_some_and(|n| EXPR_MACROS.contains(&n.as_str())) {
+            return;
+        }
+        let Ok(mut args) = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated
+            .parse2(m.tokens.clone())
+        else {
+            return;
+        };
+        for a in args.iter_mut() {
+            self.visit_expr_mut(a);
+        }
+        m.tokens = args.into_token_stream();
+    }
 }
 
 /// Removes an `#[atomic]` / `#[stm::atomic]` attribute from an expression, returning it.
@@ -720,10 +856,21 @@ fn changed_names(e: &Expr) -> HashMap<String, Span> {
                 self.out.entry(id.to_string()).or_insert(id.span());
             }
         }
+        /// The left side of `=`: a place, or a destructuring pattern of places.
+        fn note_assigned(&mut self, e: &Expr) {
+            match e {
+                Expr::Tuple(t) => t.elems.iter().for_each(|x| self.note_assigned(x)),
+                Expr::Array(a) => a.elems.iter().for_each(|x| self.note_assigned(x)),
+                Expr::Call(c) => c.args.iter().for_each(|x| self.note_assigned(x)),
+                Expr::Struct(st) => st.fields.iter().for_each(|f| self.note_assigned(&f.expr)),
+                Expr::Paren(p) => self.note_assigned(&p.expr),
+                other => self.note(other),
+            }
+        }
     }
     impl<'ast> Visit<'ast> for Finder {
         fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
-            self.note(&a.left);
+            self.note_assigned(&a.left);
             syn::visit::visit_expr_assign(self, a);
         }
         fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
@@ -839,4 +986,43 @@ fn format_captures(text: &str, out: &mut HashSet<String>) {
             out.insert(name);
         }
     }
+}
+
+/// A binding in scope outside transactions.
+struct Binding {
+    name: String,
+    /// Declared `mut`: a loop that changes it carries it.
+    is_mut: bool,
+    /// A `&mut` reference, `&mut self` or `mut self`: a loop must not change what it reaches.
+    outside: bool,
+}
+
+/// Whether a type is written `&mut T`.
+fn is_mut_ref(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Reference(r) if r.mutability.is_some())
+}
+
+/// The first call in `e` of one of these macros (by name).
+fn first_call_of(e: &Expr, names: &HashSet<String>) -> Option<syn::Macro> {
+    struct Finder<'a> {
+        names: &'a HashSet<String>,
+        found: Option<syn::Macro>,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            if self.found.is_none()
+                && m.path
+                    .get_ident()
+                    .is_some_and(|i| self.names.contains(&i.to_string()))
+            {
+                self.found = Some(m.clone());
+            }
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let mut f = Finder { names, found: None };
+    f.visit_expr(e);
+    f.found
 }

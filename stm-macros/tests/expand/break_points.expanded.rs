@@ -52,6 +52,7 @@ fn count_to(c: &Root<Counter>, n: u64) -> u64 {
             |__stm_tx: &::stm_runtime::Tx, __stm_carried| {
                 #[allow(unused_mut)]
                 let (mut done,) = __stm_carried;
+                #[allow(unreachable_code)]
                 let __stm_flow = '__stm_step: {
                     if done < n {
                         match c.get(__stm_tx).__stm_wkind() {

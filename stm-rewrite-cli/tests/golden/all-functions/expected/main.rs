@@ -102,6 +102,7 @@ fn sum_twice(limit: u64) -> u64 {
             |__stm_tx: &::stm_runtime::Tx, __stm_carried| {
                 #[allow(unused_mut)]
                 let (mut sum, mut __stm_iter) = __stm_carried;
+                #[allow(unreachable_code)]
                 let __stm_flow = '__stm_step: {
                     let ::core::option::Option::Some(i) = ::core::iter::Iterator::next(
                         &mut __stm_iter,
@@ -192,6 +193,7 @@ impl Tally {
                 |__stm_tx: &::stm_runtime::Tx, __stm_carried| {
                     #[allow(unused_mut)]
                     let (mut c,) = __stm_carried;
+                    #[allow(unreachable_code)]
                     let __stm_flow = '__stm_step: {
                         if c < n {
                             c += 1;
@@ -257,6 +259,7 @@ fn main() {
             |__stm_tx: &::stm_runtime::Tx, __stm_carried| {
                 #[allow(unused_mut)]
                 let (mut rounds,) = __stm_carried;
+                #[allow(unreachable_code)]
                 let __stm_flow = '__stm_step: {
                     if rounds < 3 {
                         rounds += 1;

@@ -106,6 +106,7 @@ pub fn fill(list: &Root<List>, n: u64) -> u32 {
             |__stm_tx: &::stm_runtime::Tx, __stm_carried| {
                 #[allow(unused_mut)]
                 let (mut inserted, mut __stm_iter) = __stm_carried;
+                #[allow(unreachable_code)]
                 let __stm_flow = '__stm_step: {
                     let ::core::option::Option::Some(key) = ::core::iter::Iterator::next(
                         &mut __stm_iter,
