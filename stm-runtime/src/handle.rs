@@ -443,10 +443,11 @@ impl<'tx, T: Plain> Gc<'tx, T> {
     }
 }
 
-/// A handle stored inside a shared object (4 bytes). See the [module docs](self).
+/// A handle stored inside a shared object (4 bytes).
 ///
 /// Objects that hold handles declare their fields as `GcRef<T>` (or `Option<GcRef<T>>`);
-/// [`Gc::read_ref`]/[`Gc::write_ref`] convert. A `GcRef` cannot be followed by itself.
+/// [`Gc::to_ref`] makes one, and reading the field in a transaction (see [`Field`]) gives a
+/// `Gc` back. A `GcRef` cannot be followed by itself.
 #[repr(transparent)]
 pub struct GcRef<T> {
     granule: NonZeroU32,

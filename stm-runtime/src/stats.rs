@@ -45,8 +45,9 @@ pub struct Stats {
     pub aborts_explicit: u64,
     /// Attempts rolled back because the closure panicked.
     pub aborts_panic: u64,
-    /// Attempts abandoned with [`Tx::retry`](crate::Tx::retry) or
-    /// [`Tx::restart`](crate::Tx::restart).
+    /// Attempts abandoned with [`Tx::retry`](crate::Tx::retry), or restarted by the runtime
+    /// (to put a break point before I/O, or when a `Root` names an object whose allocating
+    /// transaction is still committing).
     pub aborts_retry: u64,
     /// Transactions that became inevitable (by [`Tx::become_inevitable`](crate::Tx::become_inevitable)
     /// or by the progress policy).
