@@ -28,7 +28,7 @@
 //! abort the runtime restarts the loop at its last break point with the state copied there.
 //! The loop's `break`, `continue`, `return` and `?` become exits of the step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
@@ -833,9 +833,9 @@ fn blocks_or_spawns(e: &Expr) -> bool {
 /// rewriter's known read-only methods), called bindings (an `FnMut` closure), the first
 /// argument of `write!`, and every name inside a macro that is not a formatting or assertion
 /// macro (opaque). With a `ref mut` pattern, every name.
-fn changed_names(e: &Expr) -> HashMap<String, Span> {
+fn changed_names(e: &Expr) -> BTreeMap<String, Span> {
     struct Finder {
-        out: HashMap<String, Span>,
+        out: BTreeMap<String, Span>,
         ref_mut: bool,
     }
     fn root(e: &Expr) -> Option<&syn::Ident> {
@@ -929,7 +929,7 @@ fn changed_names(e: &Expr) -> HashMap<String, Span> {
         fn visit_item(&mut self, _: &'ast Item) {}
     }
     let mut f = Finder {
-        out: HashMap::new(),
+        out: BTreeMap::new(),
         ref_mut: false,
     };
     match e {
@@ -947,7 +947,7 @@ fn changed_names(e: &Expr) -> HashMap<String, Span> {
 
 /// Every identifier in a token stream, and the names captured by format strings (`"{x}"`),
 /// each with where it first occurs.
-fn collect_idents(ts: &TokenStream, out: &mut HashMap<String, Span>) {
+fn collect_idents(ts: &TokenStream, out: &mut BTreeMap<String, Span>) {
     for tt in ts.clone() {
         match tt {
             TokenTree::Ident(i) => {
