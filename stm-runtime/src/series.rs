@@ -80,10 +80,10 @@ impl Stm {
     ///
     /// Each call of `step` is atomic; between calls the running transaction commits when it
     /// has done the thread's budget of steps, and a new one starts. A step that becomes
-    /// inevitable (I/O) gets a transaction of its own, cut right after it. `state` is the loop-carried state: it cannot hold `Gc`
-    /// handles (only `Root`s and plain data), and after an abort it is restored from its copy
-    /// at the last commit, so steps may run again but their effects (on the heap and on
-    /// `state`) count once.
+    /// inevitable (I/O) gets a transaction of its own, cut right after it. `state` is the
+    /// loop-carried state: it cannot hold `Gc` handles (only `Root`s and plain data), and
+    /// after an abort it is restored from its copy at the last commit, so steps may run again
+    /// but their effects (on the heap and on `state`) count once.
     ///
     /// Called inside a transaction of this runtime (an atomic block), the steps run in that
     /// transaction and never break: the enclosing transaction decides.
@@ -113,18 +113,24 @@ impl Stm {
             (s, flow)
         };
         if crate::tx::in_transaction_of(&self.shared) {
-            // Joining the running transaction calls the closure exactly once.
-            let mut once = Some((state, by_value));
-            self.atomically(|tx| {
-                let (state, mut step) = once
-                    .take()
-                    .expect("a joined transaction runs its closure once");
-                inline(tx, state, &mut step).1
-            })
+            inline_in_running(state, by_value).1
         } else {
             series(self, state, by_value).1
         }
     }
+}
+
+/// Runs every step in the transaction running on this thread (the caller checked there is
+/// one): no break.
+fn inline_in_running<S, R>(state: S, step: impl FnMut(&Tx, S) -> (S, ControlFlow<R>)) -> (S, R) {
+    // Joining the running transaction calls the closure exactly once.
+    let mut once = Some((state, step));
+    crate::tx::atomically(|tx| {
+        let (state, mut step) = once
+            .take()
+            .expect("a joined transaction runs its closure once");
+        inline(tx, state, &mut step)
+    })
 }
 
 /// Runs every step in the transaction `tx` (an enclosing atomic block): no break.
@@ -238,14 +244,7 @@ pub fn loop_in_transactions<S: Clone, B, R>(
     step: impl FnMut(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
 ) -> (S, Exit<B, R>) {
     if crate::tx::in_transaction() {
-        // Joining the running transaction calls the closure exactly once.
-        let mut once = Some((state, step));
-        crate::tx::atomically(|tx| {
-            let (state, mut step) = once
-                .take()
-                .expect("a joined transaction runs its closure once");
-            inline(tx, state, &mut step)
-        })
+        inline_in_running(state, step)
     } else {
         series(Stm::global(), state, step)
     }

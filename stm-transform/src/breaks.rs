@@ -535,10 +535,11 @@ impl Walker<'_> {
 
         // 4. The call.
         let step_stmts = &step_block.stmts;
+        // The state's names (in the tuple passed in and given back), its bindings in the step,
+        // and what the final state is assigned to.
         let mut state: Vec<TokenStream> = carried.iter().map(|c| quote!(#c)).collect();
         let mut pats: Vec<TokenStream> = carried.iter().map(|c| quote!(mut #c)).collect();
-        let mut back: Vec<TokenStream> = carried.iter().map(|c| quote!(#c)).collect();
-        let mut back_names = back.clone();
+        let mut back = state.clone();
         let mut setup = TokenStream::new();
         for c in &carried {
             setup.extend(quote_spanned!(c.span()=> #stm::carried(&#c);));
@@ -548,7 +549,6 @@ impl Walker<'_> {
             state.push(quote!(#iter));
             pats.push(quote!(mut #iter));
             back.push(quote!(_));
-            back_names.push(quote!(#iter));
         }
         let run = if atomic {
             quote!(#stm::atomic_loop)
@@ -568,7 +568,7 @@ impl Walker<'_> {
         } else {
             (never.clone(), quote!(match #value {}))
         };
-        let on_break = if exits.value_break || exits.any_break {
+        let on_break = if exits.any_break {
             quote!(#value)
         } else {
             quote!(match #value {})
@@ -595,7 +595,7 @@ impl Walker<'_> {
                         #(#step_stmts)*
                         #cf::Continue(())
                     };
-                    ((#(#back_names,)*), #flow)
+                    ((#(#state,)*), #flow)
                 },
             );
             #write_back
@@ -763,14 +763,7 @@ impl VisitMut for Exits<'_> {
     /// `?`, `return` and `break` in the arguments of formatting and assertion macros (their
     /// arguments are expressions); other macros are opaque.
     fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
-        use syn::parse::Parser;
-        let name = m.path.segments.last().map(|s| s.ident.to_string());
-        if !name.is_some_and(|n| EXPR_MACROS.contains(&n.as_str())) {
-            return;
-        }
-        let Ok(mut args) = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated
-            .parse2(m.tokens.clone())
-        else {
+        let Some(mut args) = expr_macro_args(m) else {
             return;
         };
         for a in args.iter_mut() {
@@ -901,23 +894,28 @@ fn changed_names(e: &Expr) -> BTreeMap<String, Span> {
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            use syn::parse::Parser;
-            let name = m.path.segments.last().map(|s| s.ident.to_string());
-            let args = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated
-                .parse2(m.tokens.clone());
-            match (name.as_deref(), args) {
-                // Formatting and assertions read their arguments (`write!` changes its first).
-                (Some(n), Ok(args)) if EXPR_MACROS.contains(&n) => {
-                    if matches!(n, "write" | "writeln") {
-                        if let Some(first) = args.first() {
-                            self.note(first);
-                        }
-                    }
-                    for a in &args {
-                        self.visit_expr(a);
-                    }
+            let Some(args) = expr_macro_args(m) else {
+                collect_idents(&m.tokens, &mut self.out);
+                return;
+            };
+            // Formatting and assertions read their arguments (`write!` changes its first).
+            if m.path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "write" || s.ident == "writeln")
+            {
+                if let Some(first) = args.first() {
+                    self.note(first);
                 }
-                _ => collect_idents(&m.tokens, &mut self.out),
+            }
+            for a in &args {
+                match a {
+                    // `name = value` in format arguments: `name` is not a binding.
+                    Expr::Assign(assign) if matches!(&*assign.left, Expr::Path(_)) => {
+                        self.visit_expr(&assign.right)
+                    }
+                    other => self.visit_expr(other),
+                }
             }
         }
         fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
@@ -943,6 +941,19 @@ fn changed_names(e: &Expr) -> BTreeMap<String, Span> {
         collect_idents(&e.to_token_stream(), &mut f.out);
     }
     f.out
+}
+
+/// The arguments of a formatting or assertion macro (`EXPR_MACROS`), which are expressions;
+/// `None` for any other macro, or arguments that do not parse as expressions.
+fn expr_macro_args(m: &syn::Macro) -> Option<syn::punctuated::Punctuated<Expr, syn::Token![,]>> {
+    use syn::parse::Parser;
+    let name = m.path.segments.last()?.ident.to_string();
+    if !EXPR_MACROS.contains(&name.as_str()) {
+        return None;
+    }
+    syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated
+        .parse2(m.tokens.clone())
+        .ok()
 }
 
 /// Every identifier in a token stream, and the names captured by format strings (`"{x}"`),
