@@ -55,7 +55,6 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.attempt += 1;
     local.user_inevitable = false;
     local.cut_by_break = false;
-    local.in_series = false;
     local.series_left = u32::MAX;
     local.series_budget = u32::MAX;
     local.reporting = shared.recorder.enabled();
@@ -256,7 +255,7 @@ fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
             other_side: None,
             count: 1,
             time_lost: start.elapsed(),
-            between_breaks: local.in_series,
+            between_breaks: local.in_series(),
         });
     }
 }

@@ -140,15 +140,13 @@ pub(crate) struct SegmentLocal {
     /// The running attempt ends at a break point (`run_in_transactions`), not at the end of
     /// its code: its commit is counted as a break.
     pub cut_by_break: bool,
-    /// The running attempt is one of a series cut at break points (`run_in_transactions`
-    /// or an `#[in_transactions]` loop): its aborts are counted apart.
-    pub in_series: bool,
     /// Steps left before the running attempt of a series commits at a break point; set to
     /// the budget when the attempt starts, to 1 when the transaction becomes inevitable (so
     /// that the next break point ends it).
     pub series_left: u32,
     /// The steps the running attempt of a series may do (its budget, or fewer to end just
-    /// before a step that needs to become inevitable).
+    /// before a step that needs to become inevitable); `u32::MAX` when the attempt is not
+    /// one of a series (see [`SegmentLocal::in_series`]).
     pub series_budget: u32,
     /// Validation found a conflict but user code caught the abort: the attempt must not commit.
     pub doomed: Option<Conflict>,
@@ -207,7 +205,6 @@ impl Segment {
                 inevitable: false,
                 user_inevitable: false,
                 cut_by_break: false,
-                in_series: false,
                 series_left: u32::MAX,
                 series_budget: u32::MAX,
                 doomed: None,
@@ -225,6 +222,13 @@ impl Segment {
 }
 
 impl SegmentLocal {
+    /// Whether the running attempt is one of a series cut at break points
+    /// (`run_in_transactions` or an `#[in_transactions]` loop): its aborts are counted apart.
+    #[inline]
+    pub(crate) fn in_series(&self) -> bool {
+        self.series_budget != u32::MAX
+    }
+
     /// Base of the heap mapping.
     #[inline]
     pub(crate) fn heap_base(&self) -> *mut u8 {

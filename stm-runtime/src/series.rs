@@ -163,7 +163,6 @@ fn series<S: Clone, R>(
         let mut cuts = 0u32;
         let (state, done) = stm.atomically(|tx| {
             attempts += 1;
-            tx.local().in_series = true;
             let mut s = committed.clone();
             let limit = match CUT_BEFORE.with(|c| c.replace(0)) {
                 0 => budget,

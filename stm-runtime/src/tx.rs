@@ -199,7 +199,7 @@ impl Tx {
     /// something this one read, this attempt aborts here and runs again.
     pub fn become_inevitable(&self) {
         let local = self.local();
-        if local.in_series && !local.inevitable {
+        if local.in_series() && !local.inevitable {
             let done = local.series_budget - local.series_left;
             if done > 0 {
                 // A break point before the I/O: run the series' earlier steps again as a
@@ -497,7 +497,7 @@ impl Stm {
 /// Counts an aborted attempt by its cause, and apart when it ran between break points.
 fn count_abort(seg: &Segment, local: &SegmentLocal, cause: Counter) {
     seg.stats.bump(cause);
-    if local.in_series {
+    if local.in_series() {
         seg.stats.bump(Counter::BreakAbort);
     }
 }
@@ -570,7 +570,7 @@ impl Stm {
                 other_side: c.other_site.map(|s| s.site),
                 count: 1,
                 time_lost: local.started.map(|t| t.elapsed()).unwrap_or_default(),
-                between_breaks: local.in_series,
+                between_breaks: local.in_series(),
             });
         }
         if c.injected {
