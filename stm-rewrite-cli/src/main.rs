@@ -41,7 +41,7 @@ struct Cli {
     /// functions, and functions the transformation rejects are left alone with a note.
     #[arg(long)]
     all_functions: bool,
-    /// Print per-file statistics: functions rewritten, barriers inserted and elided,
+    /// Print per-file statistics: functions rewritten, barriers inserted,
     /// inevitable points, loops given break points.
     #[arg(long)]
     stats: bool,

@@ -55,17 +55,16 @@ fn print_table(report: &Report, out: &mut dyn Write) {
         .max(24);
     let _ = writeln!(
         out,
-        "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8} {:>6}",
-        "file", "functions", "barriers", "elided", "inevitable", "inferred", "breaks"
+        "{:<width$}  {:>9} {:>8} {:>10} {:>8} {:>6}",
+        "file", "functions", "barriers", "inevitable", "inferred", "breaks"
     );
     let row = |out: &mut dyn Write, name: &str, s: &Stats| {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>9} {:>8} {:>8} {:>10} {:>8} {:>6}",
+            "{:<width$}  {:>9} {:>8} {:>10} {:>8} {:>6}",
             name,
             s.functions,
             s.read_barriers + s.write_barriers,
-            s.elided,
             s.inevitable_points,
             s.inferred,
             s.break_loops
@@ -88,7 +87,7 @@ pub fn summary(config: &Config, report: &Report) -> String {
     };
     let mut s = format!(
         "stm-rewrite: {} Rust files, {} {verb}; {} functions, {} barriers inserted ({} read, \
-         {} write), {} elided, {} inevitable points, {} loops given break points, {} bindings \
+         {} write), {} inevitable points, {} loops given break points, {} bindings \
          typed by whole-tree knowledge",
         report.files.len(),
         report.changed(),
@@ -96,7 +95,6 @@ pub fn summary(config: &Config, report: &Report) -> String {
         t.read_barriers + t.write_barriers,
         t.read_barriers,
         t.write_barriers,
-        t.elided,
         t.inevitable_points,
         t.break_loops,
         t.inferred,
@@ -122,7 +120,6 @@ fn stats_json(s: &Stats) -> serde_json::Value {
         "barriers_inserted": s.read_barriers + s.write_barriers,
         "read_barriers": s.read_barriers,
         "write_barriers": s.write_barriers,
-        "barriers_elided": s.elided,
         "inevitable_points": s.inevitable_points,
         "allocations": s.allocations,
         "bindings_typed_by_knowledge": s.inferred,

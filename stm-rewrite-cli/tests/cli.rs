@@ -323,7 +323,7 @@ fn all_functions_skips_main_with_a_note_and_is_idempotent() {
     );
     let out = fs::read_to_string(d.path().join("main.rs")).unwrap();
     assert!(
-        out.contains("::stm_runtime::__private::atomically(|__stm_tx"),
+        out.contains("::stm_runtime::__private::atomically_fn(|__stm_tx"),
         "{out}"
     );
     assert!(out.ends_with("fn main() {\n    println!(\"{}\", helper(2));\n}\n"));
@@ -439,7 +439,7 @@ fn all_functions_runs_functions_with_loops_in_transactions() {
     assert!(item("bump").contains("::stm_runtime::Gc::tx(c)"), "{out}");
     assert!(!item("bump").contains("loop_in_transactions"), "{out}");
     // Its only loop is in a closure: one transaction.
-    assert!(item("later").contains("__private::atomically("), "{out}");
+    assert!(item("later").contains("__private::atomically_fn("), "{out}");
     assert!(
         item("joins").starts_with("fn joins() {\n    for _ in 0..2 {"),
         "{out}"

@@ -37,11 +37,11 @@
 use std::ptr;
 use std::sync::atomic::Ordering;
 
-use crate::heap::{Header, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
+use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
 use crate::log::{self, Entry, INEVITABLE};
 use crate::report::{ConflictKind, ConflictSite, WriteSite};
 use crate::runtime::Shared;
-use crate::segment::{Conflict, Segment, SegmentLocal, CATCHING_UP, FREE};
+use crate::segment::{Conflict, Guard, Segment, SegmentLocal, CATCHING_UP, FREE};
 use crate::stats::Counter;
 use std::panic::Location;
 use std::time::Instant;
@@ -113,6 +113,7 @@ pub(crate) fn validate(
                         other_site: entry.sites.get(i).copied(),
                         our_site: mine.and_then(|m| local.write_sites.get(m).copied()),
                         injected: false,
+                        swallowed: false,
                     });
                 }
             }
@@ -135,23 +136,35 @@ pub(crate) fn validate(
     }
 }
 
-/// The write barrier's slow path: first write of this attempt to a committed object.
+/// The write barrier's slow path: the first write of this attempt to a committed object, or
+/// any write to an object with a borrowed field ([`FLAG_GUARDED`]). The write is to bytes
+/// `start..start + len` of the object's value.
 ///
 /// # Safety
-/// `granule` is a live object of this heap and the caller owns the segment.
+/// `granule` is a live object of this heap and the caller owns the segment (invariant 1).
 #[cold]
 #[inline(never)]
 pub(crate) unsafe fn write_slow(
     local: &mut SegmentLocal,
     granule: u32,
+    start: u32,
+    len: u32,
     site: &'static Location<'static>,
     type_name: &'static str,
 ) {
+    let hdr = local.header(granule);
+    // SAFETY: the object is live (caller), so its header is in the mapping; we own it.
+    let flags = unsafe { (*hdr).flags };
+    if flags & FLAG_GUARDED != 0 {
+        check_guards(local, granule, start, len, site);
+    }
+    if flags & FLAG_WRITE_BARRIER == 0 {
+        return; // written before in this attempt (or allocated by it): only the guard check
+    }
     if local.fault_threshold != 0 || local.reporting {
         write_extras(local, site, type_name);
     }
-    let hdr = local.header(granule);
-    // SAFETY: the object is live (caller), so its header is in the mapping; we own it.
+    // SAFETY: as above.
     let granules = unsafe { (*hdr).granules };
     if STM {
         // A write marks the object read too, so a concurrent commit of it is a conflict.
@@ -176,6 +189,85 @@ pub(crate) unsafe fn write_slow(
     }
     // SAFETY: as above.
     unsafe { (*hdr).flags &= !FLAG_WRITE_BARRIER };
+}
+
+/// A write to bytes `start..start + len` of a guarded object: refused if a live guard
+/// borrows any of those bytes (its write-back would overwrite this write when it ends); a
+/// stale flag (no guard of the object is left) is cleared.
+#[cold]
+#[inline(never)]
+fn check_guards(
+    local: &mut SegmentLocal,
+    granule: u32,
+    start: u32,
+    len: u32,
+    site: &'static Location<'static>,
+) {
+    if local.guards.iter().any(|g| g.overlaps(granule, start, len)) {
+        borrowed_field_written(site);
+    }
+    if !local.guards.iter().any(|g| g.granule == granule) {
+        // SAFETY: a live object's header in our own segment (caller of `write_slow`).
+        unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn borrowed_field_written(site: &'static Location<'static>) -> ! {
+    panic!(
+        "{site}: this write changes a field of a shared object that is still borrowed \
+         mutably (by `&mut h.field`, a `&mut self` method called on the field, an `if let` \
+         or `match` on `h.field.as_mut()`, or a compound assignment in progress); when that \
+         borrow ends it writes its copy back and this write would be lost. rustc rejects the \
+         same code on an ordinary struct (E0506): finish with the borrowed place first, or \
+         copy the field into a local and write it back once"
+    )
+}
+
+/// Starts a write-back guard on bytes `start..start + len` of the object at `granule`:
+/// writes that overlap them are refused until [`end_guard`].
+///
+/// # Panics
+/// If a live guard borrows any of those bytes already (two mutable borrows of one field).
+pub(crate) fn begin_guard(
+    local: &mut SegmentLocal,
+    granule: u32,
+    start: u32,
+    len: u32,
+    site: &'static Location<'static>,
+) {
+    if local.guards.iter().any(|g| g.overlaps(granule, start, len)) {
+        panic!(
+            "{site}: this field of a shared object is already borrowed mutably by a place \
+             that is still alive (rustc rejects the same code on an ordinary struct, E0499): \
+             finish with the first borrow before taking another"
+        );
+    }
+    local.guards.push(Guard {
+        granule,
+        start,
+        len,
+    });
+    // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+    unsafe { (*local.header(granule)).flags |= FLAG_GUARDED };
+}
+
+/// Ends the guard [`begin_guard`] started (the object's flag is cleared when it was the
+/// object's last guard).
+pub(crate) fn end_guard(local: &mut SegmentLocal, granule: u32, start: u32, len: u32) {
+    let me = Guard {
+        granule,
+        start,
+        len,
+    };
+    if let Some(i) = local.guards.iter().rposition(|g| *g == me) {
+        local.guards.remove(i);
+    }
+    if !local.guards.iter().any(|g| g.granule == granule) {
+        // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+        unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
+    }
 }
 
 /// The rarely used parts of the write barrier's slow path: fault injection and the sites
@@ -291,11 +383,18 @@ pub(crate) fn commit(
     if local.inject_fault() {
         return Err(Conflict::injected());
     }
+    debug_assert!(local.guards.is_empty(), "guards outlived their statement");
+    local.guards.clear();
     if local.modified.is_empty() && local.allocated.is_empty() {
         if local.inevitable {
             end_inevitable(shared, local, ptr::null_mut());
         }
-        local.pending_roots.clear();
+        // A root is pending only for an object this attempt allocated (invariant 10), so
+        // there is none here; if there were, its object never existed.
+        debug_assert!(local.pending_roots.is_empty());
+        for born in local.pending_roots.drain(..) {
+            born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+        }
         let at = if STM {
             local.snapshot_rev
         } else {
@@ -314,9 +413,11 @@ pub(crate) fn commit(
         // SAFETY: live objects of this heap in our own segment.
         unsafe {
             if (*hdr).flags & FLAG_WRITE_BARRIER != 0 {
-                return; // listed twice (written before and after an `or_else` checkpoint)
+                // Listed twice: written before and after an `or_else` checkpoint, or
+                // allocated and then written inside an `or_else`.
+                return;
             }
-            (*hdr).flags = ((*hdr).flags & !FLAG_NEW) | FLAG_WRITE_BARRIER;
+            (*hdr).flags = ((*hdr).flags & !(FLAG_NEW | FLAG_GUARDED)) | FLAG_WRITE_BARRIER;
             if STM {
                 Entry::push_record(&mut entry.data, g, (*hdr).granules, hdr.cast());
                 if let Some(&site) = site {
@@ -373,12 +474,10 @@ pub(crate) fn commit(
         local.last = entry;
         local.snapshot_rev = rev;
         seg.applied_rev.store(rev, Ordering::Release);
-        shared.committed.notify_cheap();
         rev
     } else {
         drop(entry);
         let rev = shared.gil_commits.fetch_add(1, Ordering::Release) + 1;
-        shared.committed.notify_cheap();
         local.inevitable = false;
         rev
     };
@@ -388,6 +487,8 @@ pub(crate) fn commit(
     for born in local.pending_roots.drain(..) {
         born.store(rev, Ordering::Release);
     }
+    // After the roots are settled: `retry` and `Root::get` of a pending root wait on this.
+    shared.committed.notify_cheap();
     if STM && rev % TRIM_EVERY == 0 {
         trim(shared, rev);
     }
@@ -427,11 +528,15 @@ pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
     local.allocated.clear();
     local.bump.rollback();
     local.doomed = None;
+    local.guards.clear();
     if local.inevitable {
         end_inevitable(shared, local, ptr::null_mut());
     }
-    for born in local.pending_roots.drain(..) {
-        born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+    if !local.pending_roots.is_empty() {
+        for born in local.pending_roots.drain(..) {
+            born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+        }
+        shared.committed.notify_cheap();
     }
 }
 
@@ -458,52 +563,45 @@ pub(crate) struct Checkpoint {
     modified: usize,
     backups: usize,
     allocated: usize,
-    bump: (u32, u32),
-    taken: usize,
-    pending_roots: usize,
 }
 
-/// Marks a point inside the running attempt. The objects written so far get their write
-/// barrier back, so a write after this point saves a new before-image (the older one stays,
-/// for a full rollback).
+/// Marks a point inside the running attempt. Every object written or allocated so far gets
+/// its write barrier back, so that a write after this point saves a before-image of it (the
+/// older backup of a written object stays, for a full rollback; an object allocated by the
+/// attempt gets its first one).
 pub(crate) fn checkpoint(local: &mut SegmentLocal) -> Checkpoint {
-    for &g in &local.modified {
-        // SAFETY: a live object of our own segment.
+    for &g in local.modified.iter().chain(&local.allocated) {
+        // SAFETY: a live object of our own segment (invariants 1 and 3).
         unsafe { (*local.header(g)).flags |= FLAG_WRITE_BARRIER };
     }
     Checkpoint {
         modified: local.modified.len(),
         backups: local.backups.len(),
         allocated: local.allocated.len(),
-        bump: (local.bump.cur, local.bump.end),
-        taken: local.bump.taken.len(),
-        pending_roots: local.pending_roots.len(),
     }
 }
 
-/// The code after a checkpoint finished normally: the objects written before it are written
-/// objects again (barrier cleared), so each written object has its barrier cleared at commit.
+/// The code after a checkpoint is over (kept or undone): the objects written or allocated
+/// before it are written objects again (barrier cleared), as they were at the checkpoint.
 pub(crate) fn keep_since(local: &mut SegmentLocal, cp: Checkpoint) {
-    for &g in &local.modified[..cp.modified] {
-        // SAFETY: a live object of our own segment.
+    for &g in local.modified[..cp.modified]
+        .iter()
+        .chain(&local.allocated[..cp.allocated])
+    {
+        // SAFETY: a live object of our own segment (invariants 1 and 3).
         unsafe { (*local.header(g)).flags &= !FLAG_WRITE_BARRIER };
     }
 }
 
-/// Undoes everything the attempt did after `cp`: writes, allocations, roots.
+/// Undoes the writes the attempt made after `cp`, to every object, including the ones it
+/// allocated before `cp`. Objects allocated after `cp` stay allocated: handles to them may
+/// still exist in this attempt (they name valid objects, which nothing reaches unless the
+/// code keeps them); they commit with the attempt and the collector frees them later.
 pub(crate) fn rollback_to(local: &mut SegmentLocal, cp: Checkpoint) {
     restore_backups(local, cp.modified, cp.backups);
     local.modified.truncate(cp.modified);
     local.backups.truncate(cp.backups);
-    local.allocated.truncate(cp.allocated);
     local.write_sites.truncate(cp.modified);
-    local.alloc_sites.truncate(cp.allocated);
-    (local.bump.cur, local.bump.end) = cp.bump;
-    let later: Vec<_> = local.bump.taken.drain(cp.taken..).collect();
-    local.bump.spare.extend(later);
-    for born in local.pending_roots.drain(cp.pending_roots..) {
-        born.store(crate::handle::ROLLED_BACK, Ordering::Release);
-    }
     keep_since(local, cp);
 }
 

@@ -166,6 +166,9 @@ impl Shared {
                     .is_ok()
             });
         }
+        // From here on every segment is ours; they go back to the pool when this guard drops,
+        // also if the collection panics, so that the runtime never stays blocked.
+        let _release = ReleaseAll(self);
         let mut locals: Vec<&mut SegmentLocal> = self
             .segments
             .iter()
@@ -248,9 +251,17 @@ impl Shared {
             freed_objects,
             freed_bytes: freed_granules * GRANULE as u64,
         };
-        self.collecting.store(false, Ordering::Release);
-        for seg in self.segments.iter() {
-            self.release_segment(seg);
+    }
+}
+
+/// Gives every segment back and lets transactions start again (end of a collection).
+struct ReleaseAll<'a>(&'a Shared);
+
+impl Drop for ReleaseAll<'_> {
+    fn drop(&mut self) {
+        self.0.collecting.store(false, Ordering::Release);
+        for seg in self.0.segments.iter() {
+            self.0.release_segment(seg);
         }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::commit::{self, STM};
-use crate::heap::{Header, FLAG_NEW, FLAG_WRITE_BARRIER, HEADER_SIZE};
+use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, HEADER_SIZE};
 use crate::runtime::{Shared, Stm};
 use crate::tx::Tx;
 
@@ -113,7 +113,12 @@ pub unsafe trait Field: Copy + 'static {
     unsafe fn load(self, tx: &Tx) -> Self::Loaded<'_>;
 
     /// Converts a value of the transaction into its stored form.
-    fn store(value: Self::Loaded<'_>) -> Self;
+    ///
+    /// # Safety
+    /// The stored form must go straight into an object of the transaction that `value`
+    /// belongs to: a stored handle outlives its transaction, so safe code must never hold one
+    /// (invariant 8).
+    unsafe fn store(value: Self::Loaded<'_>) -> Self;
 
     /// Reports the handles this value holds to the collector.
     fn trace(&self, tracer: &mut Tracer);
@@ -127,7 +132,7 @@ unsafe impl<T: Plain> Field for T {
         self
     }
     #[inline(always)]
-    fn store(value: T) -> T {
+    unsafe fn store(value: T) -> T {
         value
     }
     #[inline(always)]
@@ -143,7 +148,7 @@ unsafe impl<U: Object> Field for GcRef<U> {
         Gc::new(tx, self.granule.get())
     }
     #[inline(always)]
-    fn store(value: Gc<'_, U>) -> Self {
+    unsafe fn store(value: Gc<'_, U>) -> Self {
         value.to_ref()
     }
     fn trace(&self, tracer: &mut Tracer) {
@@ -159,7 +164,7 @@ unsafe impl<U: Object> Field for Option<GcRef<U>> {
         self.map(|r| Gc::new(tx, r.granule.get()))
     }
     #[inline(always)]
-    fn store(value: Option<Gc<'_, U>>) -> Self {
+    unsafe fn store(value: Option<Gc<'_, U>>) -> Self {
         value.map(Gc::to_ref)
     }
     fn trace(&self, tracer: &mut Tracer) {
@@ -228,6 +233,47 @@ impl fmt::Debug for Tracer {
     }
 }
 
+/// A field borrowed for the duration of an update (see [`Gc::update`]): writes that overlap
+/// it are refused until the guard drops (also when unwinding).
+pub(crate) struct FieldGuard<'a> {
+    tx: &'a Tx,
+    granule: u32,
+    start: u32,
+    len: u32,
+}
+
+impl<'a> FieldGuard<'a> {
+    /// Borrows bytes `start..start + len` of the object at `granule`.
+    ///
+    /// # Panics
+    /// If a live guard borrows any of them already.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn new(tx: &'a Tx, granule: u32, start: usize, len: usize) -> Self {
+        let (start, len) = (start as u32, len as u32);
+        commit::begin_guard(
+            tx.local(),
+            granule,
+            start,
+            len,
+            std::panic::Location::caller(),
+        );
+        FieldGuard {
+            tx,
+            granule,
+            start,
+            len,
+        }
+    }
+}
+
+impl Drop for FieldGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        commit::end_guard(self.tx.local(), self.granule, self.start, self.len);
+    }
+}
+
 /// Invariant in `'tx` and neither `Send` nor `Sync`.
 type TxMarker<'tx> = PhantomData<*mut &'tx ()>;
 
@@ -286,7 +332,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
     }
 
     #[inline(always)]
-    fn value_ptr(self) -> *mut T {
+    pub(crate) fn value_ptr(self) -> *mut T {
         self.tx
             .heap
             .wrapping_add(self.granule as usize * crate::heap::GRANULE + HEADER_SIZE)
@@ -310,18 +356,71 @@ impl<'tx, T: Object> Gc<'tx, T> {
     #[inline(always)]
     #[track_caller]
     pub fn write_barrier(self) {
-        let hdr = self.value_ptr().cast::<u8>().wrapping_sub(HEADER_SIZE) as *mut Header;
-        // SAFETY: the header of a live object in our own segment, only touched by this thread.
-        if unsafe { (*hdr).flags } & FLAG_WRITE_BARRIER != 0 {
+        self.write_barrier_range(0, std::mem::size_of::<T>());
+    }
+
+    /// The write barrier for a write of `len` bytes at byte `start` of the value: one flag
+    /// test for both the first write of the attempt and a borrowed field (`FLAG_GUARDED`).
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn write_barrier_range(self, start: usize, len: usize) {
+        let hdr = self.header();
+        // SAFETY: the header of a live object in our own segment, only touched by this thread
+        // (invariants 1 and 3).
+        if unsafe { (*hdr).flags } & (FLAG_WRITE_BARRIER | FLAG_GUARDED) != 0 {
             // SAFETY: the object is live and this thread owns the segment (it runs `tx`).
             unsafe {
                 commit::write_slow(
                     self.tx.local(),
                     self.granule,
+                    start as u32,
+                    len as u32,
                     std::panic::Location::caller(),
                     std::any::type_name::<T>(),
                 )
             };
+        }
+    }
+
+    #[inline(always)]
+    fn header(self) -> *mut Header {
+        self.value_ptr()
+            .cast::<u8>()
+            .wrapping_sub(HEADER_SIZE)
+            .cast()
+    }
+
+    /// Where a field lies in the value: (byte offset, length).
+    #[inline(always)]
+    pub(crate) fn range_of<F>(self, field: *mut F) -> (usize, usize) {
+        (
+            (field as usize).wrapping_sub(self.value_ptr() as usize),
+            std::mem::size_of::<F>(),
+        )
+    }
+
+    /// Debug builds: checks that a read that skips the read barrier reads an object that
+    /// carries this attempt's read mark or was allocated by it (the runtime skips the barrier
+    /// only right after a write barrier on the same object, which marks it).
+    #[inline(always)]
+    pub(crate) fn debug_check_marked(self) {
+        #[cfg(debug_assertions)]
+        if STM {
+            // SAFETY: a live object of our segment (invariant 3): its header and marker are in
+            // bounds, and only this thread touches them (invariant 1).
+            let (marked, fresh) = unsafe {
+                (
+                    *self.tx.markers.add(self.granule as usize) == self.tx.version,
+                    (*self.header()).flags & FLAG_NEW != 0,
+                )
+            };
+            assert!(
+                marked || fresh,
+                "stm-runtime bug: a read barrier was skipped on {} at granule {:#x}, which \
+                 this attempt has not marked",
+                std::any::type_name::<T>(),
+                self.granule
+            );
         }
     }
 
@@ -373,15 +472,49 @@ impl<'tx, T: Object> Gc<'tx, T> {
         project: impl FnOnce(*mut T) -> *mut F,
         value: F::Loaded<'tx>,
     ) {
-        self.write_barrier();
+        let field = project(self.value_ptr());
+        let (start, len) = self.range_of(field);
+        self.write_barrier_range(start, len);
         // SAFETY: the projection stays inside a live object of our own segment (caller);
-        // nothing else reads or writes it concurrently; fields are Copy, so no drop is skipped.
-        unsafe { project(self.value_ptr()).write(F::store(value)) }
+        // nothing else reads or writes it concurrently (invariants 1, 2); fields are Copy, so
+        // no drop is skipped; the stored form of a handle of this transaction names an
+        // object of its snapshot (invariant 8).
+        unsafe { field.write(F::store(value)) }
     }
 
-    /// The stored form of this handle, for building an object that refers to it; only code
-    /// in this transaction can turn it back into a `Gc` (by reading it out of an object).
-    pub fn to_ref(self) -> GcRef<T> {
+    /// Reads a field, lets `f` change the copy, and writes it back, as one mutable borrow
+    /// of the field: the write barrier runs first (it marks the object read, so the read
+    /// needs no barrier of its own), and a write to the field while `f` runs is refused
+    /// (it would be lost), as rustc refuses it on an ordinary struct.
+    ///
+    /// # Safety
+    /// As for [`Gc::write_field`].
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) unsafe fn update_field<F: Field, R>(
+        self,
+        project: impl Fn(*mut T) -> *mut F,
+        f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
+    ) -> R {
+        let field = project(self.value_ptr());
+        let (start, len) = self.range_of(field);
+        self.write_barrier_range(start, len);
+        self.debug_check_marked();
+        // SAFETY: as in `read_field_unbarriered`; the write barrier above marked the object
+        // read (or it is this attempt's own), so skipping the read barrier is sound.
+        let mut v = unsafe { field.read().load(self.tx) };
+        let guard = FieldGuard::new(self.tx, self.granule, start, len);
+        let r = f(&mut v);
+        drop(guard);
+        // SAFETY: as in `write_field`; `f` may have run transactional code, so the barrier
+        // runs again (one flag test) before the store.
+        unsafe { self.write_field(project, v) };
+        r
+    }
+
+    /// The stored form of this handle. Crate-private: a `GcRef` outlives its transaction,
+    /// so safe code must never hold one (invariant 8); it exists only inside objects.
+    pub(crate) fn to_ref(self) -> GcRef<T> {
         GcRef {
             granule: NonZeroU32::new(self.granule).expect("handles are never null"),
             _t: PhantomData,
@@ -436,10 +569,8 @@ impl<'tx, T: Plain> Gc<'tx, T> {
     #[inline(always)]
     #[track_caller]
     pub fn update<R>(self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut v = self.get();
-        let r = f(&mut v);
-        self.set(v);
-        r
+        // SAFETY: the identity projection points at the whole value.
+        unsafe { self.update_field(|p| p, f) }
     }
 }
 
@@ -478,7 +609,7 @@ impl<T> fmt::Debug for GcRef<T> {
 }
 
 /// `Root::born` while the creating attempt has not ended.
-const PENDING: u64 = 0;
+pub(crate) const PENDING: u64 = 0;
 /// `Root::born` when the creating attempt rolled back: the object never existed.
 pub(crate) const ROLLED_BACK: u64 = u64::MAX;
 
@@ -586,7 +717,10 @@ impl<T: Object> Root<T> {
                          so the object does not exist"
                     ),
                     PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => 0,
-                    PENDING => tx.restart(),
+                    // Allocated by a transaction of another thread (at most one transaction
+                    // runs per thread, invariant 9) that has not ended: wait for it without
+                    // holding a segment, then run again.
+                    PENDING => tx.abort_with(crate::tx::AbortSignal::WaitFor(cell.clone())),
                     rev => {
                         // Release: whoever reads `settled` must also see the log entry that
                         // the Acquire load of the cell made visible to us (catch-up walks it).

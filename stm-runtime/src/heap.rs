@@ -30,6 +30,12 @@ const CHUNK_GRANULES: u32 = 4096;
 pub(crate) const FLAG_WRITE_BARRIER: u32 = 0x1;
 /// Header flag: allocated by the transaction running in this segment (not yet committed).
 pub(crate) const FLAG_NEW: u32 = 0x2;
+/// Header flag: a field of this object is borrowed by a live write-back guard (a mutable
+/// place such as `&mut h.field`) or an update in progress, listed in the segment's `guards`.
+/// It sends every write to the object through the write barrier's slow path, which refuses
+/// writes that overlap a borrowed field (they would be lost when the guard writes back).
+/// Never committed: commit clears it.
+pub(crate) const FLAG_GUARDED: u32 = 0x4;
 
 /// The 8 bytes in front of every object. Each segment has its own copy, so the flags are
 /// per segment: they describe the object from the point of view of that segment's transaction.

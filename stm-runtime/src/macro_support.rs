@@ -37,21 +37,36 @@ use crate::tx::Tx;
 
 pub use crate::tx::atomically;
 
-/// A zero-sized proof that an object value was built by the macro's allocation code, which
-/// converts every handle field from a `Gc` of the allocating transaction. Object structs carry
-/// one as a hidden field, so safe code cannot build an object value holding a forged or stale
-/// [`GcRef`] (as [`Object`]'s contract requires).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Seal(());
+/// The transaction of a `#[transactional]` function that takes no handle and no `&Tx`: it
+/// joins the transaction running on this thread, or runs as its own (of `Stm::global()`),
+/// retried on conflict. `f` is `Fn`, so that a body that may run again after an abort cannot
+/// change what the function sees from outside (a `&mut` parameter, a captured local): the
+/// compiler rejects that instead of letting the change happen twice. Its `mut` parameters
+/// are copied afresh for every attempt ([`rerun_copy`]).
+#[inline]
+#[track_caller]
+pub fn atomically_fn<R>(f: impl Fn(&Tx) -> R) -> R {
+    crate::tx::atomically(f)
+}
 
-impl Seal {
-    /// # Safety
-    /// The seal must only go into an object value whose stored handles all come from `Gc`
-    /// handles of the transaction that allocates the value (through [`store`]).
-    #[inline(always)]
-    pub const unsafe fn new() -> Seal {
-        Seal(())
-    }
+/// A `mut` parameter of a `#[transactional]` function that runs as its own transaction: each
+/// attempt starts from a copy of the value the function was called with.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a `mut` parameter of a transactional function that runs as its own \
+               transaction, so it must be `Clone`",
+    label = "copied afresh for every attempt",
+    note = "the body may run again after an abort, and must then start from the value the \
+            function was called with; take the parameter without `mut` and copy what you \
+            change into a local, take a `&Tx` or a handle so that the function runs inside \
+            its caller's transaction, or make the type `Clone`"
+)]
+pub trait RerunCopy: Clone {}
+impl<T: Clone> RerunCopy for T {}
+
+/// A fresh copy of a `mut` parameter for one attempt (see [`RerunCopy`]).
+#[inline(always)]
+pub fn rerun_copy<T: RerunCopy>(value: &T) -> T {
+    value.clone()
 }
 
 /// Implemented by `#[stm::object]` for its structs: field syntax through handles
@@ -69,29 +84,18 @@ pub unsafe trait ObjectLayout: Object {}
 #[derive(Clone, Copy, Debug)]
 pub struct NoFields;
 
-/// A promise, made in `unsafe` code by the macro, that a read barrier may be skipped: earlier
-/// in this transaction attempt the object was allocated, or a read or write barrier ran on it
-/// (read markers stay set for the whole attempt, and a write marks the object read too), so
-/// a concurrent commit to it is still detected.
-#[derive(Clone, Copy, Debug)]
-pub struct Again(());
-
-impl Again {
-    /// # Safety
-    /// Only for a read of a handle whose object this transaction attempt allocated, or
-    /// already read or wrote.
-    #[inline(always)]
-    pub const unsafe fn new() -> Again {
-        Again(())
-    }
-}
-
-/// Converts a transaction's value of a field into its stored form (`Gc` -> `GcRef`).
-/// `tx` only ties the handles' lifetime to the allocating transaction.
+/// Converts a transaction's value of a field into its stored form (`Gc` -> `GcRef`), for
+/// the object literal that [`new_object!`] builds.
+///
+/// # Safety
+/// The result must go straight into an object value that `tx` allocates (safe code must
+/// never hold a stored handle: it would outlive its transaction, invariant 8). `tx` ties
+/// the handles' lifetime to the allocating transaction.
 #[inline(always)]
-pub fn store<'tx, F: Field>(tx: &'tx Tx, value: F::Loaded<'tx>) -> F {
+pub unsafe fn store<'tx, F: Field>(tx: &'tx Tx, value: F::Loaded<'tx>) -> F {
     let _ = tx;
-    F::store(value)
+    // SAFETY: forwarded to the caller.
+    unsafe { F::store(value) }
 }
 
 /// Reports the handles a field holds to the collector (used by the generated
@@ -199,6 +203,121 @@ macro_rules! __stm_field {
 }
 pub use crate::__stm_field as field;
 
+// ---- What the proc macros' output needs `unsafe` for ----
+//
+// The proc macros emit no `unsafe` token at all. Every unsafe step of their output is written
+// by one of the `macro_rules!` macros below, whose bodies name everything through `$crate`:
+// `$crate` always resolves to this crate, whatever the user's code calls it or shadows, so the
+// soundness of these steps never depends on a path the user chooses (`crate = path`,
+// `extern crate self as stm_runtime`, a `use` in the function body). A user who replaces one
+// of these macros with their own writes their own `unsafe` (invariant 11).
+
+/// Allocates an object from a struct literal inside transactional code:
+/// `new_object!(tx, [Node] { key: k, next: Some(h) })` (the type's path in brackets). Every field value is evaluated first,
+/// outside any `unsafe` block, as the transaction's value of the field (`F::Loaded<'tx>`,
+/// e.g. a `Gc<'tx, T>` for a handle field), then converted to its stored form straight into
+/// the literal that `Tx::alloc` takes.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stm_new_object {
+    ($tx:expr, [$($ty:tt)*] { $($field:ident : $value:expr),* $(,)? }) => {
+        match ($tx, ($($value,)*)) {
+            (__stm_tx, ($($field,)*)) => $crate::Tx::alloc(
+                __stm_tx,
+                $($ty)* {
+                    // SAFETY: each value is a `F::Loaded<'tx>` of this transaction (the
+                    // signature of `store` ties it to `__stm_tx`), converted straight into the
+                    // object that `__stm_tx` allocates (`store`'s contract, invariant 8).
+                    $($field: unsafe { $crate::__private::store(__stm_tx, $field) },)*
+                },
+            ),
+        }
+    };
+}
+pub use crate::__stm_new_object as new_object;
+
+/// The trait impls of an `#[stm::object]` struct (the proc macro writes the struct itself):
+/// `Clone` and `Copy`, a `Deref` to [`NoFields`] (so no other `Deref` can exist),
+/// [`ObjectLayout`], and [`Object`] with a `trace` that destructures the value exhaustively
+/// (a field missing from the list is a compile error) and checks every field's type against
+/// [`TraceField`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stm_object_impls {
+    (
+        impl [$($g:tt)*] $name:ident [$($tg:tt)*]
+        where [$($w:tt)*] plain [$($p:ident),*] object [$($o:ident),*]
+        fields { $($field:ident : $ty:ty),* $(,)? }
+    ) => {
+        impl<$($g)*> ::core::clone::Clone for $name<$($tg)*>
+        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        {
+            #[inline(always)]
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<$($g)*> ::core::marker::Copy for $name<$($tg)*>
+        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        {}
+
+        // Field syntax through handles goes through raw-pointer projections, which must never
+        // auto-deref into another type: this impl makes any other `Deref` impl a conflict, and
+        // its target has no fields.
+        impl<$($g)*> ::core::ops::Deref for $name<$($tg)*>
+        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        {
+            type Target = $crate::__private::NoFields;
+            fn deref(&self) -> &$crate::__private::NoFields {
+                &$crate::__private::NoFields
+            }
+        }
+
+        // SAFETY: the `Deref` impl above is the type's only one and its target has no
+        // fields, so field projections name the type's own fields (`ObjectLayout`'s contract).
+        unsafe impl<$($g)*> $crate::__private::ObjectLayout for $name<$($tg)*>
+        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        {}
+
+        // SAFETY (`Object`'s contract, invariants 6 and 8): the type is `Copy` and `'static`
+        // (rustc checks the supertraits; type parameters are `Plain` or `Object`); every field
+        // is a `TraceField` (checked below, against the field's declared type), which is a
+        // `Field`; `trace` visits every field (the destructuring is exhaustive) and
+        // `TraceField` impls visit every stored handle; safe code cannot build a value holding
+        // a stored handle (none exists outside the heap, invariant 8).
+        unsafe impl<$($g)*> $crate::Object for $name<$($tg)*>
+        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        {
+            fn trace(&self, tracer: &mut $crate::Tracer) {
+                let Self { $($field),* } = self;
+                $($crate::__private::trace_field::<$ty>($field, tracer);)*
+                let _ = tracer;
+            }
+        }
+    };
+}
+pub use crate::__stm_object_impls as object_impls;
+
+/// `derive(Plain)`'s impl: `Plain` for the type, on condition that every field type is
+/// `Plain` (bounds that name this crate's `Plain` through `$crate`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stm_impl_plain {
+    (
+        impl [$($g:tt)*] $name:ident [$($tg:tt)*]
+        where [$($w:tt)*] fields [$($ty:ty),* $(,)?]
+    ) => {
+        // SAFETY (`Plain`'s contract): every field is `Plain` (the bounds below; a field that
+        // is not fails to compile), so the type holds no references, pointers, handles or
+        // interior mutability, and any bit copy of a value is a value; rustc checks the
+        // supertraits `Copy + Send + Sync + 'static`.
+        unsafe impl<$($g)*> $crate::Plain for $name<$($tg)*>
+        where $($w)* $($ty: $crate::Plain,)*
+        {}
+    };
+}
+pub use crate::__stm_impl_plain as impl_plain;
+
 /// A copy of a shared object's field, read through a handle. It dereferences to the value but
 /// not mutably: changing a copy would silently change nothing in the object.
 #[derive(Clone, Copy, Debug)]
@@ -261,12 +380,19 @@ impl<F: ?Sized> DerefMut for PlainOutMut<'_, F> {
 
 /// A copy of a shared object's field used as a mutable place (`&mut h.f`, `h.f.push(..)`,
 /// `h.arr[i] = v`): if it was changed, it is written back (write barrier + store) when the
-/// guard is dropped, at the end of the statement.
+/// guard is dropped, at the end of the statement, also while unwinding (a panic caught
+/// inside the transaction must not lose it).
+///
+/// While the guard lives, the field is borrowed: a write to it by other code (which the
+/// guard's write-back would silently overwrite) panics, and so does a second guard on it,
+/// as rustc rejects both on an ordinary struct (see `FLAG_GUARDED`).
 pub struct WriteBack<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> {
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
     value: Option<F::Loaded<'tx>>,
     dirty: bool,
+    start: u32,
+    len: u32,
 }
 
 impl<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> Deref for WriteBack<'tx, T, F, C> {
@@ -296,10 +422,10 @@ impl<'tx, T: Object, F: Field, C: Fn(*mut T) -> *const F> WriteBack<'tx, T, F, C
 
 impl<T: Object, F: Field, C: Fn(*mut T) -> *const F> Drop for WriteBack<'_, T, F, C> {
     fn drop(&mut self) {
-        // While unwinding, the attempt is being abandoned: nothing to write.
-        if self.dirty && !std::thread::panicking() {
+        crate::commit::end_guard(self.gc.tx.local(), self.gc.granule, self.start, self.len);
+        if self.dirty {
             if let Some(v) = self.value.take() {
-                // SAFETY: `proj` is a field projection (Proj::new's contract).
+                // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
                 unsafe { self.gc.write_field(self.proj.get(), v) }
             }
         }
@@ -312,19 +438,8 @@ pub fn read<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
 ) -> F::Loaded<'tx> {
-    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
     unsafe { gc.read_field(proj.get()) }
-}
-
-/// Reads a field through a handle without a read barrier (see [`Again`]).
-#[inline(always)]
-pub fn read_again<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
-    gc: Gc<'tx, T>,
-    proj: Proj<T, F, C>,
-    _again: Again,
-) -> F::Loaded<'tx> {
-    // SAFETY: `proj` is a field projection; the barrier already ran (`Again`).
-    unsafe { gc.read_field_unbarriered(proj.get()) }
 }
 
 /// Writes a field through a handle (write barrier + store).
@@ -335,11 +450,12 @@ pub fn write<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     proj: Proj<T, F, C>,
     value: F::Loaded<'tx>,
 ) {
-    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
     unsafe { gc.write_field(proj.get(), value) }
 }
 
-/// Reads a field, lets `f` change the copy, writes it back (`h.f += x`).
+/// Reads a field, lets `f` change the copy, writes it back (`h.f += x`): one mutable borrow
+/// of the field (see [`Gc::update`]).
 #[inline(always)]
 #[track_caller]
 pub fn update<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
@@ -347,44 +463,35 @@ pub fn update<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
     proj: Proj<T, F, C>,
     f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
 ) -> R {
-    // SAFETY: `proj` is a field projection (Proj::new's contract).
-    let mut v = unsafe { gc.read_field(proj.get()) };
-    let r = f(&mut v);
-    // SAFETY: as above.
-    unsafe { gc.write_field(proj.get(), v) };
-    r
-}
-
-/// [`update`] without the read barrier (see [`Again`]).
-#[inline(always)]
-#[track_caller]
-pub fn update_again<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
-    gc: Gc<'tx, T>,
-    proj: Proj<T, F, C>,
-    _again: Again,
-    f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
-) -> R {
-    // SAFETY: `proj` is a field projection; the barrier already ran (caller).
-    let mut v = unsafe { gc.read_field_unbarriered(proj.get()) };
-    let r = f(&mut v);
-    // SAFETY: as above.
-    unsafe { gc.write_field(proj.get(), v) };
-    r
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
+    unsafe { gc.update_field(proj.get(), f) }
 }
 
 /// A field as a mutable place: a copy written back at the end of the statement if changed.
 #[inline(always)]
+#[track_caller]
 pub fn place<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
 ) -> WriteBack<'tx, T, F, C> {
-    // SAFETY: `proj` is a field projection (Proj::new's contract).
+    let field = proj.get()(gc.value_ptr());
+    let (start, len) = gc.range_of(field);
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
     let value = unsafe { gc.read_field(proj.get()) };
+    crate::commit::begin_guard(
+        gc.tx.local(),
+        gc.granule,
+        start as u32,
+        len as u32,
+        std::panic::Location::caller(),
+    );
     WriteBack {
         gc,
         proj,
         value: Some(value),
         dirty: false,
+        start: start as u32,
+        len: len as u32,
     }
 }
 
@@ -505,17 +612,6 @@ impl<'tx, T: ObjectLayout> HandleTag<'tx, T> {
         ReadOnly(read(self.0, proj))
     }
 
-    /// Reads the field without a read barrier (see [`Again`]).
-    #[inline(always)]
-    pub fn read_again<F: Field, C: Fn(*mut T) -> *const F>(
-        self,
-        _plain: impl FnOnce(&T) -> &F,
-        proj: Proj<T, F, C>,
-        again: Again,
-    ) -> ReadOnly<F::Loaded<'tx>> {
-        ReadOnly(read_again(self.0, proj, again))
-    }
-
     /// The field as a mutable place (written back if changed).
     #[inline(always)]
     pub fn place<F: Field, C: Fn(*mut T) -> *const F>(
@@ -549,19 +645,6 @@ impl<'tx, T: ObjectLayout> HandleTag<'tx, T> {
     ) -> R {
         update(self.0, proj, f)
     }
-
-    /// Updates the field in place without the read barrier (see [`Again`]).
-    #[inline(always)]
-    #[track_caller]
-    pub fn update_again<F: Field, C: Fn(*mut T) -> *const F, R>(
-        self,
-        _plain: impl FnOnce(&mut T) -> &mut F,
-        proj: Proj<T, F, C>,
-        again: Again,
-        f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
-    ) -> R {
-        update_again(self.0, proj, again, f)
-    }
 }
 
 impl<'a, X: ?Sized> PlainRef<'a, X> {
@@ -571,17 +654,6 @@ impl<'a, X: ?Sized> PlainRef<'a, X> {
         self,
         plain: impl FnOnce(&'a X) -> &'a F,
         _proj: Proj<X, F, C>,
-    ) -> PlainOut<'a, F> {
-        PlainOut(plain(self.0))
-    }
-
-    /// Ordinary field access (no barrier to skip).
-    #[inline(always)]
-    pub fn read_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F>(
-        self,
-        plain: impl FnOnce(&'a X) -> &'a F,
-        _proj: Proj<X, F, C>,
-        _again: Again,
     ) -> PlainOut<'a, F> {
         PlainOut(plain(self.0))
     }
@@ -615,18 +687,6 @@ impl<'a, X: ?Sized> PlainMut<'a, X> {
         self,
         plain: impl FnOnce(&'a mut X) -> &'a mut F,
         _proj: Proj<X, F, C>,
-        f: impl FnOnce(&mut F) -> R,
-    ) -> R {
-        f(plain(self.0))
-    }
-
-    /// Ordinary compound assignment (no barrier to skip).
-    #[inline(always)]
-    pub fn update_again<F: ?Sized + 'a, C: Fn(*mut X) -> *const F, R>(
-        self,
-        plain: impl FnOnce(&'a mut X) -> &'a mut F,
-        _proj: Proj<X, F, C>,
-        _again: Again,
         f: impl FnOnce(&mut F) -> R,
     ) -> R {
         f(plain(self.0))

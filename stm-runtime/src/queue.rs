@@ -125,9 +125,14 @@ impl<'env> TransactionQueue<'env> {
     /// segment of the runtime), and returns when all are done.
     ///
     /// # Panics
-    /// If a task panics: its transaction is rolled back, the other workers stop after their
-    /// current task, the tasks not yet run are dropped, and the panic is raised again here.
+    /// * If a task panics: its transaction is rolled back, the other workers stop after their
+    ///   current task, the tasks not yet run are dropped, and the panic is raised again here.
+    /// * If called inside a transaction: the tasks' commits would not be part of that
+    ///   transaction's snapshot (it would go on reading stale data), and it holds a segment
+    ///   the workers may wait for. Queue the work from outside, or add it as tasks.
+    #[track_caller]
     pub fn run(&self, threads: usize) -> RunReport {
+        crate::tx::refuse_inside_transaction("TransactionQueue::run");
         let threads = if threads == 0 {
             self.stm.config().segments
         } else {

@@ -413,12 +413,11 @@ impl Stm {
     /// by themselves as the heap fills.
     ///
     /// # Panics
-    /// If called inside a transaction of this runtime (it would wait for itself).
+    /// If called inside a transaction (of any runtime): it would wait for that transaction to
+    /// end.
+    #[track_caller]
     pub fn collect(&self) -> GcStats {
-        assert!(
-            !crate::tx::in_transaction_of(&self.shared),
-            "Stm::collect inside a transaction of the same runtime would wait for itself"
-        );
+        crate::tx::refuse_inside_transaction("Stm::collect");
         self.shared.collect();
         self.gc_stats()
     }

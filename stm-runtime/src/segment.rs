@@ -43,6 +43,28 @@ pub(crate) struct Conflict {
     pub our_site: Option<WriteSite>,
     /// Not a real conflict: fault injection.
     pub injected: bool,
+    /// Not a conflict at all: user code caught one of the runtime's unwinds (a retry, a
+    /// restart) and went on, so the attempt runs again instead of committing.
+    pub swallowed: bool,
+}
+
+/// A field borrowed by a write-back guard: bytes `start..start + len` of the value of the
+/// object at `granule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Guard {
+    pub granule: u32,
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Guard {
+    /// Whether the bytes `start..start + len` of the same object overlap this field.
+    #[inline]
+    pub(crate) fn overlaps(&self, granule: u32, start: u32, len: u32) -> bool {
+        self.granule == granule
+            && start < self.start + self.len.max(1)
+            && self.start < start + len.max(1)
+    }
 }
 
 impl Conflict {
@@ -55,6 +77,16 @@ impl Conflict {
             other_site: None,
             our_site: None,
             injected: true,
+            swallowed: false,
+        }
+    }
+
+    /// What dooms an attempt whose code caught a retry or restart unwind and went on.
+    pub(crate) fn swallowed() -> Conflict {
+        Conflict {
+            injected: false,
+            swallowed: true,
+            ..Conflict::injected()
         }
     }
 }
@@ -63,7 +95,8 @@ impl SegmentLocal {
     /// Fault injection: whether to fail here (never in an inevitable transaction).
     #[inline]
     pub(crate) fn inject_fault(&mut self) -> bool {
-        if self.fault_threshold == 0 || self.inevitable {
+        // Never while unwinding: a second unwind from a destructor would abort the process.
+        if self.fault_threshold == 0 || self.inevitable || std::thread::panicking() {
             return false;
         }
         let mut x = self.fault_rng;
@@ -148,8 +181,12 @@ pub(crate) struct SegmentLocal {
     /// before a step that needs to become inevitable); `u32::MAX` when the attempt is not
     /// one of a series (see [`SegmentLocal::in_series`]).
     pub series_budget: u32,
-    /// Validation found a conflict but user code caught the abort: the attempt must not commit.
+    /// The attempt must not commit: validation found a conflict, or user code caught one of
+    /// the runtime's unwinds (an abort, a retry, a restart) and carried on.
     pub doomed: Option<Conflict>,
+    /// Fields borrowed by live write-back guards and updates, innermost last (see
+    /// `FLAG_GUARDED`).
+    pub guards: Vec<Guard>,
     /// Counts attempts in this segment (identifies the running one).
     pub attempt: u64,
     /// Births of roots to objects allocated by the running attempt, settled at its end.
@@ -208,6 +245,7 @@ impl Segment {
                 series_left: u32::MAX,
                 series_budget: u32::MAX,
                 doomed: None,
+                guards: Vec::new(),
                 attempt: 0,
                 pending_roots: Vec::new(),
                 entry_cache: Vec::new(),

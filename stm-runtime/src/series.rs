@@ -237,10 +237,15 @@ pub enum Exit<B, R> {
 /// at the back-edges. Inside a running transaction (an atomic block, or a caller's
 /// transaction) the loop runs in it without breaking; otherwise as a series of transactions
 /// of [`Stm::global`]. Used by the generated code.
+///
+/// `step` is `Fn`: an iteration may run again after an abort, so everything it changes must be
+/// in the carried state `S` (restored from its copy at the last commit). The compiler rejects
+/// an iteration that changes anything else the function can see (a local that is not
+/// carried, what a `&mut` parameter refers to), instead of letting the change happen twice.
 #[doc(hidden)]
 pub fn loop_in_transactions<S: Clone, B, R>(
     state: S,
-    step: impl FnMut(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
+    step: impl Fn(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
 ) -> (S, Exit<B, R>) {
     if crate::tx::in_transaction() {
         inline_in_running(state, step)
@@ -253,9 +258,10 @@ pub fn loop_in_transactions<S: Clone, B, R>(
 /// whole loop is one transaction (joining the running one if any, else one of
 /// [`Stm::global`]); after an abort it starts again from `state`. Used by the generated code.
 #[doc(hidden)]
+/// `step` is `Fn` for the reason given at [`loop_in_transactions`].
 pub fn atomic_loop<S: Clone, B, R>(
     state: S,
-    mut step: impl FnMut(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
+    step: impl Fn(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
 ) -> (S, Exit<B, R>) {
-    crate::tx::atomically(|tx| inline(tx, state.clone(), &mut step))
+    crate::tx::atomically(|tx| inline(tx, state.clone(), &mut &step))
 }

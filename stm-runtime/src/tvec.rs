@@ -127,7 +127,7 @@ unsafe impl<T: Field + Default> Field for TVec<T> {
         }
     }
     #[inline]
-    fn store(v: GcVec<'_, T>) -> Self {
+    unsafe fn store(v: GcVec<'_, T>) -> Self {
         TVec {
             head: v.head.to_ref().granule(),
             _t: PhantomData,

@@ -52,6 +52,9 @@ pub(crate) enum AbortSignal {
     Restart,
     /// The heap is full: collect garbage, then run again.
     Collect,
+    /// A root's object was allocated by a transaction of another thread that has not ended:
+    /// give the segment back, wait until the cell is settled, then run again.
+    WaitFor(Arc<std::sync::atomic::AtomicU64>),
 }
 
 thread_local! {
@@ -287,6 +290,7 @@ impl Tx {
         second: impl FnOnce(&'tx Tx) -> R,
     ) -> R {
         let cp = commit::checkpoint(self.local());
+        let doomed_before = self.local().doomed.is_some();
         match panic::catch_unwind(AssertUnwindSafe(|| first(self))) {
             Ok(r) => {
                 commit::keep_since(self.local(), cp);
@@ -297,7 +301,13 @@ impl Tx {
                     payload.downcast_ref::<AbortSignal>(),
                     Some(AbortSignal::Retry)
                 ) {
-                    commit::rollback_to(self.local(), cp);
+                    let local = self.local();
+                    commit::rollback_to(local, cp);
+                    // The retry doomed the attempt (in case user code swallowed it); it is
+                    // handled here. A real conflict found meanwhile stays.
+                    if !doomed_before && local.doomed.is_some_and(|c| c.swallowed) {
+                        local.doomed = None;
+                    }
                     second(self)
                 } else {
                     // A conflict or a panic: the whole attempt rolls back anyway.
@@ -320,10 +330,15 @@ impl Tx {
         }
     }
 
-    fn abort_with(&self, signal: AbortSignal) -> ! {
-        if let AbortSignal::Conflict(c) = signal {
-            // If user code catches the unwind, the attempt still cannot commit.
-            self.local().doomed = Some(c);
+    pub(crate) fn abort_with(&self, signal: AbortSignal) -> ! {
+        // If user code catches the unwind and goes on, the attempt still cannot commit: a
+        // conflict dooms it as a conflict, any other signal as a restart.
+        let local = self.local();
+        match &signal {
+            AbortSignal::Conflict(c) => local.doomed = Some(*c),
+            _ => {
+                local.doomed.get_or_insert(Conflict::swallowed());
+            }
         }
         panic::resume_unwind(Box::new(signal))
     }
@@ -367,6 +382,7 @@ impl Stm {
             if std::ptr::eq(cur.shared_raw, Arc::as_ptr(shared)) {
                 return f(cur);
             }
+            nested_in_other_runtime(site);
         }
         let mut aborts: u32 = 0;
         let mut may_collect = true;
@@ -391,6 +407,12 @@ impl Stm {
                     // Give the segment back while waiting: the commit we wait for may need it.
                     drop(owned);
                     shared.committed.wait_until(|| shared.newest_rev() > seen);
+                }
+                Attempts::WaitFor(cell) => {
+                    drop(owned);
+                    shared.committed.wait_until(|| {
+                        cell.load(std::sync::atomic::Ordering::Acquire) != crate::handle::PENDING
+                    });
                 }
             }
         }
@@ -466,6 +488,11 @@ impl Stm {
                             commit::rollback(shared, local);
                             return Attempts::Collect;
                         }
+                        AbortSignal::WaitFor(cell) => {
+                            commit::rollback(shared, local);
+                            count_abort(seg, local, Counter::AbortRetry);
+                            return Attempts::WaitFor(cell);
+                        }
                         AbortSignal::Retry => {
                             commit::rollback(shared, local);
                             count_abort(seg, local, Counter::AbortRetry);
@@ -494,6 +521,36 @@ impl Stm {
     }
 }
 
+/// A transaction of one runtime started inside a transaction of another, on one thread:
+/// refused. Two transactions alive on one thread could not commit atomically together, and
+/// the handles of both would be in scope at once, where nothing could keep one transaction's
+/// handles out of the other's objects (invariant 9: at most one transaction per thread).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn nested_in_other_runtime(site: &'static Location<'static>) -> ! {
+    panic!(
+        "{site}: a transaction of one `Stm` runtime cannot start inside a transaction of \
+         another on the same thread (their commits could not be atomic together, and their \
+         handles could be mixed up). Run it before or after the enclosing transaction, on \
+         another thread, or keep both kinds of data in one runtime"
+    )
+}
+
+/// Panics if a transaction runs on this thread: for runtime calls that wait for every
+/// transaction of a runtime to end (collection, a queue run), which would wait for the
+/// caller's own or see its snapshot go stale.
+#[track_caller]
+pub(crate) fn refuse_inside_transaction(what: &str) {
+    if in_transaction() {
+        panic!(
+            "{what} cannot be called inside a transaction: it waits for transactions to end \
+             (one of them is the caller's) and its effects would not be part of the caller's \
+             snapshot. Call it outside `atomically`"
+        );
+    }
+}
+
 /// Counts an aborted attempt by its cause, and apart when it ran between break points.
 fn count_abort(seg: &Segment, local: &SegmentLocal, cause: Counter) {
     seg.stats.bump(cause);
@@ -510,6 +567,8 @@ enum Attempts<T> {
     Collect,
     /// Wait until a revision newer than this one is committed, then start over.
     RetryAfter(u64),
+    /// Wait until another thread's attempt settles this root cell, then start over.
+    WaitFor(Arc<std::sync::atomic::AtomicU64>),
 }
 
 /// Runs `f` inside the transaction already running on this thread (joining it, whatever its
@@ -557,7 +616,7 @@ impl Stm {
     /// Accounts for an attempt lost to a conflict: the counter to bump, and the conflict
     /// report's row when reporting.
     fn conflicted(&self, local: &SegmentLocal, c: Conflict) -> Counter {
-        if local.reporting && !c.injected {
+        if local.reporting && !c.injected && !c.swallowed {
             let kind = if c.write_write {
                 ConflictKind::WriteWrite
             } else {
@@ -573,7 +632,9 @@ impl Stm {
                 between_breaks: local.in_series(),
             });
         }
-        if c.injected {
+        if c.swallowed {
+            Counter::AbortRetry
+        } else if c.injected {
             Counter::AbortInjected
         } else if c.write_write {
             Counter::AbortWriteWrite

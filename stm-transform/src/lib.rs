@@ -185,9 +185,6 @@ pub struct Stats {
     pub read_barriers: usize,
     /// Write barriers written (assignments, compound assignments, mutable places).
     pub write_barriers: usize,
-    /// Reads that skip the read barrier (object allocated here, or already read or written
-    /// by this function on a path with no intervening change of the binding).
-    pub elided: usize,
     /// Points where the transaction is made inevitable before an irreversible call.
     pub inevitable_points: usize,
     /// Allocations of objects (`Gc::new(T { .. })`).
@@ -209,7 +206,6 @@ impl std::ops::AddAssign for Stats {
     fn add_assign(&mut self, o: Stats) {
         self.read_barriers += o.read_barriers;
         self.write_barriers += o.write_barriers;
-        self.elided += o.elided;
         self.inevitable_points += o.inevitable_points;
         self.allocations += o.allocations;
         self.functions += o.functions;

@@ -9,19 +9,20 @@
 //! struct Node {
 //!     key: i64,
 //!     next: Option<::stm_runtime::GcRef<Node>>,       // handles in their stored form
-//!     #[doc(hidden)] pub __stm_allocate_with_gc_new: ::stm_runtime::__private::Seal,
 //! }
-//! impl Clone/Copy for Node ...
-//! unsafe impl ::stm_runtime::Object for Node { fn trace(..) { /* every handle field */ } }
+//! ::stm_runtime::__private::object_impls! {          // Clone, Copy, Deref, Object, ...
+//!     impl [] Node [] where [] plain [] object [] fields { key: i64, next: Option<..> }
+//! }
 //! ```
 //!
-//! The hidden `Seal` field can only be made in `unsafe` code, so safe code cannot build a
-//! `Node` value (which could hold a forged or stale handle); values are built only by the
-//! allocation that `#[transactional]` writes for `Gc::new(Node { .. })`, from handles of the
-//! allocating transaction, as `Object`'s safety contract requires.
+//! The `unsafe` impls are written by the runtime's `object_impls!` (`$crate` paths only), so
+//! their soundness never rests on a path the user chose. Safe code may build `Node` values with
+//! a struct literal (`tx.alloc(Node { key: 1, next: None })`): a stored handle (`GcRef`) cannot
+//! exist outside the heap, so such a value can only hold `None` where a handle would be;
+//! `Gc::new(Node { .. })` in transactional code stores handles of the allocating transaction.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Fields, Item, ItemStruct, Type};
@@ -30,10 +31,6 @@ use crate::attr::{self, Args};
 use crate::ctxt::Ctxt;
 use crate::types;
 use crate::Expansion;
-
-/// The name of the hidden field; it appears in rustc's "missing field" error when someone
-/// writes a bare struct literal, so it says what to do.
-pub(crate) const SEAL_FIELD: &str = "__stm_allocate_with_gc_new";
 
 /// The validated object: what expansion needs.
 struct Object {
@@ -162,9 +159,6 @@ fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStre
     if let Fields::Named(named) = &mut s.fields {
         for f in named.named.iter_mut() {
             let ident = f.ident.clone().expect("named field");
-            if ident == SEAL_FIELD {
-                cx.error_spanned_by(&ident, "this field name is reserved by #[stm::object]");
-            }
             if let Some(msg) = types::rejected_field_type(&f.ty) {
                 cx.error_spanned_by(&f.ty, msg);
                 continue;
@@ -262,82 +256,71 @@ impl<'ast> syn::visit::Visit<'ast> for ParamUses<'_> {
 
 fn generate(args: &Args, o: &Object) -> TokenStream {
     let rt = &args.runtime;
-    let mut item = o.item.clone();
-    let seal = format_ident!("{}", SEAL_FIELD);
+    let item = &o.item;
     // Type parameters must be plain data, like the fields that hold them, except those used
     // only as the target of handles (`Option<Gc<T>>`), which must be object types.
-    let type_params: Vec<syn::Ident> = item
-        .generics
-        .type_params()
-        .map(|t| t.ident.clone())
-        .collect();
-    {
-        let wc = item.generics.make_where_clause();
-        for t in &type_params {
-            let mut uses = ParamUses {
-                param: t,
-                depth_in_handle: 0,
-                outside: false,
-            };
-            for (_, ty, _) in &o.fields {
-                syn::visit::Visit::visit_type(&mut uses, ty);
-            }
-            let bound = if uses.outside {
-                quote!(#rt::Plain)
-            } else {
-                quote!(#rt::Object)
-            };
-            wc.predicates
-                .push(syn::parse_quote_spanned!(t.span()=> #t: #bound));
+    let mut plain_params = Vec::new();
+    let mut object_params = Vec::new();
+    for t in item.generics.type_params() {
+        let mut uses = ParamUses {
+            param: &t.ident,
+            depth_in_handle: 0,
+            outside: false,
+        };
+        for (_, ty, _) in &o.fields {
+            syn::visit::Visit::visit_type(&mut uses, ty);
         }
-    }
-    if let Fields::Named(named) = &mut item.fields {
-        named.named.push(syn::parse_quote! {
-            #[doc(hidden)]
-            pub #seal: #rt::__private::Seal
-        });
+        if uses.outside {
+            plain_params.push(t.ident.clone());
+        } else {
+            object_params.push(t.ident.clone());
+        }
     }
     let ident = &item.ident;
     let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
-    // Each field is traced (and thereby checked to be a field type, spanned on its type).
-    let traces = o.fields.iter().map(|(f, ty, span)| {
-        quote_spanned!(*span=> #rt::__private::trace_field::<#ty>(&self.#f, tracer);)
+    let preds = where_c.map(|w| {
+        let p = w.predicates.iter();
+        quote!(#(#p,)*)
     });
-    quote! {
-        #item
-
-        impl #impl_g ::core::clone::Clone for #ident #ty_g #where_c {
-            #[inline(always)]
-            fn clone(&self) -> Self {
-                *self
-            }
+    // The same bounds on the struct itself, so that `Slot<String>` is an error wherever it
+    // is written (they protect nothing: the impls below carry their own, through `$crate`).
+    let mut def = item.clone();
+    {
+        let wc = def.generics.make_where_clause();
+        for t in &plain_params {
+            wc.predicates
+                .push(syn::parse_quote_spanned!(t.span()=> #t: #rt::Plain));
         }
-        impl #impl_g ::core::marker::Copy for #ident #ty_g #where_c {}
-
-        // Field syntax through handles goes through raw-pointer projections, which must
-        // never auto-deref into another type: this impl makes any other `Deref` impl a
-        // conflict, and its target has no fields.
-        impl #impl_g ::core::ops::Deref for #ident #ty_g #where_c {
-            type Target = #rt::__private::NoFields;
-            fn deref(&self) -> &#rt::__private::NoFields {
-                &#rt::__private::NoFields
-            }
-        }
-
-        // SAFETY (from #[stm::object]): no other `Deref` impl can exist (the one above), and
-        // it has no fields, so field projections name the type's own fields.
-        unsafe impl #impl_g #rt::__private::ObjectLayout for #ident #ty_g #where_c {}
-
-        // SAFETY (from #[stm::object]): the type is Copy and 'static (no lifetime parameters,
-        // type parameters are Plain); every field is a `Field` (checked below, spanned on the
-        // field); values can only be built with the unsafe `Seal`, which the generated
-        // allocation uses with handles of the allocating transaction; `trace` visits every
-        // field through `TraceField`, whose impls visit every stored handle.
-        unsafe impl #impl_g #rt::Object for #ident #ty_g #where_c {
-            fn trace(&self, tracer: &mut #rt::Tracer) {
-                #(#traces)*
-                let _ = tracer;
-            }
+        for t in &object_params {
+            wc.predicates
+                .push(syn::parse_quote_spanned!(t.span()=> #t: #rt::Object));
         }
     }
+    let impl_g = inner_of_angles(impl_g.to_token_stream());
+    let ty_g = inner_of_angles(ty_g.to_token_stream());
+    // Each field is traced (and thereby checked to be a field type, spanned on its type).
+    let fields = o
+        .fields
+        .iter()
+        .map(|(f, ty, span)| quote_spanned!(*span=> #f: #ty));
+    // Everything `unsafe` (and the impls whose bounds it relies on) is written by the
+    // runtime's `object_impls!`, whose `$crate` paths the user cannot redirect.
+    quote! {
+        #def
+
+        #rt::__private::object_impls! {
+            impl [#impl_g] #ident [#ty_g]
+            where [#preds] plain [#(#plain_params),*] object [#(#object_params),*]
+            fields { #(#fields,)* }
+        }
+    }
+}
+
+/// The tokens between the outer `<` and `>` of generics (none if empty).
+fn inner_of_angles(ts: TokenStream) -> TokenStream {
+    let tokens: Vec<proc_macro2::TokenTree> = ts.into_iter().collect();
+    if tokens.len() < 2 {
+        return TokenStream::new();
+    }
+    tokens[1..tokens.len() - 1].iter().cloned().collect()
 }

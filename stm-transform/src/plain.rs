@@ -2,7 +2,7 @@
 //! a field of shared objects.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput};
 
@@ -71,33 +71,33 @@ pub(crate) fn expand(input: TokenStream) -> Expansion {
         return done(cx, TokenStream::new());
     }
     let ident = &input.ident;
-    let mut generics = input.generics.clone();
-    let params: Vec<syn::Ident> = generics.type_params().map(|t| t.ident.clone()).collect();
-    {
-        let wc = generics.make_where_clause();
-        for t in &params {
-            wc.predicates.push(syn::parse_quote!(#t: #rt::Plain));
+    let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
+    let inner = |ts: TokenStream| -> TokenStream {
+        let t: Vec<proc_macro2::TokenTree> = ts.into_iter().collect();
+        if t.len() < 2 {
+            TokenStream::new()
+        } else {
+            t[1..t.len() - 1].iter().cloned().collect()
         }
-    }
-    let (impl_g, ty_g, where_c) = generics.split_for_impl();
-    let checks = field_types
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> #rt::__private::assert_plain::<#ty>();));
-    let check_generics = &generics.params;
-    let check_where = &generics.where_clause;
+    };
+    let impl_g = inner(impl_g.to_token_stream());
+    let ty_g = inner(ty_g.to_token_stream());
+    let preds = where_c.map(|w| {
+        let p = w.predicates.iter();
+        quote!(#(#p,)*)
+    });
+    // Each field type is bounded by `Plain` (an error spans the field's type), and so is each
+    // type parameter; the `unsafe impl` is written by the runtime's `impl_plain!`, whose
+    // `$crate` paths the user cannot redirect.
+    let params = input.generics.type_params().map(|t| {
+        let id = &t.ident;
+        quote!(#id)
+    });
+    let fields = field_types.iter().map(|ty| quote_spanned!(ty.span()=> #ty));
     let tokens = quote! {
-        // SAFETY (from derive(Plain)): every field is `Plain` (checked below, spanned on the
-        // field; a field that is not fails to compile), so the type holds no references,
-        // pointers, handles or interior mutability; `Plain`'s supertraits make rustc check
-        // `Copy + Send + Sync + 'static`.
-        unsafe impl #impl_g #rt::Plain for #ident #ty_g #where_c {}
-
-        const _: () = {
-            #[allow(dead_code, clippy::extra_unused_type_parameters)]
-            fn __stm_check_plain<#check_generics>() #check_where {
-                #(#checks)*
-            }
-        };
+        #rt::__private::impl_plain! {
+            impl [#impl_g] #ident [#ty_g] where [#preds] fields [#(#params,)* #(#fields,)*]
+        }
     };
     done(cx, tokens)
 }

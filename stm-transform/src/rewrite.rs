@@ -33,14 +33,20 @@
 //! assigned: a `WriteBack` guard that writes the changed copy back), or the target of an
 //! **assignment** (write barrier + store; `+=` and friends read, update, write).
 //!
-//! # Elision
+//! # No barrier is ever skipped
 //!
-//! A read of `x.f` skips the read barrier when `x` is a binding never reassigned or mutably
-//! borrowed in the function, and on every path to this read (the macro only follows
-//! straight-line code: each branch, loop body, closure and block starts from what held before
-//! it) `x`'s object was allocated, read or written. Read markers stay set for a whole
-//! transaction attempt and a write marks the object read, so the first barrier covers the
-//! later reads.
+//! Every read through a possible handle runs the read barrier (one store). The macro does not
+//! try to prove that an earlier barrier covers a later read: without types, `cfg`, macros,
+//! short-circuits and mutations through references make such proofs fragile, and a wrong one
+//! would silently let a conflict go undetected. The runtime skips a barrier only inside one of
+//! its own operations, where it is certain (an update runs the write barrier, which marks the
+//! object read, then reads without a second barrier; debug builds check the mark).
+//!
+//! # No `unsafe` in the output
+//!
+//! The rewritten code contains no `unsafe` token: the one unsafe step it needs (storing handles
+//! into a new object) is written by the runtime's `new_object!` macro, whose `$crate` paths
+//! cannot be redirected by user code.
 //!
 //! # Policy on nested constructs
 //!
@@ -49,7 +55,7 @@
 //! alone; macro invocations are rewritten when they are the standard formatting,
 //! assertion and `vec!` macros (their arguments are expressions), and otherwise left alone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -60,15 +66,14 @@ use syn::{BinOp, Block, Expr, ExprField, FieldValue, Ident, Member, Pat, Stmt, T
 use crate::ctxt::Ctxt;
 use crate::effects::{self, Effect};
 use crate::infer::{ty_of_type, Ty};
-use crate::object::SEAL_FIELD;
 use crate::types;
 use crate::{Knowledge, Stats};
 
 /// What the macro knows about a binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A handle; `fresh` if allocated by this function (no read barrier needed).
-    Handle { fresh: bool },
+    /// A handle.
+    Handle,
     /// Not a handle (an ordinary value): field accesses stay as written.
     Plain,
     /// Not known: field accesses go through the tag dispatch.
@@ -235,10 +240,6 @@ pub(crate) struct Rewriter<'a> {
     scopes: Vec<HashMap<String, Kind>>,
     /// What whole-tree knowledge says about the bindings of each scope (empty for the macro).
     types: Vec<HashMap<String, Ty>>,
-    /// Bindings whose object had a barrier on every path to here (straight-line code).
-    barriered: HashSet<String>,
-    /// Bindings reassigned or mutably borrowed somewhere in the function: never elided.
-    mutated: HashSet<String>,
     /// Depth of `tx_safe!` nesting.
     safe_depth: usize,
     /// Counters.
@@ -258,13 +259,6 @@ fn local_at(name: &str, at: Span) -> Ident {
 
 /// What replaces an expression the macro rejected, so that the error is not followed by
 /// others about the same expression.
-/// `unsafe { __stm::Again::new() }`, with the macro's own span on `unsafe`: an `unsafe` token
-/// spanned on user code would trip `#![forbid(unsafe_code)]` in the user's crate.
-fn again() -> TokenStream {
-    let stm = local("__stm");
-    quote!(unsafe { #stm::Again::new() })
-}
-
 fn rejected() -> Expr {
     syn::parse_quote!(::core::unimplemented!())
 }
@@ -277,8 +271,6 @@ impl<'a> Rewriter<'a> {
             tx,
             scopes: vec![HashMap::new()],
             types: vec![HashMap::new()],
-            barriered: HashSet::new(),
-            mutated: HashSet::new(),
             safe_depth: 0,
             stats: Stats::default(),
         }
@@ -286,7 +278,6 @@ impl<'a> Rewriter<'a> {
 
     /// Declares a binding (a parameter) before the body is rewritten.
     pub(crate) fn bind(&mut self, name: &str, kind: Kind) {
-        self.barriered.remove(name);
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -297,7 +288,7 @@ impl<'a> Rewriter<'a> {
     /// barrier calls, anything else is plain.
     fn bind_typed(&mut self, name: &str, ty: Ty) {
         let kind = match ty {
-            Ty::Handle(_) => Kind::Handle { fresh: false },
+            Ty::Handle(_) => Kind::Handle,
             _ => Kind::Plain,
         };
         self.bind(name, kind);
@@ -421,16 +412,13 @@ impl<'a> Rewriter<'a> {
 
     /// Rewrites a function body.
     pub(crate) fn body(&mut self, block: &mut Block) {
-        self.mutated = mutated_bindings(block);
         self.stmts(&mut block.stmts);
     }
 
     fn block(&mut self, block: &mut Block) {
-        let saved = self.barriered.clone();
         self.push_scope();
         self.stmts(&mut block.stmts);
         self.pop_scope();
-        self.barriered = saved;
     }
 
     fn stmts(&mut self, stmts: &mut [Stmt]) {
@@ -463,7 +451,7 @@ impl<'a> Rewriter<'a> {
                         match init_ty {
                             // Knowledge fills in what the text does not say.
                             Some(ty) if kind == Kind::Unknown => self.bind_typed(&name, ty),
-                            Some(ty) if matches!(kind, Kind::Handle { .. }) => {
+                            Some(ty) if kind == Kind::Handle => {
                                 self.bind(&name, kind);
                                 if let Some(t) = self.types.last_mut() {
                                     t.insert(name, ty);
@@ -514,8 +502,8 @@ impl<'a> Rewriter<'a> {
 
     fn kind_of_init(&self, e: &Expr) -> Kind {
         match e {
-            Expr::Call(c) if is_gc_new(&c.func) => Kind::Handle { fresh: true },
-            Expr::Struct(s) if self.is_known_object(&s.path) => Kind::Handle { fresh: true },
+            Expr::Call(c) if is_gc_new(&c.func) => Kind::Handle,
+            Expr::Struct(s) if self.is_known_object(&s.path) => Kind::Handle,
             Expr::Path(p) if p.path.get_ident().is_some() => {
                 self.kind_of(&p.path.get_ident().expect("ident").to_string())
             }
@@ -546,13 +534,11 @@ impl<'a> Rewriter<'a> {
             .is_some_and(|s| self.knowledge.is_object(&s.ident.to_string()))
     }
 
-    /// Runs `f` on a branch: what it learns about barriers does not hold after it.
+    /// Runs `f` in a scope of its own (a branch, a loop body, a closure).
     fn branch(&mut self, f: impl FnOnce(&mut Self)) {
-        let saved = self.barriered.clone();
         self.push_scope();
         f(self);
         self.pop_scope();
-        self.barriered = saved;
     }
 
     fn expr(&mut self, e: &mut Expr, ctx: Ctx) {
@@ -573,11 +559,7 @@ impl<'a> Rewriter<'a> {
             }
             Expr::Binary(b) => {
                 self.expr(&mut b.left, Ctx::Value);
-                if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) {
-                    self.branch(|s| s.expr(&mut b.right, Ctx::Value));
-                } else {
-                    self.expr(&mut b.right, Ctx::Value);
-                }
+                self.expr(&mut b.right, Ctx::Value);
             }
             // `*e`, `-e`, `!e`: the operand is a value (a deref'd reference is not a field).
             Expr::Unary(u) => self.expr(&mut u.expr, Ctx::Value),
@@ -690,24 +672,14 @@ impl<'a> Rewriter<'a> {
             Expr::Const(_) => {}
             Expr::TryBlock(t) => self.block(&mut t.block),
             Expr::If(i) => {
-                // The condition always runs: its barriers hold after the `if` (except on
-                // names its `let` patterns bind, which go out of scope).
+                // The condition's `let` patterns bind names for the `then` branch only.
                 self.push_scope();
                 self.condition(&mut i.cond);
-                let after_cond = self.barriered.clone();
-                let bound: Vec<String> =
-                    self.scopes.last().expect("scope").keys().cloned().collect();
                 self.block(&mut i.then_branch);
                 self.pop_scope();
-                let mut after = after_cond;
-                for b in bound {
-                    after.remove(&b);
-                }
-                self.barriered = after.clone();
                 if let Some((_, els)) = &mut i.else_branch {
                     self.branch(|s| s.expr(els, Ctx::Value));
                 }
-                self.barriered = after;
             }
             Expr::Let(l) => {
                 // Outside an `if`/`while` condition (a `let` chain): rewrite the scrutinee,
@@ -753,7 +725,6 @@ impl<'a> Rewriter<'a> {
                     return;
                 }
                 self.branch(|s| {
-                    s.barriered.clear();
                     for input in c.inputs.iter() {
                         s.bind_pattern(input);
                     }
@@ -837,46 +808,14 @@ impl<'a> Rewriter<'a> {
     }
 
     /// The known handle binding `base` names, if any.
-    fn base_handle(&self, base: &Expr) -> Option<(Ident, bool)> {
+    fn base_handle(&self, base: &Expr) -> Option<Ident> {
         match base {
             Expr::Path(p) if p.qself.is_none() => {
                 let id = p.path.get_ident()?;
-                match self.kind_of(&id.to_string()) {
-                    Kind::Handle { fresh } => Some((id.clone(), fresh)),
-                    _ => None,
-                }
+                (self.kind_of(&id.to_string()) == Kind::Handle).then(|| id.clone())
             }
             Expr::Paren(p) => self.base_handle(&p.expr),
             _ => None,
-        }
-    }
-
-    /// The plain binding name of `base` for elision, if it is a simple binding that is never
-    /// reassigned or mutably borrowed.
-    fn elision_key(&self, base: &Expr) -> Option<String> {
-        match base {
-            Expr::Path(p) if p.qself.is_none() => {
-                let id = p.path.get_ident()?.to_string();
-                (!self.mutated.contains(&id) && id != "self").then_some(id)
-            }
-            Expr::Paren(p) => self.elision_key(&p.expr),
-            _ => None,
-        }
-    }
-
-    /// Whether a barrier already covers reads of `base`'s object; records that one will.
-    fn read_covered(&mut self, base: &Expr, fresh: bool) -> bool {
-        match self.elision_key(base) {
-            // Allocated by this function and still naming that object.
-            Some(_) if fresh => true,
-            Some(k) => !self.barriered.insert(k),
-            None => false,
-        }
-    }
-
-    fn note_barrier(&mut self, base: &Expr) {
-        if let Some(k) = self.elision_key(base) {
-            self.barriered.insert(k);
         }
     }
 
@@ -898,39 +837,26 @@ impl<'a> Rewriter<'a> {
         }
         let span = name.span();
         let stm = Ident::new("__stm", span);
-        let again = again();
-        if let Some((h, fresh)) = self.base_handle(base) {
+        if let Some(h) = self.base_handle(base) {
             let new: Expr = match ctx {
                 Ctx::Receiver(_) => {
                     // A method receiver: a write-back guard, written back only if the method
                     // borrows it mutably (`DerefMut`), so that any `&mut self` method works.
                     self.stats.read_barriers += 1;
-                    self.note_barrier(base);
                     syn::parse_quote_spanned!(span=> (*#stm::place(#h, #stm::field!(#h, #name))))
                 }
                 Ctx::PlaceMut => {
                     self.stats.read_barriers += 1;
                     self.stats.write_barriers += 1;
-                    self.note_barrier(base);
                     syn::parse_quote_spanned!(span=> (*#stm::place(#h, #stm::field!(#h, #name)).__stm_place_mut()))
                 }
-                Ctx::Value | Ctx::Place => {
-                    let read = if self.read_covered(base, fresh) {
-                        self.stats.elided += 1;
-                        // SAFETY (of the generated `Again::new()`): `read_covered` found that
-                        // `h` is a binding never reassigned or mutably borrowed in this
-                        // function whose object was allocated here or already had a read or
-                        // write barrier on every path to this read, in this attempt.
-                        quote_spanned!(span=> #stm::read_again(#h, #stm::field!(#h, #name), #again))
-                    } else {
-                        self.stats.read_barriers += 1;
-                        quote_spanned!(span=> #stm::read(#h, #stm::field!(#h, #name)))
-                    };
-                    if ctx == Ctx::Value {
-                        syn::parse_quote_spanned!(span=> #read)
-                    } else {
-                        syn::parse_quote_spanned!(span=> (*#stm::ReadOnly(#read).__stm_place()))
-                    }
+                Ctx::Value => {
+                    self.stats.read_barriers += 1;
+                    syn::parse_quote_spanned!(span=> #stm::read(#h, #stm::field!(#h, #name)))
+                }
+                Ctx::Place => {
+                    self.stats.read_barriers += 1;
+                    syn::parse_quote_spanned!(span=> (*#stm::ReadOnly(#stm::read(#h, #stm::field!(#h, #name))).__stm_place()))
                 }
             };
             *e = new;
@@ -942,7 +868,6 @@ impl<'a> Rewriter<'a> {
         } else {
             Ctx::Place
         };
-        let covered_key = base.clone();
         self.expr(base, inner);
         let k = local_at("__k", span);
         let p = local_at("__p", span);
@@ -952,7 +877,6 @@ impl<'a> Rewriter<'a> {
             // own receiver decides between `Deref` (no write-back) and `DerefMut`.
             self.stats.read_barriers += 1;
             self.stats.write_barriers += 1;
-            self.note_barrier(&covered_key);
             syn::parse_quote_spanned!(span=>
                 (*match #base.__stm_wkind() {
                     #k => {
@@ -964,7 +888,6 @@ impl<'a> Rewriter<'a> {
         } else if ctx.is_mut() {
             self.stats.read_barriers += 1;
             self.stats.write_barriers += 1;
-            self.note_barrier(&covered_key);
             syn::parse_quote_spanned!(span=>
                 (*match #base.__stm_wkind() {
                     #k => {
@@ -972,15 +895,6 @@ impl<'a> Rewriter<'a> {
                         #k.place(|#r| &mut #r.#name, #p)
                     }
                 }.__stm_place_mut())
-            )
-        } else if self.read_covered(&covered_key, false) {
-            self.stats.elided += 1;
-            // SAFETY (of the generated `Again::new()`): as above; on a plain receiver the
-            // token is ignored.
-            syn::parse_quote_spanned!(span=>
-                (*match #stm::Recv(&#base).__stm_rkind() {
-                    #k => #k.read_again(|#r| &#r.#name, #stm::field!(#k, #name), #again),
-                }.__stm_place())
             )
         } else {
             self.stats.read_barriers += 1;
@@ -1010,7 +924,6 @@ impl<'a> Rewriter<'a> {
         };
         let span = name.span();
         let stm = Ident::new("__stm", span);
-        let again = again();
         let v = local_at("__v", span);
         let t = local_at("__t", span);
         let k = local_at("__k", span);
@@ -1030,28 +943,20 @@ impl<'a> Rewriter<'a> {
             }
         };
         let op_tokens = op.map(|o| o.to_token_stream());
-        if let Some((h, fresh)) = self.base_handle(base) {
-            self.stats.write_barriers += 1;
+        self.stats.write_barriers += 1;
+        if op_tokens.is_some() {
+            self.stats.read_barriers += 1;
+        }
+        if let Some(h) = self.base_handle(base) {
             let body = match &op_tokens {
                 None => quote_spanned!(span=> #stm::write(#h, #stm::field!(#h, #name), #value)),
                 Some(op) => {
-                    let covered = self.read_covered(base, fresh);
-                    if covered {
-                        self.stats.elided += 1;
-                        // SAFETY (generated `Again::new()`): see `field`.
-                        quote_spanned!(span=> #stm::update_again(#h, #stm::field!(#h, #name), #again, |#t| *#t #op #value))
-                    } else {
-                        self.stats.read_barriers += 1;
-                        quote_spanned!(span=> #stm::update(#h, #stm::field!(#h, #name), |#t| *#t #op #value))
-                    }
+                    quote_spanned!(span=> #stm::update(#h, #stm::field!(#h, #name), |#t| *#t #op #value))
                 }
             };
-            self.note_barrier(base);
             return Some(wrap(body));
         }
-        let key = (**base).clone();
         self.expr(base, Ctx::PlaceMut);
-        self.stats.write_barriers += 1;
         let body = match &op_tokens {
             None => quote_spanned!(span=>
                 match #base.__stm_wkind() {
@@ -1061,37 +966,20 @@ impl<'a> Rewriter<'a> {
                     }
                 }
             ),
-            Some(op) => {
-                if self.read_covered(&key, false) {
-                    self.stats.elided += 1;
-                    // SAFETY (generated `Again::new()`): see `field`.
-                    quote_spanned!(span=>
-                        match #base.__stm_wkind() {
-                            #k => {
-                                let #p = #stm::field!(#k, #name);
-                                #k.update_again(|#r| &mut #r.#name, #p, #again, move |#t| *#t #op #value)
-                            }
-                        }
-                    )
-                } else {
-                    self.stats.read_barriers += 1;
-                    quote_spanned!(span=>
-                        match #base.__stm_wkind() {
-                            #k => {
-                                let #p = #stm::field!(#k, #name);
-                                #k.update(|#r| &mut #r.#name, #p, move |#t| *#t #op #value)
-                            }
-                        }
-                    )
+            Some(op) => quote_spanned!(span=>
+                match #base.__stm_wkind() {
+                    #k => {
+                        let #p = #stm::field!(#k, #name);
+                        #k.update(|#r| &mut #r.#name, #p, move |#t| *#t #op #value)
+                    }
                 }
-            }
+            ),
         };
-        self.note_barrier(&key);
         Some(wrap(body))
     }
 
     /// `Gc::new(T { .. })`: allocation of an object, its handle fields stored from handles of
-    /// this transaction.
+    /// this transaction (by the runtime's `new_object!`, which holds the `unsafe`).
     fn allocation(&mut self, call: &mut syn::ExprCall) -> Option<Expr> {
         let span = call.func.span();
         if call.args.len() != 1 {
@@ -1119,42 +1007,34 @@ impl<'a> Rewriter<'a> {
             );
             return None;
         }
+        if let Some(q) = &s.qself {
+            self.cx.error_spanned_by(
+                q.lt_token,
+                "write the object type by its name when allocating (`Gc::new(Node { .. })`)",
+            );
+            return None;
+        }
         self.stats.allocations += 1;
         let stm = local("__stm");
         let tx = self.tx.clone();
-        let seal_local = local("__seal");
-        let seal_field = Ident::new(SEAL_FIELD, span);
         let mut fields = Vec::new();
         for fv in s.fields.iter_mut() {
             let member = fv.member.clone();
-            if let Member::Named(n) = &member {
-                if n == SEAL_FIELD {
-                    self.cx
-                        .error_spanned_by(n, "this field is written by the macro; remove it");
-                    continue;
-                }
-            } else {
+            let Member::Named(n) = &member else {
                 self.cx
                     .error_spanned_by(&member, "objects have named fields only");
                 continue;
-            }
+            };
             if fv.colon_token.is_some() {
                 self.expr(&mut fv.expr, Ctx::Value);
             }
             let value = &fv.expr;
-            let fspan = value.span();
-            fields.push(quote_spanned!(fspan=> #member: #stm::store(#tx, #value)));
+            fields.push(quote!(#n: #value));
         }
         let path = &s.path;
-        let unsafe_seal = quote!(unsafe { #stm::Seal::new() });
-        // SAFETY (of the generated `Seal::new()`): the seal goes into this one literal, whose
-        // every field is converted by `store(tx, ..)` from a value of type
-        // `F::Loaded<'tx>`, i.e. handles of this very transaction; nothing else can reach the
-        // hygienic `__seal` binding.
-        Some(syn::parse_quote_spanned!(span=> {
-            let #seal_local = #unsafe_seal;
-            #tx.alloc(#path { #(#fields,)* #seal_field: #seal_local })
-        }))
+        Some(syn::parse_quote_spanned!(span=>
+            #stm::new_object!(#tx, [#path] { #(#fields,)* })
+        ))
     }
 
     /// Records the effect of a call; returns whether the transaction must become inevitable
@@ -1324,7 +1204,7 @@ pub(crate) fn kind_of_type(ty: &Type) -> Kind {
         Type::Infer(_) => Kind::Unknown,
         Type::Paren(p) => kind_of_type(&p.elem),
         Type::Group(g) => kind_of_type(&g.elem),
-        t if types::is_gc(t) => Kind::Handle { fresh: false },
+        t if types::is_gc(t) => Kind::Handle,
         Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Self") => Kind::Plain,
         Type::ImplTrait(_) => Kind::Unknown,
         // A reference to a handle: the dispatch copies the handle out.
@@ -1379,70 +1259,5 @@ fn has_call(e: &Expr) -> bool {
     }
     let mut f = Finder(false);
     f.visit_expr(e);
-    f.0
-}
-
-/// Bindings assigned (`x = ..`, `x += ..`), mutably borrowed (`&mut x`, `&raw mut x`), or
-/// mentioned inside a macro the rewriter cannot see into: their value may change, so reads
-/// through them are never elided.
-fn mutated_bindings(block: &Block) -> HashSet<String> {
-    use syn::visit::Visit;
-    struct Finder(HashSet<String>);
-    fn root_ident(e: &Expr) -> Option<String> {
-        match e {
-            Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
-            Expr::Paren(p) => root_ident(&p.expr),
-            _ => None,
-        }
-    }
-    fn idents(ts: TokenStream, out: &mut HashSet<String>) {
-        for tt in ts {
-            match tt {
-                proc_macro2::TokenTree::Ident(i) => {
-                    out.insert(i.to_string());
-                }
-                proc_macro2::TokenTree::Group(g) => idents(g.stream(), out),
-                _ => {}
-            }
-        }
-    }
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
-            if let Some(id) = root_ident(&a.left) {
-                self.0.insert(id);
-            }
-            syn::visit::visit_expr_assign(self, a);
-        }
-        fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
-            if is_assign_op(&b.op) {
-                if let Some(id) = root_ident(&b.left) {
-                    self.0.insert(id);
-                }
-            }
-            syn::visit::visit_expr_binary(self, b);
-        }
-        fn visit_expr_reference(&mut self, r: &'ast syn::ExprReference) {
-            if r.mutability.is_some() {
-                if let Some(id) = root_ident(&r.expr) {
-                    self.0.insert(id);
-                }
-            }
-            syn::visit::visit_expr_reference(self, r);
-        }
-        fn visit_expr_raw_addr(&mut self, r: &'ast syn::ExprRawAddr) {
-            if let Some(id) = root_ident(&r.expr) {
-                self.0.insert(id);
-            }
-            syn::visit::visit_expr_raw_addr(self, r);
-        }
-        fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            let name = m.path.segments.last().map(|s| s.ident.to_string());
-            if !name.is_some_and(|n| EXPR_MACROS.contains(&n.as_str())) {
-                idents(m.tokens.clone(), &mut self.0);
-            }
-        }
-    }
-    let mut f = Finder(HashSet::new());
-    f.visit_block(block);
     f.0
 }

@@ -12,7 +12,8 @@
 //!   would outlive its transaction): that is a compile error saying to return a `Root`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, ImplItem, Item, Pat, ReturnType, Signature, Type};
 
@@ -240,7 +241,6 @@ const GC_METHODS: &[&str] = &[
     "read_field",
     "read_field_unbarriered",
     "write_field",
-    "to_ref",
     "get",
     "set",
     "update",
@@ -501,7 +501,7 @@ fn transform_fn_with(
     for input in f.sig.inputs.iter() {
         match input {
             FnArg::Receiver(_) if self_handle.is_some() => {
-                rewriter.bind("self", Kind::Handle { fresh: false });
+                rewriter.bind("self", Kind::Handle);
                 if let Some(ty) = self_handle {
                     rewriter.note_param_type("self", &syn::parse_quote!(Gc<#ty>));
                 }
@@ -515,7 +515,7 @@ fn transform_fn_with(
                     if types::is_tx_ref(&pt.ty) && tx_source.is_none() {
                         tx_source = Some(quote!(#id));
                     }
-                    if kind == (Kind::Handle { fresh: false }) && handle_source.is_none() {
+                    if kind == Kind::Handle && handle_source.is_none() {
                         handle_source = Some(quote!(#rt::Gc::tx(#id)));
                     }
                     rewriter.bind(&id.to_string(), kind);
@@ -577,9 +577,11 @@ fn transform_fn_with(
                 ReturnType::Type(_, ty) if annotatable(ty) => quote!(-> #ty),
                 _ => quote!(),
             };
+            let copies = rerun_copies(cx, f.sig, &stm);
             syn::parse_quote_spanned! {span=> {
-                #rt::__private::atomically(|#tx: &#rt::Tx| #ret {
+                #rt::__private::atomically_fn(|#tx: &#rt::Tx| #ret {
                     #prelude
+                    #copies
                     #(#stmts)*
                 })
             }}
@@ -587,6 +589,45 @@ fn transform_fn_with(
     };
     *f.block = new_block;
     f.attrs.push(lint_allowances());
+}
+
+/// For a function that runs as its own transaction (its body is an `Fn` closure that may run
+/// again after an abort): every `mut` by-value parameter is copied afresh for each attempt, so
+/// that an attempt starts from the value the function was called with. `mut self` by value
+/// cannot be rebound in a closure: an error says what to do.
+fn rerun_copies(cx: &Ctxt, sig: &Signature, stm: &syn::Ident) -> TokenStream {
+    let mut out = TokenStream::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r)
+                if r.mutability.is_some()
+                    && !matches!(r.kind, syn::ReceiverKind::Reference(..)) =>
+            {
+                cx.error_spanned_by(
+                    r.mutability,
+                    "a transactional method that takes no handle and no `&Tx` runs as its own \
+                     transaction, whose body may run again after an abort: it cannot take \
+                     `mut self` (the second run would see the first one's changes). Take \
+                     `self` and copy what you change into a local",
+                );
+            }
+            FnArg::Receiver(_) => {}
+            FnArg::Typed(pt) => {
+                let mut names = Vec::new();
+                crate::rewrite::binding_idents(&pt.pat, &mut names);
+                for (name, is_mut) in names {
+                    if is_mut {
+                        let id = syn::Ident::new(&name, pt.pat.span());
+                        out.extend(quote_spanned!(pt.pat.span()=>
+                            #[allow(unused_mut)]
+                            let mut #id = #stm::rerun_copy(&#id);
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The lints the generated barrier code may trip (parentheses and borrows it writes, the

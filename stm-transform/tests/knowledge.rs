@@ -73,7 +73,7 @@ fn a_walk_gets_direct_barriers_with_knowledge_and_the_dispatch_without() {
         "{with}"
     );
     assert!(
-        with.contains("__stm::read_again(node,__stm::field!(node,next)"),
+        with.contains("__stm::read(node,__stm::field!(node,next)"),
         "{with}"
     );
     assert!(!with.contains("__stm_rkind"), "no dispatch left: {with}");

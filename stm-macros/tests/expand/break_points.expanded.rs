@@ -3,28 +3,9 @@ use stm_runtime as stm;
 use stm::Root;
 struct Counter {
     value: u64,
-    #[doc(hidden)]
-    pub __stm_allocate_with_gc_new: ::stm_runtime::__private::Seal,
 }
-impl ::core::clone::Clone for Counter {
-    #[inline(always)]
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl ::core::marker::Copy for Counter {}
-impl ::core::ops::Deref for Counter {
-    type Target = ::stm_runtime::__private::NoFields;
-    fn deref(&self) -> &::stm_runtime::__private::NoFields {
-        &::stm_runtime::__private::NoFields
-    }
-}
-unsafe impl ::stm_runtime::__private::ObjectLayout for Counter {}
-unsafe impl ::stm_runtime::Object for Counter {
-    fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
-        ::stm_runtime::__private::trace_field::<u64>(&self.value, tracer);
-        let _ = tracer;
-    }
+::stm_runtime::__private::object_impls! {
+    impl [] Counter[] where [] plain[] object[] fields { value : u64, }
 }
 #[allow(
     unused_parens,

@@ -2,28 +2,9 @@ use stm_runtime as stm;
 use stm::{Gc, Root};
 struct Counter {
     hits: u64,
-    #[doc(hidden)]
-    pub __stm_allocate_with_gc_new: ::stm_runtime::__private::Seal,
 }
-impl ::core::clone::Clone for Counter {
-    #[inline(always)]
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl ::core::marker::Copy for Counter {}
-impl ::core::ops::Deref for Counter {
-    type Target = ::stm_runtime::__private::NoFields;
-    fn deref(&self) -> &::stm_runtime::__private::NoFields {
-        &::stm_runtime::__private::NoFields
-    }
-}
-unsafe impl ::stm_runtime::__private::ObjectLayout for Counter {}
-unsafe impl ::stm_runtime::Object for Counter {
-    fn trace(&self, tracer: &mut ::stm_runtime::Tracer) {
-        ::stm_runtime::__private::trace_field::<u64>(&self.hits, tracer);
-        let _ = tracer;
-    }
+::stm_runtime::__private::object_impls! {
+    impl [] Counter[] where [] plain[] object[] fields { hits : u64, }
 }
 #[allow(
     unused_parens,
@@ -36,7 +17,7 @@ unsafe impl ::stm_runtime::Object for Counter {
     clippy::unit_arg
 )]
 fn hit(counter: &Root<Counter>) -> u64 {
-    ::stm_runtime::__private::atomically(|__stm_tx: &::stm_runtime::Tx| -> u64 {
+    ::stm_runtime::__private::atomically_fn(|__stm_tx: &::stm_runtime::Tx| -> u64 {
         #[allow(unused_imports)]
         use ::stm_runtime::__private::{
             self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
@@ -52,19 +33,12 @@ fn hit(counter: &Root<Counter>) -> u64 {
         {
             __stm::inevitable(__stm_tx);
             println!(
-                "hits = {}", (* match __stm::Recv(& c).__stm_rkind() { __k => __k
-                .read_again(| __r | & __r.hits, __stm::field!(__k, hits), unsafe {
-                __stm::Again::new() }), } .__stm_place())
+                "hits = {}", (* match __stm::Recv(& c).__stm_rkind() { __k => __k.read(|
+                __r | & __r.hits, __stm::field!(__k, hits)), } .__stm_place())
             )
         };
         (*match __stm::Recv(&c).__stm_rkind() {
-            __k => {
-                __k.read_again(
-                    |__r| &__r.hits,
-                    __stm::field!(__k, hits),
-                    unsafe { __stm::Again::new() },
-                )
-            }
+            __k => __k.read(|__r| &__r.hits, __stm::field!(__k, hits)),
         }
             .__stm_place())
     })

@@ -1,5 +1,5 @@
 // Allocation, a loop over a linked structure (bindings of unknown type go through the tag
-// dispatch), method calls on fields, and barrier elision.
+// dispatch), method calls on fields, and a read barrier on every read.
 use stm_runtime as stm;
 use stm::Gc;
 

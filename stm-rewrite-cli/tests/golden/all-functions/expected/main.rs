@@ -27,7 +27,7 @@ fn bump<'tx>(c: Gc<'tx, Counter>) -> u64 {
     };
     let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(c);
     __stm::update(c, __stm::field!(c, hits), |__t| *__t += 1);
-    __stm::read_again(c, __stm::field!(c, hits), unsafe { __stm::Again::new() })
+    __stm::read(c, __stm::field!(c, hits))
 }
 
 /// No handle: runs in its own transaction (or joins the caller's).
@@ -42,7 +42,7 @@ fn bump<'tx>(c: Gc<'tx, Counter>) -> u64 {
     clippy::unit_arg
 )]
 fn twice(x: u64) -> u64 {
-    ::stm_runtime::__private::atomically(|__stm_tx: &::stm_runtime::Tx| -> u64 {
+    ::stm_runtime::__private::atomically_fn(|__stm_tx: &::stm_runtime::Tx| -> u64 {
         #[allow(unused_imports)]
         use ::stm_runtime::__private::{
             self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
@@ -151,7 +151,7 @@ impl Config {
         clippy::unit_arg
     )]
     fn verbose(&self) -> bool {
-        ::stm_runtime::__private::atomically(|__stm_tx: &::stm_runtime::Tx| -> bool {
+        ::stm_runtime::__private::atomically_fn(|__stm_tx: &::stm_runtime::Tx| -> bool {
             #[allow(unused_imports)]
             use ::stm_runtime::__private::{
                 self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,

@@ -21,27 +21,14 @@ pub fn insert<'tx>(list: Gc<'tx, List>, key: u64) {
         self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
     };
     let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
-    let node = {
-        let __seal = unsafe { __stm::Seal::new() };
-        __stm_tx
-            .alloc(Node {
-                key: __stm::store(__stm_tx, key),
-                next: __stm::store(
-                    __stm_tx,
-                    __stm::read(list, __stm::field!(list, head)),
-                ),
-                __stm_allocate_with_gc_new: __seal,
-            })
-    };
+    let node = __stm::new_object!(
+        __stm_tx, [Node] { key : key, next : __stm::read(list, __stm::field!(list,
+        head)), }
+    );
     match (Some(node)) {
         __v => __stm::write(list, __stm::field!(list, head), __v),
     };
-    __stm::update_again(
-        list,
-        __stm::field!(list, len),
-        unsafe { __stm::Again::new() },
-        |__t| *__t += 1,
-    );
+    __stm::update(list, __stm::field!(list, len), |__t| *__t += 1);
 }
 
 /// Whether `key` is in the list.
@@ -66,11 +53,7 @@ pub fn contains<'tx>(list: Gc<'tx, List>, key: u64) -> bool {
         if __stm::read(n, __stm::field!(n, key)) == key {
             return true;
         }
-        cur = __stm::read_again(
-            n,
-            __stm::field!(n, next),
-            unsafe { __stm::Again::new() },
-        );
+        cur = __stm::read(n, __stm::field!(n, next));
     }
     false
 }
