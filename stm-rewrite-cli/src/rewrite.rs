@@ -413,7 +413,8 @@ const MAIN_NOTE: &str =
 ///
 /// After expanding (`Walker::implicit`): a function the transformation rejects is left alone
 /// with the reason as its note; so is an `#[in_transactions]` one whose loops all stay
-/// ordinary loops (they block or spawn threads), which would only gain the prelude.
+/// ordinary loops (they block, spawn threads or run transaction queues), which would only
+/// gain the prelude.
 fn plan(sig: &syn::Signature, body: &syn::Block, is_method: bool) -> Plan {
     if let Some(reason) = unsupported(sig) {
         return Plan::Skip(reason);
@@ -661,8 +662,8 @@ impl Walker<'_> {
                 self.note(
                     span,
                     name,
-                    "its loops block or spawn threads, so none can run in a transaction: it \
-                     runs outside transactions as written"
+                    "its loops block, spawn threads or run transaction queues, so none can run \
+                     in a transaction: it runs outside transactions as written"
                         .into(),
                 );
             }

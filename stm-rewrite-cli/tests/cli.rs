@@ -410,7 +410,10 @@ fn all_functions_runs_functions_with_loops_in_transactions() {
     let err = text(&o.stderr);
     assert!(!err.contains("`main` left alone"), "{err}");
     assert!(
-        err.contains("main.rs:29:1: `joins` left alone: its loops block or spawn threads"),
+        err.contains(
+            "main.rs:29:1: `joins` left alone: its loops block, spawn threads or run \
+             transaction queues"
+        ),
         "{err}"
     );
     assert!(err.contains("2 loops given break points"), "{err}");
@@ -494,4 +497,25 @@ fn an_output_directory_inside_the_tree_is_not_walked() {
     }
     assert!(d.path().join("out/src/bank.rs").exists());
     assert!(!d.path().join("out/out").exists());
+}
+
+/// Issue 13, class 8: `TransactionQueue::run` refuses to run inside a transaction (its tasks'
+/// commits would not be in the caller's snapshot), so `--all-functions` must not put a loop
+/// that calls it into a series of transactions.
+#[test]
+fn all_functions_keeps_loops_that_run_a_queue_out_of_transactions() {
+    let d = tempfile::tempdir().unwrap();
+    let src = "use stm_runtime as stm;\n\n\
+               fn rounds(queue: &stm::TransactionQueue<'_>, n: u32) {\n    for _ in 0..n {\n        \
+               queue.run(2);\n    }\n}\n";
+    fs::write(d.path().join("lib.rs"), src).unwrap();
+    let o = run(&["--all-functions", "--in-place", "lib.rs"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("`rounds` left alone: its loops block, spawn threads or run transaction"),
+        "{err}"
+    );
+    let out = fs::read_to_string(d.path().join("lib.rs")).unwrap();
+    assert_eq!(out, src, "the function must stay as written");
 }

@@ -389,7 +389,7 @@ pub(crate) fn commit(
         if local.inevitable {
             end_inevitable(shared, local, ptr::null_mut());
         }
-        // A root is pending only for an object this attempt allocated (invariant 10), so
+        // A root is pending only for an object this attempt allocated (invariant 11), so
         // there is none here; if there were, its object never existed.
         debug_assert!(local.pending_roots.is_empty());
         for born in local.pending_roots.drain(..) {
@@ -812,6 +812,30 @@ mod tests {
                 "committed objects do need one"
             );
         });
+    }
+
+    /// The runtime skips a read barrier only right after a write barrier on the same object;
+    /// debug builds check that the object really carries the attempt's mark, so a mistake
+    /// there fails the test suite instead of letting a conflict go undetected.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_skipped_read_barrier_on_an_unmarked_object_is_caught_in_debug_builds() {
+        let (stm, x, _) = setup();
+        let sh = &stm.shared;
+        let a = sh.acquire_segment();
+        begin(sh, a, local(a));
+        let ta = tx_for(&stm, a);
+        let gx = Gc::<u64>::new(&ta, x);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gx.debug_check_marked()));
+        assert!(r.is_err(), "an unmarked committed object passed the check");
+        gx.read_barrier();
+        gx.debug_check_marked();
+        // An update marks the object through its write barrier before its unbarriered read.
+        rollback(sh, local(a));
+        begin(sh, a, local(a));
+        let ta = tx_for(&stm, a);
+        Gc::<u64>::new(&ta, x).update(|v| *v += 1);
+        rollback(sh, local(a));
     }
 
     #[test]

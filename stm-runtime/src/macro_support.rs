@@ -210,7 +210,7 @@ pub use crate::__stm_field as field;
 // `$crate` always resolves to this crate, whatever the user's code calls it or shadows, so the
 // soundness of these steps never depends on a path the user chooses (`crate = path`,
 // `extern crate self as stm_runtime`, a `use` in the function body). A user who replaces one
-// of these macros with their own writes their own `unsafe` (invariant 11).
+// of these macros with their own writes their own `unsafe` (invariant 12).
 
 /// Allocates an object from a struct literal inside transactional code:
 /// `new_object!(tx, [Node] { key: k, next: Some(h) })` (the type's path in brackets). Every field value is evaluated first,

@@ -473,6 +473,14 @@ impl Stm {
                         LAST_COMMIT.with(|l| l.set(at));
                         return Attempts::Done(Ok(value));
                     }
+                    Err(c) if c.swallowed => {
+                        // Running it again would catch the same unwind again: a clear error
+                        // instead of a transaction that never ends or commits what it
+                        // asked to abandon.
+                        commit::rollback(shared, local);
+                        count_abort(seg, local, Counter::AbortPanic);
+                        return Attempts::Panicked(Box::new(swallowed_message(site)));
+                    }
                     Err(c) => self.conflicted(local, c),
                 },
                 Ok(Err(e)) => {
@@ -534,6 +542,17 @@ fn nested_in_other_runtime(site: &'static Location<'static>) -> ! {
          another on the same thread (their commits could not be atomic together, and their \
          handles could be mixed up). Run it before or after the enclosing transaction, on \
          another thread, or keep both kinds of data in one runtime"
+    )
+}
+
+/// The panic of a transaction whose code caught one of the runtime's unwinds and went on.
+#[cold]
+fn swallowed_message(site: &'static Location<'static>) -> String {
+    format!(
+        "{site}: the transaction's code caught an unwind of the runtime (`Tx::retry`, or a \
+         restart the runtime asked for) with `catch_unwind` and went on, so it cannot commit; \
+         running it again would do the same. Let such unwinds pass: resume the payloads you do \
+         not own with `std::panic::resume_unwind`, or catch panics outside the transaction"
     )
 }
 

@@ -790,8 +790,9 @@ fn take_atomic_attr(e: &mut Expr) -> Option<syn::Attribute> {
     Some(attrs.remove(pos))
 }
 
-/// Whether a loop calls something that blocks or spawns a thread (outside closures): it
-/// cannot run in a transaction.
+/// Whether a loop calls something that blocks, spawns a thread or runs a transaction queue
+/// (`queue.run(n)`, which waits for transactions of its own and refuses to run inside one),
+/// outside closures: it cannot run in a transaction.
 fn blocks_or_spawns(e: &Expr) -> bool {
     struct Finder(bool);
     impl<'ast> Visit<'ast> for Finder {
@@ -804,10 +805,12 @@ fn blocks_or_spawns(e: &Expr) -> bool {
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            let name = m.method.to_string();
             if matches!(
-                effects::of_method(&m.method.to_string(), m.args.len()),
+                effects::of_method(&name, m.args.len()),
                 Effect::Forbidden(_)
-            ) {
+            ) || effects::runs_transactions(&name, m.args.len())
+            {
                 self.0 = true;
             }
             syn::visit::visit_expr_method_call(self, m);

@@ -100,6 +100,13 @@ pub(crate) fn of_method(name: &str, args: usize) -> Effect {
     }
 }
 
+/// Whether a method call runs transactions of its own and waits for them
+/// (`TransactionQueue::run(threads)`): the runtime refuses it inside a transaction, so a loop
+/// that calls it must not be put into one.
+pub(crate) fn runs_transactions(name: &str, args: usize) -> bool {
+    matches!((name, args), ("run", 1))
+}
+
 /// The effect of a macro invocation by path.
 pub(crate) fn of_macro(path: &syn::Path) -> Effect {
     let last = path.segments.last().map(|s| s.ident.to_string());

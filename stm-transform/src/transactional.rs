@@ -595,9 +595,9 @@ fn transform_fn_with(
 /// again after an abort): every `mut` by-value parameter is copied afresh for each attempt, so
 /// that an attempt starts from the value the function was called with. `mut self` by value
 /// cannot be rebound in a closure: an error says what to do.
-fn rerun_copies(cx: &Ctxt, sig: &Signature, stm: &syn::Ident) -> TokenStream {
+fn rerun_copies(cx: &Ctxt, sig: &mut Signature, stm: &syn::Ident) -> TokenStream {
     let mut out = TokenStream::new();
-    for input in &sig.inputs {
+    for input in sig.inputs.iter_mut() {
         match input {
             FnArg::Receiver(r)
                 if r.mutability.is_some()
@@ -624,10 +624,24 @@ fn rerun_copies(cx: &Ctxt, sig: &Signature, stm: &syn::Ident) -> TokenStream {
                         ));
                     }
                 }
+                // The parameter itself is only copied from: its `mut` moves to the copy.
+                StripMut.visit_pat_mut(&mut pt.pat);
             }
         }
     }
     out
+}
+
+/// Removes `mut` from the bindings of a pattern.
+struct StripMut;
+
+impl VisitMut for StripMut {
+    fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {
+        if p.by_ref.is_none() {
+            p.mutability = None;
+        }
+        syn::visit_mut::visit_pat_ident_mut(self, p);
+    }
 }
 
 /// The lints the generated barrier code may trip (parentheses and borrows it writes, the

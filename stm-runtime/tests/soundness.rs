@@ -1,0 +1,263 @@
+//! The adversarial suite of the runtime API (issue 13): one test per class of hole that safe
+//! user code could open, written the way an attacker writes it. The macro-level classes
+//! (`crate = path`, barrier elision, write-back guards, `#[in_transactions]`) are in
+//! `stm-macros/tests/soundness.rs`; the ones whose fix is a compile error are trybuild cases in
+//! `tests/ui` and `stm-macros/tests/ui`.
+//!
+//! Each test fails on the code before the fix (`f15fdc4`): it asserts the refusal, the value
+//! or the liveness that the hole broke.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+
+use stm_runtime::{GcRef, GcVec, Object, Stm, Tracer, TransactionQueue, Tx};
+
+mod common;
+
+fn stm(segments: usize) -> Stm {
+    common::stm(segments)
+}
+
+/// The text of a panic payload.
+fn message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Runs `f`, which must panic with a message containing `needle`.
+fn panics_with(needle: &str, f: impl FnOnce()) {
+    let err = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+    let msg = message(&*err);
+    assert!(msg.contains(needle), "unexpected panic message: {msg}");
+}
+
+// ---- Class 1: a handle's lifetime must identify its transaction ----
+
+/// Two runtimes nested on one thread: the caller could unify the handles' lifetimes by
+/// shortening the two `&Tx` and store a handle of one heap into an object of the other. A
+/// transaction of another runtime cannot start inside a transaction at all.
+#[test]
+fn class1_a_transaction_of_another_runtime_cannot_start_inside_one() {
+    let (a, b) = (stm(2), stm(2));
+    let in_a = a.atomically(|tx| tx.root(tx.alloc(7u64)));
+    panics_with("cannot start inside a transaction of", || {
+        a.atomically(|ta| {
+            b.atomically(|tb| {
+                // The attack: both `&Tx` shortened to one lifetime, then a handle of `a`'s
+                // heap pushed into a vector of `b`'s.
+                let (ta, tb): (&Tx, &Tx) = (ta, tb);
+                let x = in_a.get(ta);
+                let v = GcVec::<Option<GcRef<u64>>>::new(tb);
+                v.push(Some(x));
+                tb.root(v.as_gc())
+            })
+        });
+    });
+    // A -> B -> A: the inner A would not join the outer one (the innermost is B's).
+    panics_with("cannot start inside a transaction of", || {
+        a.atomically(|_| b.atomically(|_| a.atomically(|_| ())));
+    });
+    // Both runtimes are still usable, and nothing of the refused attempts committed.
+    assert_eq!(a.atomically(|tx| in_a.get(tx).get()), 7);
+    assert_eq!(b.stats().commits, 0);
+    // Nesting within one runtime joins (flat nesting), as before.
+    assert_eq!(a.atomically(|_| a.atomically(|tx| in_a.get(tx).get())), 7);
+}
+
+// ---- Class 2: `Tx::or_else` ----
+
+/// `first` writes an object that the attempt allocated before `or_else`, then retries: the
+/// write must be undone (objects the attempt allocated had no before-image).
+#[test]
+fn class2_or_else_undoes_writes_to_objects_allocated_before_it() {
+    let stm = stm(1);
+    let root = stm.atomically(|tx| {
+        let o = tx.alloc(1u64);
+        tx.or_else(
+            |tx| {
+                o.set(5);
+                tx.retry()
+            },
+            |_| (),
+        );
+        assert_eq!(o.get(), 1, "or_else kept a write of `first`");
+        tx.root(o)
+    });
+    assert_eq!(stm.atomically(|tx| root.get(tx).get()), 1);
+}
+
+/// `first` allocates, keeps the handle where its caller can reach it, and retries. The
+/// object must stay a valid object of its type: its space must not be handed out again (the
+/// old code reset the bump pointer, so `second`'s allocation overwrote it).
+#[test]
+fn class2_objects_allocated_in_first_stay_valid_after_it_retries() {
+    let stm = stm(1);
+    let (kept, other) = stm.atomically(|tx| {
+        let mut kept = None;
+        let other = tx.or_else(
+            |tx| {
+                kept = Some(tx.alloc(0xAAAA_u64));
+                tx.retry()
+            },
+            |tx| tx.alloc(0xBBBB_u64),
+        );
+        let kept = kept.expect("first ran");
+        assert!(!kept.ptr_eq(other), "the same space handed out twice");
+        assert_eq!(kept.get(), 0xAAAA);
+        (tx.root(kept), tx.root(other))
+    });
+    // The root of the object `first` allocated is valid once the attempt commits (the old code
+    // left it pending forever: `Root::get` restarted in a loop).
+    assert_eq!(
+        stm.atomically(|tx| (kept.get(tx).get(), other.get(tx).get())),
+        (0xAAAA, 0xBBBB)
+    );
+}
+
+/// `or_else` inside `first` of another: each level undoes only its own writes.
+#[test]
+fn class2_nested_or_else_undoes_each_level() {
+    let stm = stm(1);
+    let v = stm.atomically(|tx| {
+        let o = tx.alloc(0u64);
+        let r = tx.or_else(
+            |tx| {
+                o.set(1);
+                tx.or_else(
+                    |tx| {
+                        o.set(2);
+                        tx.retry()
+                    },
+                    |_| o.get(),
+                )
+            },
+            |_| 99,
+        );
+        (r, o.get())
+    });
+    assert_eq!(v, (1, 1));
+}
+
+/// User code that catches the runtime's retry unwind and goes on cannot commit what it asked
+/// to abandon: the transaction fails with a message saying why.
+#[test]
+fn class2_a_swallowed_retry_does_not_commit() {
+    let stm = stm(1);
+    let c = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    panics_with("caught an unwind of the runtime", || {
+        stm.atomically(|tx| {
+            c.get(tx).set(1);
+            let _ = catch_unwind(AssertUnwindSafe(|| tx.retry()));
+        })
+    });
+    assert_eq!(stm.atomically(|tx| c.get(tx).get()), 0);
+}
+
+// ---- Class 7: hangs ----
+
+/// `collect` inside a transaction (here of another runtime, inside one of its own) waited for
+/// its own segment forever; it is refused, and both runtimes go on.
+#[test]
+fn class7_collect_inside_any_transaction_is_refused() {
+    let (a, b) = (stm(1), stm(1));
+    panics_with("cannot be called inside a transaction", || {
+        b.atomically(|_| {
+            a.collect();
+        });
+    });
+    panics_with("cannot be called inside a transaction", || {
+        a.atomically(|_| {
+            a.collect();
+        });
+    });
+    assert_eq!(a.collect().collections, 1);
+    assert_eq!(b.atomically(|tx| tx.alloc(3u8).get()), 3);
+}
+
+/// An object type whose `trace` panics (an `unsafe impl` can do that; so could a bug): the
+/// collection fails, and the runtime must not stay blocked with every segment taken.
+#[derive(Clone, Copy)]
+struct Bomb(#[allow(dead_code)] u64);
+
+// SAFETY: holds no handles (the empty trace would be complete); this one panics instead, which
+// is what the test needs.
+unsafe impl Object for Bomb {
+    fn trace(&self, _: &mut Tracer) {
+        panic!("trace exploded");
+    }
+}
+
+#[test]
+fn class7_a_panic_in_the_collector_leaves_the_runtime_usable() {
+    let stm = stm(2);
+    let bomb = stm.atomically(|tx| tx.root(tx.alloc(Bomb(1))));
+    panics_with("trace exploded", || {
+        stm.collect();
+    });
+    // Transactions run again (the old code left every segment owned: this waited forever).
+    let n = stm.atomically(|tx| {
+        let _ = bomb.get(tx);
+        tx.alloc(5u64).get()
+    });
+    assert_eq!(n, 5);
+    drop(bomb);
+    assert_eq!(stm.collect().live_objects, 0);
+}
+
+/// A root handed to another thread while the transaction that allocated its object still
+/// runs: `Root::get` there waits for that transaction (without holding a segment) and then
+/// sees the object.
+#[test]
+fn class7_a_root_pending_in_another_thread_is_waited_for() {
+    if !stm_runtime::BARRIERS {
+        return; // GIL mode: one transaction at a time, so the writer cannot wait for us
+    }
+    let stm = stm(2);
+    let (to_reader, from_writer) = mpsc::channel();
+    let (to_writer, from_reader) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let stm = &stm;
+        s.spawn(move || {
+            stm.atomically(|tx| {
+                let r = tx.root(tx.alloc(41u64));
+                // An irreversible effect (the root leaves the transaction): inevitable first.
+                tx.become_inevitable();
+                r.get(tx).set(42);
+                to_reader.send(r).unwrap();
+                // Commit only once the reader has started to look.
+                from_reader.recv().unwrap();
+            });
+        });
+        let r = from_writer.recv().unwrap();
+        let seen = stm.atomically(|tx| {
+            let _ = to_writer.send(());
+            r.get(tx).get()
+        });
+        assert_eq!(seen, 42);
+    });
+}
+
+// ---- Class 8: a queue run inside a transaction ----
+
+/// `TransactionQueue::run` inside a transaction ran the tasks, and the enclosing transaction
+/// then went on from a snapshot that did not contain their commits. It is refused.
+#[test]
+fn class8_a_queue_run_inside_a_transaction_is_refused() {
+    let stm = stm(2);
+    let total = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let queue = TransactionQueue::new(&stm);
+    for _ in 0..4 {
+        let total = &total;
+        queue.add(move |tx, _| total.get(tx).update(|t| *t += 1));
+    }
+    panics_with("cannot be called inside a transaction", || {
+        stm.atomically(|_| {
+            queue.run(2);
+        });
+    });
+    // Outside a transaction it runs as usual.
+    assert_eq!(queue.run(2).tasks, 4);
+    assert_eq!(stm.atomically(|tx| total.get(tx).get()), 4);
+}
