@@ -286,6 +286,74 @@ fn class5_a_guard_in_a_destructor_writes_back_during_a_caught_panic() {
     assert_eq!(stm.atomically(|tx| read_slots(h.get(tx))).0[0], 7);
 }
 
+/// A plain type whose `+=` runs user code: it writes through a root to the object whose field
+/// is being updated (the attacker's trait impl). An update holds its field while the operator
+/// runs, so a write to that field is refused (it would be lost), and one to another field is
+/// kept.
+#[derive(Clone, Copy, Debug, PartialEq, stm::Plain)]
+struct Meter(u64);
+
+static METERS: std::sync::OnceLock<Root<Meters>> = std::sync::OnceLock::new();
+static TOUCH_SAME_FIELD: AtomicBool = AtomicBool::new(false);
+
+impl std::ops::AddAssign for Meter {
+    fn add_assign(&mut self, other: Meter) {
+        self.0 += other.0;
+        let root = METERS.get().expect("set by the test");
+        if TOUCH_SAME_FIELD.load(Ordering::SeqCst) {
+            stm::atomically(|tx| set_meter(root.get(tx), Meter(1000)));
+        } else {
+            stm::atomically(|tx| bump_count(root.get(tx)));
+        }
+    }
+}
+
+#[stm::object]
+struct Meters {
+    m: Meter,
+    count: u64,
+}
+
+#[stm::transactional]
+fn set_meter(h: Gc<Meters>, v: Meter) {
+    h.m = v;
+}
+
+#[stm::transactional]
+fn bump_count(h: Gc<Meters>) {
+    h.count += 1;
+}
+
+#[stm::transactional]
+fn add_meter(h: Gc<Meters>) {
+    h.m += Meter(5);
+}
+
+#[stm::transactional]
+fn meters(h: Gc<Meters>) -> (Meter, u64) {
+    (h.m, h.count)
+}
+
+#[test]
+fn class5_an_operator_cannot_write_the_field_it_is_updating() {
+    let stm = two_segments();
+    let root = stm.atomically(|tx| {
+        tx.root(tx.alloc(Meters {
+            m: Meter(0),
+            count: 0,
+        }))
+    });
+    METERS.set(root.clone()).expect("one test sets it");
+    TOUCH_SAME_FIELD.store(false, Ordering::SeqCst);
+    stm.atomically(|tx| add_meter(root.get(tx)));
+    assert_eq!(stm.atomically(|tx| meters(root.get(tx))), (Meter(5), 1));
+    TOUCH_SAME_FIELD.store(true, Ordering::SeqCst);
+    panics_with("still borrowed mutably", || {
+        stm.atomically(|tx| add_meter(root.get(tx)))
+    });
+    assert_eq!(stm.atomically(|tx| meters(root.get(tx))), (Meter(5), 1));
+}
+
 // ---- Class 6: code that may run again must not change what it cannot restore ----
 
 /// Runs as its own transaction (no handle, no `&Tx`): `n` is changed, and after an abort the

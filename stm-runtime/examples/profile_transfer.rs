@@ -1,6 +1,6 @@
 //! A loop of single-thread transfer transactions (or empty ones), for profilers (callgrind,
 //! perf). `cargo run --release -p stm-runtime --example profile_transfer -- [N]
-//! [empty|steps|loop|macro|macro_breaking]`
+//! [empty|update|steps|loop|macro|macro_breaking]`
 use stm_runtime::Stm;
 
 fn main() {
@@ -83,11 +83,19 @@ fn main() {
         );
         return;
     }
+    let update = std::env::args().nth(2).as_deref() == Some("update");
     for _ in 0..n {
         stm.atomically(|tx| {
             let (from, to) = (a.get(tx), b.get(tx));
-            from.set(from.get() - 1);
-            to.set(to.get() + 1);
+            if update {
+                // What `from.balance -= 1` in #[transactional] code does: one borrow of
+                // the field, the write barrier first, then the read.
+                from.update(|v| *v -= 1);
+                to.update(|v| *v += 1);
+            } else {
+                from.set(from.get() - 1);
+                to.set(to.get() + 1);
+            }
         });
     }
     let el = t.elapsed();

@@ -203,10 +203,10 @@ fn check_guards(
     len: u32,
     site: &'static Location<'static>,
 ) {
-    if local.guards.iter().any(|g| g.overlaps(granule, start, len)) {
+    if local.borrowed(granule, start, len) {
         borrowed_field_written(site);
     }
-    if !local.guards.iter().any(|g| g.granule == granule) {
+    if !local.borrows_in(granule) {
         // SAFETY: a live object's header in our own segment (caller of `write_slow`).
         unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
     }
@@ -237,12 +237,8 @@ pub(crate) fn begin_guard(
     len: u32,
     site: &'static Location<'static>,
 ) {
-    if local.guards.iter().any(|g| g.overlaps(granule, start, len)) {
-        panic!(
-            "{site}: this field of a shared object is already borrowed mutably by a place \
-             that is still alive (rustc rejects the same code on an ordinary struct, E0499): \
-             finish with the first borrow before taking another"
-        );
+    if local.borrowed(granule, start, len) {
+        borrowed_twice(site);
     }
     local.guards.push(Guard {
         granule,
@@ -253,8 +249,8 @@ pub(crate) fn begin_guard(
     unsafe { (*local.header(granule)).flags |= FLAG_GUARDED };
 }
 
-/// Ends the guard [`begin_guard`] started (the object's flag is cleared when it was the
-/// object's last guard).
+/// Ends the guard [`begin_guard`] started (the object's flag is cleared when nothing borrows
+/// a field of it any more).
 pub(crate) fn end_guard(local: &mut SegmentLocal, granule: u32, start: u32, len: u32) {
     let me = Guard {
         granule,
@@ -264,10 +260,80 @@ pub(crate) fn end_guard(local: &mut SegmentLocal, granule: u32, start: u32, len:
     if let Some(i) = local.guards.iter().rposition(|g| *g == me) {
         local.guards.remove(i);
     }
-    if !local.guards.iter().any(|g| g.granule == granule) {
+    if !local.borrows_in(granule) {
         // SAFETY: a live object's header in our own segment; we own it (invariant 1).
         unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
     }
+}
+
+/// Starts an update of bytes `start..start + len` of the object at `granule` (the field is
+/// borrowed while the update's operator runs, see `Gc::update_field`). The common case, no
+/// other borrow, is a few stores; returns whether an enclosing update was moved to the list.
+///
+/// # Panics
+/// If a live guard or update borrows any of those bytes already.
+#[inline(always)]
+pub(crate) fn begin_update(
+    local: &mut SegmentLocal,
+    granule: u32,
+    start: u32,
+    len: u32,
+    site: &'static Location<'static>,
+) -> bool {
+    let nested = local.update.granule != 0;
+    if nested || !local.guards.is_empty() {
+        begin_update_slow(local, granule, start, len, site);
+    }
+    local.update = Guard {
+        granule,
+        start,
+        len,
+    };
+    // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+    unsafe { (*local.header(granule)).flags |= FLAG_GUARDED };
+    nested
+}
+
+#[cold]
+#[inline(never)]
+fn begin_update_slow(
+    local: &mut SegmentLocal,
+    granule: u32,
+    start: u32,
+    len: u32,
+    site: &'static Location<'static>,
+) {
+    if local.borrowed(granule, start, len) {
+        borrowed_twice(site);
+    }
+    if local.update.granule != 0 {
+        let outer = std::mem::replace(&mut local.update, Guard::NONE);
+        local.guards.push(outer);
+    }
+}
+
+/// Ends the update [`begin_update`] started (`nested`: what it returned).
+#[inline(always)]
+pub(crate) fn end_update(local: &mut SegmentLocal, granule: u32, nested: bool) {
+    local.update = if nested {
+        local.guards.pop().unwrap_or(Guard::NONE)
+    } else {
+        Guard::NONE
+    };
+    if local.update.granule != granule && (local.guards.is_empty() || !local.borrows_in(granule)) {
+        // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+        unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn borrowed_twice(site: &'static Location<'static>) -> ! {
+    panic!(
+        "{site}: this field of a shared object is already borrowed mutably by a place \
+         that is still alive (rustc rejects the same code on an ordinary struct, E0499): \
+         finish with the first borrow before taking another"
+    )
 }
 
 /// The rarely used parts of the write barrier's slow path: fault injection and the sites
@@ -383,8 +449,12 @@ pub(crate) fn commit(
     if local.inject_fault() {
         return Err(Conflict::injected());
     }
-    debug_assert!(local.guards.is_empty(), "guards outlived their statement");
+    debug_assert!(
+        local.guards.is_empty() && local.update.granule == 0,
+        "guards outlived their statement"
+    );
     local.guards.clear();
+    local.update = Guard::NONE;
     if local.modified.is_empty() && local.allocated.is_empty() {
         if local.inevitable {
             end_inevitable(shared, local, ptr::null_mut());
@@ -529,6 +599,7 @@ pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
     local.bump.rollback();
     local.doomed = None;
     local.guards.clear();
+    local.update = Guard::NONE;
     if local.inevitable {
         end_inevitable(shared, local, ptr::null_mut());
     }

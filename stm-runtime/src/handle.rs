@@ -235,42 +235,39 @@ impl fmt::Debug for Tracer {
 
 /// A field borrowed for the duration of an update (see [`Gc::update`]): writes that overlap
 /// it are refused until the guard drops (also when unwinding).
-pub(crate) struct FieldGuard<'a> {
+pub(crate) struct UpdateGuard<'a> {
     tx: &'a Tx,
     granule: u32,
-    start: u32,
-    len: u32,
+    nested: bool,
 }
 
-impl<'a> FieldGuard<'a> {
+impl<'a> UpdateGuard<'a> {
     /// Borrows bytes `start..start + len` of the object at `granule`.
     ///
     /// # Panics
     /// If a live guard borrows any of them already.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub(crate) fn new(tx: &'a Tx, granule: u32, start: usize, len: usize) -> Self {
-        let (start, len) = (start as u32, len as u32);
-        commit::begin_guard(
+        let nested = commit::begin_update(
             tx.local(),
             granule,
-            start,
-            len,
+            start as u32,
+            len as u32,
             std::panic::Location::caller(),
         );
-        FieldGuard {
+        UpdateGuard {
             tx,
             granule,
-            start,
-            len,
+            nested,
         }
     }
 }
 
-impl Drop for FieldGuard<'_> {
-    #[inline]
+impl Drop for UpdateGuard<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        commit::end_guard(self.tx.local(), self.granule, self.start, self.len);
+        commit::end_update(self.tx.local(), self.granule, self.nested);
     }
 }
 
@@ -503,7 +500,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
         // SAFETY: as in `read_field_unbarriered`; the write barrier above marked the object
         // read (or it is this attempt's own), so skipping the read barrier is sound.
         let mut v = unsafe { field.read().load(self.tx) };
-        let guard = FieldGuard::new(self.tx, self.granule, start, len);
+        let guard = UpdateGuard::new(self.tx, self.granule, start, len);
         let r = f(&mut v);
         drop(guard);
         // SAFETY: as in `write_field`; `f` may have run transactional code, so the barrier

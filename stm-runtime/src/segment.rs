@@ -58,6 +58,13 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
+    /// No field (granule 0 is never an object).
+    pub(crate) const NONE: Guard = Guard {
+        granule: 0,
+        start: 0,
+        len: 0,
+    };
+
     /// Whether the bytes `start..start + len` of the same object overlap this field.
     #[inline]
     pub(crate) fn overlaps(&self, granule: u32, start: u32, len: u32) -> bool {
@@ -184,9 +191,12 @@ pub(crate) struct SegmentLocal {
     /// The attempt must not commit: validation found a conflict, or user code caught one of
     /// the runtime's unwinds (an abort, a retry, a restart) and carried on.
     pub doomed: Option<Conflict>,
-    /// Fields borrowed by live write-back guards and updates, innermost last (see
-    /// `FLAG_GUARDED`).
+    /// Fields borrowed by live write-back guards (and updates that started inside another
+    /// update), innermost last (see `FLAG_GUARDED`).
     pub guards: Vec<Guard>,
+    /// The field borrowed by the innermost update in progress (`x.f += ..`), kept apart from
+    /// `guards` so that the common update touches no vector (`Guard::NONE` if none).
+    pub update: Guard,
     /// Counts attempts in this segment (identifies the running one).
     pub attempt: u64,
     /// Births of roots to objects allocated by the running attempt, settled at its end.
@@ -246,6 +256,7 @@ impl Segment {
                 series_budget: u32::MAX,
                 doomed: None,
                 guards: Vec::new(),
+                update: Guard::NONE,
                 attempt: 0,
                 pending_roots: Vec::new(),
                 entry_cache: Vec::new(),
@@ -260,6 +271,18 @@ impl Segment {
 }
 
 impl SegmentLocal {
+    /// Whether a live guard or update borrows any of bytes `start..start + len` of the object
+    /// at `granule`.
+    pub(crate) fn borrowed(&self, granule: u32, start: u32, len: u32) -> bool {
+        self.update.overlaps(granule, start, len)
+            || self.guards.iter().any(|g| g.overlaps(granule, start, len))
+    }
+
+    /// Whether a live guard or update borrows a field of the object at `granule`.
+    pub(crate) fn borrows_in(&self, granule: u32) -> bool {
+        self.update.granule == granule || self.guards.iter().any(|g| g.granule == granule)
+    }
+
     /// Whether the running attempt is one of a series cut at break points
     /// (`run_in_transactions` or an `#[in_transactions]` loop): its aborts are counted apart.
     #[inline]
