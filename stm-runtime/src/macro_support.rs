@@ -143,9 +143,21 @@ pub fn trace_field<F: TraceField>(field: &F, tracer: &mut Tracer) {
     field.trace_field(tracer);
 }
 
-/// Compile-time check that a type is plain data.
+/// The type a reference points to, inferred without coercion: `let _: PhantomData<T> =
+/// type_of(x)` checks that `x: &T` exactly (a deref or unsizing coercion could make a
+/// `&&'static u8` pass for a `&u8`).
 #[inline(always)]
-pub const fn assert_plain<T: Plain>() {}
+pub fn type_of<T: ?Sized>(_: &T) -> PhantomData<T> {
+    PhantomData
+}
+
+/// Implemented by `impl_plain!` next to its `unsafe impl Plain`: its body destructures the
+/// type exhaustively against the field list the impl is bounded by, so that the list is
+/// checked to be the type's own. Never called.
+pub trait CheckedLayout {
+    /// Type-checks the destructuring; does nothing.
+    fn __stm_check_layout(&self);
+}
 
 /// A raw-pointer projection from a `T` onto one of its fields, of type `F`:
 /// `|p| addr_of!((*p).field)`. The type parameters let the compiler type the closure from
@@ -236,7 +248,11 @@ macro_rules! __stm_new_object {
 }
 pub use crate::__stm_new_object as new_object;
 
-/// The trait impls of an `#[stm::object]` struct (the proc macro writes the struct itself):
+/// The trait impls of an `#[stm::object]` struct (the proc macro writes the struct itself).
+/// Sound for any input, since safe code can invoke it too: the field list is checked against
+/// the struct (exhaustive destructuring, exact types), and every listed type must be a
+/// `TraceField`.
+///
 /// `Clone` and `Copy`, a `Deref` to [`NoFields`] (so no other `Deref` can exist),
 /// [`ObjectLayout`], and [`Object`] with a `trace` that destructures the value exhaustively
 /// (a field missing from the list is a compile error) and checks every field's type against
@@ -289,8 +305,13 @@ macro_rules! __stm_object_impls {
         where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
         {
             fn trace(&self, tracer: &mut $crate::Tracer) {
+                // Exhaustive: a field missing from the list fails to compile. Each field's
+                // type must be exactly the listed one (no coercion: `type_of` infers it).
                 let Self { $($field),* } = self;
-                $($crate::__private::trace_field::<$ty>($field, tracer);)*
+                $(
+                    let _: ::core::marker::PhantomData<$ty> = $crate::__private::type_of($field);
+                    $crate::__private::trace_field::<$ty>($field, tracer);
+                )*
                 let _ = tracer;
             }
         }
@@ -299,18 +320,56 @@ macro_rules! __stm_object_impls {
 pub use crate::__stm_object_impls as object_impls;
 
 /// `derive(Plain)`'s impl: `Plain` for the type, on condition that every field type is
-/// `Plain` (bounds that name this crate's `Plain` through `$crate`).
+/// `Plain` (bounds that name this crate's `Plain` through `$crate`). Sound for any input,
+/// since safe code can invoke it too: the description is checked against the type by an
+/// exhaustive destructuring (every variant, every field, braced patterns also for tuple
+/// fields) with exact field types.
+///
+/// ```text
+/// impl_plain! { impl [T] Dir [T] where [] enum { L { 0: __f0: T }, R { x: __f1: u8 } } }
+/// impl_plain! { impl [] Point [] where [] struct { x: __f0: i32, y: __f1: i32 } }
+/// ```
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __stm_impl_plain {
     (
-        impl [$($g:tt)*] $name:ident [$($tg:tt)*]
-        where [$($w:tt)*] fields [$($ty:ty),* $(,)?]
+        impl [$($g:tt)*] $name:ident [$($tg:tt)*] where [$($w:tt)*]
+        struct { $($field:tt : $bind:ident : $ty:ty),* $(,)? }
     ) => {
+        $crate::__stm_impl_plain! { @impl [$($g)*] $name [$($tg)*] [$($w)*] [$($ty,)*] }
+        impl<$($g)*> $crate::__private::CheckedLayout for $name<$($tg)*>
+        where $($w)* $($ty: $crate::Plain,)*
+        {
+            fn __stm_check_layout(&self) {
+                let Self { $($field: $bind),* } = self;
+                $(let _: ::core::marker::PhantomData<$ty> = $crate::__private::type_of($bind);)*
+            }
+        }
+    };
+    (
+        impl [$($g:tt)*] $name:ident [$($tg:tt)*] where [$($w:tt)*]
+        enum { $($variant:ident { $($field:tt : $bind:ident : $ty:ty),* $(,)? }),* $(,)? }
+    ) => {
+        $crate::__stm_impl_plain! { @impl [$($g)*] $name [$($tg)*] [$($w)*] [$($($ty,)*)*] }
+        impl<$($g)*> $crate::__private::CheckedLayout for $name<$($tg)*>
+        where $($w)* $($($ty: $crate::Plain,)*)*
+        {
+            fn __stm_check_layout(&self) {
+                match self {
+                    $(Self::$variant { $($field: $bind),* } => {
+                        $(let _: ::core::marker::PhantomData<$ty> =
+                            $crate::__private::type_of($bind);)*
+                    })*
+                }
+            }
+        }
+    };
+    (@impl [$($g:tt)*] $name:ident [$($tg:tt)*] [$($w:tt)*] [$($ty:ty,)*]) => {
         // SAFETY (`Plain`'s contract): every field is `Plain` (the bounds below; a field that
-        // is not fails to compile), so the type holds no references, pointers, handles or
-        // interior mutability, and any bit copy of a value is a value; rustc checks the
-        // supertraits `Copy + Send + Sync + 'static`.
+        // is not fails to compile), and the field list is the type's own (checked by
+        // `CheckedLayout` next to this impl), so the type holds no references, pointers,
+        // handles or interior mutability, and any bit copy of a value is a value; rustc checks
+        // the supertraits `Copy + Send + Sync + 'static`.
         unsafe impl<$($g)*> $crate::Plain for $name<$($tg)*>
         where $($w)* $($ty: $crate::Plain,)*
         {}

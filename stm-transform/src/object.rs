@@ -277,11 +277,7 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
         }
     }
     let ident = &item.ident;
-    let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
-    let preds = where_c.map(|w| {
-        let p = w.predicates.iter();
-        quote!(#(#p,)*)
-    });
+    let (impl_g, ty_g, preds) = types::impl_parts(&item.generics);
     // The same bounds on the struct itself, so that `Slot<String>` is an error wherever it
     // is written (they protect nothing: the impls below carry their own, through `$crate`).
     let mut def = item.clone();
@@ -296,8 +292,7 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
                 .push(syn::parse_quote_spanned!(t.span()=> #t: #rt::Object));
         }
     }
-    let impl_g = inner_of_angles(impl_g.to_token_stream());
-    let ty_g = inner_of_angles(ty_g.to_token_stream());
+
     // Each field is traced (and thereby checked to be a field type, spanned on its type).
     let fields = o
         .fields
@@ -314,13 +309,4 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
             fields { #(#fields,)* }
         }
     }
-}
-
-/// The tokens between the outer `<` and `>` of generics (none if empty).
-fn inner_of_angles(ts: TokenStream) -> TokenStream {
-    let tokens: Vec<proc_macro2::TokenTree> = ts.into_iter().collect();
-    if tokens.len() < 2 {
-        return TokenStream::new();
-    }
-    tokens[1..tokens.len() - 1].iter().cloned().collect()
 }

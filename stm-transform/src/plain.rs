@@ -2,7 +2,7 @@
 //! a field of shared objects.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput};
 
@@ -71,32 +71,46 @@ pub(crate) fn expand(input: TokenStream) -> Expansion {
         return done(cx, TokenStream::new());
     }
     let ident = &input.ident;
-    let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
-    let inner = |ts: TokenStream| -> TokenStream {
-        let t: Vec<proc_macro2::TokenTree> = ts.into_iter().collect();
-        if t.len() < 2 {
-            TokenStream::new()
-        } else {
-            t[1..t.len() - 1].iter().cloned().collect()
-        }
+    let (impl_g, ty_g, preds) = types::impl_parts(&input.generics);
+    // Each field type is bounded by `Plain` (an error spans the field's type), and the
+    // runtime's `impl_plain!` (which writes the `unsafe impl`, through `$crate` paths the user
+    // cannot redirect) checks this description against the type itself.
+    let describe = |fields: &syn::Fields, next: &mut usize| -> TokenStream {
+        let items = fields.iter().enumerate().map(|(i, f)| {
+            let member = match &f.ident {
+                Some(id) => quote!(#id),
+                None => {
+                    let idx = syn::Index::from(i);
+                    quote!(#idx)
+                }
+            };
+            let bind = quote::format_ident!("__stm_f{}", *next);
+            *next += 1;
+            let ty = &f.ty;
+            quote_spanned!(ty.span()=> #member: #bind: #ty)
+        });
+        let items: Vec<TokenStream> = items.collect();
+        quote!({ #(#items,)* })
     };
-    let impl_g = inner(impl_g.to_token_stream());
-    let ty_g = inner(ty_g.to_token_stream());
-    let preds = where_c.map(|w| {
-        let p = w.predicates.iter();
-        quote!(#(#p,)*)
-    });
-    // Each field type is bounded by `Plain` (an error spans the field's type), and so is each
-    // type parameter; the `unsafe impl` is written by the runtime's `impl_plain!`, whose
-    // `$crate` paths the user cannot redirect.
-    let params = input.generics.type_params().map(|t| {
-        let id = &t.ident;
-        quote!(#id)
-    });
-    let fields = field_types.iter().map(|ty| quote_spanned!(ty.span()=> #ty));
+    let mut next = 0;
+    let body = match &input.data {
+        Data::Struct(st) => {
+            let fields = describe(&st.fields, &mut next);
+            quote!(struct #fields)
+        }
+        Data::Enum(en) => {
+            let variants = en.variants.iter().map(|v| {
+                let name = &v.ident;
+                let fields = describe(&v.fields, &mut next);
+                quote!(#name #fields)
+            });
+            quote!(enum { #(#variants,)* })
+        }
+        Data::Union(_) => unreachable!("rejected above"),
+    };
     let tokens = quote! {
         #rt::__private::impl_plain! {
-            impl [#impl_g] #ident [#ty_g] where [#preds] fields [#(#params,)* #(#fields,)*]
+            impl [#impl_g] #ident [#ty_g] where [#preds] #body
         }
     };
     done(cx, tokens)

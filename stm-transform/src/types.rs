@@ -181,3 +181,36 @@ pub(crate) fn show(ty: &Type) -> String {
         .trim_end_matches(';')
         .to_string()
 }
+
+/// The parts of generics that the runtime's `macro_rules!` impls take, without angle
+/// brackets: the impl's parameters, the type's arguments, and the where-clause predicates
+/// (each followed by a comma).
+pub(crate) fn impl_parts(
+    generics: &syn::Generics,
+) -> (
+    proc_macro2::TokenStream,
+    proc_macro2::TokenStream,
+    proc_macro2::TokenStream,
+) {
+    use quote::{quote, ToTokens};
+    fn inner(ts: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+        let t: Vec<proc_macro2::TokenTree> = ts.into_iter().collect();
+        if t.len() < 2 {
+            proc_macro2::TokenStream::new()
+        } else {
+            t[1..t.len() - 1].iter().cloned().collect()
+        }
+    }
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+    let preds = where_c
+        .map(|w| {
+            let p = w.predicates.iter();
+            quote!(#(#p,)*)
+        })
+        .unwrap_or_default();
+    (
+        inner(impl_g.to_token_stream()),
+        inner(ty_g.to_token_stream()),
+        preds,
+    )
+}

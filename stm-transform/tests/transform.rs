@@ -424,7 +424,9 @@ fn plain_derive_checks_fields() {
         #[derive(Clone, Copy)] enum Dir<T> { L(T), R { x: u8 } }
     }));
     assert!(
-        out.contains("::stm_runtime::__private::impl_plain!{impl[T]Dir[T]where[]fields[T,T,u8,]}"),
+        out.contains(
+            "::stm_runtime::__private::impl_plain!{impl[T]Dir[T]where[]enum{L{0:__stm_f0:T,},R{x:__stm_f1:u8,},}}"
+        ),
         "{out}"
     );
     assert!(!out.contains("unsafe"), "{out}");
