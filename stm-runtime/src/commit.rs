@@ -68,8 +68,8 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     if STM {
         local.version = local.version.wrapping_add(1);
         if local.version == 0 {
-            // SAFETY: markers are only accessed through raw pointers derived from the mapping
-            // at each access; no reference into it is alive.
+            // SAFETY: markers are only accessed by the owner (invariant 1), through raw pointers
+            // derived from the mapping at each access; no reference into it is alive.
             unsafe { crate::sys::discard(&local.markers) }
                 .expect("madvise(MADV_DONTNEED) on the read markers failed");
             local.version = 1;
@@ -90,7 +90,7 @@ pub(crate) fn validate(
 ) -> Result<(), Conflict> {
     loop {
         // SAFETY: `local.last` is never freed while this segment's applied revision is at or
-        // below it (the trimmer frees only entries older than every segment's).
+        // below it (the trimmer frees only entries older than every segment's, invariant 4).
         let last = unsafe { &*local.last };
         // Acquire: pairs with the Release CAS that linked the entry, so its contents are
         // visible.
@@ -98,12 +98,13 @@ pub(crate) fn validate(
         if next.is_null() || next == INEVITABLE {
             return Ok(());
         }
-        // SAFETY: a linked entry is live for the same reason as `last` and immutable.
+        // SAFETY: a linked entry is live for the same reason as `last` and immutable
+        // (invariant 4).
         let entry = unsafe { &*next };
         if check {
             for (i, rec) in entry.records().enumerate() {
                 // SAFETY: record granules are objects of this heap, so the marker is in bounds
-                // of the marker mapping; only the owner accesses it.
+                // of the marker mapping (invariant 3); only the owner accesses it (invariant 1).
                 if unsafe { *local.marker(rec.granule) } == local.version {
                     let mine = local.modified.iter().position(|&g| g == rec.granule);
                     return Err(Conflict {
@@ -120,8 +121,9 @@ pub(crate) fn validate(
         }
         for rec in entry.records() {
             // SAFETY: the image is `granules * 16` bytes of an object that lies inside the
-            // heap; the destination is this segment's private mapping, owned by us, and no
-            // reference into it is alive (user code only ever holds copies).
+            // heap (invariant 3); the destination is this segment's private mapping, owned by us
+            // (invariant 1), and no reference into it is alive (user code only ever holds
+            // copies, invariant 5).
             unsafe {
                 log::copy_words(
                     rec.image.as_ptr(),
@@ -141,7 +143,8 @@ pub(crate) fn validate(
 /// `start..start + len` of the object's value.
 ///
 /// # Safety
-/// `granule` is a live object of this heap and the caller owns the segment (invariant 1).
+/// `granule` is a live object of this heap (invariant 3) and the caller owns the segment
+/// (invariant 1).
 #[cold]
 #[inline(never)]
 pub(crate) unsafe fn write_slow(
@@ -153,7 +156,8 @@ pub(crate) unsafe fn write_slow(
     type_name: &'static str,
 ) {
     let hdr = local.header(granule);
-    // SAFETY: the object is live (caller), so its header is in the mapping; we own it.
+    // SAFETY: the object is live (caller, invariant 3), so its header is in the mapping; we
+    // own it (invariant 1).
     let flags = unsafe { (*hdr).flags };
     if flags & FLAG_GUARDED != 0 {
         check_guards(local, granule, start, len, site);
@@ -164,11 +168,11 @@ pub(crate) unsafe fn write_slow(
     if local.fault_threshold != 0 || local.reporting {
         write_extras(local, site, type_name);
     }
-    // SAFETY: as above.
+    // SAFETY: as above (invariants 1 and 3).
     let granules = unsafe { (*hdr).granules };
     if STM {
         // A write marks the object read too, so a concurrent commit of it is a conflict.
-        // SAFETY: in bounds (live object), owned.
+        // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
         unsafe { *local.marker(granule) = local.version };
     }
     let words = granules as usize * (GRANULE / 8);
@@ -180,14 +184,15 @@ pub(crate) unsafe fn write_slow(
     let len = local.backups.len();
     let n = local.modified.len();
     // SAFETY: both vectors have room (checked above); the source is the object's
-    // `granules * 16` bytes, 8-aligned, and a Vec buffer never overlaps the heap mapping.
+    // `granules * 16` bytes in our segment (invariants 1 and 3), 8-aligned, and a Vec buffer
+    // never overlaps the heap mapping.
     unsafe {
         log::copy_words(hdr.cast(), local.backups.as_mut_ptr().add(len), words);
         local.backups.set_len(len + words);
         local.modified.as_mut_ptr().add(n).write(granule);
         local.modified.set_len(n + 1);
     }
-    // SAFETY: as above.
+    // SAFETY: as above (invariants 1 and 3).
     unsafe { (*hdr).flags &= !FLAG_WRITE_BARRIER };
 }
 
@@ -207,7 +212,8 @@ fn check_guards(
         borrowed_field_written(site);
     }
     if !local.borrows_in(granule) {
-        // SAFETY: a live object's header in our own segment (caller of `write_slow`).
+        // SAFETY: a live object's header in our own segment (caller of `write_slow`;
+        // invariants 1 and 3).
         unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
     }
 }
@@ -245,7 +251,7 @@ pub(crate) fn begin_guard(
         start,
         len,
     });
-    // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+    // SAFETY: a live object's header in our own segment; we own it (invariants 1 and 3).
     unsafe { (*local.header(granule)).flags |= FLAG_GUARDED };
 }
 
@@ -261,7 +267,7 @@ pub(crate) fn end_guard(local: &mut SegmentLocal, granule: u32, start: u32, len:
         local.guards.remove(i);
     }
     if !local.borrows_in(granule) {
-        // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+        // SAFETY: a live object's header in our own segment; we own it (invariants 1 and 3).
         unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
     }
 }
@@ -289,7 +295,7 @@ pub(crate) fn begin_update(
         start,
         len,
     };
-    // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+    // SAFETY: a live object's header in our own segment; we own it (invariants 1 and 3).
     unsafe { (*local.header(granule)).flags |= FLAG_GUARDED };
     nested
 }
@@ -321,7 +327,7 @@ pub(crate) fn end_update(local: &mut SegmentLocal, granule: u32, nested: bool) {
         Guard::NONE
     };
     if local.update.granule != granule && (local.guards.is_empty() || !local.borrows_in(granule)) {
-        // SAFETY: a live object's header in our own segment; we own it (invariant 1).
+        // SAFETY: a live object's header in our own segment; we own it (invariants 1 and 3).
         unsafe { (*local.header(granule)).flags &= !FLAG_GUARDED };
     }
 }
@@ -379,7 +385,7 @@ pub(crate) fn become_inevitable(
     if STM {
         loop {
             validate(shared, seg, local, true)?;
-            // SAFETY: see `validate`.
+            // SAFETY: see `validate` (invariant 4).
             let last = unsafe { &*local.last };
             match last.next.compare_exchange(
                 ptr::null_mut(),
@@ -402,7 +408,8 @@ fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
     let last = local.last;
     let start = local.reporting.then(Instant::now);
     shared.inevitable_done.wait_until(|| {
-        // SAFETY: `last` is our segment's last applied entry: not freed (see `validate`).
+        // SAFETY: `last` is our segment's last applied entry: not freed (see `validate`,
+        // invariant 4).
         unsafe { (*last).next.load(Ordering::SeqCst) != INEVITABLE }
     });
     if let Some(start) = start {
@@ -421,7 +428,8 @@ fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
 /// Withdraws the inevitable sentinel (or replaces it with `entry`) and wakes the waiters.
 fn end_inevitable(shared: &Shared, local: &mut SegmentLocal, entry: *mut Entry) {
     if STM {
-        // SAFETY: see `validate`. SeqCst: pairs with the waiters' SeqCst load (Monitor).
+        // SAFETY: see `validate` (invariant 4). SeqCst: pairs with the waiters' SeqCst load
+        // (Monitor).
         unsafe { (*local.last).next.store(entry, Ordering::SeqCst) };
         shared.inevitable_done.notify();
     }
@@ -478,7 +486,7 @@ pub(crate) fn commit(
     };
     let mut record = |g: u32, site: Option<&WriteSite>| {
         let hdr: *mut Header = local.header(g);
-        // SAFETY: live objects of this heap in our own segment.
+        // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
         unsafe {
             if (*hdr).flags & FLAG_WRITE_BARRIER != 0 {
                 // Listed twice: written before and after an `or_else` checkpoint, or
@@ -517,7 +525,7 @@ pub(crate) fn commit(
                     return Err(c);
                 }
             }
-            // SAFETY: see `validate`.
+            // SAFETY: see `validate` (invariant 4).
             let last = unsafe { &*local.last };
             // SAFETY: the entry is not published yet: we are its only user.
             unsafe { (*entry).rev = last.rev + 1 };
@@ -537,7 +545,8 @@ pub(crate) fn commit(
                 Err(_) => {} // someone committed first: validate against it
             }
         }
-        // SAFETY: the entry is linked and live (it is our last applied one from now on).
+        // SAFETY: the entry is linked and live (it is our last applied one from now on,
+        // invariant 4).
         let rev = unsafe { (*entry).rev };
         local.last = entry;
         local.snapshot_rev = rev;
@@ -615,9 +624,10 @@ fn restore_backups(local: &mut SegmentLocal, from: usize, from_word: usize) {
     let mut at = local.backups.len();
     for &g in local.modified[from..].iter().rev() {
         let hdr = local.header(g);
-        // SAFETY: a live object of our segment; its backup is the `granules * 2` words that
-        // `write_slow` appended for this entry of `modified` (same order, so walking both
-        // from the end pairs them). `granules` never changes, even across a restore.
+        // SAFETY: a live object of our segment (invariants 1 and 3); its backup is the
+        // `granules * 2` words that `write_slow` appended for this entry of `modified` (same
+        // order, so walking both from the end pairs them). `granules` never changes, even
+        // across a restore.
         unsafe {
             let words = (*hdr).granules as usize * (GRANULE / 8);
             at -= words;
@@ -684,8 +694,8 @@ pub(crate) fn trim_all(shared: &Shared) {
         .map(|s| s.applied_rev.load(Ordering::Acquire))
         .min()
         .unwrap_or(0);
-    // SAFETY: every segment's last applied entry has revision >= keep_from; we hold the
-    // trimming lock.
+    // SAFETY: every segment's last applied entry has revision >= keep_from (invariant 4); we
+    // hold the trimming lock.
     unsafe { log::free_before(&mut head.0, keep_from, drop) };
 }
 
@@ -713,7 +723,7 @@ fn trim(shared: &Shared, newest: u64) {
                 .is_ok()
         {
             // SAFETY: we moved the segment out of FREE, so we own its local state until we
-            // store FREE again.
+            // store FREE again (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
             let r = validate(shared, seg, local, false);
             debug_assert!(r.is_ok());
@@ -724,7 +734,7 @@ fn trim(shared: &Shared, newest: u64) {
     }
     let mut pool = shared.entry_pool.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: every segment's last applied entry has revision >= keep_from (revisions only
-    // grow), so entries before it are unreachable; we hold the trimming lock.
+    // grow), so entries before it are unreachable (invariant 4); we hold the trimming lock.
     unsafe {
         log::free_before(&mut head.0, keep_from, |e| {
             if pool.len() < POOL_MAX {
@@ -752,7 +762,8 @@ mod tests {
 
     #[allow(clippy::mut_from_ref)]
     fn local(seg: &Segment) -> &mut SegmentLocal {
-        // SAFETY: the test owns both segments (acquired above) and uses one at a time.
+        // SAFETY: the test owns both segments (acquired above) and uses one at a time
+        // (invariant 1).
         unsafe { &mut *seg.local.get() }
     }
 
@@ -789,7 +800,7 @@ mod tests {
         let ta = tx_for(&stm, a);
         let gx = Gc::<u64>::new(&ta, x);
         assert_eq!(gx.get(), 1);
-        // SAFETY: in bounds; the test owns the segment.
+        // SAFETY: in bounds (invariant 3); the test owns the segment (invariant 1).
         let (mx, my) = unsafe { (*local(a).marker(x), *local(a).marker(y)) };
         assert_eq!(mx, local(a).version, "read marker set");
         assert_ne!(my, local(a).version, "y was not read");
@@ -853,7 +864,7 @@ mod tests {
         rollback(sh, local(a));
         // The backup restored a's copy to the value of its snapshot (1), and the barrier flag.
         let hdr = local(a).header(x);
-        // SAFETY: a live object's header in a segment the test owns.
+        // SAFETY: a live object's header in a segment the test owns (invariants 1 and 3).
         assert_ne!(unsafe { (*hdr).flags } & FLAG_WRITE_BARRIER, 0);
         begin(sh, a, local(a));
         assert_eq!(Gc::<u64>::new(&tx_for(&stm, a), x).get(), 6);
@@ -916,11 +927,11 @@ mod tests {
         Gc::<u64>::new(&tx_for(&stm, a), x).get();
         assert!(commit(sh, a, local(a)).is_ok());
         local(a).version = u16::MAX;
-        // SAFETY: in bounds; owned.
+        // SAFETY: in bounds (invariant 3); owned (invariant 1).
         unsafe { *local(a).marker(x) = 1 };
         begin(sh, a, local(a));
         assert_eq!(local(a).version, 1);
-        // SAFETY: in bounds; owned.
+        // SAFETY: in bounds (invariant 3); owned (invariant 1).
         assert_eq!(unsafe { *local(a).marker(x) }, 0, "old markers cleared");
     }
 

@@ -172,8 +172,8 @@ impl Shared {
         let mut locals: Vec<&mut SegmentLocal> = self
             .segments
             .iter()
-            // SAFETY: we own every segment (moved each out of FREE above) until we release
-            // them below, and hold one `SegmentLocal` reference per segment.
+            // SAFETY: we own every segment (moved each out of FREE above, invariants 1 and 7)
+            // until we release them below, and hold one `SegmentLocal` reference per segment.
             .map(|s| unsafe { &mut *s.local.get() })
             .collect();
         // (1) Every segment up to the newest commit; then the whole log is garbage.
@@ -207,13 +207,13 @@ impl Shared {
             marked.set(g);
             let hdr: *const Header = view.header(g);
             // SAFETY: `g` is a committed object (is_object), so its header and value are
-            // valid in every caught-up segment; we own segment 0.
+            // valid in every caught-up segment (invariant 2); we own segment 0 (invariant 7).
             let (flags, size) = unsafe { ((*hdr).flags, (*hdr).granules) };
             live_objects += 1;
             live_granules += u64::from(size);
             let info = types[(flags >> TYPE_SHIFT) as usize];
             // SAFETY: the type index was written by `alloc::<T>` with T's trace function, and
-            // the value is a valid T (committed image).
+            // the value is a valid T (committed image, invariants 2 and 6).
             unsafe { (info.trace)(hdr.cast::<u8>().add(HEADER_SIZE), &mut tracer) };
             stack.append(&mut tracer.found);
         }
@@ -225,7 +225,7 @@ impl Shared {
             let mut kept = std::mem::take(&mut local.committed_objects);
             let heap: &SegmentLocal = local;
             kept.retain(|&g| {
-                // SAFETY: a committed object's header in a segment we own.
+                // SAFETY: a committed object's header in a segment we own (invariant 7).
                 let size = unsafe { (*heap.header(g)).granules };
                 if marked.get(g) {
                     live.push((g, g + size));

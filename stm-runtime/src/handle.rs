@@ -34,7 +34,7 @@ use crate::tx::Tx;
 /// # Safety
 /// The type must be `Copy` and contain no references, raw pointers, handles ([`GcRef`],
 /// [`Gc`], [`Root`]) or interior mutability, so that a byte copy of a value made in one thread
-/// is a valid, independent value in another.
+/// is a valid, independent value in another (invariant 6).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not plain data that a shared object can hold",
     label = "not `stm_runtime::Plain`",
@@ -45,7 +45,7 @@ pub unsafe trait Plain: Copy + Send + Sync + 'static {}
 
 macro_rules! plain {
     ($($t:ty),*) => { $(
-        // SAFETY: a primitive with no pointers and no interior mutability.
+        // SAFETY: a primitive with no pointers and no interior mutability (invariant 6).
         unsafe impl Plain for $t {}
     )* };
 }
@@ -69,14 +69,14 @@ plain!(
     ()
 );
 
-// SAFETY: an array of plain values is plain.
+// SAFETY: an array of plain values is plain (invariant 6).
 unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
-// SAFETY: an optional plain value is plain.
+// SAFETY: an optional plain value is plain (invariant 6).
 unsafe impl<T: Plain> Plain for Option<T> {}
 
 macro_rules! plain_tuple {
     ($($t:ident),*) => {
-        // SAFETY: a tuple of plain values is plain.
+        // SAFETY: a tuple of plain values is plain (invariant 6).
         unsafe impl<$($t: Plain),*> Plain for ($($t,)*) {}
     };
 }
@@ -95,7 +95,7 @@ plain_tuple!(A, B, C, D, E, F, G, H);
 ///
 /// # Safety
 /// Implemented by this crate only (for `Plain` types and stored handles); `load` and `store`
-/// must convert without changing which object a handle names.
+/// must convert without changing which object a handle names (invariant 3).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a field of a shared object",
     label = "not a shared-heap field type",
@@ -109,7 +109,7 @@ pub unsafe trait Field: Copy + 'static {
     /// Converts a stored value into what the transaction sees.
     ///
     /// # Safety
-    /// `self` must have been read out of an object in `tx`'s current snapshot.
+    /// `self` must have been read out of an object in `tx`'s current snapshot (invariant 3).
     unsafe fn load(self, tx: &Tx) -> Self::Loaded<'_>;
 
     /// Converts a value of the transaction into its stored form.
@@ -140,7 +140,8 @@ unsafe impl<T: Plain> Field for T {
 }
 
 // SAFETY: a stored handle becomes a handle of the transaction that read it, naming the same
-// object; a stored handle in a snapshot names an object present in that snapshot.
+// object (invariant 3); a stored handle in a snapshot names an object present in that
+// snapshot (invariant 8).
 unsafe impl<U: Object> Field for GcRef<U> {
     type Loaded<'tx> = Gc<'tx, U>;
     #[inline(always)]
@@ -156,7 +157,7 @@ unsafe impl<U: Object> Field for GcRef<U> {
     }
 }
 
-// SAFETY: as for GcRef.
+// SAFETY: as for GcRef (invariants 3 and 8).
 unsafe impl<U: Object> Field for Option<GcRef<U>> {
     type Loaded<'tx> = Option<Gc<'tx, U>>;
     #[inline(always)]
@@ -182,12 +183,12 @@ unsafe impl<U: Object> Field for Option<GcRef<U>> {
 ///
 /// # Safety
 /// * The type must be `Copy`, `'static`, aligned to at most 8 bytes, and its fields must be
-///   [`Field`]s (`Plain` data, or handles in their `GcRef` form).
+///   [`Field`]s (`Plain` data, or handles in their `GcRef` form; invariant 6).
 /// * Safe code must not be able to build a value holding a `GcRef` that did not come from a
 ///   `Gc` of the transaction that stores the value (the object macro only builds values from
-///   `Gc` handles of the allocating transaction).
+///   `Gc` handles of the allocating transaction; invariant 8).
 /// * [`Object::trace`] must report every `GcRef` the value holds (the collector frees what it
-///   does not find).
+///   does not find; invariants 7 and 8).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be allocated in the shared heap",
     label = "not a shared object type",
@@ -201,8 +202,8 @@ pub unsafe trait Object: Copy + 'static {
     }
 }
 
-// SAFETY: plain data holds no handles, so the empty trace is complete; Plain types are Copy
-// and 'static; the alignment bound is checked at allocation.
+// SAFETY: plain data holds no handles, so the empty trace is complete (invariant 8); Plain
+// types are Copy and 'static; the alignment bound is checked at allocation (invariant 6).
 unsafe impl<T: Plain> Object for T {}
 
 /// Collects the handles an object holds (see [`Object::trace`]).
@@ -342,8 +343,9 @@ impl<'tx, T: Object> Gc<'tx, T> {
     pub fn read_barrier(self) {
         if STM {
             // SAFETY: `granule` is a live object of this heap (handles are only made for
-            // allocated objects), so its marker lies inside this segment's marker array, which
-            // only this thread (the segment's owner) accesses during the transaction.
+            // allocated objects, invariant 3), so its marker lies inside this segment's marker
+            // array, which only this thread (the segment's owner) accesses during the
+            // transaction (invariant 1).
             unsafe { *self.tx.markers.add(self.granule as usize) = self.tx.version };
         }
     }
@@ -365,7 +367,8 @@ impl<'tx, T: Object> Gc<'tx, T> {
         // SAFETY: the header of a live object in our own segment, only touched by this thread
         // (invariants 1 and 3).
         if unsafe { (*hdr).flags } & (FLAG_WRITE_BARRIER | FLAG_GUARDED) != 0 {
-            // SAFETY: the object is live and this thread owns the segment (it runs `tx`).
+            // SAFETY: the object is live (invariant 3) and this thread owns the segment (it runs
+            // `tx`, invariant 1).
             unsafe {
                 commit::write_slow(
                     self.tx.local(),
@@ -433,11 +436,12 @@ impl<'tx, T: Object> Gc<'tx, T> {
         self,
         project: impl FnOnce(*mut T) -> *mut F,
     ) -> F::Loaded<'tx> {
-        // SAFETY: the caller's projection stays inside the object, which is live in our own
-        // segment and holds a valid T (written whole by alloc, by a backup or by an import);
-        // nobody else writes our segment during the transaction. Values are 8-aligned and
-        // fields aligned within them. The field was read out of an object of `self.tx`'s
-        // snapshot, which is what `Field::load` requires.
+        // SAFETY: the caller's projection stays inside the object, which is live (invariant 3)
+        // in our own segment (invariant 1) and holds a valid T (written whole by alloc, by a
+        // backup or by an import); nobody else writes our segment during the transaction
+        // (invariant 2). Values are 8-aligned and fields aligned within them (invariant 6). The
+        // field was read out of an object of `self.tx`'s snapshot, which is what `Field::load`
+        // requires.
         unsafe { project(self.value_ptr()).read().load(self.tx) }
     }
 
@@ -472,10 +476,10 @@ impl<'tx, T: Object> Gc<'tx, T> {
         let field = project(self.value_ptr());
         let (start, len) = self.range_of(field);
         self.write_barrier_range(start, len);
-        // SAFETY: the projection stays inside a live object of our own segment (caller);
-        // nothing else reads or writes it concurrently (invariants 1, 2); fields are Copy, so
-        // no drop is skipped; the stored form of a handle of this transaction names an
-        // object of its snapshot (invariant 8).
+        // SAFETY: the projection stays inside a live object (invariant 3) of our own segment
+        // (caller); nothing else reads or writes it concurrently (invariants 1, 2); fields are
+        // Copy, so no drop is skipped; the stored form of a handle of this transaction
+        // (invariant 9) names an object of its snapshot (invariant 8).
         unsafe { field.write(F::store(value)) }
     }
 
@@ -498,7 +502,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
         self.write_barrier_range(start, len);
         self.debug_check_marked();
         // SAFETY: as in `read_field_unbarriered`; the write barrier above marked the object
-        // read (or it is this attempt's own), so skipping the read barrier is sound.
+        // read (or it is this attempt's own), so skipping the read barrier is sound (invariant 14).
         let mut v = unsafe { field.read().load(self.tx) };
         let guard = UpdateGuard::new(self.tx, self.granule, start, len);
         let r = f(&mut v);
@@ -525,7 +529,8 @@ impl<'tx, T: Object> Gc<'tx, T> {
     #[inline(always)]
     pub(crate) fn get_object(self) -> T {
         self.read_barrier();
-        // SAFETY: a live object of our segment holding a valid T (see `read_field_unbarriered`).
+        // SAFETY: a live object of our segment holding a valid T (invariants 1 to 3, see
+        // `read_field_unbarriered`).
         unsafe { self.value_ptr().read() }
     }
 
@@ -534,7 +539,8 @@ impl<'tx, T: Object> Gc<'tx, T> {
     #[track_caller]
     pub(crate) fn set_object(self, value: T) {
         self.write_barrier();
-        // SAFETY: a live object of our segment; T is Copy, so nothing is dropped.
+        // SAFETY: a live object of our segment (invariants 1 and 3); T is Copy (invariant 6),
+        // so nothing is dropped.
         unsafe { self.value_ptr().write(value) }
     }
 }
@@ -669,7 +675,7 @@ impl<T: Object> Root<T> {
     pub(crate) fn new(tx: &Tx, gc: Gc<'_, T>) -> Root<T> {
         let local = tx.local();
         let hdr = local.header(gc.granule);
-        // SAFETY: a live object's header in our own segment.
+        // SAFETY: a live object's header in our own segment (invariants 1 and 3).
         let is_new = unsafe { (*hdr).flags } & FLAG_NEW != 0;
         let born = if is_new {
             let cell = Arc::new(AtomicU64::new(PENDING));

@@ -118,8 +118,8 @@ impl<'a> Iterator for Records<'a> {
 ///
 /// # Safety
 /// Every entry before revision `keep_from` must be unreachable by every segment (each
-/// segment's last applied entry has revision `>= keep_from`), and `*head` must be the oldest
-/// entry still allocated, owned by the caller.
+/// segment's last applied entry has revision `>= keep_from`, invariant 4), and `*head` must be
+/// the oldest entry still allocated, owned by the caller.
 pub(crate) unsafe fn free_before(
     head: &mut *mut Entry,
     keep_from: u64,
@@ -135,7 +135,7 @@ pub(crate) unsafe fn free_before(
         // An entry older than some segment's last applied entry always has a real successor.
         debug_assert!(!next.is_null() && next != INEVITABLE);
         // SAFETY: the entry was made by Box::into_raw and no segment can reach it any more
-        // (caller); we advance the head before anyone could look at it again.
+        // (caller, invariant 4); we advance the head before anyone could look at it again.
         recycle(unsafe { Box::from_raw(*head) });
         *head = next;
     }
@@ -227,7 +227,7 @@ mod tests {
             last = e;
         }
         let mut head = first;
-        // SAFETY: no segment exists; entries 0..3 are ours to free.
+        // SAFETY: no segment exists (invariant 4 holds trivially); entries 0..3 are ours to free.
         unsafe { free_before(&mut head, 3, drop) };
         // SAFETY: head is live.
         assert_eq!(unsafe { (*head).rev }, 3);

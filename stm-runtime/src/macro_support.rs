@@ -90,7 +90,7 @@ pub struct NoFields;
 /// # Safety
 /// The result must go straight into an object value that `tx` allocates (safe code must
 /// never hold a stored handle: it would outlive its transaction, invariant 8). `tx` ties
-/// the handles' lifetime to the allocating transaction.
+/// the handles' lifetime to the allocating transaction (invariant 9).
 #[inline(always)]
 pub unsafe fn store<'tx, F: Field>(tx: &'tx Tx, value: F::Loaded<'tx>) -> F {
     let _ = tx;
@@ -103,7 +103,7 @@ pub unsafe fn store<'tx, F: Field>(tx: &'tx Tx, value: F::Loaded<'tx>) -> F {
 /// stored handles do; a container type implements it to visit the handles it holds.
 ///
 /// # Safety
-/// `trace_field` must visit every [`GcRef`] stored in the value.
+/// `trace_field` must visit every [`GcRef`] stored in the value (invariant 8).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a field of a shared object",
     label = "not a shared-heap field type",
@@ -116,18 +116,18 @@ pub unsafe trait TraceField: Field {
     fn trace_field(&self, tracer: &mut Tracer);
 }
 
-// SAFETY: plain data holds no handles.
+// SAFETY: plain data holds no handles (invariant 8).
 unsafe impl<T: Plain> TraceField for T {
     #[inline(always)]
     fn trace_field(&self, _tracer: &mut Tracer) {}
 }
-// SAFETY: visits the one handle.
+// SAFETY: visits the one handle (invariant 8).
 unsafe impl<U: Object> TraceField for GcRef<U> {
     fn trace_field(&self, tracer: &mut Tracer) {
         tracer.visit(*self);
     }
 }
-// SAFETY: visits the handle if there is one.
+// SAFETY: visits the handle if there is one (invariant 8).
 unsafe impl<U: Object> TraceField for Option<GcRef<U>> {
     fn trace_field(&self, tracer: &mut Tracer) {
         if let Some(r) = self {
@@ -209,7 +209,7 @@ macro_rules! __stm_field {
         // SAFETY: the closure only computes the address of a field of the value it is given
         // (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local binding
         // (a handle or a tag the macro made), so nothing of the user's runs in this block
-        // beyond naming a field.
+        // beyond naming a field (invariant 12).
         unsafe { $crate::__private::Proj::of(&$w, |p| ::core::ptr::addr_of!((*p).$f)) }
     };
 }
@@ -238,8 +238,9 @@ macro_rules! __stm_new_object {
                 __stm_tx,
                 $($ty)* {
                     // SAFETY: each value is a `F::Loaded<'tx>` of this transaction (the
-                    // signature of `store` ties it to `__stm_tx`), converted straight into the
-                    // object that `__stm_tx` allocates (`store`'s contract, invariant 8).
+                    // signature of `store` ties it to `__stm_tx`, invariant 9), converted
+                    // straight into the object that `__stm_tx` allocates (`store`'s contract,
+                    // invariant 8).
                     $($field: unsafe { $crate::__private::store(__stm_tx, $field) },)*
                 },
             ),
@@ -368,8 +369,8 @@ macro_rules! __stm_impl_plain {
         // SAFETY (`Plain`'s contract): every field is `Plain` (the bounds below; a field that
         // is not fails to compile), and the field list is the type's own (checked by
         // `CheckedLayout` next to this impl), so the type holds no references, pointers,
-        // handles or interior mutability, and any bit copy of a value is a value; rustc checks
-        // the supertraits `Copy + Send + Sync + 'static`.
+        // handles or interior mutability, and any bit copy of a value is a value (invariant 6);
+        // rustc checks the supertraits `Copy + Send + Sync + 'static`.
         unsafe impl<$($g)*> $crate::Plain for $name<$($tg)*>
         where $($w)* $($ty: $crate::Plain,)*
         {}

@@ -4,7 +4,7 @@
 //! A thread must *own* a segment to run a transaction ([`Segment::state`] goes `FREE` ->
 //! `OWNED` by compare-and-swap). The owner is the only thread that touches the segment's
 //! mapping and [`SegmentLocal`]; the commit-log trimmer may take a `FREE` segment (`FREE` ->
-//! `CATCHING_UP`) to bring it up to date. That exclusive ownership is the invariant every
+//! `CATCHING_UP`) to bring it up to date. That exclusive ownership (invariant 1) is what every
 //! `unsafe` access to `SegmentLocal` and to segment memory relies on.
 
 use std::cell::UnsafeCell;
@@ -134,7 +134,7 @@ pub(crate) struct Segment {
 
 // SAFETY: `local` (the only non-Sync part) is accessed only by the thread that moved `state`
 // out of FREE (to OWNED or CATCHING_UP) until it stores FREE again; the Acquire/Release
-// orderings on `state` order one owner's accesses before the next owner's.
+// orderings on `state` order one owner's accesses before the next owner's (invariant 1).
 unsafe impl Sync for Segment {}
 // SAFETY: the raw pointers in SegmentLocal point into mappings and log entries owned by the
 // runtime, not by any thread; moving the segment between threads moves nothing thread-bound.
@@ -306,7 +306,7 @@ impl SegmentLocal {
     #[inline]
     pub(crate) fn header(&self, granule: u32) -> *mut Header {
         // SAFETY (of the arithmetic): granules handed out by the allocator are below
-        // heap_size / 16, so the offset stays inside the mapping.
+        // heap_size / 16 (invariant 3), so the offset stays inside the mapping.
         self.heap_base()
             .wrapping_add(granule as usize * GRANULE)
             .cast()

@@ -173,7 +173,8 @@ fn series<S: Clone, R>(
             };
             tx.local().series_budget = limit;
             let left = tx.series_left();
-            // SAFETY: this attempt's counter (see `Tx::series_left`); no runtime call runs.
+            // SAFETY: this attempt's counter (see `Tx::series_left`); no runtime call runs
+            // (invariant 10).
             // (It is 1 already if the progress policy made the attempt inevitable.)
             unsafe { left.write(limit.min(left.read())) };
             loop {
@@ -185,7 +186,7 @@ fn series<S: Clone, R>(
                 // The break point: a decrement and a branch unless the budget is spent (or
                 // the step did I/O: becoming inevitable set the count to 1).
                 // SAFETY: this attempt's counter, used between steps, while no runtime call
-                // (and so no `&mut` to the segment's local state) is running.
+                // (and so no `&mut` to the segment's local state) is running (invariant 10).
                 let remaining = unsafe {
                     let r = left.read() - 1;
                     left.write(r);

@@ -41,8 +41,8 @@ impl HeapFile {
 /// Maps the heap image privately (copy-on-write): the segment's own view of the heap.
 pub(crate) fn map_segment(image: &HeapFile, len: usize) -> io::Result<MmapMut> {
     // SAFETY: the file is our own memfd; nobody truncates or writes it after this point
-    // (HeapFile is private to the runtime and never written), so the mapping's contents are
-    // only changed through the mapping itself.
+    // (HeapFile is private to the runtime and never written, invariant 2), so the mapping's
+    // contents are only changed through the mapping itself.
     unsafe {
         MmapOptions::new()
             .len(len)

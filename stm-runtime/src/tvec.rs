@@ -54,8 +54,8 @@ impl<T> VecHead<T> {
     }
 }
 
-// SAFETY: Copy, 'static, aligned to 4; `root` is reported to the collector by `trace`, and
-// through it every node (whose traces report the elements).
+// SAFETY: Copy, 'static, aligned to 4 (invariant 6); `root` is reported to the collector by
+// `trace`, and through it every node (whose traces report the elements; invariant 8).
 unsafe impl<T: Field + Default> Object for VecHead<T> {
     fn trace(&self, tracer: &mut Tracer) {
         tracer.visit_granule(self.root);
@@ -69,7 +69,8 @@ struct Interior {
     kids: [u32; CARD],
 }
 
-// SAFETY: Copy, 'static, aligned to 4; every child is reported by `trace`.
+// SAFETY: Copy, 'static, aligned to 4 (invariant 6); every child is reported by `trace`
+// (invariant 8).
 unsafe impl Object for Interior {
     fn trace(&self, tracer: &mut Tracer) {
         for &k in &self.kids {
@@ -86,8 +87,8 @@ struct Leaf<T> {
     items: [T; CARD],
 }
 
-// SAFETY: Copy, 'static; the alignment of T is checked by `alloc`; every element is a valid
-// `T` (see the type's docs), and each reports its handles.
+// SAFETY: Copy, 'static; the alignment of T is checked by `alloc` (invariant 6); every element
+// is a valid `T` (see the type's docs), and each reports its handles (invariant 8).
 unsafe impl<T: Field + Default> Object for Leaf<T> {
     fn trace(&self, tracer: &mut Tracer) {
         for item in &self.items {
@@ -116,7 +117,8 @@ impl<T> fmt::Debug for TVec<T> {
 }
 
 // SAFETY: a stored vector becomes a vector of the transaction that read it, naming the same
-// head object, which every snapshot containing the field's object also contains.
+// head object (invariant 3), which every snapshot containing the field's object also
+// contains (invariant 8).
 unsafe impl<T: Field + Default> Field for TVec<T> {
     type Loaded<'tx> = GcVec<'tx, T>;
     #[inline]
@@ -252,7 +254,8 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
         let leaf = self.leaf(&h, i);
         let k = i & (CARD - 1);
         // SAFETY: the projection points at element `k` (< CARD) of the leaf's array; the
-        // leaf is an object of this vector in our snapshot, so its stored handles are valid.
+        // leaf is an object of this vector in our snapshot (invariant 3), so its stored
+        // handles are valid (invariant 8).
         Some(unsafe { leaf.read_field(|p| std::ptr::addr_of_mut!((*p).items).cast::<T>().add(k)) })
     }
 
@@ -275,7 +278,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
     fn write_slot(self, h: &VecHead<T>, i: usize, value: T::Loaded<'tx>) {
         let leaf = self.leaf(h, i);
         let k = i & (CARD - 1);
-        // SAFETY: as in `try_get`; `value` belongs to this transaction (same 'tx).
+        // SAFETY: as in `try_get`; `value` belongs to this transaction (same 'tx, invariant 9).
         unsafe {
             leaf.write_field(
                 |p| std::ptr::addr_of_mut!((*p).items).cast::<T>().add(k),
@@ -410,7 +413,8 @@ fn new_leaf<T: Field + Default>(tx: &Tx) -> u32 {
     tx.alloc(Leaf { items }).granule
 }
 
-// SAFETY: reports the head object, through which `VecHead::trace` reaches every node.
+// SAFETY: reports the head object, through which `VecHead::trace` reaches every node
+// (invariant 8).
 unsafe impl<T: Field + Default> crate::macro_support::TraceField for TVec<T> {
     fn trace_field(&self, tracer: &mut Tracer) {
         tracer.visit_granule(self.head.get());

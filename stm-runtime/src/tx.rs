@@ -88,7 +88,8 @@ impl Tx {
     pub(crate) fn local(&self) -> &mut SegmentLocal {
         // SAFETY: this thread owns the segment for the whole transaction (SegmentGuard), Tx is
         // !Send/!Sync, and each runtime entry point takes this reference only for its own
-        // duration without calling back into user code, so no two are alive at once.
+        // duration without calling back into user code, so no two are alive at once
+        // (invariant 1).
         unsafe { &mut *(*self.seg).local.get() }
     }
 
@@ -164,8 +165,9 @@ impl Tx {
             });
         }
         let hdr = local.header(granule);
-        // SAFETY: the allocator gave this attempt `granules` fresh granules of the heap,
-        // inside our own segment's mapping; nobody else uses them until we commit.
+        // SAFETY: the allocator gave this attempt `granules` fresh granules of the heap
+        // (invariant 3), inside our own segment's mapping (invariant 1); nobody else uses
+        // them until we commit.
         unsafe {
             hdr.write(Header {
                 flags: FLAG_NEW | (type_index << crate::gc::TYPE_SHIFT),
@@ -237,10 +239,11 @@ impl Tx {
 
     /// The running attempt's count of steps left before a break point breaks, for the loop of
     /// a series: one decrement and a branch per step. Use it only while no runtime call is
-    /// running, during this attempt.
+    /// running, during this attempt (invariant 10).
     pub(crate) fn series_left(&self) -> *mut u32 {
         // SAFETY: a raw pointer into the segment's local state, taken without creating a
-        // reference; it stays valid for the attempt (the segment is owned for its duration).
+        // reference; it stays valid for the attempt (the segment is owned for its duration,
+        // invariant 1).
         unsafe { std::ptr::addr_of_mut!((*(*self.seg).local.get()).series_left) }
     }
 
@@ -389,7 +392,8 @@ impl Stm {
         loop {
             shared.maybe_collect();
             let seg = shared.acquire_segment();
-            // SAFETY: we own the segment now, and no reference to its local state exists.
+            // SAFETY: we own the segment now (invariant 1), and no reference to its local state
+            // exists.
             unsafe { (*seg.local.get()).may_collect = may_collect };
             let owned = SegmentGuard { shared, seg };
             match self.attempts(seg, site, &mut aborts, &mut f) {
@@ -430,7 +434,7 @@ impl Stm {
         let shared = &self.shared;
         loop {
             // SAFETY: we own the segment (SegmentGuard in the caller); no other reference to
-            // its local state exists outside this loop's runtime calls.
+            // its local state exists outside this loop's runtime calls (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
             commit::begin(shared, seg, local);
             if local.reporting {
@@ -454,7 +458,8 @@ impl Stm {
                 let _restore = CurrentGuard(CURRENT.with(|c| c.replace(&tx)));
                 panic::catch_unwind(AssertUnwindSafe(|| f(&tx)))
             };
-            // SAFETY: user code has returned; we are again the only user of the local state.
+            // SAFETY: user code has returned; we are again the only user of the local state
+            // (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
             let counter = match outcome {
                 Ok(Ok(value)) => match commit::commit(shared, seg, local) {
