@@ -69,7 +69,8 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
         local.version = local.version.wrapping_add(1);
         if local.version == 0 {
             // SAFETY: markers are only accessed by the owner (invariant 1), through raw pointers
-            // derived from the mapping at each access; no reference into it is alive.
+            // derived from the mapping at each access; no reference into it is alive
+            // (invariant 20).
             unsafe { crate::sys::discard(&local.markers) }
                 .expect("madvise(MADV_DONTNEED) on the read markers failed");
             local.version = 1;

@@ -429,8 +429,11 @@ impl<'tx, T: Object> Gc<'tx, T> {
     /// allocated by this transaction).
     ///
     /// # Safety
-    /// `project` must return a pointer to a field of the `T` it is given (for example
-    /// `|p| unsafe { std::ptr::addr_of_mut!((*p).field) }`), without reading through it.
+    /// * Memory: `project` must return a pointer to a field of the `T` it is given (for
+    ///   example `|p| unsafe { std::ptr::addr_of_mut!((*p).field) }`), without reading through
+    ///   it (invariant 19).
+    /// * Serializability: this attempt must have run a read or write barrier on the object, or
+    ///   allocated it (invariant 14); otherwise a concurrent commit to it goes undetected.
     #[inline(always)]
     pub unsafe fn read_field_unbarriered<F: Field>(
         self,
@@ -556,7 +559,7 @@ impl<'tx, T: Plain> Gc<'tx, T> {
     /// Reads the whole value (read barrier + copy).
     #[inline(always)]
     pub fn get(self) -> T {
-        // SAFETY: the identity projection points at the whole value.
+        // SAFETY: the identity projection points at the whole value (invariant 19).
         unsafe { self.read_field(|p| p) }
     }
 
@@ -564,7 +567,7 @@ impl<'tx, T: Plain> Gc<'tx, T> {
     #[inline(always)]
     #[track_caller]
     pub fn set(self, value: T) {
-        // SAFETY: the identity projection points at the whole value.
+        // SAFETY: the identity projection points at the whole value (invariant 19).
         unsafe { self.write_field(|p| p, value) }
     }
 
@@ -572,7 +575,7 @@ impl<'tx, T: Plain> Gc<'tx, T> {
     #[inline(always)]
     #[track_caller]
     pub fn update<R>(self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: the identity projection points at the whole value.
+        // SAFETY: the identity projection points at the whole value (invariant 19).
         unsafe { self.update_field(|p| p, f) }
     }
 }

@@ -126,7 +126,7 @@ pub(crate) unsafe fn free_before(
     mut recycle: impl FnMut(Box<Entry>),
 ) {
     loop {
-        // SAFETY: `*head` is allocated (caller) and only freed here.
+        // SAFETY: `*head` is allocated (caller) and only freed here (invariant 17).
         let entry = unsafe { &**head };
         if entry.rev >= keep_from {
             return;

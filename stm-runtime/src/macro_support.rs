@@ -206,8 +206,8 @@ impl<X: ?Sized> Witness for PlainMut<'_, X> {
 #[macro_export]
 macro_rules! __stm_field {
     ($w:ident, $f:ident) => {
-        // SAFETY: the closure only computes the address of a field of the value it is given
-        // (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local binding
+        // SAFETY: (invariant 19) the closure only computes the address of a field of the value
+        // it is given (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local binding
         // (a handle or a tag the macro made), so nothing of the user's runs in this block
         // beyond naming a field (invariant 12).
         unsafe { $crate::__private::Proj::of(&$w, |p| ::core::ptr::addr_of!((*p).$f)) }
@@ -225,8 +225,8 @@ pub use crate::__stm_field as field;
 // of these macros with their own writes their own `unsafe` (invariant 12).
 
 /// Allocates an object from a struct literal inside transactional code:
-/// `new_object!(tx, [Node] { key: k, next: Some(h) })` (the type's path in brackets). Every field value is evaluated first,
-/// outside any `unsafe` block, as the transaction's value of the field (`F::Loaded<'tx>`,
+/// `new_object!(tx, [Node] { key: k, next: Some(h) })` (the type's path in brackets). Every
+/// field value is evaluated first, outside any `unsafe` block, as the transaction's value of the field (`F::Loaded<'tx>`,
 /// e.g. a `Gc<'tx, T>` for a handle field), then converted to its stored form straight into
 /// the literal that `Tx::alloc` takes.
 #[doc(hidden)]
@@ -485,7 +485,7 @@ impl<T: Object, F: Field, C: Fn(*mut T) -> *const F> Drop for WriteBack<'_, T, F
         crate::commit::end_guard(self.gc.tx.local(), self.gc.granule, self.start, self.len);
         if self.dirty {
             if let Some(v) = self.value.take() {
-                // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
+                // SAFETY: `proj` is a field projection (`Proj::of`'s contract, invariant 19).
                 unsafe { self.gc.write_field(self.proj.get(), v) }
             }
         }
@@ -498,7 +498,7 @@ pub fn read<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     gc: Gc<'tx, T>,
     proj: Proj<T, F, C>,
 ) -> F::Loaded<'tx> {
-    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract, invariant 19).
     unsafe { gc.read_field(proj.get()) }
 }
 
@@ -510,7 +510,7 @@ pub fn write<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
     proj: Proj<T, F, C>,
     value: F::Loaded<'tx>,
 ) {
-    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract, invariant 19).
     unsafe { gc.write_field(proj.get(), value) }
 }
 
@@ -523,7 +523,7 @@ pub fn update<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F, R>(
     proj: Proj<T, F, C>,
     f: impl FnOnce(&mut F::Loaded<'tx>) -> R,
 ) -> R {
-    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract, invariant 19).
     unsafe { gc.update_field(proj.get(), f) }
 }
 
@@ -536,7 +536,7 @@ pub fn place<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
 ) -> WriteBack<'tx, T, F, C> {
     let field = proj.get()(gc.value_ptr());
     let (start, len) = gc.range_of(field);
-    // SAFETY: `proj` is a field projection (`Proj::of`'s contract).
+    // SAFETY: `proj` is a field projection (`Proj::of`'s contract, invariant 19).
     let value = unsafe { gc.read_field(proj.get()) };
     crate::commit::begin_guard(
         gc.tx.local(),

@@ -108,7 +108,8 @@ impl Builder {
             Ok(global)
         } else {
             Err(StmError::Config(
-                "the global runtime exists already: call `build_global` before anything uses                  `Stm::global()`"
+                "the global runtime exists already: call `build_global` before anything uses \
+                 `Stm::global()`"
                     .into(),
             ))
         }
@@ -120,7 +121,8 @@ static GLOBAL: OnceLock<Stm> = OnceLock::new();
 
 /// The log's oldest entry still allocated, behind the trimming lock.
 pub(crate) struct LogHead(pub *mut Entry);
-// SAFETY: the pointer is only dereferenced by the thread holding the Mutex around it, and the
+// SAFETY: (invariant 17) the pointer is only dereferenced by the thread holding the Mutex
+// around it, and the
 // entries it points to are runtime-owned heap allocations, not tied to any thread.
 unsafe impl Send for LogHead {}
 
@@ -355,7 +357,8 @@ impl Drop for Shared {
         }
         let head = self.log_head.get_mut().unwrap_or_else(|e| e.into_inner());
         // Pooled entries are plain boxes: dropping the pool frees them.
-        // SAFETY: we are the last owner of the runtime: no segment is in use and no thread can
+        // SAFETY: (invariant 17) we are the last owner of the runtime: no segment is in use and no
+        // thread can
         // reach the log any more; every entry from the head on is ours to free.
         unsafe { log::free_all(head.0) };
     }

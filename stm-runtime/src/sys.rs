@@ -63,7 +63,7 @@ pub(crate) fn map_zeroed(len: usize) -> io::Result<MmapMut> {
 /// No reference into `map` may be alive: its contents change to zeros.
 pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     // SAFETY: the caller guarantees no reference into the mapping is alive; all accesses go
-    // through raw pointers that are re-read after this call.
+    // through raw pointers that are re-read after this call (invariant 20).
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
 }
 

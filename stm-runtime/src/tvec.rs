@@ -320,7 +320,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
                 } else {
                     tx.alloc(Interior { kids: [0; CARD] }).granule
                 };
-                // SAFETY: the projection points at child `k` of the interior node.
+                // SAFETY: the projection points at child `k` of the interior node (invariant 19).
                 unsafe {
                     interior.write_field(
                         |p| std::ptr::addr_of_mut!((*p).kids).cast::<u32>().add(k),

@@ -94,19 +94,21 @@ impl Tx {
     }
 
     pub(crate) fn segment(&self) -> &Segment {
-        // SAFETY: the segment lives as long as the runtime, which outlives the transaction.
+        // SAFETY: the segment lives as long as the runtime, which outlives the transaction
+        // (invariant 18).
         unsafe { &*self.seg }
     }
 
     pub(crate) fn shared_arc(&self) -> &Arc<Shared> {
-        // SAFETY: points to the `Stm`'s Arc, borrowed for the whole `atomically` call.
+        // SAFETY: points to the `Stm`'s Arc, borrowed for the whole `atomically` call
+        // (invariant 18).
         unsafe { &*self.shared }
     }
 
     /// The runtime's shared state.
     #[inline]
     pub(crate) fn shared(&self) -> &Shared {
-        // SAFETY: the Arc that owns it is borrowed for the whole `atomically` call.
+        // SAFETY: the Arc that owns it is borrowed for the whole `atomically` call (invariant 18).
         unsafe { &*self.shared_raw }
     }
 
@@ -166,8 +168,8 @@ impl Tx {
         }
         let hdr = local.header(granule);
         // SAFETY: the allocator gave this attempt `granules` fresh granules of the heap
-        // (invariant 3), inside our own segment's mapping (invariant 1); nobody else uses
-        // them until we commit.
+        // (invariants 3 and 16), inside our own segment's mapping (invariant 1); nobody else
+        // uses them until we commit.
         unsafe {
             hdr.write(Header {
                 flags: FLAG_NEW | (type_index << crate::gc::TYPE_SHIFT),
@@ -379,8 +381,8 @@ impl Stm {
         let shared = &self.shared;
         let current = CURRENT.with(Cell::get);
         if !current.is_null() {
-            // SAFETY: CURRENT points to a Tx on this thread's stack that is alive until its
-            // CurrentGuard resets CURRENT, which happens after `f` returns.
+            // SAFETY: (invariant 18) CURRENT points to a Tx on this thread's stack, alive until
+            // its CurrentGuard resets CURRENT, which happens after `f` returns.
             let cur = unsafe { &*current };
             if std::ptr::eq(cur.shared_raw, Arc::as_ptr(shared)) {
                 return f(cur);
@@ -606,8 +608,9 @@ pub fn atomically<R>(mut f: impl FnMut(&Tx) -> R) -> R {
     if current.is_null() {
         Stm::global().atomically(f)
     } else {
-        // SAFETY: CURRENT points to the innermost running Tx on this thread's stack, alive
-        // until its CurrentGuard resets CURRENT after the closure that is running us returns.
+        // SAFETY: (invariant 18) CURRENT points to the innermost running Tx on this thread's
+        // stack, alive until its CurrentGuard resets CURRENT after the closure that is running
+        // us returns.
         f(unsafe { &*current })
     }
 }
@@ -632,7 +635,7 @@ pub fn in_transaction() -> bool {
 /// Whether a transaction of this runtime is running on this thread (innermost only).
 pub(crate) fn in_transaction_of(shared: &Arc<Shared>) -> bool {
     let cur = CURRENT.with(Cell::get);
-    // SAFETY: CURRENT points to a live Tx on this thread's stack (see `atomically`).
+    // SAFETY: CURRENT points to a live Tx on this thread's stack (invariant 18).
     !cur.is_null() && std::ptr::eq(unsafe { (*cur).shared_raw }, Arc::as_ptr(shared))
 }
 
