@@ -207,9 +207,9 @@ impl<X: ?Sized> Witness for PlainMut<'_, X> {
 macro_rules! __stm_field {
     ($w:ident, $f:ident) => {
         // SAFETY: (invariant 19) the closure only computes the address of a field of the value
-        // it is given (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local binding
-        // (a handle or a tag the macro made), so nothing of the user's runs in this block
-        // beyond naming a field (invariant 12).
+        // it is given (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local
+        // binding (a handle or a tag the macro made), so nothing of the user's runs in this
+        // block beyond naming a field (invariant 12).
         unsafe { $crate::__private::Proj::of(&$w, |p| ::core::ptr::addr_of!((*p).$f)) }
     };
 }
@@ -226,9 +226,9 @@ pub use crate::__stm_field as field;
 
 /// Allocates an object from a struct literal inside transactional code:
 /// `new_object!(tx, [Node] { key: k, next: Some(h) })` (the type's path in brackets). Every
-/// field value is evaluated first, outside any `unsafe` block, as the transaction's value of the field (`F::Loaded<'tx>`,
-/// e.g. a `Gc<'tx, T>` for a handle field), then converted to its stored form straight into
-/// the literal that `Tx::alloc` takes.
+/// field value is evaluated first, outside any `unsafe` block, as the transaction's value of
+/// the field (`F::Loaded<'tx>`, e.g. a `Gc<'tx, T>` for a handle field), then converted to
+/// its stored form straight into the literal that `Tx::alloc` takes.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __stm_new_object {
