@@ -39,7 +39,7 @@ fn commit_elsewhere_once<'a>(
     stm: &'a Stm,
     done: &'a AtomicBool,
     f: impl Fn(&stm::Tx) + Sync + 'a,
-) -> impl Fn() + 'a {
+) -> impl Fn() + Sync + 'a {
     move || {
         if !done.swap(true, Ordering::SeqCst) {
             std::thread::scope(|s| {
@@ -359,7 +359,7 @@ fn class5_an_operator_cannot_write_the_field_it_is_updating() {
 /// Runs as its own transaction (no handle, no `&Tx`): `n` is changed, and after an abort the
 /// body runs again; it must start from the `n` it was called with.
 #[stm::transactional]
-fn add_from(mut n: u64, cell: &Root<Cell>, other: &dyn Fn()) -> u64 {
+fn add_from(mut n: u64, cell: &Root<Cell>, other: &(dyn Fn() + Sync)) -> u64 {
     n += 1;
     let v = cell.get(stm::tx!()).v;
     other();

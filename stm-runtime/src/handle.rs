@@ -705,8 +705,10 @@ impl<T: Object> Root<T> {
     /// it read).
     ///
     /// # Panics
-    /// If the root belongs to another runtime, or if the transaction that allocated the object
-    /// rolled back (the object never existed).
+    /// If the root belongs to another runtime, if the transaction that allocated the object
+    /// rolled back (the object never existed), or if that transaction still runs on another
+    /// thread while `tx` is inevitable (it could neither wait nor run again).
+    #[track_caller]
     pub fn get<'tx>(&self, tx: &'tx Tx) -> Gc<'tx, T> {
         assert!(
             std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()),
@@ -726,6 +728,12 @@ impl<T: Object> Root<T> {
                     // Allocated by a transaction of another thread (at most one transaction
                     // runs per thread, invariant 9) that has not ended: wait for it without
                     // holding a segment, then run again.
+                    PENDING if tx.local().user_inevitable => panic!(
+                        "Root::get: the object was allocated by a transaction still running on \
+                         another thread, and this transaction is inevitable: it can neither wait \
+                         for it (that one cannot commit first) nor run again. Get the root \
+                         before `become_inevitable`, or after the other transaction commits"
+                    ),
                     PENDING => tx.abort_with(crate::tx::AbortSignal::WaitFor(cell.clone())),
                     rev => {
                         // Release: whoever reads `settled` must also see the log entry that

@@ -39,13 +39,13 @@ pub use crate::tx::atomically;
 
 /// The transaction of a `#[transactional]` function that takes no handle and no `&Tx`: it
 /// joins the transaction running on this thread, or runs as its own (of `Stm::global()`),
-/// retried on conflict. `f` is `Fn`, so that a body that may run again after an abort cannot
-/// change what the function sees from outside (a `&mut` parameter, a captured local): the
-/// compiler rejects that instead of letting the change happen twice. Its `mut` parameters
+/// retried on conflict. `f` is `Fn + Sync`, so that a body that may run again after an abort
+/// cannot change what the function sees from outside (a `&mut` parameter, a captured local, a
+/// `Cell`): the compiler rejects that instead of letting the change happen twice. Its `mut` parameters
 /// are copied afresh for every attempt ([`rerun_copy`]).
 #[inline]
 #[track_caller]
-pub fn atomically_fn<R>(f: impl Fn(&Tx) -> R) -> R {
+pub fn atomically_fn<R>(f: impl Fn(&Tx) -> R + Sync) -> R {
     crate::tx::atomically(f)
 }
 
@@ -210,7 +210,10 @@ macro_rules! __stm_field {
         // it is given (`addr_of!` never reads), which is `Proj::of`'s contract. `$w` is a local
         // binding (a handle or a tag the macro made), so nothing of the user's runs in this
         // block beyond naming a field (invariant 12).
-        unsafe { $crate::__private::Proj::of(&$w, |p| ::core::ptr::addr_of!((*p).$f)) }
+        {
+            let __stm_w = &$w;
+            unsafe { $crate::__private::Proj::of(__stm_w, |p| ::core::ptr::addr_of!((*p).$f)) }
+        }
     };
 }
 pub use crate::__stm_field as field;
@@ -232,11 +235,11 @@ pub use crate::__stm_field as field;
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __stm_new_object {
-    ($tx:expr, [$($ty:tt)*] { $($field:ident : $value:expr),* $(,)? }) => {
+    ($tx:expr, [$(::)? $($seg:ident)::+ $(::<$($gen:ty),* $(,)?>)?] { $($field:ident : $value:expr),* $(,)? }) => {
         match ($tx, ($($value,)*)) {
-            (__stm_tx, ($($field,)*)) => $crate::Tx::alloc(
+            (__stm_tx, ($($field,)*)) => $crate::__private::alloc_object(
                 __stm_tx,
-                $($ty)* {
+                $($seg)::+ $(::<$($gen),*>)? {
                     // SAFETY: each value is a `F::Loaded<'tx>` of this transaction (the
                     // signature of `store` ties it to `__stm_tx`, invariant 9), converted
                     // straight into the object that `__stm_tx` allocates (`store`'s contract,
@@ -249,10 +252,19 @@ macro_rules! __stm_new_object {
 }
 pub use crate::__stm_new_object as new_object;
 
+/// `Tx::alloc` for [`new_object!`]: `#[stm::object]` types only (never a `Plain` type,
+/// whose value `Gc::get` would hand back whole, stored handles included).
+#[inline(always)]
+#[track_caller]
+pub fn alloc_object<T: ObjectLayout>(tx: &Tx, value: T) -> Gc<'_, T> {
+    tx.alloc(value)
+}
+
 /// The trait impls of an `#[stm::object]` struct (the proc macro writes the struct itself).
 /// Sound for any input, since safe code can invoke it too: the field list is checked against
 /// the struct (exhaustive destructuring, exact types), and every listed type must be a
-/// `TraceField`.
+/// `TraceField`. Generics come as parameter names and `Type: Path` predicates only, so no
+/// input can split the impl headers.
 ///
 /// `Clone` and `Copy`, a `Deref` to [`NoFields`] (so no other `Deref` can exist),
 /// [`ObjectLayout`], and [`Object`] with a `trace` that destructures the value exhaustively
@@ -262,27 +274,27 @@ pub use crate::__stm_new_object as new_object;
 #[macro_export]
 macro_rules! __stm_object_impls {
     (
-        impl [$($g:tt)*] $name:ident [$($tg:tt)*]
-        where [$($w:tt)*] plain [$($p:ident),*] object [$($o:ident),*]
+        impl [$($g:ident),* $(,)?] $name:ident
+        where [$($wt:ty : $wb:path),* $(,)?] plain [$($p:ident),* $(,)?] object [$($o:ident),* $(,)?]
         fields { $($field:ident : $ty:ty),* $(,)? }
     ) => {
-        impl<$($g)*> ::core::clone::Clone for $name<$($tg)*>
-        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        impl<$($g),*> ::core::clone::Clone for $name<$($g),*>
+        where $($wt: $wb,)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
         {
             #[inline(always)]
             fn clone(&self) -> Self {
                 *self
             }
         }
-        impl<$($g)*> ::core::marker::Copy for $name<$($tg)*>
-        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        impl<$($g),*> ::core::marker::Copy for $name<$($g),*>
+        where $($wt: $wb,)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
         {}
 
         // Field syntax through handles goes through raw-pointer projections, which must never
         // auto-deref into another type: this impl makes any other `Deref` impl a conflict, and
         // its target has no fields.
-        impl<$($g)*> ::core::ops::Deref for $name<$($tg)*>
-        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        impl<$($g),*> ::core::ops::Deref for $name<$($g),*>
+        where $($wt: $wb,)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
         {
             type Target = $crate::__private::NoFields;
             fn deref(&self) -> &$crate::__private::NoFields {
@@ -292,8 +304,8 @@ macro_rules! __stm_object_impls {
 
         // SAFETY: the `Deref` impl above is the type's only one and its target has no
         // fields, so field projections name the type's own fields (`ObjectLayout`'s contract).
-        unsafe impl<$($g)*> $crate::__private::ObjectLayout for $name<$($tg)*>
-        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        unsafe impl<$($g),*> $crate::__private::ObjectLayout for $name<$($g),*>
+        where $($wt: $wb,)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
         {}
 
         // SAFETY (`Object`'s contract, invariants 6 and 8): the type is `Copy` and `'static`
@@ -302,15 +314,16 @@ macro_rules! __stm_object_impls {
         // `Field`; `trace` visits every field (the destructuring is exhaustive) and
         // `TraceField` impls visit every stored handle; safe code cannot build a value holding
         // a stored handle (none exists outside the heap, invariant 8).
-        unsafe impl<$($g)*> $crate::Object for $name<$($tg)*>
-        where $($w)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
+        unsafe impl<$($g),*> $crate::Object for $name<$($g),*>
+        where $($wt: $wb,)* $($p: $crate::Plain,)* $($o: $crate::Object,)*
         {
             fn trace(&self, tracer: &mut $crate::Tracer) {
                 // Exhaustive: a field missing from the list fails to compile. Each field's
                 // type must be exactly the listed one (no coercion: `type_of` infers it).
                 let Self { $($field),* } = self;
                 $(
-                    let _: ::core::marker::PhantomData<$ty> = $crate::__private::type_of($field);
+                    let __stm_t = $crate::__private::type_of($field);
+                    let _: ::core::marker::PhantomData<$ty> = __stm_t;
                     $crate::__private::trace_field::<$ty>($field, tracer);
                 )*
                 let _ = tracer;
@@ -327,53 +340,50 @@ pub use crate::__stm_object_impls as object_impls;
 /// fields) with exact field types.
 ///
 /// ```text
-/// impl_plain! { impl [T] Dir [T] where [] enum { L { 0: __f0: T }, R { x: __f1: u8 } } }
-/// impl_plain! { impl [] Point [] where [] struct { x: __f0: i32, y: __f1: i32 } }
+/// impl_plain! { impl [T] Dir where [] enum { L { 0: __f0: T }, R { x: __f1: u8 } } }
+/// impl_plain! { impl [] Point where [] struct { x: __f0: i32, y: __f1: i32 } }
 /// ```
+///
+/// Generics come as parameter names and `Type: Path` predicates only (the proc macro
+/// normalizes bounds to that form), so no input can split the impl headers.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __stm_impl_plain {
     (
-        impl [$($g:tt)*] $name:ident [$($tg:tt)*] where [$($w:tt)*]
+        impl [$($g:ident),* $(,)?] $name:ident where [$($wt:ty : $wb:path),* $(,)?]
         struct { $($field:tt : $bind:ident : $ty:ty),* $(,)? }
     ) => {
-        $crate::__stm_impl_plain! { @impl [$($g)*] $name [$($tg)*] [$($w)*] [$($ty,)*] }
-        impl<$($g)*> $crate::__private::CheckedLayout for $name<$($tg)*>
-        where $($w)* $($ty: $crate::Plain,)*
+        // SAFETY: as in the enum arm.
+        unsafe impl<$($g),*> $crate::Plain for $name<$($g),*> where $($wt: $wb,)* $($ty: $crate::Plain,)* {}
+        impl<$($g),*> $crate::__private::CheckedLayout for $name<$($g),*>
+        where $($wt: $wb,)* $($ty: $crate::Plain,)*
         {
             fn __stm_check_layout(&self) {
                 let Self { $($field: $bind),* } = self;
-                $(let _: ::core::marker::PhantomData<$ty> = $crate::__private::type_of($bind);)*
+                $(let __stm_t = $crate::__private::type_of($bind);
+                  let _: ::core::marker::PhantomData<$ty> = __stm_t;)*
             }
         }
     };
     (
-        impl [$($g:tt)*] $name:ident [$($tg:tt)*] where [$($w:tt)*]
+        impl [$($g:ident),* $(,)?] $name:ident where [$($wt:ty : $wb:path),* $(,)?]
         enum { $($variant:ident { $($field:tt : $bind:ident : $ty:ty),* $(,)? }),* $(,)? }
     ) => {
-        $crate::__stm_impl_plain! { @impl [$($g)*] $name [$($tg)*] [$($w)*] [$($($ty,)*)*] }
-        impl<$($g)*> $crate::__private::CheckedLayout for $name<$($tg)*>
-        where $($w)* $($($ty: $crate::Plain,)*)*
+        // SAFETY (`Plain`'s contract): every field is `Plain` (the bounds), and the field
+        // list is the type's own (checked by `CheckedLayout` next to this impl).
+        unsafe impl<$($g),*> $crate::Plain for $name<$($g),*> where $($wt: $wb,)* $($($ty: $crate::Plain,)*)* {}
+        impl<$($g),*> $crate::__private::CheckedLayout for $name<$($g),*>
+        where $($wt: $wb,)* $($($ty: $crate::Plain,)*)*
         {
             fn __stm_check_layout(&self) {
                 match self {
                     $(Self::$variant { $($field: $bind),* } => {
-                        $(let _: ::core::marker::PhantomData<$ty> =
-                            $crate::__private::type_of($bind);)*
+                        $(let __stm_t = $crate::__private::type_of($bind);
+                          let _: ::core::marker::PhantomData<$ty> = __stm_t;)*
                     })*
                 }
             }
         }
-    };
-    (@impl [$($g:tt)*] $name:ident [$($tg:tt)*] [$($w:tt)*] [$($ty:ty,)*]) => {
-        // SAFETY (`Plain`'s contract): every field is `Plain` (the bounds below; a field that
-        // is not fails to compile), and the field list is the type's own (checked by
-        // `CheckedLayout` next to this impl), so the type holds no references, pointers,
-        // handles or interior mutability, and any bit copy of a value is a value (invariant 6);
-        // rustc checks the supertraits `Copy + Send + Sync + 'static`.
-        unsafe impl<$($g)*> $crate::Plain for $name<$($tg)*>
-        where $($w)* $($ty: $crate::Plain,)*
-        {}
     };
 }
 pub use crate::__stm_impl_plain as impl_plain;

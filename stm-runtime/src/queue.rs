@@ -148,8 +148,9 @@ impl<'env> TransactionQueue<'env> {
         });
         let mut st = self.lock();
         if let Some(p) = st.panic.take() {
-            st.stack.clear();
+            let rest = std::mem::take(&mut st.stack);
             drop(st);
+            drop(rest);
             panic::resume_unwind(p);
         }
         let report = RunReport {
@@ -189,6 +190,8 @@ impl<'env> TransactionQueue<'env> {
                     tasks.added
                 })
             }));
+            // What the task captured is user code's to drop: not under the queue's lock.
+            drop(task);
             st = self.lock();
             st.in_flight -= 1;
             match outcome {
@@ -201,8 +204,16 @@ impl<'env> TransactionQueue<'env> {
                     }
                 }
                 Err(p) => {
-                    st.panic.get_or_insert(p);
+                    let later = match st.panic {
+                        None => {
+                            st.panic = Some(p);
+                            None
+                        }
+                        Some(_) => Some(p),
+                    };
                     self.wake.notify_all();
+                    drop(st);
+                    drop(later); // a payload's `Drop` is user code too
                     return;
                 }
             }

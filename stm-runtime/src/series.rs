@@ -239,14 +239,16 @@ pub enum Exit<B, R> {
 /// transaction) the loop runs in it without breaking; otherwise as a series of transactions
 /// of [`Stm::global`]. Used by the generated code.
 ///
-/// `step` is `Fn`: an iteration may run again after an abort, so everything it changes must be
-/// in the carried state `S` (restored from its copy at the last commit). The compiler rejects
-/// an iteration that changes anything else the function can see (a local that is not
-/// carried, what a `&mut` parameter refers to), instead of letting the change happen twice.
+/// `step` is `Fn + Sync`: an iteration may run again after an abort, so everything it changes
+/// must be in the carried state `S` (restored from its copy at the last commit). The compiler
+/// rejects an iteration that changes anything else the function can see (a local that is not
+/// carried, what a `&mut` parameter refers to, a `Cell` or `RefCell`, which are not `Sync`),
+/// instead of letting the change happen twice. (Atomics and locks are `Sync`: the macros make
+/// the transaction inevitable before an atomic read-modify-write, and reject locks.)
 #[doc(hidden)]
 pub fn loop_in_transactions<S: Clone, B, R>(
     state: S,
-    step: impl Fn(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
+    step: impl Fn(&Tx, S) -> (S, ControlFlow<Exit<B, R>>) + Sync,
 ) -> (S, Exit<B, R>) {
     if crate::tx::in_transaction() {
         inline_in_running(state, step)
@@ -262,7 +264,7 @@ pub fn loop_in_transactions<S: Clone, B, R>(
 /// `step` is `Fn` for the reason given at [`loop_in_transactions`].
 pub fn atomic_loop<S: Clone, B, R>(
     state: S,
-    step: impl Fn(&Tx, S) -> (S, ControlFlow<Exit<B, R>>),
+    step: impl Fn(&Tx, S) -> (S, ControlFlow<Exit<B, R>>) + Sync,
 ) -> (S, Exit<B, R>) {
     crate::tx::atomically(|tx| inline(tx, state.clone(), &mut &step))
 }

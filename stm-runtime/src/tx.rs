@@ -339,6 +339,14 @@ impl Tx {
         // If user code catches the unwind and goes on, the attempt still cannot commit: a
         // conflict dooms it as a conflict, any other signal as a restart.
         let local = self.local();
+        // After `become_inevitable` the code may have had irreversible effects: running it
+        // again would repeat them. Every abort path refuses earlier with its own message
+        // (`retry`, `Root::get`); this is the backstop.
+        assert!(
+            !local.user_inevitable,
+            "stm-runtime: an inevitable transaction was about to be aborted and run again, \
+             which would repeat its irreversible effects"
+        );
         match &signal {
             AbortSignal::Conflict(c) => local.doomed = Some(*c),
             _ => {

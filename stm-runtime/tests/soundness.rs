@@ -261,3 +261,63 @@ fn class8_a_queue_run_inside_a_transaction_is_refused() {
     assert_eq!(queue.run(2).tasks, 4);
     assert_eq!(stm.atomically(|tx| total.get(tx).get()), 4);
 }
+
+// ---- Found by review ----
+
+/// An inevitable transaction whose code has done its irreversible effect, then asks for a root
+/// whose object another thread's running transaction allocated: it could not wait (that one
+/// cannot commit while we are inevitable) and must not run again (the effect would repeat).
+/// It fails with a message; the effect happened once.
+#[test]
+fn review_an_inevitable_transaction_is_never_rerun_by_root_get() {
+    if !stm_runtime::BARRIERS {
+        return; // GIL mode: the other transaction cannot run while we do
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let stm = stm(2);
+    let effects = AtomicUsize::new(0);
+    let (to_main, from_writer) = mpsc::channel();
+    let (to_writer, from_main) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let stm = &stm;
+        s.spawn(move || {
+            stm.atomically(|tx| {
+                // (Not inevitable: the main thread's transaction will be.)
+                let r = tx.root(tx.alloc(5u64));
+                to_main.send(r).unwrap();
+                from_main.recv().unwrap(); // still running until main has tried
+            })
+        });
+        let root = from_writer.recv().unwrap();
+        panics_with("this transaction is inevitable", || {
+            stm.atomically(|tx| {
+                tx.become_inevitable();
+                effects.fetch_add(1, Ordering::SeqCst);
+                root.get(tx).get()
+            });
+        });
+        to_writer.send(()).unwrap();
+    });
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+}
+
+/// A task's captured value whose `Drop` uses the queue: the worker dropped it while holding
+/// the queue's lock, and the run never ended.
+#[test]
+fn review_a_task_dropped_by_a_worker_may_use_the_queue() {
+    use std::sync::OnceLock;
+    static QUEUE: OnceLock<TransactionQueue<'static>> = OnceLock::new();
+    struct UsesQueue;
+    impl Drop for UsesQueue {
+        fn drop(&mut self) {
+            let _ = QUEUE.get().expect("set").len();
+        }
+    }
+    let stm = stm(2);
+    let queue = QUEUE.get_or_init(|| TransactionQueue::new(&stm));
+    let captured = UsesQueue;
+    queue.add(move |_, _| {
+        let _ = &captured;
+    });
+    assert_eq!(queue.run(1).tasks, 1);
+}

@@ -80,9 +80,48 @@ pub(crate) fn of_call(path: &syn::Path) -> Effect {
     Effect::None
 }
 
+/// The effect of a method call, by name and arguments.
+pub(crate) fn of_method_call(m: &syn::ExprMethodCall) -> Effect {
+    let name = m.method.to_string();
+    // An atomic write (`store`, `swap` with an `Ordering`) changes shared state outside the
+    // heap, which a rerun would change again: like I/O, the transaction becomes inevitable.
+    let ordered = m.args.last().is_some_and(is_ordering);
+    if ordered && matches!(name.as_str(), "store" | "swap") {
+        return Effect::Irreversible;
+    }
+    of_method(&name, m.args.len())
+}
+
+/// Whether an expression names a memory ordering (`Ordering::SeqCst`, `Relaxed`, ...).
+fn is_ordering(e: &syn::Expr) -> bool {
+    let syn::Expr::Path(p) = e else { return false };
+    p.path.segments.last().is_some_and(|s| {
+        matches!(
+            s.ident.to_string().as_str(),
+            "Relaxed" | "Release" | "Acquire" | "AcqRel" | "SeqCst"
+        )
+    })
+}
+
 /// The effect of a method call by name and argument count.
 pub(crate) fn of_method(name: &str, args: usize) -> Effect {
     match (name, args) {
+        // Atomic read-modify-writes: their change outside the heap would happen again on a
+        // rerun (the transaction's closures are `Fn + Sync`, which stops `Cell`s, not atomics).
+        (
+            "fetch_add"
+            | "fetch_sub"
+            | "fetch_and"
+            | "fetch_nand"
+            | "fetch_or"
+            | "fetch_xor"
+            | "fetch_max"
+            | "fetch_min"
+            | "fetch_update"
+            | "compare_exchange"
+            | "compare_exchange_weak",
+            _,
+        ) => Effect::Irreversible,
         // `scope.spawn(closure)` (std's thread scopes, crossbeam, rayon).
         ("spawn", 1) => spawn(),
         ("lock" | "read_lock" | "write_lock", 0) => blocking("a lock"),

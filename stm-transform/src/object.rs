@@ -35,6 +35,9 @@ use crate::Expansion;
 /// The validated object: what expansion needs.
 struct Object {
     item: ItemStruct,
+    /// The type parameters and the bounds as `Type: Path` predicates (`types::generic_parts`).
+    params: Vec<syn::Ident>,
+    preds: TokenStream,
     /// Field names and their stored types (handles rewritten), with the user's span.
     fields: Vec<(syn::Ident, Type, Span)>,
 }
@@ -173,7 +176,13 @@ fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStre
             fields.push((ident, f.ty.clone(), span));
         }
     }
-    Ok(Object { item: s, fields })
+    let (params, preds) = types::generic_parts(cx, &s.generics, "shared objects");
+    Ok(Object {
+        item: s,
+        fields,
+        params,
+        preds,
+    })
 }
 
 /// A handle inside an array or tuple (not a whole field, not in an `Option`, not a container
@@ -277,7 +286,7 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
         }
     }
     let ident = &item.ident;
-    let (impl_g, ty_g, preds) = types::impl_parts(&item.generics);
+    let (params, preds) = (&o.params, &o.preds);
     // The same bounds on the struct itself, so that `Slot<String>` is an error wherever it
     // is written (they protect nothing: the impls below carry their own, through `$crate`).
     let mut def = item.clone();
@@ -304,7 +313,7 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
         #def
 
         #rt::__private::object_impls! {
-            impl [#impl_g] #ident [#ty_g]
+            impl [#(#params),*] #ident
             where [#preds] plain [#(#plain_params),*] object [#(#object_params),*]
             fields { #(#fields,)* }
         }

@@ -71,7 +71,10 @@ pub(crate) fn expand(input: TokenStream) -> Expansion {
         return done(cx, TokenStream::new());
     }
     let ident = &input.ident;
-    let (impl_g, ty_g, preds) = types::impl_parts(&input.generics);
+    let (params, preds) = types::generic_parts(&cx, &input.generics, "plain data types");
+    if cx.has_errors() {
+        return done(cx, TokenStream::new());
+    }
     // Each field type is bounded by `Plain` (an error spans the field's type), and the
     // runtime's `impl_plain!` (which writes the `unsafe impl`, through `$crate` paths the user
     // cannot redirect) checks this description against the type itself.
@@ -110,7 +113,7 @@ pub(crate) fn expand(input: TokenStream) -> Expansion {
     };
     let tokens = quote! {
         #rt::__private::impl_plain! {
-            impl [#impl_g] #ident [#ty_g] where [#preds] #body
+            impl [#(#params),*] #ident where [#preds] #body
         }
     };
     done(cx, tokens)

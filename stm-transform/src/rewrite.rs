@@ -600,7 +600,7 @@ impl<'a> Rewriter<'a> {
             Expr::Cast(c) => self.expr(&mut c.expr, Ctx::Value),
             Expr::MethodCall(m) => {
                 let name = m.method.to_string();
-                let effect = effects::of_method(&name, m.args.len());
+                let effect = effects::of_method_call(m);
                 if let Effect::Forbidden(_) = effect {
                     if self.safe_depth == 0 {
                         self.effect(m.method.span(), effect);
@@ -617,7 +617,7 @@ impl<'a> Rewriter<'a> {
                 for a in m.args.iter_mut() {
                     self.expr(a, Ctx::Value);
                 }
-                if self.is_irreversible_method(&name, m.args.len()) {
+                if self.safe_depth == 0 && effect == Effect::Irreversible {
                     *e = self.inevitable_before(e.clone());
                 }
             }
@@ -1051,10 +1051,6 @@ impl<'a> Rewriter<'a> {
                 false
             }
         }
-    }
-
-    fn is_irreversible_method(&self, name: &str, args: usize) -> bool {
-        self.safe_depth == 0 && effects::of_method(name, args) == Effect::Irreversible
     }
 
     fn inevitable_before(&mut self, e: Expr) -> Expr {

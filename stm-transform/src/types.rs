@@ -182,35 +182,67 @@ pub(crate) fn show(ty: &Type) -> String {
         .to_string()
 }
 
-/// The parts of generics that the runtime's `macro_rules!` impls take, without angle
-/// brackets: the impl's parameters, the type's arguments, and the where-clause predicates
-/// (each followed by a comma).
-pub(crate) fn impl_parts(
+/// The generics of an item as the runtime's `macro_rules!` impls take them: the type
+/// parameters' names, and every bound as a `Type: Path` predicate (`T: A + B` becomes `T: A,
+/// T: B`), so that nothing the user wrote can split an impl header. What cannot be said that
+/// way (lifetime and const parameters, `?Sized`, lifetime bounds, `for<'a>`) is an error in
+/// `cx`; `what` names the item kind for the messages.
+pub(crate) fn generic_parts(
+    cx: &crate::Ctxt,
     generics: &syn::Generics,
-) -> (
-    proc_macro2::TokenStream,
-    proc_macro2::TokenStream,
-    proc_macro2::TokenStream,
-) {
-    use quote::{quote, ToTokens};
-    fn inner(ts: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
-        let t: Vec<proc_macro2::TokenTree> = ts.into_iter().collect();
-        if t.len() < 2 {
-            proc_macro2::TokenStream::new()
-        } else {
-            t[1..t.len() - 1].iter().cloned().collect()
+    what: &str,
+) -> (Vec<syn::Ident>, proc_macro2::TokenStream) {
+    use quote::quote;
+    let mut params = Vec::new();
+    let mut preds = Vec::new();
+    let mut bounds =
+        |ty: syn::Type, list: &syn::punctuated::Punctuated<syn::TypeParamBound, syn::Token![+]>| {
+            for b in list {
+                match b {
+                    syn::TypeParamBound::Trait(t)
+                        if t.lifetimes.is_none()
+                            && t.maybe.is_none()
+                            && t.paren_token.is_none() =>
+                    {
+                        let path = &t.path;
+                        preds.push(quote!(#ty: #path));
+                    }
+                    other => cx.error_spanned_by(
+                        other,
+                        format!(
+                        "{what} take trait bounds only (`T: Trait`): lifetime bounds, `?Sized` \
+                         and `for<'a>` bounds are not supported"
+                    ),
+                    ),
+                }
+            }
+        };
+    for p in &generics.params {
+        match p {
+            syn::GenericParam::Type(t) => {
+                params.push(t.ident.clone());
+                let id = &t.ident;
+                bounds(syn::parse_quote!(#id), &t.bounds);
+            }
+            syn::GenericParam::Const(c) => {
+                cx.error_spanned_by(c, format!("{what} cannot have const generic parameters"))
+            }
+            // Lifetimes are reported by the callers, with their own message.
+            syn::GenericParam::Lifetime(_) => {}
         }
     }
-    let (impl_g, ty_g, where_c) = generics.split_for_impl();
-    let preds = where_c
-        .map(|w| {
-            let p = w.predicates.iter();
-            quote!(#(#p,)*)
-        })
-        .unwrap_or_default();
-    (
-        inner(impl_g.to_token_stream()),
-        inner(ty_g.to_token_stream()),
-        preds,
-    )
+    if let Some(w) = &generics.where_clause {
+        for pred in &w.predicates {
+            match pred {
+                syn::WherePredicate::Type(pt) if pt.lifetimes.is_none() => {
+                    bounds(pt.bounded_ty.clone(), &pt.bounds)
+                }
+                other => cx.error_spanned_by(
+                    other,
+                    format!("{what} take `Type: Trait` where-clauses only"),
+                ),
+            }
+        }
+    }
+    (params, quote!(#(#preds,)*))
 }

@@ -356,7 +356,7 @@ fn object_rewrites_handles_and_seals() {
     // The impls come from the runtime's macro, which holds the `unsafe`.
     assert!(!out.contains("unsafe"), "{out}");
     assert!(
-        out.contains("::stm_runtime::__private::object_impls!{impl[]Node[]where[]plain[]object[]fields{key:i64,next:Option<::stm_runtime::GcRef<Node>>,}}"),
+        out.contains("::stm_runtime::__private::object_impls!{impl[]Nodewhere[]plain[]object[]fields{key:i64,next:Option<::stm_runtime::GcRef<Node>>,}}"),
         "{out}"
     );
 }
@@ -425,7 +425,7 @@ fn plain_derive_checks_fields() {
     }));
     assert!(
         out.contains(
-            "::stm_runtime::__private::impl_plain!{impl[T]Dir[T]where[]enum{L{0:__stm_f0:T,},R{x:__stm_f1:u8,},}}"
+            "::stm_runtime::__private::impl_plain!{impl[T]Dirwhere[]enum{L{0:__stm_f0:T,},R{x:__stm_f1:u8,},}}"
         ),
         "{out}"
     );

@@ -5,7 +5,7 @@ struct Counter {
     value: u64,
 }
 ::stm_runtime::__private::object_impls! {
-    impl [] Counter[] where [] plain[] object[] fields { value : u64, }
+    impl [] Counter where [] plain[] object[] fields { value : u64, }
 }
 #[allow(
     unused_parens,

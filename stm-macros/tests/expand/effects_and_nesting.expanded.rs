@@ -4,7 +4,7 @@ struct Counter {
     hits: u64,
 }
 ::stm_runtime::__private::object_impls! {
-    impl [] Counter[] where [] plain[] object[] fields { hits : u64, }
+    impl [] Counter where [] plain[] object[] fields { hits : u64, }
 }
 #[allow(
     unused_parens,

@@ -5,7 +5,7 @@ struct Node {
     next: Option<::stm_runtime::GcRef<Node>>,
 }
 ::stm_runtime::__private::object_impls! {
-    impl [] Node[] where [] plain[] object[] fields { key : i64, next : Option <
+    impl [] Node where [] plain[] object[] fields { key : i64, next : Option <
     ::stm_runtime::GcRef < Node > >, }
 }
 struct List {
@@ -13,8 +13,8 @@ struct List {
     len: usize,
 }
 ::stm_runtime::__private::object_impls! {
-    impl [] List[] where [] plain[] object[] fields { head : Option <
-    ::stm_runtime::GcRef < Node > >, len : usize, }
+    impl [] List where [] plain[] object[] fields { head : Option < ::stm_runtime::GcRef
+    < Node > >, len : usize, }
 }
 #[allow(
     unused_parens,

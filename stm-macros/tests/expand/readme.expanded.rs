@@ -6,8 +6,8 @@ struct Account {
     next: Option<::stm_runtime::GcRef<Account>>,
 }
 ::stm_runtime::__private::object_impls! {
-    impl [] Account[] where [] plain[] object[] fields { balance : i64, owner : u32, next
-    : Option < ::stm_runtime::GcRef < Account > >, }
+    impl [] Account where [] plain[] object[] fields { balance : i64, owner : u32, next :
+    Option < ::stm_runtime::GcRef < Account > >, }
 }
 #[allow(
     unused_parens,

@@ -15,20 +15,20 @@ struct LeftOut {
     n: u8,
     hidden: GcRef<Leaf>,
 }
-__private::impl_plain! { impl [] LeftOut [] where [] struct { n: f0: u8 } }
+__private::impl_plain! { impl [] LeftOut where [] struct { n: f0: u8 } }
 
 #[derive(Clone, Copy)]
 struct Disguised {
     hidden: &'static GcRef<Leaf>,
 }
-__private::impl_plain! { impl [] Disguised [] where [] struct { hidden: f0: GcRef<Leaf> } }
+__private::impl_plain! { impl [] Disguised where [] struct { hidden: f0: GcRef<Leaf> } }
 
 struct Untraced {
     child: Option<GcRef<Leaf>>,
     n: u64,
 }
 __private::object_impls! {
-    impl [] Untraced [] where [] plain [] object [] fields { n: u64 }
+    impl [] Untraced where [] plain [] object [] fields { n: u64 }
 }
 
 fn main() {}
