@@ -385,3 +385,41 @@ fn class6_a_self_run_function_reruns_from_its_arguments() {
     );
     assert_eq!(stm.atomically(|tx| cell.get(tx).get_v()), 111);
 }
+
+// ---- Found by review ----
+
+#[stm::object]
+struct Pair {
+    f: u64,
+    g: u64,
+}
+
+/// `or_else`'s rollback restored whole before-images, headers included: an image saved before
+/// a guard began cleared the object's borrowed flag while the guard (made by hand with the
+/// public `__private::place` and kept past `first`) was alive, so an overlapping write was
+/// accepted and then overwritten by the guard.
+#[test]
+fn review_a_rollback_inside_or_else_keeps_a_live_guard() {
+    use stm::__private;
+    let stm = two_segments();
+    let r = stm.atomically(|tx| tx.root(tx.alloc(Pair { f: 0, g: 0 })));
+    panics_with("still borrowed mutably", || {
+        stm.atomically(|tx| {
+            let o = r.get(tx);
+            __private::write(o, __private::field!(o, g), 1);
+            let mut slot = None;
+            tx.or_else(
+                |tx| {
+                    __private::write(o, __private::field!(o, g), 2);
+                    let mut wb = __private::place(o, __private::field!(o, f));
+                    *wb = 100;
+                    slot = Some(wb);
+                    tx.retry()
+                },
+                |_| (),
+            );
+            __private::write(o, __private::field!(o, f), 7);
+            drop(slot);
+        })
+    });
+}

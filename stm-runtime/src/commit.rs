@@ -632,7 +632,10 @@ fn restore_backups(local: &mut SegmentLocal, from: usize, from_word: usize) {
         unsafe {
             let words = (*hdr).granules as usize * (GRANULE / 8);
             at -= words;
+            // A field borrowed now stays borrowed: the backup's flag is from before the guard.
+            let guarded = (*hdr).flags & FLAG_GUARDED;
             log::copy_words(local.backups.as_ptr().add(at), hdr.cast(), words);
+            (*hdr).flags = ((*hdr).flags & !FLAG_GUARDED) | guarded;
         }
     }
     debug_assert_eq!(at, from_word);
@@ -642,7 +645,10 @@ fn restore_backups(local: &mut SegmentLocal, from: usize, from_word: usize) {
 pub(crate) struct Checkpoint {
     modified: usize,
     backups: usize,
-    allocated: usize,
+    /// The objects this checkpoint armed (their barrier was clear): only these are disarmed
+    /// when the code after it ends, so that an enclosing checkpoint's arming survives a
+    /// nested `or_else`.
+    armed: Vec<u32>,
 }
 
 /// Marks a point inside the running attempt. Every object written or allocated so far gets
@@ -650,24 +656,29 @@ pub(crate) struct Checkpoint {
 /// older backup of a written object stays, for a full rollback; an object allocated by the
 /// attempt gets its first one).
 pub(crate) fn checkpoint(local: &mut SegmentLocal) -> Checkpoint {
+    let mut armed = Vec::new();
     for &g in local.modified.iter().chain(&local.allocated) {
+        let hdr = local.header(g);
         // SAFETY: a live object of our own segment (invariants 1 and 3).
-        unsafe { (*local.header(g)).flags |= FLAG_WRITE_BARRIER };
+        unsafe {
+            if (*hdr).flags & FLAG_WRITE_BARRIER == 0 {
+                (*hdr).flags |= FLAG_WRITE_BARRIER;
+                armed.push(g);
+            }
+        }
     }
     Checkpoint {
         modified: local.modified.len(),
         backups: local.backups.len(),
-        allocated: local.allocated.len(),
+        armed,
     }
 }
 
-/// The code after a checkpoint is over (kept or undone): the objects written or allocated
-/// before it are written objects again (barrier cleared), as they were at the checkpoint.
+/// The code after a checkpoint is over (kept or undone): the objects the checkpoint armed
+/// are written objects again (barrier cleared), as they were at the checkpoint; objects an
+/// enclosing checkpoint armed stay armed.
 pub(crate) fn keep_since(local: &mut SegmentLocal, cp: Checkpoint) {
-    for &g in local.modified[..cp.modified]
-        .iter()
-        .chain(&local.allocated[..cp.allocated])
-    {
+    for &g in &cp.armed {
         // SAFETY: a live object of our own segment (invariants 1 and 3).
         unsafe { (*local.header(g)).flags &= !FLAG_WRITE_BARRIER };
     }

@@ -225,6 +225,11 @@ impl Tx {
         if local.inevitable {
             return;
         }
+        if let Some(c) = local.doomed {
+            // The attempt cannot commit (its code swallowed an abort): it must not become
+            // inevitable and do irreversible things before running again.
+            self.abort_with(AbortSignal::Conflict(c));
+        }
         if let Err(c) = commit::become_inevitable(self.shared(), self.segment(), local) {
             self.abort_with(AbortSignal::Conflict(c));
         }
@@ -266,9 +271,10 @@ impl Tx {
         self.abort_with(AbortSignal::Retry)
     }
 
-    /// Runs `first`; if it calls [`Tx::retry`], undoes what `first` did (its writes,
-    /// allocations and roots; its reads still count) and runs `second` instead (Haskell's
-    /// `orElse`). If `second` retries too, the whole transaction retries.
+    /// Runs `first`; if it calls [`Tx::retry`], undoes `first`'s writes (its reads still count)
+    /// and runs `second` instead (Haskell's `orElse`). If `second` retries too, the whole
+    /// transaction retries. What `first` allocated stays allocated and valid (handles and
+    /// roots to it may still exist); unless the code keeps it, it is garbage after the commit.
     ///
     /// ```
     /// use stm_runtime::{Root, Stm, Tx};
@@ -408,9 +414,17 @@ impl Stm {
             let owned = SegmentGuard { shared, seg };
             match self.attempts(seg, site, &mut aborts, &mut f) {
                 Attempts::Done(result) => return result,
-                Attempts::Panicked(payload) => {
+                Attempts::Panicked(payload, value) => {
                     drop(owned);
+                    drop(value);
                     panic::resume_unwind(payload);
+                }
+                Attempts::Again(value) => {
+                    // The value of an attempt that failed to commit is the user's to drop, and
+                    // its `Drop` may start transactions or collect: not while we own a segment
+                    // (it would wait for it). Take the segment again right after.
+                    drop(owned);
+                    drop(value);
                 }
                 Attempts::Collect => {
                     drop(owned);
@@ -494,9 +508,18 @@ impl Stm {
                         // asked to abandon.
                         commit::rollback(shared, local);
                         count_abort(seg, local, Counter::AbortPanic);
-                        return Attempts::Panicked(Box::new(swallowed_message(site)));
+                        return Attempts::Panicked(
+                            Box::new(swallowed_message(site)),
+                            Some(Ok(value)),
+                        );
                     }
-                    Err(c) => self.conflicted(local, c),
+                    Err(c) => {
+                        let counter = self.conflicted(local, c);
+                        commit::rollback(shared, local);
+                        count_abort(seg, local, counter);
+                        *aborts += 1;
+                        return Attempts::Again(Ok(value));
+                    }
                 },
                 Ok(Err(e)) => {
                     commit::rollback(shared, local);
@@ -533,7 +556,7 @@ impl Stm {
                     Err(panic_payload) => {
                         commit::rollback(shared, local);
                         count_abort(seg, local, Counter::AbortPanic);
-                        return Attempts::Panicked(panic_payload);
+                        return Attempts::Panicked(panic_payload, None);
                     }
                 },
             };
@@ -596,7 +619,12 @@ fn count_abort(seg: &Segment, local: &SegmentLocal, cause: Counter) {
 /// How a run of attempts in one segment ended.
 enum Attempts<T> {
     Done(T),
-    Panicked(Box<dyn std::any::Any + Send>),
+    /// The attempt panicked (or its code swallowed the runtime's unwind); the value, if the
+    /// closure returned one, is dropped once the segment is given back.
+    Panicked(Box<dyn std::any::Any + Send>, Option<T>),
+    /// The closure returned but the commit found a conflict: drop the value without holding
+    /// the segment, then start over.
+    Again(T),
     /// The heap was full: collect, then start over.
     Collect,
     /// Wait until a revision newer than this one is committed, then start over.

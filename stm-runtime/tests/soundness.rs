@@ -321,3 +321,107 @@ fn review_a_task_dropped_by_a_worker_may_use_the_queue() {
     });
     assert_eq!(queue.run(1).tasks, 1);
 }
+
+/// A nested `or_else` disarmed the write barriers its enclosing checkpoint had armed, so a
+/// write made in the outer `first` after it had no backup and survived the outer retry.
+#[test]
+fn review_a_nested_or_else_keeps_the_outer_checkpoint() {
+    let stm = stm(1);
+    let x = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let (seen, fresh) = stm.atomically(|tx| {
+        let g = x.get(tx);
+        g.set(1);
+        let o = tx.alloc(5u64);
+        let seen = tx.or_else(
+            |tx| {
+                tx.or_else(|_| (), |_| ());
+                g.set(99);
+                o.set(77);
+                tx.retry()
+            },
+            |_| (g.get(), o.get()),
+        );
+        (seen, tx.root(o))
+    });
+    assert_eq!(seen, (1, 5));
+    assert_eq!(
+        stm.atomically(|tx| (x.get(tx).get(), fresh.get(tx).get())),
+        (1, 5)
+    );
+}
+
+/// The value of an attempt whose commit failed was dropped while the thread still owned its
+/// segment: a `Drop` that collects (or starts a transaction) waited for that segment forever.
+#[test]
+fn review_the_value_of_a_failed_attempt_is_dropped_without_a_segment() {
+    if !stm_runtime::BARRIERS {
+        return; // GIL mode: no concurrent commit can fail ours
+    }
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+    struct CollectsOnDrop(Stm, bool);
+    impl Drop for CollectsOnDrop {
+        fn drop(&mut self) {
+            if self.1 {
+                self.0.collect();
+            }
+        }
+    }
+    let stm = stm(2);
+    let (x, y) = stm.atomically(|tx| (tx.root(tx.alloc(0u64)), tx.root(tx.alloc(0u64))));
+    let go = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    let attempts = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !go.load(SeqCst) {
+                std::hint::spin_loop();
+            }
+            stm.atomically(|tx| x.get(tx).set(1));
+            done.store(true, SeqCst);
+        });
+        let r = stm.atomically(|tx| {
+            let first = attempts.fetch_add(1, SeqCst) == 0;
+            let v = x.get(tx).get();
+            y.get(tx).set(v + 1);
+            if first {
+                go.store(true, SeqCst);
+                while !done.load(SeqCst) {
+                    std::hint::spin_loop(); // the other commit conflicts with this attempt
+                }
+            }
+            CollectsOnDrop(stm.clone(), first)
+        });
+        drop(r);
+    });
+    assert!(
+        attempts.load(SeqCst) >= 2,
+        "the first attempt must have failed to commit"
+    );
+    assert_eq!(stm.atomically(|tx| y.get(tx).get()), 2);
+}
+
+/// An attempt doomed by a conflict whose unwind the code swallowed could still become
+/// inevitable, do its effect, then run again as a conflict: the effect ran twice.
+#[test]
+fn review_a_doomed_attempt_cannot_become_inevitable() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(1 << 20)
+        .inject_faults(0.5)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let effects = AtomicU32::new(0);
+        stm.atomically(|tx| {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                for _ in 0..8 {
+                    tx.alloc(1u64);
+                }
+            }));
+            tx.become_inevitable();
+            effects.fetch_add(1, SeqCst);
+        });
+        assert_eq!(effects.load(SeqCst), 1);
+    }
+}

@@ -494,6 +494,15 @@ impl Walker<'_> {
             Expr::ForLoop(f) => {
                 exits.visit_block_mut(&mut f.body);
                 exits.any_break = true;
+                if let Some(at) = effect_in(&f.expr) {
+                    self.cx.error_spanned_by(
+                        at,
+                        "the iterator of this loop advances inside the loop's transactions \
+                         (each `next()` runs in one), where this call could run again after an \
+                         abort, and the macro does not rewrite it: move the call into the loop \
+                         body, where I/O makes the transaction inevitable",
+                    );
+                }
                 for_iter = Some(f.expr.clone());
                 let (pat, body) = (&f.pat, &f.body);
                 quote! {
@@ -790,6 +799,37 @@ fn take_atomic_attr(e: &mut Expr) -> Option<syn::Attribute> {
     Some(attrs.remove(pos))
 }
 
+/// The first call in `e` (closures included) that is irreversible or forbidden inside a
+/// transaction, by the names of `effects`.
+fn effect_in(e: &Expr) -> Option<TokenStream> {
+    struct Finder(Option<TokenStream>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            if let Expr::Path(p) = &*c.func {
+                if effects::of_call(&p.path, &c.args) != Effect::None && self.0.is_none() {
+                    self.0 = Some(c.func.to_token_stream());
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            if effects::of_method_call(m) != Effect::None && self.0.is_none() {
+                self.0 = Some(m.method.to_token_stream());
+            }
+            syn::visit::visit_expr_method_call(self, m);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            if effects::of_macro(&m.path) != Effect::None && self.0.is_none() {
+                self.0 = Some(m.path.to_token_stream());
+            }
+        }
+        fn visit_item(&mut self, _: &'ast Item) {}
+    }
+    let mut f = Finder(None);
+    f.visit_expr(e);
+    f.0
+}
+
 /// Whether a loop calls something that blocks, spawns a thread or runs a transaction queue
 /// (`queue.run(n)`, which waits for transactions of its own and refuses to run inside one),
 /// outside closures: it cannot run in a transaction.
@@ -798,7 +838,7 @@ fn blocks_or_spawns(e: &Expr) -> bool {
     impl<'ast> Visit<'ast> for Finder {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             if let Expr::Path(p) = &*c.func {
-                if matches!(effects::of_call(&p.path), Effect::Forbidden(_)) {
+                if matches!(effects::of_call(&p.path, &c.args), Effect::Forbidden(_)) {
                     self.0 = true;
                 }
             }

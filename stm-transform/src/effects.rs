@@ -48,8 +48,13 @@ fn blocking(what: &str) -> Effect {
     )
 }
 
-/// The effect of calling a function by this path (`std::fs::write`, `thread::spawn`, ...).
-pub(crate) fn of_call(path: &syn::Path) -> Effect {
+/// The effect of calling a function by this path (`std::fs::write`, `thread::spawn`, ...),
+/// with these arguments (a method called by its path, `AtomicU64::fetch_add(&a, 1, SeqCst)`,
+/// is judged like the method).
+pub(crate) fn of_call(
+    path: &syn::Path,
+    args: &syn::punctuated::Punctuated<syn::Expr, syn::Token![,]>,
+) -> Effect {
     let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let last = segs.last().map(String::as_str).unwrap_or("");
     let has = |name: &str| segs.iter().any(|s| s == name);
@@ -61,6 +66,14 @@ pub(crate) fn of_call(path: &syn::Path) -> Effect {
     }
     if has("io") || has("fs") || has("net") || has("process") {
         return Effect::Irreversible;
+    }
+    // `AtomicU64::fetch_add(&a, ..)`, `Mutex::lock(&m)`: a method called by its path (the
+    // first argument is the receiver). `ptr::read` and friends are not methods.
+    if segs.len() >= 2 && !has("ptr") && !args.is_empty() {
+        let effect = of_method_args(last, args.iter().skip(1).collect());
+        if effect != Effect::None {
+            return effect;
+        }
     }
     let first = segs.first().map(String::as_str).unwrap_or("");
     if matches!(
@@ -82,14 +95,17 @@ pub(crate) fn of_call(path: &syn::Path) -> Effect {
 
 /// The effect of a method call, by name and arguments.
 pub(crate) fn of_method_call(m: &syn::ExprMethodCall) -> Effect {
-    let name = m.method.to_string();
+    of_method_args(&m.method.to_string(), m.args.iter().collect())
+}
+
+fn of_method_args(name: &str, args: Vec<&syn::Expr>) -> Effect {
     // An atomic write (`store`, `swap` with an `Ordering`) changes shared state outside the
     // heap, which a rerun would change again: like I/O, the transaction becomes inevitable.
-    let ordered = m.args.last().is_some_and(is_ordering);
-    if ordered && matches!(name.as_str(), "store" | "swap") {
+    let ordered = args.last().is_some_and(|a| is_ordering(a));
+    if ordered && matches!(name, "store" | "swap") {
         return Effect::Irreversible;
     }
-    of_method(&name, m.args.len())
+    of_method(name, args.len())
 }
 
 /// Whether an expression names a memory ordering (`Ordering::SeqCst`, `Relaxed`, ...).
@@ -124,13 +140,15 @@ pub(crate) fn of_method(name: &str, args: usize) -> Effect {
         ) => Effect::Irreversible,
         // `scope.spawn(closure)` (std's thread scopes, crossbeam, rayon).
         ("spawn", 1) => spawn(),
-        ("lock" | "read_lock" | "write_lock", 0) => blocking("a lock"),
+        ("lock" | "read_lock" | "write_lock" | "try_lock" | "try_read" | "try_write", 0)
+        | ("read" | "write", 0) => blocking("a lock"),
         ("join", 0) => blocking("another thread"),
-        ("recv" | "recv_timeout" | "recv_deadline", _) => blocking("a channel"),
+        ("recv" | "recv_timeout" | "recv_deadline" | "try_recv", _) => blocking("a channel"),
         ("wait" | "wait_while" | "wait_timeout" | "wait_timeout_while", _) => {
             blocking("a condition variable or barrier")
         }
-        ("send", 1)
+        ("send" | "try_send", 1)
+        | ("get_or_init" | "get_or_try_init", 1)
         | ("write_all" | "write_fmt" | "flush" | "sync_all" | "sync_data", _)
         | ("read_to_string" | "read_to_end" | "read_line" | "read_exact", _) => {
             Effect::Irreversible

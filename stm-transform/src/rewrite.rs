@@ -627,7 +627,7 @@ impl<'a> Rewriter<'a> {
                     return;
                 }
                 let effect = match &*c.func {
-                    Expr::Path(p) => effects::of_call(&p.path),
+                    Expr::Path(p) => effects::of_call(&p.path, &c.args),
                     _ => Effect::None,
                 };
                 if let Effect::Forbidden(_) = effect {

@@ -576,3 +576,51 @@ fn mut_parameters_of_a_self_run_function_are_copied_per_attempt() {
         "{out}"
     );
 }
+
+/// Effects the by-name analysis missed (found by review): an `RwLock` write lock, an atomic
+/// read-modify-write called by its path, `try_send`.
+#[test]
+fn lock_guards_atomics_by_path_and_try_send_are_effects() {
+    let out = stm_transform::expand_transactional(
+        quote!(),
+        quote! { fn f(c: Gc<C>, l: &RwLock<u8>) { let _g = l.write(); c.v += 1; } },
+    );
+    assert!(
+        errors(&out)
+            .iter()
+            .any(|e| e.contains("cannot block on a lock")),
+        "{out}"
+    );
+    let (out, stats) = transactional(quote! {
+        fn g(c: Gc<C>, a: &AtomicU64, s: &SyncSender<u8>) {
+            AtomicU64::fetch_add(a, 1, Ordering::SeqCst);
+            a.store(3, Ordering::Relaxed);
+            s.try_send(1).ok();
+            c.v += 1;
+        }
+    });
+    assert_eq!(stats.inevitable_points, 3, "{out}");
+}
+
+/// A `for` loop's iterator advances inside the loop's transactions, where the macro does not
+/// rewrite it: an effect in it is an error (found by review: `.inspect(|i| println!(..))`
+/// printed again after aborts).
+#[test]
+fn an_effect_in_the_iterator_of_a_loop_with_break_points_is_an_error() {
+    let out = stm_transform::expand_in_transactions(
+        quote!(),
+        quote! {
+            fn f(r: &Root<C>, n: u64) {
+                for i in (0..n).inspect(|i| println!("item {i}")) {
+                    r.get(stm::tx!()).v += i;
+                }
+            }
+        },
+    );
+    assert!(
+        errors(&out)
+            .iter()
+            .any(|e| e.contains("the iterator of this loop advances")),
+        "{out}"
+    );
+}
