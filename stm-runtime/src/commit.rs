@@ -59,7 +59,7 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.series_budget = u32::MAX;
     local.reporting = shared.recorder.enabled();
     if local.reporting {
-        local.started = Some(Instant::now());
+        local.started = Some(crate::sys::thread_cpu_time());
         local.write_sites.clear();
         local.alloc_sites.clear();
     }

@@ -308,6 +308,25 @@ impl<T> fmt::Debug for Gc<'_, T> {
     }
 }
 
+/// Identity: two handles are equal when they name the same object (as [`Gc::ptr_eq`]), so
+/// `p.left == Some(x)` works in list and tree code. (At most one transaction runs on a
+/// thread, so two handles that can meet belong to the same transaction.)
+impl<'a, 'b, T> PartialEq<Gc<'b, T>> for Gc<'a, T> {
+    #[inline]
+    fn eq(&self, other: &Gc<'b, T>) -> bool {
+        self.granule == other.granule
+    }
+}
+impl<T> Eq for Gc<'_, T> {}
+
+/// Hashes the identity, consistently with `==`: handles can be keys of a `HashSet` or
+/// `HashMap` inside their transaction.
+impl<T> std::hash::Hash for Gc<'_, T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.granule.hash(state);
+    }
+}
+
 impl<'tx, T: Object> Gc<'tx, T> {
     /// Made by the runtime only, for an object of type `T` live in `tx`'s snapshot.
     pub(crate) fn new(tx: &'tx Tx, granule: u32) -> Self {
@@ -319,7 +338,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
         }
     }
 
-    /// Whether two handles name the same object.
+    /// Whether two handles name the same object (the same as `==`).
     pub fn ptr_eq(self, other: Gc<'_, T>) -> bool {
         self.granule == other.granule
     }
@@ -614,6 +633,21 @@ impl<T> fmt::Debug for GcRef<T> {
     }
 }
 
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn other_runtime() -> ! {
+    panic!(
+        "Root::get: this root belongs to another `Stm` runtime than the transaction. A common \
+         cause: the root was made in `stm.atomically(..)` of a runtime from `Stm::new()` or \
+         `Stm::builder().build()`, and is read in `stm_runtime::atomically(..)` or a \
+         #[transactional] function called outside any transaction, which run on the global \
+         runtime (`Stm::global()`). Use `stm.atomically(..)` of the root's runtime (`root.stm()` \
+         gives it), or make that runtime the global one at the start of `main` with \
+         `Stm::builder()..build_global()`"
+    )
+}
+
 /// `Root::born` while the creating attempt has not ended.
 pub(crate) const PENDING: u64 = 0;
 /// `Root::born` when the creating attempt rolled back: the object never existed.
@@ -710,10 +744,9 @@ impl<T: Object> Root<T> {
     /// thread while `tx` is inevitable (it could neither wait nor run again).
     #[track_caller]
     pub fn get<'tx>(&self, tx: &'tx Tx) -> Gc<'tx, T> {
-        assert!(
-            std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()),
-            "Root::get: this root belongs to another Stm runtime than the transaction's"
-        );
+        if !std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()) {
+            other_runtime();
+        }
         let rev = match &self.born {
             Born::At(rev) => *rev,
             // Acquire: pairs with the Release store below, which carries the happens-before

@@ -567,6 +567,7 @@ pub fn place<'tx, T: ObjectLayout, F: Field, C: Fn(*mut T) -> *const F>(
 
 /// Makes the running transaction inevitable before an irreversible effect.
 #[inline(always)]
+#[track_caller]
 pub fn inevitable(tx: &Tx) {
     tx.become_inevitable();
 }

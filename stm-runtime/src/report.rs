@@ -72,8 +72,12 @@ pub enum ConflictKind {
     ReadWrite,
     /// Both transactions wrote the object; the other committed first.
     WriteWrite,
-    /// Time spent waiting for the inevitable transaction to finish (not an abort).
+    /// Time spent waiting for the inevitable transaction to finish (not an abort; wall time).
     Inevitable,
+    /// Not a conflict: transactions that became inevitable at this site, on their code's
+    /// request (`Tx::become_inevitable`, which the macros call before I/O). Such a transaction
+    /// never aborts, and holds up every other commit until it ends.
+    BecameInevitable,
 }
 
 impl fmt::Display for ConflictKind {
@@ -82,6 +86,7 @@ impl fmt::Display for ConflictKind {
             ConflictKind::ReadWrite => "read-write",
             ConflictKind::WriteWrite => "write-write",
             ConflictKind::Inevitable => "inevitable (waiting)",
+            ConflictKind::BecameInevitable => "became inevitable",
         })
     }
 }
@@ -100,7 +105,9 @@ pub struct ConflictSite {
     pub other_side: Option<Site>,
     /// Aborted attempts (or waits, for [`ConflictKind::Inevitable`]).
     pub count: u64,
-    /// Time those attempts had run before aborting (or waited).
+    /// Thread CPU time those attempts had run before aborting (for
+    /// [`ConflictKind::Inevitable`], the wall time waited; for
+    /// [`ConflictKind::BecameInevitable`], zero).
     pub time_lost: Duration,
     /// The losing transactions ran between break points (`Stm::run_in_transactions` or the
     /// loops of an `#[stm::in_transactions]` function), not as an explicit `atomically`:
@@ -113,6 +120,9 @@ pub struct ConflictSite {
 pub struct ConflictReport {
     /// The groups, most time lost first.
     pub sites: Vec<ConflictSite>,
+    /// Thread CPU time that transactions ran while reporting was on (attempts that committed
+    /// and attempts that aborted): what the time lost is a share of.
+    pub transaction_time: Duration,
 }
 
 impl ConflictReport {
@@ -123,7 +133,20 @@ impl ConflictReport {
 
     /// Total aborted attempts (and inevitable waits) over every site.
     pub fn count(&self) -> u64 {
-        self.sites.iter().map(|s| s.count).sum()
+        self.sites
+            .iter()
+            .filter(|s| s.kind != ConflictKind::BecameInevitable)
+            .map(|s| s.count)
+            .sum()
+    }
+
+    /// `time` as a percentage of [`ConflictReport::transaction_time`] (0 if none was measured).
+    pub fn percent(&self, time: Duration) -> f64 {
+        if self.transaction_time.is_zero() {
+            0.0
+        } else {
+            100.0 * time.as_secs_f64() / self.transaction_time.as_secs_f64()
+        }
     }
 }
 
@@ -132,26 +155,44 @@ impl fmt::Display for ConflictReport {
         if self.sites.is_empty() {
             return writeln!(f, "STM conflict report: no conflicts recorded");
         }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         writeln!(
             f,
-            "STM conflict report: {:.3} ms lost in {} aborts and waits; top sites:",
-            self.time_lost().as_secs_f64() * 1e3,
-            self.count()
+            "STM conflict report: {:.3} ms lost in {} aborts and waits ({:.1}% of the {:.3} ms \
+             of thread CPU time transactions ran; waits are wall time); top sites:",
+            ms(self.time_lost()),
+            self.count(),
+            self.percent(self.time_lost()),
+            ms(self.transaction_time)
         )?;
         let unknown = "unknown".to_string();
+        let breaks = |s: &ConflictSite| {
+            if s.between_breaks {
+                " (between break points)"
+            } else {
+                ""
+            }
+        };
         for s in self.sites.iter().take(10) {
+            if s.kind == ConflictKind::BecameInevitable {
+                writeln!(
+                    f,
+                    "  {:>7}x became inevitable{} at {}",
+                    s.count,
+                    breaks(s),
+                    s.this_side.map_or(unknown.clone(), |x| x.to_string())
+                )?;
+                continue;
+            }
             writeln!(
                 f,
-                "  {:>9.3} ms lost in {:>7}x {} on {}{}",
-                s.time_lost.as_secs_f64() * 1e3,
+                "  {:>9.3} ms ({:>4.1}%) lost in {:>7}x {} on {}{}",
+                ms(s.time_lost),
+                self.percent(s.time_lost),
                 s.count,
                 s.kind,
                 s.object_type.unwrap_or("an object"),
-                if s.between_breaks {
-                    " (between break points)"
-                } else {
-                    ""
-                },
+                breaks(s),
             )?;
             writeln!(
                 f,
@@ -181,6 +222,8 @@ type Key = (
 pub(crate) struct Recorder {
     enabled: AtomicBool,
     rows: Mutex<HashMap<Key, (u64, Duration)>>,
+    /// Nanoseconds of thread CPU time transactions ran while reporting was on.
+    tx_nanos: std::sync::atomic::AtomicU64,
 }
 
 impl Recorder {
@@ -188,6 +231,7 @@ impl Recorder {
         Recorder {
             enabled: AtomicBool::new(enabled),
             rows: Mutex::default(),
+            tx_nanos: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -198,6 +242,12 @@ impl Recorder {
 
     pub(crate) fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Counts thread CPU time that a transaction ran.
+    pub(crate) fn add_transaction_time(&self, d: Duration) {
+        self.tx_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn record(&self, row: ConflictSite) {
@@ -241,11 +291,15 @@ impl Recorder {
                 .then(b.count.cmp(&a.count))
                 .then(a.kind.cmp(&b.kind))
         });
-        ConflictReport { sites }
+        ConflictReport {
+            sites,
+            transaction_time: Duration::from_nanos(self.tx_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     pub(crate) fn clear(&self) {
         self.rows.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.tx_nanos.store(0, Ordering::Relaxed);
     }
 }
 

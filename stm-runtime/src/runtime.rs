@@ -105,6 +105,7 @@ impl Builder {
             stm
         });
         if fresh {
+            report_at_exit();
             Ok(global)
         } else {
             Err(StmError::Config(
@@ -118,6 +119,27 @@ impl Builder {
 
 /// The process-wide runtime (see [`Stm::global`]).
 static GLOBAL: OnceLock<Stm> = OnceLock::new();
+
+/// With `STM_CONFLICT_REPORT` set, prints the global runtime's report when the process exits
+/// (it is never dropped, and `std::process::exit` runs no destructors); registered once.
+fn report_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if report::env_enabled() {
+        ONCE.call_once(|| crate::sys::at_exit(print_global_report));
+    }
+}
+
+extern "C" fn print_global_report() {
+    // Never unwind out of an `extern "C"` exit handler.
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(stm) = GLOBAL.get() {
+            let r = stm.conflict_report();
+            if !r.sites.is_empty() {
+                eprint!("{r}");
+            }
+        }
+    });
+}
 
 /// The log's oldest entry still allocated, behind the trimming lock.
 pub(crate) struct LogHead(pub *mut Entry);
@@ -388,7 +410,10 @@ impl Stm {
     /// If the runtime cannot be created (bad environment values, or the OS refused the
     /// mapping); the message says why.
     pub fn global() -> &'static Stm {
-        GLOBAL.get_or_init(|| {
+        if let Some(stm) = GLOBAL.get() {
+            return stm;
+        }
+        let stm = GLOBAL.get_or_init(|| {
             let mut b = Stm::builder();
             if let Some(n) = env_number("STM_SEGMENTS") {
                 b = b.segments(n);
@@ -398,7 +423,9 @@ impl Stm {
             }
             b.build()
                 .unwrap_or_else(|e| panic!("cannot create the global STM runtime: {e}"))
-        })
+        });
+        report_at_exit();
+        stm
     }
 
     /// The configuration this runtime runs with.

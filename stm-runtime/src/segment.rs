@@ -11,7 +11,6 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
-use std::time::Instant;
 
 use memmap2::MmapMut;
 
@@ -205,8 +204,8 @@ pub(crate) struct SegmentLocal {
     pub reporting: bool,
     /// Where the running attempt's `atomically` was called (for conflict reports).
     pub tx_site: Option<Site>,
-    /// When the running attempt started (only while reporting).
-    pub started: Option<Instant>,
+    /// The thread's CPU time when the running attempt started (only while reporting).
+    pub started: Option<std::time::Duration>,
     /// Where each object of `modified` was first written (only while reporting).
     pub write_sites: Vec<WriteSite>,
     /// Where each object of `allocated` was allocated (only while reporting).

@@ -67,6 +67,29 @@ pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
 }
 
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): unlike wall time,
+/// it does not count the time the thread was descheduled.
+pub(crate) fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Registers `f` to run when the process exits (`exit(3)`, which `std::process::exit` and a
+/// return from `main` both go through).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain `extern "C" fn()` that lives for the whole program (a function
+    // item); `atexit` has no other precondition. Its result only says whether it was added.
+    let _ = unsafe { libc::atexit(f) };
+}
+
 /// The number of CPUs this process may run on (at least 1).
 pub(crate) fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -70,6 +70,21 @@ impl Drop for CurrentGuard {
     }
 }
 
+/// While conflict reports are on: adds the thread CPU time of one outermost `atomically`
+/// call (every attempt, waits included) to the report's total, however the call ends.
+struct CpuTiming<'a> {
+    shared: &'a Arc<Shared>,
+    start: std::time::Duration,
+}
+impl Drop for CpuTiming<'_> {
+    fn drop(&mut self) {
+        let now = crate::sys::thread_cpu_time();
+        self.shared
+            .recorder
+            .add_transaction_time(now.saturating_sub(self.start));
+    }
+}
+
 /// Owns a segment for one `atomically` call; gives it back when dropped (even by unwinding).
 struct SegmentGuard<'a> {
     shared: &'a Arc<Shared>,
@@ -190,6 +205,7 @@ impl Tx {
 
     /// Keeps `gc`'s object alive beyond this transaction. `gc` must be a handle of this
     /// transaction (the shared lifetime `'tx` makes that a compile-time check).
+    #[track_caller]
     pub fn root<'tx, T: Object>(&'tx self, gc: Gc<'tx, T>) -> Root<T> {
         assert!(
             std::ptr::eq(gc.tx, self),
@@ -204,6 +220,10 @@ impl Tx {
     ///
     /// Becoming inevitable first validates: if another transaction committed a change to
     /// something this one read, this attempt aborts here and runs again.
+    ///
+    /// With conflict reports on, the report counts the transactions that became inevitable at
+    /// each call site (`ConflictKind::BecameInevitable`).
+    #[track_caller]
     pub fn become_inevitable(&self) {
         let local = self.local();
         if local.in_series() && !local.inevitable {
@@ -215,9 +235,23 @@ impl Tx {
                 self.restart();
             }
         }
+        let was = self.local().user_inevitable;
         self.make_inevitable();
         // From here on the code may have done something irreversible: no more retry.
-        self.local().user_inevitable = true;
+        let local = self.local();
+        local.user_inevitable = true;
+        if local.reporting && !was {
+            let between_breaks = local.in_series();
+            self.shared().recorder.record(ConflictSite {
+                kind: ConflictKind::BecameInevitable,
+                object_type: None,
+                this_side: Some(Site::caller()),
+                other_side: None,
+                count: 1,
+                time_lost: std::time::Duration::ZERO,
+                between_breaks,
+            });
+        }
     }
 
     fn make_inevitable(&self) {
@@ -263,6 +297,7 @@ impl Tx {
     /// # Panics
     /// After [`Tx::become_inevitable`]: the transaction may have had irreversible effects, so
     /// it cannot be abandoned and rerun.
+    #[track_caller]
     pub fn retry(&self) -> ! {
         assert!(
             !self.local().user_inevitable,
@@ -403,6 +438,10 @@ impl Stm {
             }
             nested_in_other_runtime(site);
         }
+        let _timing = shared.recorder.enabled().then(|| CpuTiming {
+            shared,
+            start: crate::sys::thread_cpu_time(),
+        });
         let mut aborts: u32 = 0;
         let mut may_collect = true;
         loop {
@@ -691,7 +730,10 @@ impl Stm {
                 this_side: c.our_site.map(|s| s.site).or(local.tx_site),
                 other_side: c.other_site.map(|s| s.site),
                 count: 1,
-                time_lost: local.started.map(|t| t.elapsed()).unwrap_or_default(),
+                time_lost: local
+                    .started
+                    .map(|t| crate::sys::thread_cpu_time().saturating_sub(t))
+                    .unwrap_or_default(),
                 between_breaks: local.in_series(),
             });
         }

@@ -166,3 +166,55 @@ fn transactions_between_break_points_are_reported_apart() {
     );
     assert!(report.to_string().contains("(between break points)"));
 }
+
+/// Transactions that become inevitable are named with the line that asked for it, and the
+/// report gives the time lost as a share of the CPU time transactions ran.
+#[test]
+fn becoming_inevitable_is_reported_with_its_site_and_times_have_a_total() {
+    let stm = runtime(true);
+    let c = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    for _ in 0..3 {
+        stm.atomically(|tx| {
+            tx.become_inevitable(); // the reported line
+            c.get(tx).set(1);
+        });
+    }
+    let line = line!() - 4;
+    let r = stm.conflict_report();
+    let row = r
+        .sites
+        .iter()
+        .find(|s| s.kind == ConflictKind::BecameInevitable)
+        .expect("a row for the inevitable transactions");
+    assert_eq!(row.count, 3);
+    assert_eq!(row.this_side.map(|s| s.line), Some(line));
+    assert!(r.transaction_time > std::time::Duration::ZERO);
+    let text = r.to_string();
+    assert!(text.contains("3x became inevitable at"), "{text}");
+    assert!(text.contains("of thread CPU time"), "{text}");
+}
+
+/// The global runtime is never dropped, and `process::exit` runs no destructors: with
+/// `STM_CONFLICT_REPORT=1` its report is printed at exit anyway. (The test runs itself as a
+/// child process that exits that way.)
+#[test]
+fn the_global_runtime_prints_its_report_at_exit() {
+    if std::env::var_os("STM_REPORT_CHILD").is_some() {
+        stm_runtime::atomically(|tx| tx.become_inevitable());
+        std::process::exit(0);
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_global_runtime_prints_its_report_at_exit",
+            "--nocapture",
+        ])
+        .env("STM_REPORT_CHILD", "1")
+        .env("STM_CONFLICT_REPORT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("STM conflict report"), "{err}");
+    assert!(err.contains("became inevitable at"), "{err}");
+}
