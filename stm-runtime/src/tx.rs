@@ -404,7 +404,9 @@ impl Stm {
     /// The transaction sees a consistent snapshot of the heap plus its own writes. If another
     /// transaction commits a conflicting change first, this one is rolled back and `f` runs
     /// again, so `f` may run several times: keep its effects inside the heap, or call
-    /// [`Tx::become_inevitable`] before an irreversible one.
+    /// [`Tx::become_inevitable`] before an irreversible one. (`f` is your code, which the
+    /// macros do not rewrite: a `println!` in it runs once per attempt. In `#[transactional]`
+    /// code the macros make the transaction inevitable before the I/O they recognize.)
     ///
     /// * **Nesting**: called inside a transaction of the same runtime on the same thread, `f`
     ///   joins it (flat nesting): its effects commit or roll back with the enclosing one.
