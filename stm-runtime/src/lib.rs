@@ -65,7 +65,7 @@ mod tx;
 pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
 pub use gc::GcStats;
 pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
-pub use queue::{RunReport, Tasks, TransactionQueue};
+pub use queue::{QueueOrder, RunReport, Tasks, TransactionQueue};
 pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
 pub use runtime::{Builder, Stm};
 pub use series::{

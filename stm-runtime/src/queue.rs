@@ -4,7 +4,8 @@
 //! Tasks are closures; each runs as its own transaction, retried on conflict, so the result
 //! equals some serial execution of the tasks. A task may add more tasks; those become
 //! runnable only when the attempt that added them commits (an aborted attempt's additions
-//! vanish with it). Workers take the newest task first (depth first, like Duhton).
+//! vanish with it). By default workers take the newest task first (depth first, like Duhton
+//! and PyPy's queue); [`QueueOrder::Fifo`] takes the oldest first (breadth first).
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -36,6 +37,17 @@ impl std::fmt::Debug for Tasks<'_> {
             .field("added", &self.added.len())
             .finish()
     }
+}
+
+/// Which task a worker of a [`TransactionQueue`] takes next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueueOrder {
+    /// The newest first (depth first: a task's follow-ups run before older tasks). The
+    /// default, as in PyPy's `TransactionQueue` and Duhton.
+    #[default]
+    Lifo,
+    /// The oldest first (breadth first), in the order tasks were added and committed.
+    Fifo,
 }
 
 /// What a [`TransactionQueue::run`] did.
@@ -76,7 +88,9 @@ pub struct TransactionQueue<'env> {
 
 struct State<'env> {
     /// Runnable tasks; the newest is taken first.
-    stack: Vec<Task<'env>>,
+    stack: std::collections::VecDeque<Task<'env>>,
+    /// Which end workers take from.
+    order: QueueOrder,
     /// Tasks being run by workers now.
     in_flight: usize,
     /// The first panic of the run; the run stops when set.
@@ -86,12 +100,13 @@ struct State<'env> {
 }
 
 impl<'env> TransactionQueue<'env> {
-    /// An empty queue whose tasks run on `stm`.
+    /// An empty queue whose tasks run on `stm`, newest task first ([`QueueOrder::Lifo`]).
     pub fn new(stm: &Stm) -> Self {
         TransactionQueue {
             stm: stm.clone(),
             state: Mutex::new(State {
-                stack: Vec::new(),
+                stack: Default::default(),
+                order: QueueOrder::Lifo,
                 in_flight: 0,
                 panic: None,
                 done: 0,
@@ -100,11 +115,20 @@ impl<'env> TransactionQueue<'env> {
         }
     }
 
+    /// An empty queue whose workers take tasks in `order`: [`QueueOrder::Fifo`] for a
+    /// breadth-first search or any work where tasks added later should wait for the earlier
+    /// ones.
+    pub fn with_order(stm: &Stm, order: QueueOrder) -> Self {
+        let q = TransactionQueue::new(stm);
+        q.lock().order = order;
+        q
+    }
+
     /// Adds a task. It runs as one transaction when [`TransactionQueue::run`] is called; it
     /// may run more than once if it conflicts (only the last run commits), so keep its effects
     /// in the shared heap or make it inevitable first.
     pub fn add(&self, task: impl FnMut(&Tx, &mut Tasks<'env>) + Send + 'env) {
-        self.lock().stack.push(Box::new(task));
+        self.lock().stack.push_back(Box::new(task));
     }
 
     /// Tasks waiting to run.
@@ -173,7 +197,11 @@ impl<'env> TransactionQueue<'env> {
             if st.panic.is_some() {
                 return;
             }
-            let Some(mut task) = st.stack.pop() else {
+            let next = match st.order {
+                QueueOrder::Lifo => st.stack.pop_back(),
+                QueueOrder::Fifo => st.stack.pop_front(),
+            };
+            let Some(mut task) = next else {
                 if st.in_flight == 0 {
                     self.wake.notify_all();
                     return;

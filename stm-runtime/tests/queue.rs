@@ -109,3 +109,38 @@ fn queued_transfers_conserve_the_total() {
     let total: i64 = stm.atomically(|tx| accounts.iter().map(|a| a.get(tx).get()).sum());
     assert_eq!(total, 800);
 }
+
+/// The two orders, on one worker: LIFO runs the newest task first, FIFO the oldest, and a
+/// task's follow-ups go after the tasks already waiting.
+#[test]
+fn workers_take_tasks_in_the_queues_order() {
+    use std::sync::Mutex;
+    use stm_runtime::QueueOrder;
+    for (order, expected) in [
+        // The follow-ups are added in order, and the newest (32) is taken first.
+        (QueueOrder::Lifo, vec![3, 32, 31, 2, 1]),
+        (QueueOrder::Fifo, vec![1, 2, 3, 31, 32]),
+    ] {
+        let stm = common::stm(1);
+        let seen = Mutex::new(Vec::new());
+        let queue = TransactionQueue::with_order(&stm, order);
+        for i in 1..=3u32 {
+            let seen = &seen;
+            queue.add(move |tx, tasks| {
+                tx.become_inevitable(); // the log is outside the heap: record once
+                seen.lock().unwrap().push(i);
+                if i == 3 {
+                    for j in [31u32, 32] {
+                        tasks.add(move |tx, _| {
+                            tx.become_inevitable();
+                            seen.lock().unwrap().push(j);
+                        });
+                    }
+                }
+            });
+        }
+        queue.run(1);
+        drop(queue);
+        assert_eq!(seen.into_inner().unwrap(), expected, "{order:?}");
+    }
+}
