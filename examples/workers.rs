@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use clap::Parser;
-use stm::{GcVec, Root, TVec};
+use stm::{Gc, GcVec, Root, TVec};
 use stm_examples::{report, Common};
 use stm_runtime as stm;
 

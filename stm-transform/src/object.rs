@@ -38,6 +38,8 @@ struct Object {
     /// The type parameters and the bounds as `Type: Path` predicates (`types::generic_parts`).
     params: Vec<syn::Ident>,
     preds: TokenStream,
+    /// The handle paths the field types were written with (see `HandleToStored::written`).
+    written: Vec<syn::Path>,
     /// Field names and their stored types (handles rewritten), with the user's span.
     fields: Vec<(syn::Ident, Type, Span)>,
 }
@@ -159,6 +161,7 @@ fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStre
         }
     }
     let mut fields = Vec::new();
+    let mut written = Vec::new();
     if let Fields::Named(named) = &mut s.fields {
         for f in named.named.iter_mut() {
             let ident = f.ident.clone().expect("named field");
@@ -171,7 +174,11 @@ fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStre
                 continue;
             }
             let span = f.ty.span();
-            let mut rw = HandleToStored { cx, rt };
+            let mut rw = HandleToStored {
+                cx,
+                rt,
+                written: &mut written,
+            };
             rw.visit_type_mut(&mut f.ty);
             fields.push((ident, f.ty.clone(), span));
         }
@@ -182,6 +189,7 @@ fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStre
         fields,
         params,
         preds,
+        written,
     })
 }
 
@@ -207,6 +215,10 @@ fn misplaced_handle(ty: &Type) -> Option<String> {
 struct HandleToStored<'a> {
     cx: &'a Ctxt,
     rt: &'a TokenStream,
+    /// The handle paths as written (`Gc`, `stm::Gc`), without arguments: the expansion
+    /// mentions each once, so that a `use stm::Gc;` needed only by field types is not
+    /// reported as unused.
+    written: &'a mut Vec<syn::Path>,
 }
 
 impl VisitMut for HandleToStored<'_> {
@@ -234,6 +246,16 @@ impl VisitMut for HandleToStored<'_> {
             None => self
                 .cx
                 .error_spanned_by(&seg.ident, "say what the handle points to: `Gc<T>`"),
+        }
+        if let Type::Path(tp) = &*ty {
+            let mut path = tp.path.clone();
+            if let Some(last) = path.segments.last_mut() {
+                last.arguments = syn::PathArguments::None;
+            }
+            let text = path.to_token_stream().to_string();
+            if !self.written.iter().any(|p| p.to_token_stream().to_string() == text) {
+                self.written.push(path);
+            }
         }
         if let Some(t) = target {
             let rt = self.rt;
@@ -309,8 +331,12 @@ fn generate(args: &Args, o: &Object) -> TokenStream {
         .map(|(f, ty, span)| quote_spanned!(*span=> #f: #ty));
     // Everything `unsafe` (and the impls whose bounds it relies on) is written by the
     // runtime's `object_impls!`, whose `$crate` paths the user cannot redirect.
+    let uses = o.written.iter().map(|p| {
+        quote!(const _: ::core::marker::PhantomData<#p<'static, ()>> = ::core::marker::PhantomData;)
+    });
     quote! {
         #def
+        #(#uses)*
 
         #rt::__private::object_impls! {
             impl [#(#params),*] #ident

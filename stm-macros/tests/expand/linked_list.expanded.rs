@@ -4,6 +4,7 @@ struct Node {
     key: i64,
     next: Option<::stm_runtime::GcRef<Node>>,
 }
+const _: ::core::marker::PhantomData<Gc<'static, ()>> = ::core::marker::PhantomData;
 ::stm_runtime::__private::object_impls! {
     impl [] Node where [] plain[] object[] fields { key : i64, next : Option <
     ::stm_runtime::GcRef < Node > >, }
@@ -12,6 +13,7 @@ struct List {
     head: Option<::stm_runtime::GcRef<Node>>,
     len: usize,
 }
+const _: ::core::marker::PhantomData<Gc<'static, ()>> = ::core::marker::PhantomData;
 ::stm_runtime::__private::object_impls! {
     impl [] List where [] plain[] object[] fields { head : Option < ::stm_runtime::GcRef
     < Node > >, len : usize, }

@@ -5,6 +5,7 @@ struct Account {
     owner: u32,
     next: Option<::stm_runtime::GcRef<Account>>,
 }
+const _: ::core::marker::PhantomData<Gc<'static, ()>> = ::core::marker::PhantomData;
 ::stm_runtime::__private::object_impls! {
     impl [] Account where [] plain[] object[] fields { balance : i64, owner : u32, next :
     Option < ::stm_runtime::GcRef < Account > >, }
