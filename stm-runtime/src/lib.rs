@@ -59,6 +59,7 @@ mod segment;
 mod series;
 mod stats;
 mod sys;
+mod text;
 mod tvec;
 mod tx;
 
@@ -73,7 +74,8 @@ pub use series::{
     TARGET_TIME,
 };
 pub use stats::{thread_stats, Stats};
-pub use tvec::{GcVec, TVec, VecHead, CARD};
+pub use text::{GcString, ReadOnlyVec, TString};
+pub use tvec::{Element, GcVec, Iter, TVec, VecHead, CARD};
 pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 
 /// The macros (from the `stm-macros` crate): `#[object]` for shared-object types,

@@ -252,6 +252,37 @@ macro_rules! __stm_new_object {
 }
 pub use crate::__stm_new_object as new_object;
 
+/// Allocates an `#[stm::object]` value in the transaction `tx`, handles included, from any
+/// transaction closure: `stm::alloc!(tx, Node { key: 1, next: Some(other) })`. (A plain
+/// `tx.alloc(Node { .. })` works too when the handle fields are `None`; in
+/// `#[stm::transactional]` code write `Gc::new(Node { .. })`.) Every field is written out as
+/// `name: value`; a handle field takes a `Gc` of this transaction.
+///
+/// ```
+/// use stm_runtime as stm;
+/// use stm::{Gc, Stm};
+///
+/// #[stm::object]
+/// struct Node {
+///     key: u64,
+///     next: Option<Gc<Node>>,
+/// }
+///
+/// let stm = Stm::builder().segments(1).heap_size(1 << 20).build().unwrap();
+/// let head = stm.atomically(|tx| {
+///     let tail = tx.alloc(Node { key: 2, next: None });
+///     let head = stm::alloc!(tx, Node { key: 1, next: Some(tail) });
+///     tx.root(head)
+/// });
+/// # let _ = head;
+/// ```
+#[macro_export]
+macro_rules! alloc {
+    ($tx:expr, $($seg:ident)::+ $(::<$($gen:ty),* $(,)?>)? { $($field:ident : $value:expr),* $(,)? }) => {
+        $crate::__stm_new_object!($tx, [$($seg)::+ $(::<$($gen),*>)?] { $($field: $value),* })
+    };
+}
+
 /// `Tx::alloc` for [`new_object!`]: `#[stm::object]` types only (never a `Plain` type,
 /// whose value `Gc::get` would hand back whole, stored handles included).
 #[inline(always)]

@@ -14,8 +14,100 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 
-use crate::handle::{Field, Gc, Object, Tracer};
+use crate::handle::{Field, Gc, GcRef, Object, Plain, Tracer};
 use crate::tx::Tx;
+
+/// What a [`TVec`] can hold: plain data with a `Default` (`u64`, `bool`, your
+/// `#[derive(stm::Plain)]` types that derive `Default`), handles (`TVec<Gc<T>>` in an object,
+/// `GcVec<'tx, GcRef<T>>` in a transaction), or optional handles.
+///
+/// A card's slots past the length hold a blank value: `T::default()` for plain data, `None`
+/// for a handle (a handle element is stored as an `Option` of the same size, and an element
+/// below the length is always `Some`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an element of a `TVec`",
+    label = "not a `TVec` element",
+    note = "a `TVec` holds plain data with a `Default` (integers, floats, bool, char, arrays, \
+            tuples, your `Copy + Default` types declared plain), handles `Gc<T>` and \
+            `Option<Gc<T>>`"
+)]
+pub trait Element: Field + sealed::Sealed {
+    /// What a card's slot holds.
+    #[doc(hidden)]
+    type Slot: Field + Default;
+    /// An element of the transaction as a slot value.
+    #[doc(hidden)]
+    fn into_slot<'tx>(value: Self::Loaded<'tx>) -> <Self::Slot as Field>::Loaded<'tx>
+    where
+        Self: 'tx;
+    /// A slot value below the length as an element.
+    #[doc(hidden)]
+    fn from_slot<'tx>(slot: <Self::Slot as Field>::Loaded<'tx>) -> Self::Loaded<'tx>
+    where
+        Self: 'tx;
+}
+
+mod sealed {
+    /// Only this crate implements `Element`.
+    pub trait Sealed {}
+}
+
+impl<T: Plain + Default> sealed::Sealed for T {}
+impl<T: Plain + Default> Element for T {
+    type Slot = T;
+    #[inline(always)]
+    fn into_slot<'tx>(value: T) -> T
+    where
+        Self: 'tx,
+    {
+        value
+    }
+    #[inline(always)]
+    fn from_slot<'tx>(slot: T) -> T
+    where
+        Self: 'tx,
+    {
+        slot
+    }
+}
+
+impl<U: Object> sealed::Sealed for GcRef<U> {}
+impl<U: Object> Element for GcRef<U> {
+    type Slot = Option<GcRef<U>>;
+    #[inline(always)]
+    fn into_slot<'tx>(value: Gc<'tx, U>) -> Option<Gc<'tx, U>>
+    where
+        Self: 'tx,
+    {
+        Some(value)
+    }
+    #[inline(always)]
+    fn from_slot<'tx>(slot: Option<Gc<'tx, U>>) -> Gc<'tx, U>
+    where
+        Self: 'tx,
+    {
+        slot.expect("a slot below the length of a vector of handles holds a handle")
+    }
+}
+
+impl<U: Object> sealed::Sealed for Option<GcRef<U>> {}
+impl<U: Object> Element for Option<GcRef<U>> {
+    type Slot = Option<GcRef<U>>;
+    #[inline(always)]
+    fn into_slot<'tx>(value: Option<Gc<'tx, U>>) -> Option<Gc<'tx, U>>
+    where
+        Self: 'tx,
+    {
+        value
+    }
+    #[inline(always)]
+    fn from_slot<'tx>(slot: Option<Gc<'tx, U>>) -> Option<Gc<'tx, U>>
+    where
+        Self: 'tx,
+    {
+        slot
+    }
+}
 
 /// Elements per card (leaf) and children per interior node.
 pub const CARD: usize = 32;
@@ -56,7 +148,7 @@ impl<T> VecHead<T> {
 
 // SAFETY: Copy, 'static, aligned to 4 (invariant 6); `root` is reported to the collector by
 // `trace`, and through it every node (whose traces report the elements; invariant 8).
-unsafe impl<T: Field + Default> Object for VecHead<T> {
+unsafe impl<T: Element> Object for VecHead<T> {
     fn trace(&self, tracer: &mut Tracer) {
         tracer.visit_granule(self.root);
     }
@@ -79,8 +171,9 @@ unsafe impl Object for Interior {
     }
 }
 
-/// A card: `CARD` element slots. Slots at or beyond the vector's length hold a copy of a
-/// valid element or `T::default()`, never garbage, so the whole card is always a valid value.
+/// A card: `CARD` slots (`Element::Slot`). Slots at or beyond the vector's length hold a copy
+/// of a valid slot value or the slot's default, never garbage, so the whole card is always a
+/// valid value.
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Leaf<T> {
@@ -119,7 +212,7 @@ impl<T> fmt::Debug for TVec<T> {
 // SAFETY: a stored vector becomes a vector of the transaction that read it, naming the same
 // head object (invariant 3), which every snapshot containing the field's object also
 // contains (invariant 8).
-unsafe impl<T: Field + Default> Field for TVec<T> {
+unsafe impl<T: Element> Field for TVec<T> {
     type Loaded<'tx> = GcVec<'tx, T>;
     #[inline]
     unsafe fn load(self, tx: &Tx) -> GcVec<'_, T> {
@@ -181,7 +274,17 @@ impl<T> fmt::Debug for GcVec<'_, T> {
     }
 }
 
-impl<'tx, T: Field + Default> GcVec<'tx, T> {
+impl<T: Element> TVec<T> {
+    /// A new, empty vector allocated by `tx` (the same as [`GcVec::new`]): in an object
+    /// literal, `Gc::new(Node { items: TVec::new(tx), .. })`.
+    #[track_caller]
+    #[allow(clippy::new_ret_no_self)] // the stored form is made by storing the loaded one
+    pub fn new(tx: &Tx) -> GcVec<'_, T> {
+        GcVec::new(tx)
+    }
+}
+
+impl<'tx, T: Element> GcVec<'tx, T> {
     /// A new, empty vector allocated by `tx`.
     #[track_caller]
     pub fn new(tx: &'tx Tx) -> Self {
@@ -224,7 +327,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
     }
 
     /// The leaf holding element `i` (which must be below the capacity of the current tree).
-    fn leaf(self, h: &VecHead<T>, i: usize) -> Gc<'tx, Leaf<T>> {
+    fn leaf(self, h: &VecHead<T>, i: usize) -> Gc<'tx, Leaf<T::Slot>> {
         let tx = self.head.tx();
         let mut node = h.root;
         for level in (1..=h.depth).rev() {
@@ -256,7 +359,10 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
         // SAFETY: the projection points at element `k` (< CARD) of the leaf's array; the
         // leaf is an object of this vector in our snapshot (invariant 3), so its stored
         // handles are valid (invariant 8).
-        Some(unsafe { leaf.read_field(|p| std::ptr::addr_of_mut!((*p).items).cast::<T>().add(k)) })
+        let slot = unsafe {
+            leaf.read_field(|p| std::ptr::addr_of_mut!((*p).items).cast::<T::Slot>().add(k))
+        };
+        Some(T::from_slot(slot))
     }
 
     /// Replaces element `i`.
@@ -281,8 +387,8 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
         // SAFETY: as in `try_get`; `value` belongs to this transaction (same 'tx, invariant 9).
         unsafe {
             leaf.write_field(
-                |p| std::ptr::addr_of_mut!((*p).items).cast::<T>().add(k),
-                value,
+                |p| std::ptr::addr_of_mut!((*p).items).cast::<T::Slot>().add(k),
+                T::into_slot(value),
             )
         }
     }
@@ -296,9 +402,19 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
         let mut h = self.head();
         let i = h.len as usize;
         assert!(h.len < u32::MAX, "GcVec::push: too many elements");
+        self.make_room(&mut h, i);
+        h.len += 1;
+        self.head.set_object(h);
+        self.write_slot(&h, i, value);
+    }
+
+    /// Makes sure the tree has the path to slot `i` (growing a level when it is full); `h` is
+    /// the head, updated in place (the caller writes it back).
+    #[track_caller]
+    fn make_room(self, h: &mut VecHead<T>, i: usize) {
         let tx = self.head.tx();
         if h.root == 0 {
-            h.root = new_leaf::<T>(tx);
+            h.root = new_leaf::<T::Slot>(tx);
         }
         // Grow a level when the tree is full.
         while i >> (BITS * (h.depth + 1)) != 0 {
@@ -316,7 +432,7 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
             let mut kid = interior.get_object().kids[k];
             if kid == 0 {
                 kid = if level == 1 {
-                    new_leaf::<T>(tx)
+                    new_leaf::<T::Slot>(tx)
                 } else {
                     tx.alloc(Interior { kids: [0; CARD] }).granule
                 };
@@ -330,9 +446,6 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
             }
             node = kid;
         }
-        h.len += 1;
-        self.head.set_object(h);
-        self.write_slot(&h, i, value);
     }
 
     /// Removes and returns the last element, if any.
@@ -400,9 +513,154 @@ impl<'tx, T: Field + Default> GcVec<'tx, T> {
         }
     }
 
-    /// The elements, copied out in order.
+    /// The elements, copied out in order, a card at a time (one read barrier and one walk
+    /// down the tree per [`CARD`] elements).
     pub fn to_vec(self) -> Vec<T::Loaded<'tx>> {
-        (0..self.len()).map(|i| self.get(i)).collect()
+        let mut out = Vec::with_capacity(self.len());
+        let h = self.head();
+        let len = h.len as usize;
+        let mut i = 0;
+        while i < len {
+            let take = CARD.min(len - i);
+            out.extend(self.card(&h, i).into_iter().take(take).map(T::from_slot));
+            i += take;
+        }
+        out
+    }
+
+    /// The elements in order, read a card at a time. The iterator reads the vector as it is
+    /// when each card is reached (the transaction sees only its own writes and one snapshot).
+    pub fn iter(self) -> Iter<'tx, T> {
+        Iter {
+            vec: self,
+            next: 0,
+            len: self.len(),
+            card: None,
+        }
+    }
+
+    /// The slots of the card holding element `i`, copied out (one read barrier).
+    fn card(self, h: &VecHead<T>, i: usize) -> [<T::Slot as Field>::Loaded<'tx>; CARD] {
+        let leaf = self.leaf(h, i);
+        leaf.read_barrier();
+        std::array::from_fn(|k| {
+            // SAFETY: the projection points at slot `k` (< CARD) of the leaf's array
+            // (invariant 19); the barrier above ran on the leaf (invariant 14).
+            unsafe {
+                leaf.read_field_unbarriered(|p| {
+                    std::ptr::addr_of_mut!((*p).items).cast::<T::Slot>().add(k)
+                })
+            }
+        })
+    }
+
+    /// Appends every element of `values`, in order, a card at a time (one walk down the tree
+    /// per [`CARD`] elements, the length written once): a bulk copy.
+    ///
+    /// # Panics
+    /// If the vector would hold more than `u32::MAX` elements, or the heap is full.
+    #[track_caller]
+    pub fn extend_from_slice(self, values: &[T::Loaded<'tx>])
+    where
+        T::Loaded<'tx>: Copy,
+    {
+        let mut h = self.head();
+        let start = h.len as usize;
+        let total = start
+            .checked_add(values.len())
+            .filter(|&t| t <= u32::MAX as usize)
+            .expect("GcVec::extend_from_slice: too many elements");
+        let mut i = start;
+        let mut rest = values;
+        while !rest.is_empty() {
+            self.make_room(&mut h, i);
+            let k0 = i & (CARD - 1);
+            let take = rest.len().min(CARD - k0);
+            let leaf = self.leaf(&h, i);
+            for (k, &v) in (k0..).zip(&rest[..take]) {
+                // SAFETY: the projection points at slot `k` (< CARD) of the leaf's array
+                // (invariant 19); `v` belongs to this transaction (same 'tx, invariant 9).
+                unsafe {
+                    leaf.write_field(
+                        |p| std::ptr::addr_of_mut!((*p).items).cast::<T::Slot>().add(k),
+                        T::into_slot(v),
+                    )
+                }
+            }
+            i += take;
+            rest = &rest[take..];
+        }
+        h.len = total as u32;
+        self.head.set_object(h);
+    }
+
+    /// Appends every element of `values`, in order.
+    ///
+    /// # Panics
+    /// As [`GcVec::push`].
+    #[track_caller]
+    pub fn extend(self, values: impl IntoIterator<Item = T::Loaded<'tx>>) {
+        for v in values {
+            self.push(v);
+        }
+    }
+}
+
+/// The iterator of [`GcVec::iter`].
+pub struct Iter<'tx, T: Element> {
+    vec: GcVec<'tx, T>,
+    next: usize,
+    len: usize,
+    /// The rest of the current card.
+    card: Option<std::array::IntoIter<<T::Slot as Field>::Loaded<'tx>, CARD>>,
+}
+
+impl<'tx, T: Element> Iterator for Iter<'tx, T> {
+    type Item = T::Loaded<'tx>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.len {
+            return None;
+        }
+        if self.card.as_ref().is_none_or(|c| c.len() == 0) {
+            let h = self.vec.head();
+            // The vector may have shrunk since the iterator was made (by this transaction).
+            self.len = self.len.min(h.len as usize);
+            if self.next >= self.len {
+                return None;
+            }
+            let start = self.next & (CARD - 1);
+            let mut card = self.vec.card(&h, self.next).into_iter();
+            if start > 0 {
+                card.nth(start - 1);
+            }
+            self.card = Some(card);
+        }
+        let slot = self.card.as_mut()?.next()?;
+        self.next += 1;
+        Some(T::from_slot(slot))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.len - self.next;
+        (0, Some(n))
+    }
+}
+
+impl<T: Element> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("next", &self.next)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'tx, T: Element> IntoIterator for GcVec<'tx, T> {
+    type Item = T::Loaded<'tx>;
+    type IntoIter = Iter<'tx, T>;
+    fn into_iter(self) -> Iter<'tx, T> {
+        self.iter()
     }
 }
 
@@ -415,7 +673,7 @@ fn new_leaf<T: Field + Default>(tx: &Tx) -> u32 {
 
 // SAFETY: reports the head object, through which `VecHead::trace` reaches every node
 // (invariant 8).
-unsafe impl<T: Field + Default> crate::macro_support::TraceField for TVec<T> {
+unsafe impl<T: Element> crate::macro_support::TraceField for TVec<T> {
     fn trace_field(&self, tracer: &mut Tracer) {
         tracer.visit_granule(self.head.get());
     }

@@ -253,7 +253,11 @@ impl VisitMut for HandleToStored<'_> {
                 last.arguments = syn::PathArguments::None;
             }
             let text = path.to_token_stream().to_string();
-            if !self.written.iter().any(|p| p.to_token_stream().to_string() == text) {
+            if !self
+                .written
+                .iter()
+                .any(|p| p.to_token_stream().to_string() == text)
+            {
                 self.written.push(path);
             }
         }

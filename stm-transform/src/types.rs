@@ -110,7 +110,7 @@ pub(crate) fn rejected_field_type(ty: &Type) -> Option<String> {
             match name.as_str() {
                 "String" | "str" | "OsString" | "CString" | "PathBuf" => msg(
                     "it owns memory outside the shared heap; store the text in a \
-                     `TVec<u8>`, a fixed array, or an id into a table kept outside",
+                     `TString` (the runtime's transactional text), a `TVec<u8>`, or a fixed array",
                 ),
                 "Vec" | "VecDeque" | "LinkedList" => msg(
                     "it owns memory outside the shared heap; use the runtime's transactional \
