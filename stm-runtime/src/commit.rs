@@ -762,7 +762,6 @@ mod tests {
     use crate::handle::Gc;
     use crate::runtime::Stm;
     use crate::tx::Tx;
-    use std::marker::PhantomData;
 
     /// Two segments owned by this thread, as two concurrent transactions would own them.
     fn two_segments(stm: &Stm) -> (&Segment, &Segment) {
@@ -780,16 +779,7 @@ mod tests {
     }
 
     fn tx_for(stm: &Stm, seg: &Segment) -> Tx {
-        let l = local(seg);
-        Tx {
-            heap: l.heap_base(),
-            markers: l.markers_base(),
-            version: l.version,
-            seg,
-            shared: &stm.shared,
-            shared_raw: std::sync::Arc::as_ptr(&stm.shared),
-            _not_send: PhantomData,
-        }
+        Tx::new(local(seg), seg, &stm.shared)
     }
 
     fn setup() -> (Stm, u32, u32) {

@@ -272,8 +272,8 @@ impl Drop for UpdateGuard<'_> {
     }
 }
 
-/// Invariant in `'tx` and neither `Send` nor `Sync`.
-type TxMarker<'tx> = PhantomData<*mut &'tx ()>;
+/// Invariant in `'tx`. (`Gc` is neither `Send` nor `Sync` through its `&'tx Tx`.)
+type TxMarker<'tx> = PhantomData<fn(&'tx ()) -> &'tx ()>;
 
 /// A handle to a shared object of type `T`, valid inside the transaction `'tx`.
 ///
@@ -352,6 +352,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
     pub(crate) fn value_ptr(self) -> *mut T {
         self.tx
             .heap
+            .0
             .wrapping_add(self.granule as usize * crate::heap::GRANULE + HEADER_SIZE)
             .cast()
     }
@@ -365,7 +366,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
             // allocated objects, invariant 3), so its marker lies inside this segment's marker
             // array, which only this thread (the segment's owner) accesses during the
             // transaction (invariant 1).
-            unsafe { *self.tx.markers.add(self.granule as usize) = self.tx.version };
+            unsafe { *self.tx.markers.0.add(self.granule as usize) = self.tx.version };
         }
     }
 
@@ -429,7 +430,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
             // bounds, and only this thread touches them (invariant 1).
             let (marked, fresh) = unsafe {
                 (
-                    *self.tx.markers.add(self.granule as usize) == self.tx.version,
+                    *self.tx.markers.0.add(self.granule as usize) == self.tx.version,
                     (*self.header()).flags & FLAG_NEW != 0,
                 )
             };

@@ -29,18 +29,53 @@ use std::panic::Location;
 /// You get a `&Tx` from [`Stm::atomically`] (or [`Stm::try_atomically`]).
 pub struct Tx {
     /// Base of this segment's heap mapping.
-    pub(crate) heap: *mut u8,
+    pub(crate) heap: Ptr<u8>,
     /// Base of this segment's read markers.
-    pub(crate) markers: *mut u16,
+    pub(crate) markers: Ptr<u16>,
     /// Marker value of this attempt.
     pub(crate) version: u16,
-    pub(crate) seg: *const Segment,
+    pub(crate) seg: Ptr<Segment>,
     /// The runtime (the `Stm`'s Arc, for cloning it).
-    pub(crate) shared: *const Arc<Shared>,
+    pub(crate) shared: Ptr<Arc<Shared>>,
     /// The runtime's shared state itself (one load less on hot paths).
-    pub(crate) shared_raw: *const Shared,
-    pub(crate) _not_send: PhantomData<*mut ()>,
+    pub(crate) shared_raw: Ptr<Shared>,
+    /// The one reason `Tx` is neither `Send` nor `Sync` (and so `&Tx` and every `Gc` cannot
+    /// go to another thread): rustc names it in the error, which then says what to do.
+    pub(crate) _thread_bound: PhantomData<SendARootNotAHandle>,
 }
+
+/// The type rustc names when a `Gc` handle or a `&Tx` is sent to another thread (a spawned
+/// thread, a queue task): a handle belongs to one transaction on one thread. Send a
+/// [`Root<T>`](crate::Root) instead (`tx.root(handle)`), and `root.get(tx)` over there.
+pub struct SendARootNotAHandle(PhantomData<*mut ()>);
+
+/// A raw pointer field of [`Tx`]. `Send + Sync` only so that `Tx`'s own marker
+/// ([`SendARootNotAHandle`]) is the one reason `Tx` is not: the assertion below keeps it so.
+#[derive(Clone, Copy)]
+pub(crate) struct Ptr<T>(pub(crate) *mut T);
+// SAFETY: only ever a field of `Tx`, which stays neither `Send` nor `Sync` through its marker
+// (checked at compile time just below); the pointers are used by the owning thread only
+// (invariant 1).
+unsafe impl<T> Send for Ptr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Ptr<T> {}
+
+// `Tx` must stay `!Sync` (so `&Tx` and every handle stay on their thread) and `!Send`: this
+// fails to compile if it ever became either (each trait is implemented twice for such a type,
+// so the item below would be ambiguous).
+const _: () = {
+    trait AmbiguousIfSendOrSync<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSendOrSync<()> for T {}
+    #[allow(dead_code)]
+    struct IfSync;
+    impl<T: ?Sized + Sync> AmbiguousIfSendOrSync<IfSync> for T {}
+    #[allow(dead_code)]
+    struct IfSend;
+    impl<T: ?Sized + Send> AmbiguousIfSendOrSync<IfSend> for T {}
+    let _ = <Tx as AmbiguousIfSendOrSync<_>>::check;
+};
 
 /// Why an attempt unwinds out of user code (private: user code cannot forge it).
 pub(crate) enum AbortSignal {
@@ -97,6 +132,19 @@ impl Drop for SegmentGuard<'_> {
 }
 
 impl Tx {
+    /// The transaction of the attempt starting in `seg` (owned by the caller) of `shared`.
+    pub(crate) fn new(local: &SegmentLocal, seg: &Segment, shared: &Arc<Shared>) -> Tx {
+        Tx {
+            heap: Ptr(local.heap_base()),
+            markers: Ptr(local.markers_base()),
+            version: local.version,
+            seg: Ptr(std::ptr::from_ref(seg).cast_mut()),
+            shared: Ptr(std::ptr::from_ref(shared).cast_mut()),
+            shared_raw: Ptr(Arc::as_ptr(shared).cast_mut()),
+            _thread_bound: PhantomData,
+        }
+    }
+
     /// The segment state. Only the thread running this transaction calls it, and never
     /// while another reference from it is alive (runtime functions do not nest).
     #[allow(clippy::mut_from_ref)]
@@ -105,26 +153,26 @@ impl Tx {
         // !Send/!Sync, and each runtime entry point takes this reference only for its own
         // duration without calling back into user code, so no two are alive at once
         // (invariant 1).
-        unsafe { &mut *(*self.seg).local.get() }
+        unsafe { &mut *(*self.seg.0).local.get() }
     }
 
     pub(crate) fn segment(&self) -> &Segment {
         // SAFETY: the segment lives as long as the runtime, which outlives the transaction
         // (invariant 18).
-        unsafe { &*self.seg }
+        unsafe { &*self.seg.0 }
     }
 
     pub(crate) fn shared_arc(&self) -> &Arc<Shared> {
         // SAFETY: points to the `Stm`'s Arc, borrowed for the whole `atomically` call
         // (invariant 18).
-        unsafe { &*self.shared }
+        unsafe { &*self.shared.0 }
     }
 
     /// The runtime's shared state.
     #[inline]
     pub(crate) fn shared(&self) -> &Shared {
         // SAFETY: the Arc that owns it is borrowed for the whole `atomically` call (invariant 18).
-        unsafe { &*self.shared_raw }
+        unsafe { &*self.shared_raw.0 }
     }
 
     /// Allocates `value` in the shared heap. The new object needs no barriers in this
@@ -285,7 +333,7 @@ impl Tx {
         // SAFETY: a raw pointer into the segment's local state, taken without creating a
         // reference; it stays valid for the attempt (the segment is owned for its duration,
         // invariant 1).
-        unsafe { std::ptr::addr_of_mut!((*(*self.seg).local.get()).series_left) }
+        unsafe { std::ptr::addr_of_mut!((*(*self.seg.0).local.get()).series_left) }
     }
 
     /// Abandons this attempt and runs the transaction again once another transaction has
@@ -435,7 +483,7 @@ impl Stm {
             // SAFETY: (invariant 18) CURRENT points to a Tx on this thread's stack, alive until
             // its CurrentGuard resets CURRENT, which happens after `f` returns.
             let cur = unsafe { &*current };
-            if std::ptr::eq(cur.shared_raw, Arc::as_ptr(shared)) {
+            if std::ptr::eq(cur.shared_raw.0, Arc::as_ptr(shared)) {
                 return f(cur);
             }
             nested_in_other_runtime(site);
@@ -505,15 +553,7 @@ impl Stm {
             if local.reporting {
                 local.tx_site = Some(site.into());
             }
-            let tx = Tx {
-                heap: local.heap_base(),
-                markers: local.markers_base(),
-                version: local.version,
-                seg,
-                shared,
-                shared_raw: Arc::as_ptr(shared),
-                _not_send: PhantomData,
-            };
+            let tx = Tx::new(local, seg, shared);
             if *aborts >= shared.config.inevitable_after && *aborts > 0 {
                 seg.stats.bump(Counter::InevitableByPolicy);
                 // At the start nothing is read yet, so this cannot conflict.
@@ -713,7 +753,7 @@ pub fn in_transaction() -> bool {
 pub(crate) fn in_transaction_of(shared: &Arc<Shared>) -> bool {
     let cur = CURRENT.with(Cell::get);
     // SAFETY: CURRENT points to a live Tx on this thread's stack (invariant 18).
-    !cur.is_null() && std::ptr::eq(unsafe { (*cur).shared_raw }, Arc::as_ptr(shared))
+    !cur.is_null() && std::ptr::eq(unsafe { (*cur).shared_raw.0 }, Arc::as_ptr(shared))
 }
 
 impl Stm {
