@@ -39,8 +39,34 @@ use proc_macro::TokenStream;
 ///
 /// Fields may be plain data (integers, floats, `bool`, `char`, `()`, arrays and tuples of
 /// plain data, `#[derive(Plain)]` types), handles `Gc<T>` / `Option<Gc<T>>`, and the
-/// runtime's containers; anything else is a compile error on the field saying what to use.
-/// Allocate with `Gc::new(T { .. })` inside a `#[transactional]` function.
+/// runtime's containers (`TVec<T>`, `TString`); anything else is a compile error on the field
+/// saying what to use. Allocate with `tx.alloc(T { .. })` (handle fields `None`),
+/// `stm::alloc!(tx, T { .. })`, or `Gc::new(T { .. })` inside a `#[transactional]` function.
+///
+/// ```
+/// use stm_runtime as stm;
+/// use stm::{Gc, TString, TVec};
+///
+/// #[stm::object]
+/// struct Team {
+///     name: TString,
+///     members: TVec<Gc<Player>>,
+/// }
+///
+/// #[stm::object]
+/// struct Player {
+///     score: u64,
+///     team: Option<Gc<Team>>,
+/// }
+///
+/// let stm = stm::Stm::builder().segments(1).heap_size(1 << 20).build().unwrap();
+/// let team = stm.atomically(|tx| {
+///     let p = tx.alloc(Player { score: 3, team: None });
+///     let t = stm::alloc!(tx, Team { name: TString::from_str(tx, "red"), members: TVec::new(tx) });
+///     tx.root(t)
+/// });
+/// # let _ = team;
+/// ```
 ///
 /// Argument: `crate = path` names the runtime crate if it is not `::stm_runtime`.
 #[proc_macro_attribute]
@@ -56,7 +82,36 @@ pub fn object(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// **Nesting**: a function that takes a handle (or a `&Tx`) runs in that handle's
 /// transaction. Any other transactional function joins the transaction running on the
 /// thread, or, called outside one, runs as its own transaction on `Stm::global()`, retried
-/// on conflict (so its body may run more than once).
+/// on conflict (so its body may run more than once, and cannot change what it sees from
+/// outside: `mut` parameters are copied per attempt, a `&mut` parameter cannot be changed).
+///
+/// ```
+/// use stm_runtime as stm;
+/// use stm::{Gc, Root};
+///
+/// #[stm::object]
+/// struct Counter {
+///     hits: u64,
+/// }
+///
+/// // Takes a handle: runs inside its caller's transaction.
+/// #[stm::transactional]
+/// fn bump(c: Gc<Counter>, by: u64) -> u64 {
+///     c.hits += by;
+///     c.hits
+/// }
+///
+/// // Takes no handle: joins the running transaction, or runs as its own on the global
+/// // runtime, retried on conflict; `println!` makes that transaction inevitable first.
+/// #[stm::transactional]
+/// fn bump_and_say(c: &Root<Counter>) {
+///     let n = bump(c.get(stm::tx!()), 1);
+///     println!("{n} hits");
+/// }
+///
+/// let c = stm::atomically(|tx| tx.root(tx.alloc(Counter { hits: 0 })));
+/// bump_and_say(&c);
+/// ```
 ///
 /// Argument: `crate = path` names the runtime crate if it is not `::stm_runtime`.
 #[proc_macro_attribute]
@@ -79,6 +134,30 @@ pub fn transactional(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// * Called inside a transaction, the loops run in it and never break.
 ///
 /// The function cannot take or return handles (they live in one transaction): pass `Root`s.
+///
+/// ```
+/// use stm_runtime as stm;
+/// use stm::Root;
+///
+/// #[stm::object]
+/// struct Total {
+///     sum: u64,
+/// }
+///
+/// #[stm::in_transactions]
+/// fn add_up(total: &Root<Total>, n: u64) -> u64 {
+///     let mut done = 0; // carried across break points
+///     for i in 1..=n {
+///         total.get(stm::tx!()).sum += i; // one iteration is atomic
+///         done += 1;
+///     } // <- a break point
+///     done
+/// }
+///
+/// let total = stm::atomically(|tx| tx.root(tx.alloc(Total { sum: 0 })));
+/// assert_eq!(add_up(&total, 100), 100);
+/// ```
+///
 /// Argument: `crate = path` names the runtime crate if it is not `::stm_runtime`.
 #[proc_macro_attribute]
 pub fn in_transactions(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -89,6 +168,32 @@ pub fn in_transactions(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// or part of its caller's). On a loop or block statement inside an `#[in_transactions]`
 /// function, the enclosing macro reads it: that loop or block is one transaction, with no
 /// break point inside; I/O inside it makes it inevitable.
+///
+/// ```
+/// use stm_runtime as stm;
+/// use stm::Root;
+///
+/// #[stm::object]
+/// struct Pair {
+///     a: i64,
+///     b: i64,
+/// }
+///
+/// #[stm::in_transactions]
+/// fn shuffle(p: &Root<Pair>, rounds: u32) {
+///     for _ in 0..rounds {
+///         // Two steps that no other transaction may see half done: one transaction.
+///         #[stm::atomic]
+///         {
+///             p.get(stm::tx!()).a -= 1;
+///             p.get(stm::tx!()).b += 1;
+///         }
+///     }
+/// }
+///
+/// let p = stm::atomically(|tx| tx.root(tx.alloc(Pair { a: 10, b: 0 })));
+/// shuffle(&p, 3);
+/// ```
 #[proc_macro_attribute]
 pub fn atomic(attr: TokenStream, item: TokenStream) -> TokenStream {
     stm_transform::expand_transactional(attr.into(), item.into()).into()
@@ -96,6 +201,24 @@ pub fn atomic(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Declares a `Copy` struct or enum plain data (`stm_runtime::Plain`), so that it can be a
 /// field of shared objects. Every field must be plain data itself.
+///
+/// ```
+/// use stm_runtime as stm;
+///
+/// #[derive(Clone, Copy, Debug, Default, PartialEq, stm::Plain)]
+/// enum Color {
+///     #[default]
+///     Red,
+///     Rgb(u8, u8, u8),
+/// }
+///
+/// #[stm::object]
+/// struct Pixel {
+///     color: Color,
+///     history: stm::TVec<Color>, // `Default` makes it a `TVec` element too
+/// }
+/// # fn main() {}
+/// ```
 ///
 /// Helper attribute: `#[stm(crate = path)]` names the runtime crate.
 #[proc_macro_derive(Plain, attributes(stm))]
@@ -109,6 +232,21 @@ pub fn derive_plain(input: TokenStream) -> TokenStream {
 /// treat as irreversible or forbidden. Use it for calls the macro misjudges by name (a
 /// `lock()` that is not a blocking lock, a `write!` into a `String`). Outside a
 /// `#[transactional]` item it is a compile error.
+///
+/// ```
+/// use stm_runtime as stm;
+/// use std::fmt::Write;
+///
+/// #[stm::transactional]
+/// fn describe(c: &stm::Root<u64>) -> String {
+///     let mut s = String::new();
+///     // `write!` into a String is not I/O: no need to make the transaction inevitable.
+///     stm::tx_safe!(write!(s, "{}", c.get(stm::tx!()).get())).unwrap();
+///     s
+/// }
+/// # let c = stm::atomically(|tx| tx.root(tx.alloc(7u64)));
+/// # assert_eq!(describe(&c), "7");
+/// ```
 #[proc_macro]
 pub fn tx_safe(input: TokenStream) -> TokenStream {
     stm_transform::expand_tx_safe_outside(input.into()).into()

@@ -86,6 +86,12 @@ pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 /// call transaction-safe. See `docs/macros.md`.
 pub use stm_macros::{atomic, in_transactions, object, transactional, tx, tx_safe, Plain};
 
+/// The README's examples, compiled and run as doctests (`cargo test --doc -p stm-runtime`), so
+/// that what a newcomer copies from it works.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Support for the code the macros write. Not a public API.
 #[doc(hidden)]
 pub mod __private {
