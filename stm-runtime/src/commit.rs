@@ -469,8 +469,10 @@ pub(crate) fn commit(
         // A root is pending only for an object this attempt allocated (invariant 11), so
         // there is none here; if there were, its object never existed.
         debug_assert!(local.pending_roots.is_empty());
-        for born in local.pending_roots.drain(..) {
-            born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+        if !local.pending_roots.is_empty() {
+            for born in local.pending_roots.drain(..) {
+                born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+            }
         }
         let at = if STM {
             local.snapshot_rev

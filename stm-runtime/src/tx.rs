@@ -111,6 +111,17 @@ struct CpuTiming<'a> {
     shared: &'a Arc<Shared>,
     start: std::time::Duration,
 }
+impl<'a> CpuTiming<'a> {
+    #[cold]
+    #[inline(never)]
+    fn start(shared: &'a Arc<Shared>) -> Self {
+        CpuTiming {
+            shared,
+            start: crate::sys::thread_cpu_time(),
+        }
+    }
+}
+
 impl Drop for CpuTiming<'_> {
     fn drop(&mut self) {
         let now = crate::sys::thread_cpu_time();
@@ -488,10 +499,11 @@ impl Stm {
             }
             nested_in_other_runtime(site);
         }
-        let _timing = shared.recorder.enabled().then(|| CpuTiming {
-            shared,
-            start: crate::sys::thread_cpu_time(),
-        });
+        let _timing = if shared.recorder.enabled() {
+            Some(CpuTiming::start(shared))
+        } else {
+            None
+        };
         let mut aborts: u32 = 0;
         let mut may_collect = true;
         loop {
