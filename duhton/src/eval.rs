@@ -1,106 +1,26 @@
-//! The evaluator: `eval`, calls, frames and every builtin, running inside one transaction.
+//! The evaluator: `eval`, calls and frames, inside one transaction — and the continuation
+//! that lets a transaction break anywhere.
+//!
+//! The evaluator is an ordinary recursive one. When `(run-transactions)` is evaluated in
+//! the main program, it returns [`Stop::Break`]: the main program's transaction has to
+//! commit before the queued calls can run. On its way out, every evaluation step with work
+//! left to do (the rest of a `progn`, a `while` loop, the arguments still to evaluate, a
+//! call's arguments still to bind...) adds one record ([`K`]) of that work to the break, so
+//! the break carries the whole rest of the computation. The driver (`Interp::run_main`)
+//! roots the records' handles, commits, runs the queued calls, and continues in a new
+//! transaction by resuming the records one after the other, innermost first
+//! ([`Cx::resume`]). Nothing is re-evaluated, and no Rust stack frame survives a commit:
+//! the state that crosses it is the records and the heap (frames, pending calls).
 
 use std::cell::RefCell;
 use std::io::Write;
 
-use stm::{Gc, Tx};
+use stm::{Gc, Root, Tx};
 use stm_runtime as stm;
 
-use crate::heap::{self, Call, Fr, Globals, Kind, Obj, Value};
+use crate::builtins::{Arity, BuiltinKind, BUILTINS, N_BUILTINS};
+use crate::heap::{self, Call, Fr, Frame, Globals, Kind, Obj, Value};
 use crate::{list, Error, Interp};
-
-/// The builtins, in the order of their symbol ids (symbol `i` names builtin `i`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Builtin {
-    Progn,
-    Setq,
-    Print,
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Mod,
-    Xor,
-    Shl,
-    Shr,
-    Lt,
-    Le,
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    And,
-    Or,
-    Not,
-    Type,
-    Quote,
-    List,
-    Container,
-    Get,
-    Set,
-    Append,
-    Pop,
-    Len,
-    If,
-    While,
-    Defun,
-    Car,
-    Cdr,
-    Cons,
-    Pair,
-    Defined,
-    Assert,
-    Transaction,
-    RunTransactions,
-    Sleepms,
-    Time,
-}
-
-/// Builtin names and what they are; symbol ids `0..BUILTINS.len()` are these names.
-pub(crate) const BUILTINS: [(&str, Builtin); 42] = [
-    ("progn", Builtin::Progn),
-    ("setq", Builtin::Setq),
-    ("print", Builtin::Print),
-    ("+", Builtin::Add),
-    ("-", Builtin::Sub),
-    ("*", Builtin::Mul),
-    ("/", Builtin::Div),
-    ("%", Builtin::Mod),
-    ("^", Builtin::Xor),
-    ("<<", Builtin::Shl),
-    (">>", Builtin::Shr),
-    ("<", Builtin::Lt),
-    ("<=", Builtin::Le),
-    ("==", Builtin::Eq),
-    ("!=", Builtin::Ne),
-    (">", Builtin::Gt),
-    (">=", Builtin::Ge),
-    ("&&", Builtin::And),
-    ("||", Builtin::Or),
-    ("not", Builtin::Not),
-    ("type", Builtin::Type),
-    ("quote", Builtin::Quote),
-    ("list", Builtin::List),
-    ("container", Builtin::Container),
-    ("get", Builtin::Get),
-    ("set", Builtin::Set),
-    ("append", Builtin::Append),
-    ("pop", Builtin::Pop),
-    ("len", Builtin::Len),
-    ("if", Builtin::If),
-    ("while", Builtin::While),
-    ("defun", Builtin::Defun),
-    ("car", Builtin::Car),
-    ("cdr", Builtin::Cdr),
-    ("cons", Builtin::Cons),
-    ("pair?", Builtin::Pair),
-    ("defined?", Builtin::Defined),
-    ("assert", Builtin::Assert),
-    ("transaction", Builtin::Transaction),
-    ("run-transactions", Builtin::RunTransactions),
-    ("sleepms", Builtin::Sleepms),
-    ("time", Builtin::Time),
-];
 
 /// Symbols interned right after the builtins: `None`, then the type names.
 pub(crate) const EXTRA_SYMBOLS: [&str; 7] = [
@@ -113,14 +33,14 @@ pub(crate) const EXTRA_SYMBOLS: [&str; 7] = [
     "container",
 ];
 /// Symbol id of `None`.
-pub(crate) const SYM_NONE: u32 = BUILTINS.len() as u32;
+pub(crate) const SYM_NONE: u32 = N_BUILTINS as u32;
 
 /// What a call names (see [`Cx::lookup_function`]).
 pub(crate) enum Function<'tx> {
     /// A user function: its `(params . body)`.
     User(Gc<'tx, Obj>),
-    /// A builtin.
-    Builtin(Builtin),
+    /// A builtin: its index in [`BUILTINS`].
+    Builtin(usize),
     /// Nothing callable.
     Missing,
 }
@@ -131,6 +51,251 @@ pub(crate) enum Queue<'tx> {
     Main,
     /// A queued transaction: calls it queues become tasks when it commits.
     Task(RefCell<Vec<Gc<'tx, Call>>>),
+}
+
+/// One record of work left to do when a transaction breaks: the continuation of an
+/// evaluation step, with its handles as `V` (values) and `F` (frames). In a running
+/// transaction they are [`Value`]s and [`Fr`]s; across a commit, [`Held`] values and rooted
+/// frames (see [`Kont`] and [`HeldKont`]).
+#[derive(Clone, Debug)]
+pub(crate) enum K<V, F> {
+    /// The forms of a body after the one that broke; the body's value is its last form's.
+    Progn {
+        /// The forms still to evaluate.
+        rest: V,
+        /// Where.
+        frame: Option<F>,
+    },
+    /// The body of a user call broke (one level of call depth); its value passes through.
+    Return,
+    /// A call's argument broke: `param` waits for its value, then binding goes on.
+    Bind {
+        /// The function's name (for errors).
+        sym: V,
+        /// The parameter the value is for.
+        param: V,
+        /// The parameters after it.
+        params: V,
+        /// The argument forms after the one that broke.
+        args: V,
+        /// The caller's frame (where arguments are evaluated).
+        frame: Option<F>,
+        /// The callee's frame (where they are bound).
+        callee: F,
+        /// The function body.
+        body: V,
+        /// Whether the call runs now (or is queued, `transaction`).
+        now: bool,
+    },
+    /// A `setq` value broke: `sym` waits for it; `rest` are the pairs after it.
+    Setq {
+        /// The symbol to bind.
+        sym: V,
+        /// The pairs still to do.
+        rest: V,
+        /// Where.
+        frame: Option<F>,
+    },
+    /// An argument of a builtin that takes evaluated arguments broke.
+    Args {
+        /// The builtin's index in [`BUILTINS`].
+        b: usize,
+        /// The values of the arguments before it.
+        done: Vec<V>,
+        /// All the argument forms (`assert` shows its form).
+        forms: V,
+        /// The argument forms after it.
+        rest: V,
+        /// Where.
+        frame: Option<F>,
+    },
+    /// An `if` condition broke; `rest` is `(then else...)`.
+    If {
+        /// The branches.
+        rest: V,
+        /// Where.
+        frame: Option<F>,
+    },
+    /// A `while` condition broke; `args` is `(cond body...)`.
+    WhileCond {
+        /// The loop.
+        args: V,
+        /// Where.
+        frame: Option<F>,
+    },
+    /// A `while` body broke: after it, the loop goes on.
+    WhileBody {
+        /// The loop.
+        args: V,
+        /// Where.
+        frame: Option<F>,
+    },
+    /// An operand of `&&` (`want` false) or `||` (`want` true) broke.
+    Logic {
+        /// The value that ends the evaluation early.
+        want: bool,
+        /// The operands after it.
+        rest: V,
+        /// Where.
+        frame: Option<F>,
+    },
+}
+
+/// A record of a running transaction.
+pub(crate) type Kont<'tx> = K<Value<'tx>, Fr<'tx>>;
+/// A record kept across a commit.
+pub(crate) type HeldKont = K<Held, Root<Frame>>;
+
+/// A value kept across a commit: ints and None inline, objects rooted.
+#[derive(Clone, Debug)]
+pub(crate) enum Held {
+    /// `None`.
+    None,
+    /// An int.
+    Int(i32),
+    /// A rooted object.
+    Obj(Root<Obj>),
+}
+
+impl Held {
+    /// Roots `v`.
+    pub fn hold<'tx>(tx: &'tx Tx, v: Value<'tx>) -> Held {
+        match v {
+            Value::None => Held::None,
+            Value::Int(i) => Held::Int(i),
+            Value::Obj(o) => Held::Obj(tx.root(o)),
+        }
+    }
+
+    /// The value, as a handle of `tx`.
+    pub fn get<'tx>(&self, tx: &'tx Tx) -> Value<'tx> {
+        match self {
+            Held::None => Value::None,
+            Held::Int(i) => Value::Int(*i),
+            Held::Obj(r) => Value::Obj(r.get(tx)),
+        }
+    }
+}
+
+impl<V, F> K<V, F> {
+    /// The same record with its handles converted.
+    pub fn map<V2, F2>(
+        &self,
+        v: &mut impl FnMut(&V) -> V2,
+        f: &mut impl FnMut(&F) -> F2,
+    ) -> K<V2, F2> {
+        match self {
+            K::Progn { rest, frame } => K::Progn {
+                rest: v(rest),
+                frame: frame.as_ref().map(&mut *f),
+            },
+            K::Return => K::Return,
+            K::Bind {
+                sym,
+                param,
+                params,
+                args,
+                frame,
+                callee,
+                body,
+                now,
+            } => K::Bind {
+                sym: v(sym),
+                param: v(param),
+                params: v(params),
+                args: v(args),
+                frame: frame.as_ref().map(&mut *f),
+                callee: f(callee),
+                body: v(body),
+                now: *now,
+            },
+            K::Setq { sym, rest, frame } => K::Setq {
+                sym: v(sym),
+                rest: v(rest),
+                frame: frame.as_ref().map(&mut *f),
+            },
+            K::Args {
+                b,
+                done,
+                forms,
+                rest,
+                frame,
+            } => K::Args {
+                b: *b,
+                done: done.iter().map(&mut *v).collect(),
+                forms: v(forms),
+                rest: v(rest),
+                frame: frame.as_ref().map(&mut *f),
+            },
+            K::If { rest, frame } => K::If {
+                rest: v(rest),
+                frame: frame.as_ref().map(&mut *f),
+            },
+            K::WhileCond { args, frame } => K::WhileCond {
+                args: v(args),
+                frame: frame.as_ref().map(&mut *f),
+            },
+            K::WhileBody { args, frame } => K::WhileBody {
+                args: v(args),
+                frame: frame.as_ref().map(&mut *f),
+            },
+            K::Logic { want, rest, frame } => K::Logic {
+                want: *want,
+                rest: v(rest),
+                frame: frame.as_ref().map(&mut *f),
+            },
+        }
+    }
+}
+
+impl HeldKont {
+    /// Roots the handles of a record of the running transaction.
+    pub fn hold<'tx>(tx: &'tx Tx, k: &Kont<'tx>) -> HeldKont {
+        k.map(&mut |v| Held::hold(tx, *v), &mut |f| tx.root(f.gc))
+    }
+
+    /// The record as one of `tx`.
+    pub fn get<'tx>(&self, tx: &'tx Tx) -> Kont<'tx> {
+        self.map(&mut |v| v.get(tx), &mut |f| Fr { gc: f.get(tx) })
+    }
+}
+
+/// Why an evaluation ended without a value.
+pub(crate) enum Stop<'tx> {
+    /// A Duhton error.
+    Error(Error),
+    /// A transaction break: the work left, innermost record first. The value of the form
+    /// that broke (`run-transactions`) is None.
+    Break(Vec<Kont<'tx>>),
+}
+
+impl From<Error> for Stop<'_> {
+    #[inline]
+    fn from(e: Error) -> Self {
+        Stop::Error(e)
+    }
+}
+
+/// The result of an evaluation.
+pub(crate) type R<'tx> = Result<Value<'tx>, Stop<'tx>>;
+
+/// Adds a record to a break on its way out.
+pub(crate) trait OrBreak<'tx> {
+    /// On a break, appends the record `k` makes (the caller's work left).
+    fn or_break(self, k: impl FnOnce() -> Kont<'tx>) -> Self;
+}
+
+impl<'tx, T> OrBreak<'tx> for Result<T, Stop<'tx>> {
+    #[inline(always)]
+    fn or_break(self, k: impl FnOnce() -> Kont<'tx>) -> Self {
+        match self {
+            Err(Stop::Break(mut ks)) => {
+                ks.push(k());
+                Err(Stop::Break(ks))
+            }
+            r => r,
+        }
+    }
 }
 
 /// The context of one transaction attempt of the interpreter (made afresh for every
@@ -150,19 +315,22 @@ pub(crate) struct Cx<'tx> {
     pub spare: heap::Spare<'tx>,
 }
 
-type R<'tx> = Result<Value<'tx>, Error>;
-
 /// The type name `type` returns.
 pub(crate) fn type_name(v: Value<'_>) -> &'static str {
     match v {
         Value::None => "NoneType",
         Value::Int(_) => "int",
-        Value::Obj(o) => match heap::kind(o) {
-            Kind::Cons => "cons",
-            Kind::List => "list",
-            Kind::Container => "container",
-            Kind::Symbol => "symbol",
-        },
+        Value::Obj(o) => kind_name(heap::kind(o)),
+    }
+}
+
+/// The type name of an object kind.
+pub(crate) fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Cons => "cons",
+        Kind::List => "list",
+        Kind::Container => "container",
+        Kind::Symbol => "symbol",
     }
 }
 
@@ -175,38 +343,92 @@ pub(crate) fn is_true(v: Value<'_>) -> bool {
     }
 }
 
-fn as_int(v: Value<'_>, wher: &str) -> Result<i32, Error> {
+/// The int `v`, or the error the original reports (`DuInt_AsInt`).
+pub(crate) fn as_int(v: Value<'_>) -> Result<i32, Error> {
     match v {
         Value::Int(i) => Ok(i),
         _ => Err(Error(format!(
-            "{wher}: expected 'int' argument, got '{}'",
+            "DuInt_AsInt: expected 'int' argument, got '{}'",
             type_name(v)
         ))),
     }
 }
 
-fn as_kind<'tx>(v: Value<'tx>, k: Kind, wher: &str) -> Result<Gc<'tx, Obj>, Error> {
+/// The object `v` if it is of kind `k`, or an error naming `wher`.
+pub(crate) fn as_kind<'tx>(v: Value<'tx>, k: Kind, wher: &str) -> Result<Gc<'tx, Obj>, Error> {
     match v {
         Value::Obj(o) if heap::kind(o) == k => Ok(o),
-        _ => {
-            let want = match k {
-                Kind::Cons => "cons",
-                Kind::List => "list",
-                Kind::Container => "container",
-                Kind::Symbol => "symbol",
-            };
-            Err(Error(format!(
-                "{wher}: expected '{want}' argument, got '{}'",
-                type_name(v)
-            )))
-        }
+        _ => Err(Error(format!(
+            "{wher}: expected '{}' argument, got '{}'",
+            kind_name(k),
+            type_name(v)
+        ))),
     }
 }
 
 /// Splits an argument list into its first form and the rest.
 #[inline(always)]
-fn next(args: Value<'_>) -> Option<(Value<'_>, Value<'_>)> {
+pub(crate) fn next(args: Value<'_>) -> Option<(Value<'_>, Value<'_>)> {
     args.as_cons().map(heap::cons_parts)
+}
+
+/// The number of forms in an argument list.
+#[inline]
+fn count(mut args: Value<'_>) -> usize {
+    let mut n = 0;
+    while let Some((_, rest)) = next(args) {
+        n += 1;
+        args = rest;
+    }
+    n
+}
+
+/// Evaluated arguments: up to four inline, more on the heap.
+struct ArgBuf<'tx> {
+    inline: [Value<'tx>; 4],
+    len: usize,
+    spill: Vec<Value<'tx>>,
+}
+
+impl<'tx> ArgBuf<'tx> {
+    #[inline(always)]
+    fn new() -> Self {
+        ArgBuf {
+            inline: [Value::None; 4],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn from_vec(v: Vec<Value<'tx>>) -> Self {
+        ArgBuf {
+            inline: [Value::None; 4],
+            len: 0,
+            spill: v,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, v: Value<'tx>) {
+        if self.spill.is_empty() && self.len < 4 {
+            self.inline[self.len] = v;
+            self.len += 1;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spill.push(v);
+        }
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[Value<'tx>] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
 }
 
 impl<'tx> Cx<'tx> {
@@ -220,13 +442,19 @@ impl<'tx> Cx<'tx> {
         Ok(())
     }
 
+    /// The name of a symbol, as text.
+    pub fn name(&self, sym: Gc<'tx, Obj>) -> String {
+        self.it.symbol_name(heap::symbol_id(sym))
+    }
+
     /// Evaluates `v` in `frame` (`None`: the global frame).
+    #[inline]
     pub fn eval(&self, v: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let Value::Obj(o) = v else {
             return Ok(v);
         };
         match heap::kind(o) {
-            Kind::Symbol => self.lookup(o, frame),
+            Kind::Symbol => Ok(self.lookup(o, frame)?),
             Kind::Cons => {
                 let (f, args) = heap::cons_parts(o);
                 self.call(f, args, frame, true)
@@ -235,7 +463,8 @@ impl<'tx> Cx<'tx> {
         }
     }
 
-    fn lookup(&self, sym: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> R<'tx> {
+    /// The variable `sym`: local, else global.
+    pub fn lookup(&self, sym: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> Result<Value<'tx>, Error> {
         if let Some(fr) = frame {
             if let Some(v) = fr.value(sym) {
                 return Ok(v);
@@ -244,7 +473,7 @@ impl<'tx> Cx<'tx> {
         heap::global_value(sym).ok_or_else(|| {
             Error(format!(
                 "symbol not defined as a variable: '{}'",
-                self.it.symbol_name(heap::symbol_id(sym))
+                self.name(sym)
             ))
         })
     }
@@ -258,7 +487,13 @@ impl<'tx> Cx<'tx> {
     }
 
     /// `(f args...)`: run now, or (`now == false`, `transaction`) queue the call.
-    fn call(&self, f: Value<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>, now: bool) -> R<'tx> {
+    pub fn call(
+        &self,
+        f: Value<'tx>,
+        args: Value<'tx>,
+        frame: Option<Fr<'tx>>,
+        now: bool,
+    ) -> R<'tx> {
         self.check_stack()?;
         let sym = match f {
             Value::Obj(o) if heap::kind(o) == Kind::Symbol => o,
@@ -267,21 +502,84 @@ impl<'tx> Cx<'tx> {
                 self.repr(&mut line, f)?;
                 line.push(b'\n');
                 self.write_out(&line);
-                return Err(Error::new("expected a symbol to execute"));
+                return Err(Error::new("expected a symbol to execute").into());
             }
         };
         match self.lookup_function(sym, frame) {
             Function::User(func) => self.call_user(sym, func, args, frame, now),
-            Function::Builtin(_) if !now => Err(Error(format!(
-                "symbol refers to a macro: '{}'",
-                self.it.symbol_name(heap::symbol_id(sym))
-            ))),
-            Function::Builtin(b) => self.builtin(b, args, frame),
+            Function::Builtin(_) if !now => {
+                Err(Error(format!("symbol refers to a macro: '{}'", self.name(sym))).into())
+            }
+            Function::Builtin(b) => match BUILTINS[b].kind {
+                BuiltinKind::Special(f) => f(self, args, frame),
+                BuiltinKind::Strict(arity, apply) => {
+                    if !matches!(arity, Arity::Any) {
+                        arity.check(count(args))?;
+                    }
+                    // One and two arguments (most calls) without a buffer.
+                    let Some((a, rest)) = next(args) else {
+                        return apply(self, &[], args);
+                    };
+                    let va = self.eval(a, frame).or_break(|| K::Args {
+                        b,
+                        done: Vec::new(),
+                        forms: args,
+                        rest,
+                        frame,
+                    })?;
+                    match next(rest) {
+                        None => apply(self, &[va], args),
+                        Some((e, Value::None)) => {
+                            let vb = self.eval(e, frame).or_break(|| K::Args {
+                                b,
+                                done: vec![va],
+                                forms: args,
+                                rest: Value::None,
+                                frame,
+                            })?;
+                            apply(self, &[va, vb], args)
+                        }
+                        Some(_) => {
+                            let mut done = ArgBuf::new();
+                            done.push(va);
+                            self.strict(b, done, args, rest, frame)
+                        }
+                    }
+                }
+            },
             Function::Missing => Err(Error(format!(
                 "symbol not defined as a function: '{}'",
-                self.it.symbol_name(heap::symbol_id(sym))
-            ))),
+                self.name(sym)
+            ))
+            .into()),
         }
+    }
+
+    /// A builtin that takes evaluated arguments: evaluates the forms `rest` (after the
+    /// values `done`), then applies it.
+    fn strict(
+        &self,
+        b: usize,
+        mut done: ArgBuf<'tx>,
+        forms: Value<'tx>,
+        mut rest: Value<'tx>,
+        frame: Option<Fr<'tx>>,
+    ) -> R<'tx> {
+        while let Some((a, more)) = next(rest) {
+            let v = self.eval(a, frame).or_break(|| K::Args {
+                b,
+                done: done.as_slice().to_vec(),
+                forms,
+                rest: more,
+                frame,
+            })?;
+            done.push(v);
+            rest = more;
+        }
+        let BuiltinKind::Strict(_, apply) = BUILTINS[b].kind else {
+            unreachable!("a strict builtin");
+        };
+        apply(self, done.as_slice(), forms)
     }
 
     /// What `(sym ...)` calls in `frame`: the local entry for `sym` if there is one (even
@@ -296,43 +594,11 @@ impl<'tx> Cx<'tx> {
             return Function::User(func);
         }
         let id = heap::symbol_id(sym) as usize;
-        match BUILTINS.get(id) {
-            Some((_, b)) if local.is_none() => Function::Builtin(*b),
-            _ => Function::Missing,
+        if id < N_BUILTINS && local.is_none() {
+            Function::Builtin(id)
+        } else {
+            Function::Missing
         }
-    }
-
-    /// Evaluates the arguments of a call of `func` (named `sym`) in `frame` and binds them
-    /// in `callee`; returns the function's body.
-    pub fn bind_args(
-        &self,
-        sym: Gc<'tx, Obj>,
-        func: Gc<'tx, Obj>,
-        mut args: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-        callee: Fr<'tx>,
-    ) -> R<'tx> {
-        let (mut params, body) = heap::cons_parts(func);
-        while let Some((param, rest)) = next(params) {
-            let Some((arg, more)) = next(args) else {
-                return Err(Error(format!(
-                    "call to '{}': not enough arguments",
-                    self.it.symbol_name(heap::symbol_id(sym))
-                )));
-            };
-            let v = self.eval(arg, frame)?;
-            let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
-            callee.set_value(p, v, &self.spare);
-            params = rest;
-            args = more;
-        }
-        if !args.is_none() {
-            return Err(Error(format!(
-                "call to '{}': too many arguments",
-                self.it.symbol_name(heap::symbol_id(sym))
-            )));
-        }
-        Ok(body)
     }
 
     fn call_user(
@@ -350,9 +616,47 @@ impl<'tx> Cx<'tx> {
                 gc: heap::new_frame(self.tx),
             }
         };
-        let body = self.bind_args(sym, func, args, frame, callee)?;
+        let (params, body) = heap::cons_parts(func);
+        self.bind(Value::Obj(sym), params, args, frame, callee, body, now)
+    }
+
+    /// Evaluates the argument forms `args` in `frame` and binds them to `params` in
+    /// `callee`, then runs the call (`now`) or queues it.
+    #[allow(clippy::too_many_arguments)]
+    fn bind(
+        &self,
+        sym: Value<'tx>,
+        mut params: Value<'tx>,
+        mut args: Value<'tx>,
+        frame: Option<Fr<'tx>>,
+        callee: Fr<'tx>,
+        body: Value<'tx>,
+        now: bool,
+    ) -> R<'tx> {
+        while let Some((param, rest)) = next(params) {
+            let Some((arg, more)) = next(args) else {
+                return Err(self.arity_error(sym, "not enough arguments").into());
+            };
+            let v = self.eval(arg, frame).or_break(|| K::Bind {
+                sym,
+                param,
+                params: rest,
+                args: more,
+                frame,
+                callee,
+                body,
+                now,
+            })?;
+            let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
+            callee.set_value(p, v, &self.spare);
+            params = rest;
+            args = more;
+        }
+        if !args.is_none() {
+            return Err(self.arity_error(sym, "too many arguments").into());
+        }
         if now {
-            let result = self.progn(body, Some(callee))?;
+            let result = self.progn(body, Some(callee)).or_break(|| K::Return)?;
             callee.recycle(&self.spare);
             return Ok(result);
         }
@@ -368,41 +672,50 @@ impl<'tx> Cx<'tx> {
         Ok(Value::None)
     }
 
+    fn arity_error(&self, sym: Value<'tx>, what: &str) -> Error {
+        let name = match sym {
+            Value::Obj(o) => self.name(o),
+            _ => String::new(),
+        };
+        Error(format!("call to '{name}': {what}"))
+    }
+
     /// Evaluates each form, returns the last value (None if none).
     pub fn progn(&self, mut forms: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let mut result = Value::None;
         while let Some((form, rest)) = next(forms) {
-            result = self.eval(form, frame)?;
+            result = self
+                .eval(form, frame)
+                .or_break(|| K::Progn { rest, frame })?;
             forms = rest;
         }
         Ok(result)
     }
 
-    fn args1(&self, name: &str, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
-        match next(args) {
-            Some((a, Value::None)) => self.eval(a, frame),
-            _ => Err(Error(format!("{name}: expected one argument"))),
+    /// `setq` from the pair list `args`.
+    pub fn setq(&self, mut args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
+        let mut result = Value::None;
+        while let Some((sym, rest)) = next(args) {
+            let Some((expr, rest)) = next(rest) else {
+                return Err(Error::new("setq: number of arguments is odd").into());
+            };
+            let v = self
+                .eval(expr, frame)
+                .or_break(|| K::Setq { sym, rest, frame })?;
+            self.set_var(frame, sym, v)?;
+            result = v;
+            args = rest;
         }
-    }
-
-    fn args2(
-        &self,
-        name: &str,
-        args: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-    ) -> Result<(Value<'tx>, Value<'tx>), Error> {
-        if let Some((a, rest)) = next(args) {
-            if let Some((b, Value::None)) = next(rest) {
-                let a = self.eval(a, frame)?;
-                let b = self.eval(b, frame)?;
-                return Ok((a, b));
-            }
-        }
-        Err(Error(format!("{name}: expected two arguments")))
+        Ok(result)
     }
 
     /// Binds a variable in the current frame.
-    fn set_var(&self, frame: Option<Fr<'tx>>, sym: Value<'tx>, v: Value<'tx>) -> Result<(), Error> {
+    pub fn set_var(
+        &self,
+        frame: Option<Fr<'tx>>,
+        sym: Value<'tx>,
+        v: Value<'tx>,
+    ) -> Result<(), Error> {
         let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
         match frame {
             Some(fr) => fr.set_value(sym, v, &self.spare),
@@ -411,399 +724,121 @@ impl<'tx> Cx<'tx> {
         Ok(())
     }
 
-    /// Folds the evaluated int arguments with `op`, starting from `init`.
-    fn fold(
-        &self,
-        args: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-        init: i32,
-        op: impl Fn(i32, i32) -> i32,
-    ) -> R<'tx> {
-        let mut acc = init;
-        let mut args = args;
-        while let Some((a, rest)) = next(args) {
-            let v = self.eval(a, frame)?;
-            acc = op(acc, as_int(v, "DuInt_AsInt")?);
-            args = rest;
-        }
-        Ok(Value::Int(acc))
-    }
-
-    /// `/` and `%`: the first argument, then a left fold that fails on zero.
-    fn divide(
-        &self,
-        name: &str,
-        args: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-        op: impl Fn(i32, i32) -> i32,
-    ) -> R<'tx> {
-        let Some((first, mut args)) = next(args) else {
-            return Ok(Value::Int(0));
-        };
-        let mut acc = as_int(self.eval(first, frame)?, "DuInt_AsInt")?;
-        while let Some((a, rest)) = next(args) {
-            let d = as_int(self.eval(a, frame)?, "DuInt_AsInt")?;
-            if d == 0 {
-                return Err(Error(format!("{name}: division by zero")));
-            }
-            acc = op(acc, d);
-            args = rest;
-        }
-        Ok(Value::Int(acc))
-    }
-
-    /// `<<` / `>>`: a left fold from the first argument (at least one).
-    fn shift(
-        &self,
-        name: &str,
-        args: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-        op: impl Fn(i32, i32) -> i32,
-    ) -> R<'tx> {
-        let Some((first, rest)) = next(args) else {
-            return Err(Error(format!("{name}: expected at least one argument")));
-        };
-        let init = as_int(self.eval(first, frame)?, "DuInt_AsInt")?;
-        self.fold(rest, frame, init, op)
-    }
-
-    fn compare(
-        &self,
-        args: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-        op: impl Fn(i32, i32) -> bool,
-    ) -> R<'tx> {
-        let (a, b) = self.args2("comparison", args, frame)?;
-        let a = as_int(a, "DuInt_AsInt")?;
-        let b = as_int(b, "DuInt_AsInt")?;
-        Ok(Value::Int(op(a, b) as i32))
-    }
-
-    fn builtin(&self, b: Builtin, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
-        match b {
-            Builtin::Progn => self.progn(args, frame),
-            Builtin::Setq => {
-                let mut result = Value::None;
-                let mut args = args;
-                while let Some((sym, rest)) = next(args) {
-                    let Some((expr, rest)) = next(rest) else {
-                        return Err(Error::new("setq: number of arguments is odd"));
-                    };
-                    let v = self.eval(expr, frame)?;
-                    self.set_var(frame, sym, v)?;
-                    result = v;
-                    args = rest;
-                }
-                Ok(result)
-            }
-            Builtin::Print => {
-                let mut values = Vec::new();
-                let mut args = args;
-                while let Some((a, rest)) = next(args) {
-                    values.push(self.eval(a, frame)?);
-                    args = rest;
-                }
-                let mut line = Vec::new();
-                for (i, v) in values.into_iter().enumerate() {
-                    if i > 0 {
-                        line.push(b' ');
-                    }
-                    self.repr(&mut line, v)?;
-                }
-                line.push(b'\n');
-                self.write_out(&line);
-                Ok(Value::None)
-            }
-            Builtin::Add => self.fold(args, frame, 0, i32::wrapping_add),
-            Builtin::Mul => self.fold(args, frame, 1, i32::wrapping_mul),
-            Builtin::Xor => self.fold(args, frame, 0, |a, b| a ^ b),
-            Builtin::Sub => match next(args) {
-                None => Ok(Value::Int(0)),
-                Some((first, rest)) => {
-                    let init = as_int(self.eval(first, frame)?, "DuInt_AsInt")?;
-                    self.fold(rest, frame, init, i32::wrapping_sub)
-                }
-            },
-            Builtin::Div => self.divide("/", args, frame, i32::wrapping_div),
-            Builtin::Mod => self.divide("%", args, frame, i32::wrapping_rem),
-            Builtin::Shl => self.shift("<<", args, frame, |a, b| a.wrapping_shl(b as u32)),
-            Builtin::Shr => self.shift(">>", args, frame, |a, b| a.wrapping_shr(b as u32)),
-            Builtin::Lt => self.compare(args, frame, |a, b| a < b),
-            Builtin::Le => self.compare(args, frame, |a, b| a <= b),
-            Builtin::Eq => self.compare(args, frame, |a, b| a == b),
-            Builtin::Ne => self.compare(args, frame, |a, b| a != b),
-            Builtin::Gt => self.compare(args, frame, |a, b| a > b),
-            Builtin::Ge => self.compare(args, frame, |a, b| a >= b),
-            Builtin::And | Builtin::Or => {
-                let want = b == Builtin::Or;
-                let mut args = args;
-                while let Some((a, rest)) = next(args) {
-                    if is_true(self.eval(a, frame)?) == want {
-                        return Ok(Value::Int(want as i32));
-                    }
-                    args = rest;
-                }
-                Ok(Value::Int(!want as i32))
-            }
-            Builtin::Not => Ok(Value::Int(!is_true(self.args1("not", args, frame)?) as i32)),
-            Builtin::Type => {
-                let v = self.args1("type", args, frame)?;
-                Ok(Value::Obj(self.symbol(self.it.symbol_id(type_name(v)))))
-            }
-            Builtin::Quote => match next(args) {
-                Some((form, Value::None)) => Ok(form),
-                _ => Err(Error::new("quote: expected one argument")),
-            },
-            Builtin::List => {
-                let l = heap::new_list(self.tx);
-                let mut args = args;
-                while let Some((a, rest)) = next(args) {
-                    let v = self.eval(a, frame)?;
-                    list::push(self.tx, l, v);
-                    args = rest;
-                }
-                Ok(Value::Obj(l))
-            }
-            Builtin::Container => {
-                let v = if args.is_none() {
-                    Value::None
-                } else {
-                    self.args1("container", args, frame)?
-                };
-                Ok(Value::Obj(heap::new_container(self.tx, v)))
-            }
-            Builtin::Get => self.get(args, frame),
-            Builtin::Set => self.set(args, frame),
-            Builtin::Append => {
-                let (l, v) = self.args2("append", args, frame)?;
-                let lst = as_kind(l, Kind::List, "DuList_Append")?;
-                list::push(self.tx, lst, v);
-                Ok(l)
-            }
-            Builtin::Pop => self.pop(args, frame),
-            Builtin::Len => {
-                let v = self.args1("len", args, frame)?;
-                match v {
-                    Value::Obj(o) if heap::kind(o) == Kind::List => {
-                        Ok(Value::Int(list::len(o) as i32))
-                    }
-                    _ => Err(Error(format!(
-                        "object of type '{}' has no length",
-                        type_name(v)
-                    ))),
-                }
-            }
-            Builtin::If => {
-                let Some((cond, rest)) = next(args).filter(|(_, r)| !r.is_none()) else {
-                    return Err(Error::new("if: expected at least two arguments"));
-                };
-                let c = self.eval(cond, frame)?;
-                let (then, otherwise) = next(rest).expect("checked above");
-                if is_true(c) {
-                    self.eval(then, frame)
-                } else {
-                    self.progn(otherwise, frame)
-                }
-            }
-            Builtin::While => {
-                let Some((cond, body)) = next(args) else {
-                    return Err(Error::new("while: expected at least one argument"));
-                };
-                while is_true(self.eval(cond, frame)?) {
-                    self.progn(body, frame)?;
-                }
-                Ok(Value::None)
-            }
-            Builtin::Defun => {
-                let Some((name, rest)) = next(args).filter(|(_, r)| !r.is_none()) else {
-                    return Err(Error::new("defun: expected at least two arguments"));
-                };
-                let name = as_kind(name, Kind::Symbol, "DuSymbol_Id")?;
-                let func = rest.as_cons().expect("checked above");
-                match frame {
-                    Some(fr) => fr.set_function(name, func),
-                    None => heap::set_global_function(name, func),
-                }
-                Ok(Value::None)
-            }
-            Builtin::Car | Builtin::Cdr => {
-                let (name, wher) = if b == Builtin::Car {
-                    ("car", "DuCons_Car")
-                } else {
-                    ("cdr", "DuCons_Cdr")
-                };
-                let v = self.args1(name, args, frame)?;
-                let (car, cdr) = heap::cons_parts(as_kind(v, Kind::Cons, wher)?);
-                Ok(if b == Builtin::Car { car } else { cdr })
-            }
-            Builtin::Cons => {
-                let (a, d) = self.args2("cons", args, frame)?;
-                Ok(Value::Obj(heap::new_cons(self.tx, a, d)))
-            }
-            Builtin::Pair => {
-                let v = self.args1("pair?", args, frame)?;
-                Ok(Value::Int(v.as_cons().is_some() as i32))
-            }
-            Builtin::Defined => {
-                let Some((sym, Value::None)) = next(args) else {
-                    return Err(Error::new("defined?: expected one argument"));
-                };
-                let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
-                let local = frame.and_then(|fr| fr.value(sym));
-                let found = local.is_some() || heap::global_value(sym).is_some();
-                Ok(Value::Int(found as i32))
-            }
-            Builtin::Assert => {
-                let v = self.args1("assert", args, frame)?;
-                if as_int(v, "DuInt_AsInt")? == 0 {
-                    let (form, _) = next(args).expect("one argument");
-                    let mut line = b"assert failed: ".to_vec();
-                    self.repr(&mut line, form)?;
-                    line.push(b'\n');
-                    self.write_out(&line);
-                    return Err(Error::new("assert failed"));
-                }
-                Ok(Value::None)
-            }
-            Builtin::Transaction => {
-                let Some((f, rest)) = next(args) else {
-                    return Err(Error::new("transaction: expected at least one argument"));
-                };
-                self.call(f, rest, frame, false)?;
-                Ok(Value::None)
-            }
-            Builtin::RunTransactions => {
-                if !args.is_none() {
-                    return Err(Error::new("run-transactions: expected no argument"));
-                }
-                self.run_queued_inline()?;
-                Ok(Value::None)
-            }
-            Builtin::Sleepms => {
-                let ms = as_int(self.args1("sleepms", args, frame)?, "DuInt_AsInt")?;
-                let _ = writeln!(std::io::stderr(), "[sleeping {ms} ms]");
-                std::thread::sleep(std::time::Duration::from_millis(ms.max(0) as u64));
-                let _ = writeln!(std::io::stderr(), "[slept {ms} ms]");
-                Ok(Value::None)
-            }
-            Builtin::Time => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0);
-                Ok(Value::Int((now & 0x7fff_ffff) as i32))
-            }
+    /// `if`'s branch: `rest` is `(then else...)`.
+    #[inline]
+    pub fn branch(&self, cond: bool, rest: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
+        let (then, otherwise) = next(rest).expect("checked by `if`");
+        if cond {
+            self.eval(then, frame)
+        } else {
+            self.progn(otherwise, frame)
         }
     }
 
-    fn get(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
-        let Some((expr, rest)) = next(args) else {
-            return Err(Error::new("get: expected at least one argument"));
-        };
-        let obj = self.eval(expr, frame)?;
-        match obj {
-            Value::Obj(o) if heap::kind(o) == Kind::List => {
-                let Some((idx, Value::None)) = next(rest) else {
-                    return Err(Error::new("get with a list: expected two arguments"));
-                };
-                let idx = as_int(self.eval(idx, frame)?, "DuInt_AsInt")?;
-                usize::try_from(idx)
-                    .ok()
-                    .and_then(|i| list::get(o, i))
-                    .ok_or_else(|| Error::new("list_get: index out of range"))
-            }
-            Value::Obj(o) if heap::kind(o) == Kind::Container => {
-                if !rest.is_none() {
-                    return Err(Error::new("get with a container: expected one argument"));
-                }
-                Ok(heap::container_get(o))
-            }
-            _ => Err(Error(format!(
-                "get: bad argument type '{}'",
-                type_name(obj)
-            ))),
-        }
-    }
-
-    fn set(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
-        let Some((expr, rest)) = next(args).filter(|(_, r)| !r.is_none()) else {
-            return Err(Error::new("set: expected at least two arguments"));
-        };
-        let obj = self.eval(expr, frame)?;
-        let (expr2, rest2) = next(rest).expect("checked above");
-        match obj {
-            Value::Obj(o) if heap::kind(o) == Kind::List => {
-                let Some((expr3, Value::None)) = next(rest2) else {
-                    return Err(Error::new("set with a list: expected three arguments"));
-                };
-                let idx = self.eval(expr2, frame)?;
-                let v = self.eval(expr3, frame)?;
-                let idx = as_int(idx, "DuInt_AsInt")?;
-                let ok = usize::try_from(idx).is_ok_and(|i| list::set(o, i, v));
-                if !ok {
-                    return Err(Error::new("list_set: index out of range"));
-                }
-            }
-            Value::Obj(o) if heap::kind(o) == Kind::Container => {
-                if !rest2.is_none() {
-                    return Err(Error::new("set with a container: expected two arguments"));
-                }
-                let v = self.eval(expr2, frame)?;
-                heap::container_set(o, v);
-            }
-            _ => {
-                return Err(Error(format!(
-                    "set: bad argument type '{}'",
-                    type_name(obj)
-                )))
-            }
-        }
-        Ok(Value::None)
-    }
-
-    fn pop(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
-        let Some((expr, rest)) = next(args) else {
-            return Err(Error::new("pop: expected at least one argument"));
-        };
-        let l = self.eval(expr, frame)?;
-        let (lst, idx) = match next(rest) {
-            None => {
-                let lst = as_kind(l, Kind::List, "DuList_Size")?;
-                let n = list::len(lst);
-                if n == 0 {
-                    return Err(Error::new("pop: empty list"));
-                }
-                (lst, (n - 1) as i64)
-            }
-            Some((idx, more)) => {
-                if !more.is_none() {
-                    return Err(Error::new("pop: expected at most two arguments"));
-                }
-                let idx = as_int(self.eval(idx, frame)?, "DuInt_AsInt")?;
-                (as_kind(l, Kind::List, "DuList_Pop")?, idx as i64)
-            }
-        };
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| list::pop(lst, i))
-            .ok_or_else(|| Error::new("list_pop: index out of range"))
-    }
-
-    /// `(run-transactions)` where the current transaction cannot be committed (inside a
-    /// function, or in a queued transaction): the calls queued so far run here, one after
-    /// the other, newest first, inside this transaction. Since nothing else runs while the
-    /// main program runs, this is the same as committing and running them on one thread.
-    fn run_queued_inline(&self) -> Result<(), Error> {
+    /// `while`, from the start of an iteration; `args` is `(cond body...)`.
+    pub fn while_loop(&self, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
+        let (cond, body) = next(args).expect("checked by `while`");
         loop {
-            let call = match &self.queue {
-                Queue::Main => heap::pop_pending(self.globals),
-                Queue::Task(q) => q.borrow_mut().pop(),
-            };
-            let Some(call) = call else {
-                return Ok(());
-            };
-            let (body, frame) = heap::call_parts(call);
-            self.progn(body.map_or(Value::None, Value::Obj), Some(Fr { gc: frame }))?;
+            let c = self
+                .eval(cond, frame)
+                .or_break(|| K::WhileCond { args, frame })?;
+            if !is_true(c) {
+                return Ok(Value::None);
+            }
+            self.progn(body, frame)
+                .or_break(|| K::WhileBody { args, frame })?;
+        }
+    }
+
+    /// `&&` (`want` false) and `||` (`want` true) over the operands `args`.
+    pub fn logic(&self, want: bool, mut args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
+        while let Some((a, rest)) = next(args) {
+            let v = self
+                .eval(a, frame)
+                .or_break(|| K::Logic { want, rest, frame })?;
+            if is_true(v) == want {
+                return Ok(Value::Int(want as i32));
+            }
+            args = rest;
+        }
+        Ok(Value::Int(!want as i32))
+    }
+
+    /// `(run-transactions)`: in the main program, a transaction break; in a queued
+    /// transaction, an error (it would have to commit a transaction that is not finished).
+    pub fn run_transactions(&self) -> R<'tx> {
+        match self.queue {
+            Queue::Main => Err(Stop::Break(Vec::new())),
+            Queue::Task(_) => Err(Error::new(
+                "run-transactions: not possible inside a transaction queued with 'transaction' \
+                 (only the main program can commit and wait for the queued ones)",
+            )
+            .into()),
+        }
+    }
+
+    /// Continues the work of record `k`, given the value the work it waited for produced.
+    pub fn resume(&self, k: Kont<'tx>, v: Value<'tx>) -> R<'tx> {
+        self.check_stack()?;
+        match k {
+            K::Progn { rest, frame } => {
+                if rest.is_none() {
+                    Ok(v)
+                } else {
+                    self.progn(rest, frame)
+                }
+            }
+            K::Return => Ok(v),
+            K::Bind {
+                sym,
+                param,
+                params,
+                args,
+                frame,
+                callee,
+                body,
+                now,
+            } => {
+                let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
+                callee.set_value(p, v, &self.spare);
+                self.bind(sym, params, args, frame, callee, body, now)
+            }
+            K::Setq { sym, rest, frame } => {
+                self.set_var(frame, sym, v)?;
+                if rest.is_none() {
+                    Ok(v)
+                } else {
+                    self.setq(rest, frame)
+                }
+            }
+            K::Args {
+                b,
+                mut done,
+                forms,
+                rest,
+                frame,
+            } => {
+                done.push(v);
+                self.strict(b, ArgBuf::from_vec(done), forms, rest, frame)
+            }
+            K::If { rest, frame } => self.branch(is_true(v), rest, frame),
+            K::WhileCond { args, frame } => {
+                if !is_true(v) {
+                    return Ok(Value::None);
+                }
+                let (_, body) = next(args).expect("checked by `while`");
+                self.progn(body, frame)
+                    .or_break(|| K::WhileBody { args, frame })?;
+                self.while_loop(args, frame)
+            }
+            K::WhileBody { args, frame } => self.while_loop(args, frame),
+            K::Logic { want, rest, frame } => {
+                if is_true(v) == want {
+                    Ok(Value::Int(want as i32))
+                } else {
+                    self.logic(want, rest, frame)
+                }
+            }
         }
     }
 

@@ -26,13 +26,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use stm::{Gc, Root, Stm, Tasks, TransactionQueue, Tx};
 use stm_runtime as stm;
 
+mod builtins;
 mod eval;
 pub mod heap;
 pub mod list;
 pub mod reader;
 
-use eval::{Builtin, Cx, Function, Queue, BUILTINS, EXTRA_SYMBOLS, SYM_NONE};
-use heap::{Call, Fr, Frame, Globals, Obj, Value};
+use builtins::BUILTINS;
+use eval::{Cx, Held, HeldKont, Queue, Stop, EXTRA_SYMBOLS, K, SYM_NONE};
+use heap::{Call, Globals, Obj, Value};
 use reader::Token;
 
 /// A Duhton error: the message printed after `Error: `.
@@ -137,39 +139,17 @@ impl fmt::Debug for Interp {
     }
 }
 
-/// What one main-program transaction stopped at.
+/// How many user calls a suspended computation may hold when it breaks (see
+/// [`Interp::run_main`]): deeper, the program ends with `maximum recursion depth exceeded`.
+const MAX_SUSPENDED_CALLS: usize = 10_000;
+
+/// How one main-program transaction ended.
 enum Step {
-    /// The end of the block, with the printed last value (REPL).
+    /// The program is done, with the printed value of its last form (REPL).
     Done(Option<Vec<u8>>),
-    /// A form that needs a commit inside it, the forms after it, and whether it is the
-    /// block's last form.
-    Structural(Structural, Option<Root<Obj>>, bool),
-}
-
-/// Nested structural forms (calls included) the driver follows before it reports deep
-/// recursion.
-const MAX_DRIVER_DEPTH: usize = 2_000;
-
-/// Statements of the main program that the driver runs itself, so that a
-/// `(run-transactions)` inside them can commit the main program's transaction.
-enum Structural {
-    /// `(run-transactions)`.
-    RunTransactions,
-    /// `(progn body...)`: the body.
-    Progn(Option<Root<Obj>>),
-    /// `(while cond body...)`: the arguments.
-    While(Root<Obj>),
-    /// `(if cond then else...)`: the arguments.
-    If(Root<Obj>),
-    /// A call of a user function whose body has `run-transactions` in it.
-    Call {
-        /// The function's name.
-        sym: Root<Obj>,
-        /// Its `(params . body)`.
-        func: Root<Obj>,
-        /// The argument forms.
-        args: Option<Root<Obj>>,
-    },
+    /// A transaction break: keep the first `keep` records of the continuation, then
+    /// these (outermost first, each with the count of calls at and below it).
+    Break(usize, Vec<(HeldKont, usize)>),
 }
 
 impl Interp {
@@ -193,8 +173,8 @@ impl Interp {
         interp.stm.atomically(|tx| {
             tx.become_inevitable();
             let cx = interp.cx(tx, Queue::Main);
-            for (name, _) in BUILTINS {
-                interp.intern(&cx, name.as_bytes());
+            for b in BUILTINS {
+                interp.intern(&cx, b.name.as_bytes());
             }
             for name in EXTRA_SYMBOLS {
                 interp.intern(&cx, name.as_bytes());
@@ -288,7 +268,7 @@ impl Interp {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
-            self.exec_block(forms, false, false, None, 0)?;
+            self.run_main(forms, false)?;
             self.run_pending()
         });
         self.flush();
@@ -301,7 +281,7 @@ impl Interp {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
             let forms = self.read(src)?;
-            let mut last = self.exec_block(forms, false, true, None, 0)?;
+            let mut last = self.run_main(forms, true)?.unwrap_or_default();
             last.push(b'\n');
             {
                 let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
@@ -319,163 +299,72 @@ impl Interp {
         let _ = out.flush();
     }
 
-    /// Runs a block of statements of the main program (a cons chain; only its first form
-    /// if `first_only`) in `frame` (`None`: the global frame), in main-program transactions
-    /// that end around structural forms. Returns the printed value of the last form when
-    /// `want_last` (the REPL shows it).
-    fn exec_block(
+    /// Runs the main program, the forms `forms` in the global frame, in main-program
+    /// transactions: one until a `(run-transactions)` is evaluated, wherever it is. There
+    /// the evaluation breaks with its continuation ([`eval::K`] records), whose handles
+    /// are rooted; the transaction commits; the queued calls run on the worker threads;
+    /// and a new transaction resumes the records, innermost first. Returns the printed
+    /// value of the last form when `show_last` (the REPL shows it).
+    ///
+    /// The records kept between transactions are only read by an attempt (it hands back
+    /// how many it used up and the new ones), so an attempt that rolls back leaves them as
+    /// they were and the next one resumes from the same state.
+    fn run_main(
         &self,
         forms: Option<Root<Obj>>,
-        first_only: bool,
-        want_last: bool,
-        frame: Option<&Root<Frame>>,
-        depth: usize,
-    ) -> Result<Vec<u8>, Error> {
-        if depth > MAX_DRIVER_DEPTH {
-            return Err(Error::new("maximum recursion depth exceeded"));
-        }
-        let mut rest = forms;
-        let mut last = b"None".to_vec();
-        while let Some(r) = rest.take() {
+        show_last: bool,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let start = K::Progn {
+            rest: forms.map_or(Held::None, Held::Obj),
+            frame: None,
+        };
+        // The continuation, outermost record first, each with the user calls at and below it.
+        let mut stack: Vec<(HeldKont, usize)> = vec![(start, 0)];
+        loop {
             let step = self.stm.try_atomically(|tx| {
                 let cx = self.cx(tx, Queue::Main);
-                let fr = frame_in(frame, tx);
-                let mut cur = Value::Obj(r.get(tx));
-                let mut shown = None;
-                while let Some(c) = cur.as_cons() {
-                    let (form, next) = heap::cons_parts(c);
-                    let next = if first_only { Value::None } else { next };
-                    let is_last = next.is_none();
-                    if let Some(s) = self.structural(&cx, form, fr)? {
-                        let after = next.as_cons().map(|n| tx.root(n));
-                        return Ok(Step::Structural(s, after, is_last));
+                let mut v = Value::None;
+                let mut i = stack.len();
+                while i > 0 {
+                    i -= 1;
+                    let k = stack[i].0.get(tx);
+                    match cx.resume(k, v) {
+                        Ok(next) => v = next,
+                        Err(Stop::Error(e)) => return Err(e),
+                        Err(Stop::Break(ks)) => {
+                            let mut calls = if i == 0 { 0 } else { stack[i - 1].1 };
+                            let mut held = Vec::with_capacity(ks.len());
+                            for k in ks.iter().rev() {
+                                if matches!(k, K::Return) {
+                                    calls += 1;
+                                }
+                                held.push((HeldKont::hold(tx, k), calls));
+                            }
+                            if calls > MAX_SUSPENDED_CALLS {
+                                return Err(Error::new("maximum recursion depth exceeded"));
+                            }
+                            return Ok(Step::Break(i, held));
+                        }
                     }
-                    let v = cx.eval(form, fr)?;
-                    if want_last && is_last {
-                        let mut b = Vec::new();
-                        cx.repr(&mut b, v)?;
-                        shown = Some(b);
-                    }
-                    cur = next;
                 }
-                Ok::<_, Error>(Step::Done(shown))
+                let shown = if show_last {
+                    let mut b = Vec::new();
+                    cx.repr(&mut b, v)?;
+                    Some(b)
+                } else {
+                    None
+                };
+                Ok(Step::Done(shown))
             })?;
             match step {
-                Step::Done(shown) => {
-                    if let Some(b) = shown {
-                        last = b;
-                    }
-                }
-                Step::Structural(s, after, is_last) => {
-                    last = self.exec_structural(s, want_last && is_last, frame, depth + 1)?;
-                    rest = after;
+                Step::Done(shown) => return Ok(shown),
+                Step::Break(keep, held) => {
+                    stack.truncate(keep);
+                    stack.extend(held);
+                    self.run_pending()?;
                 }
             }
         }
-        Ok(last)
-    }
-
-    fn exec_structural(
-        &self,
-        s: Structural,
-        want_last: bool,
-        frame: Option<&Root<Frame>>,
-        depth: usize,
-    ) -> Result<Vec<u8>, Error> {
-        let none = || b"None".to_vec();
-        match s {
-            Structural::RunTransactions => self.run_pending().map(|_| none()),
-            Structural::Progn(body) => self.exec_block(body, false, want_last, frame, depth),
-            Structural::While(args) => loop {
-                let (go, body) = self.stm.try_atomically(|tx| {
-                    let cx = self.cx(tx, Queue::Main);
-                    let (cond, body) = heap::cons_parts(args.get(tx));
-                    let go = eval::is_true(cx.eval(cond, frame_in(frame, tx))?);
-                    Ok::<_, Error>((go, body.as_cons().map(|b| tx.root(b))))
-                })?;
-                if !go {
-                    return Ok(none());
-                }
-                self.exec_block(body, false, false, frame, depth)?;
-            },
-            Structural::If(args) => {
-                let (branch, first_only) = self.stm.try_atomically(|tx| {
-                    let cx = self.cx(tx, Queue::Main);
-                    let (cond, rest) = heap::cons_parts(args.get(tx));
-                    let go = eval::is_true(cx.eval(cond, frame_in(frame, tx))?);
-                    let rest = rest.as_cons().expect("checked by `structural`");
-                    let branch = if go {
-                        Some(rest)
-                    } else {
-                        heap::cons_parts(rest).1.as_cons()
-                    };
-                    Ok::<_, Error>((branch.map(|b| tx.root(b)), go))
-                })?;
-                self.exec_block(branch, first_only, want_last, frame, depth)
-            }
-            Structural::Call { sym, func, args } => {
-                let (callee, body) = self.stm.try_atomically(|tx| {
-                    let cx = self.cx(tx, Queue::Main);
-                    let callee = Fr {
-                        gc: heap::new_frame(tx),
-                    };
-                    let args = args.as_ref().map_or(Value::None, |a| Value::Obj(a.get(tx)));
-                    let body =
-                        cx.bind_args(sym.get(tx), func.get(tx), args, frame_in(frame, tx), callee)?;
-                    Ok::<_, Error>((tx.root(callee.gc), body.as_cons().map(|b| tx.root(b))))
-                })?;
-                self.exec_block(body, false, want_last, Some(&callee), depth)
-            }
-        }
-    }
-
-    /// Whether a statement of the main program is one the driver runs itself:
-    /// `(run-transactions)`; a `progn`, `while` or `if` with `run-transactions` somewhere
-    /// inside; or a call of a user function whose body has `run-transactions` in it.
-    fn structural<'tx>(
-        &self,
-        cx: &Cx<'tx>,
-        form: Value<'tx>,
-        frame: Option<Fr<'tx>>,
-    ) -> Result<Option<Structural>, Error> {
-        let Some((head, args)) = form.as_cons().map(heap::cons_parts) else {
-            return Ok(None);
-        };
-        let Value::Obj(head) = head else {
-            return Ok(None);
-        };
-        if heap::kind(head) != heap::Kind::Symbol {
-            return Ok(None);
-        }
-        let root = |v: Value<'tx>| v.as_cons().map(|c| cx.tx.root(c));
-        Ok(match cx.lookup_function(head, frame) {
-            Function::User(func) => {
-                let (_, body) = heap::cons_parts(func);
-                contains_run_transactions(body).then(|| Structural::Call {
-                    sym: cx.tx.root(head),
-                    func: cx.tx.root(func),
-                    args: root(args),
-                })
-            }
-            Function::Builtin(Builtin::RunTransactions) if args.is_none() => {
-                Some(Structural::RunTransactions)
-            }
-            Function::Builtin(Builtin::Progn) if contains_run_transactions(args) => {
-                Some(Structural::Progn(root(args)))
-            }
-            Function::Builtin(Builtin::While) if contains_run_transactions(args) => {
-                root(args).map(Structural::While)
-            }
-            Function::Builtin(Builtin::If)
-                if args
-                    .as_cons()
-                    .is_some_and(|c| heap::cons_parts(c).1.as_cons().is_some())
-                    && contains_run_transactions(args) =>
-            {
-                root(args).map(Structural::If)
-            }
-            _ => None,
-        })
     }
 
     /// Runs every queued call of the main program (and every call they queue) on the
@@ -511,7 +400,14 @@ impl Interp {
         let cx = self.cx(tx, Queue::Task(Default::default()));
         let (body, frame) = heap::call_parts(call.get(tx));
         let frame = heap::Fr { gc: frame };
-        if let Err(e) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
+        if let Err(stop) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
+            let e = match stop {
+                Stop::Error(e) => e,
+                // `run-transactions` is an error in a queued call, so nothing breaks here.
+                Stop::Break(_) => {
+                    Error::new("internal error: a transaction break in a queued call")
+                }
+            };
             // Report the error only from an up-to-date snapshot: this validates (and reruns
             // the transaction if it read something stale).
             tx.become_inevitable();
@@ -525,11 +421,6 @@ impl Interp {
     }
 }
 
-/// The rooted frame `frame` as a handle of `tx`.
-fn frame_in<'tx>(frame: Option<&Root<Frame>>, tx: &'tx Tx) -> Option<Fr<'tx>> {
-    frame.map(|f| Fr { gc: f.get(tx) })
-}
-
 /// Builds the cons chain of `items` (None when empty).
 fn build_list<'tx>(tx: &'tx Tx, items: Vec<Value<'tx>>) -> Value<'tx> {
     let mut v = Value::None;
@@ -537,29 +428,6 @@ fn build_list<'tx>(tx: &'tx Tx, items: Vec<Value<'tx>>) -> Value<'tx> {
         v = Value::Obj(heap::new_cons(tx, item, v));
     }
     v
-}
-
-/// Whether the symbol `run-transactions` occurs anywhere in `v` (iteratively).
-fn contains_run_transactions(v: Value<'_>) -> bool {
-    let target = BUILTINS
-        .iter()
-        .position(|(_, b)| *b == Builtin::RunTransactions)
-        .expect("a builtin") as u32;
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        if let Value::Obj(o) = v {
-            match heap::kind(o) {
-                heap::Kind::Symbol if heap::symbol_id(o) == target => return true,
-                heap::Kind::Cons => {
-                    let (a, d) = heap::cons_parts(o);
-                    stack.push(a);
-                    stack.push(d);
-                }
-                _ => {}
-            }
-        }
-    }
-    false
 }
 
 /// Turns a panic payload into an error: a Duhton error raised in a queued transaction, or

@@ -210,11 +210,19 @@ fn run_transactions_in_the_main_program() {
 }
 
 #[test]
-fn run_transactions_inside_a_queued_call_runs_its_own_queue() {
+fn run_transactions_inside_a_queued_call_is_an_error() {
+    // Only the main program can commit its transaction and wait for the queued ones; a
+    // queued call cannot (it would stop being one transaction), and running them inline
+    // would silently lose their parallelism, so it is an error with a message.
     let src = "(defun leaf (n) (print (quote leaf) n))
                (defun f () (transaction leaf 1) (transaction leaf 2) (run-transactions) (print (quote after)))
                (transaction f)";
-    assert_eq!(run(src), "'leaf' 2\n'leaf' 1\n'after'\n");
+    let (out, msg) = fails(src);
+    assert_eq!(out, "");
+    assert!(
+        msg.starts_with("run-transactions: not possible inside a transaction queued"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -323,4 +331,73 @@ fn run_transactions_in_a_function_called_as_a_statement_commits() {
         common::error("(defun f () (run-transactions) (f)) (f)"),
         "maximum recursion depth exceeded"
     );
+}
+
+#[test]
+fn run_transactions_works_in_every_position() {
+    // `inc` is queued, then `(rt)` commits, runs it and gives back the counter: each use
+    // below sits in a different position (expression, argument, condition, recursion).
+    let src = "(setq c (container 0))
+               (defun inc () (set c (+ (get c) 1)))
+               (defun rt () (transaction inc) (run-transactions) (get c))
+               (defun id (x) x)
+               (defun pair (a b) (list a b))
+               (print (rt))
+               (setq x (+ 10 (rt)))
+               (print x)
+               (print (pair (rt) (rt)) (id (rt)))
+               (print (&& (rt) (|| 0 (rt))))
+               (setq n 0)
+               (while (< (rt) 12) (setq n (+ n 1)))
+               (print n (get c))
+               (if (rt) (print (quote yes) (rt)) (print (quote no)))
+               (defun down (k) (if (== k 0) (rt) (+ 1 (down (- k 1)))))
+               (print (down 5))
+               (defun loop (k) (setq i 0) (while (< i k) (down 1) (setq i (+ i 1))) i)
+               (print (loop 3) (get c))
+               (print (setq y (rt)) y)
+               (defun take (v) (set c (+ (get c) v)))
+               (transaction take (rt))
+               (run-transactions)
+               (print (get c))";
+    assert_eq!(
+        run(src),
+        "1\n12\n[ 3 4 ] 5\n1\n4 12\n'yes' 14\n20\n3 18\n19 19\n40\n"
+    );
+}
+
+#[test]
+fn run_transactions_deep_in_a_recursion_commits_and_runs_in_parallel() {
+    // The shape of the original's nqueens: the `run-transactions` is in a function called
+    // from a loop inside a recursion. Every queued call must run as a transaction of its
+    // own (counted in the commits), not inside the main program's transaction.
+    let src = "(setq total (container 0))
+               (defun work (k) (set total (+ (get total) k)))
+               (defun solve (depth)
+                 (if (== depth 2)
+                     (progn
+                       (setq j 0)
+                       (while (< j 5) (transaction work j) (setq j (+ j 1)))
+                       (run-transactions))
+                   (progn
+                     (setq i 0)
+                     (while (< i 3)
+                       (solve (+ depth 1))
+                       (setq i (+ i 1))))))
+               (solve 0)
+               (print (get total))";
+    for threads in [1, 2] {
+        let buf = duhton::SharedBuf::default();
+        let opts = duhton::Options {
+            threads,
+            heap_size: 64 << 20,
+        };
+        let interp = duhton::Interp::new(opts, Box::new(buf.clone())).unwrap();
+        let before = interp.stm().stats().commits;
+        interp.run_source(src.as_bytes()).unwrap();
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out, "90\n");
+        // 9 rounds of 5 queued calls, each its own commit, plus the main program's.
+        assert!(interp.stm().stats().commits - before >= 45 + 9);
+    }
 }
