@@ -199,6 +199,29 @@ pub fn atomic(attr: TokenStream, item: TokenStream) -> TokenStream {
     stm_transform::expand_transactional(attr.into(), item.into()).into()
 }
 
+/// Tells `stm-rewrite --all-functions` to leave an item as written: a function, an `impl`
+/// block, a trait or an inline module, with everything inside. For the compiler it does
+/// nothing: the item is emitted unchanged, so the attribute can stay in code that is built
+/// with the macros and rewritten by the tool alike. Use it for code that must run outside
+/// transactions (it blocks, or hands closures to other threads), or that the tool would make
+/// transactional for nothing.
+///
+/// ```
+/// use stm_runtime as stm;
+///
+/// #[stm::not_transactional]
+/// fn spawn_workers(n: usize) -> Vec<std::thread::JoinHandle<()>> {
+///     (0..n).map(|_| std::thread::spawn(|| {})).collect()
+/// }
+/// # for h in spawn_workers(2) { h.join().unwrap(); }
+/// ```
+///
+/// It takes no arguments.
+#[proc_macro_attribute]
+pub fn not_transactional(attr: TokenStream, item: TokenStream) -> TokenStream {
+    stm_transform::expand_not_transactional(attr.into(), item.into()).into()
+}
+
 /// Declares a `Copy` struct or enum plain data (`stm_runtime::Plain`), so that it can be a
 /// field of shared objects. Every field must be plain data itself.
 ///

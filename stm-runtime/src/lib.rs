@@ -84,7 +84,9 @@ pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 /// loops and blocks in those that must not break, `#[derive(Plain)]` for plain data fields,
 /// `tx!()` for the running transaction inside transactional code, and `tx_safe!` to declare a
 /// call transaction-safe. See `docs/macros.md`.
-pub use stm_macros::{atomic, in_transactions, object, transactional, tx, tx_safe, Plain};
+pub use stm_macros::{
+    atomic, in_transactions, not_transactional, object, transactional, tx, tx_safe, Plain,
+};
 
 /// The README's examples, compiled and run as doctests (`cargo test --doc -p stm-runtime`), so
 /// that what a newcomer copies from it works.

@@ -95,3 +95,11 @@ pub(crate) fn is_in_transactions_attr(path: &syn::Path) -> bool {
 pub(crate) fn is_atomic_attr(path: &syn::Path) -> bool {
     path.segments.last().is_some_and(|s| s.ident == "atomic")
 }
+
+/// Whether an attribute path names `not_transactional` (`#[stm::not_transactional]`: leave
+/// the item as written under `stm-rewrite --all-functions`).
+pub(crate) fn is_not_transactional_attr(path: &syn::Path) -> bool {
+    path.segments
+        .last()
+        .is_some_and(|s| s.ident == "not_transactional")
+}

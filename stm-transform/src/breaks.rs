@@ -92,7 +92,7 @@ fn other_head(item: &Item) -> TokenStream {
 }
 
 /// A function whose transactions end at its break points cannot take or return handles.
-fn check_no_handles(cx: &Ctxt, sig: &syn::Signature) -> bool {
+pub(crate) fn check_no_handles(cx: &Ctxt, sig: &syn::Signature) -> bool {
     let mut ok = true;
     for input in &sig.inputs {
         if let FnArg::Typed(pt) = input {

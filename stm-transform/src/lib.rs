@@ -40,6 +40,7 @@ mod infer;
 mod object;
 mod plain;
 mod rewrite;
+pub mod rules;
 mod snapshot;
 mod transactional;
 mod types;
@@ -48,7 +49,7 @@ use std::collections::BTreeMap;
 
 use proc_macro2::TokenStream;
 
-pub use ctxt::Ctxt;
+pub use ctxt::{Ctxt, Diagnostic};
 pub use snapshot::pretty;
 
 /// What the transformation knows from outside the item it expands. The proc macro knows
@@ -224,6 +225,9 @@ pub struct Expansion {
     pub stats: Stats,
     /// Whether validation reported errors (they are in `tokens` as `compile_error!`).
     pub has_errors: bool,
+    /// The same errors, structured (empty when `has_errors` is false): a front end that
+    /// reports errors itself reads these rather than the `compile_error!` tokens.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Expands `#[object]` on a struct: shared-heap layout, `Object` impl, field checks.
@@ -263,6 +267,24 @@ pub fn expand_in_transactions_with(
     item: TokenStream,
 ) -> Expansion {
     breaks::expand(knowledge, attr, item)
+}
+
+/// Expands `#[not_transactional]`: the item unchanged (the attribute only tells
+/// `stm-rewrite --all-functions` to leave it as written); arguments are an error.
+pub fn expand_not_transactional(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut out = TokenStream::new();
+    if let Some(tt) = attr.into_iter().next() {
+        out.extend(
+            syn::Error::new_spanned(
+                tt,
+                "#[stm::not_transactional] takes no arguments: it only tells stm-rewrite \
+                 --all-functions to leave the item as written",
+            )
+            .to_compile_error(),
+        );
+    }
+    out.extend(item);
+    out
 }
 
 /// [`expand_object`], returning counters and whether it failed.

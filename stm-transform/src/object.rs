@@ -66,17 +66,19 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Expansion {
         tokens: generate(&args, &object),
         stats: Default::default(),
         has_errors: false,
+        diagnostics: Vec::new(),
     }
 }
 
 fn finish(cx: Ctxt, fallback: TokenStream) -> Expansion {
     let has_errors = cx.has_errors();
-    let mut tokens = cx.into_compile_errors();
+    let (mut tokens, diagnostics) = cx.into_parts();
     tokens.extend(fallback);
     Expansion {
         tokens,
         stats: Default::default(),
         has_errors,
+        diagnostics,
     }
 }
 

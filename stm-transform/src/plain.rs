@@ -121,11 +121,12 @@ pub(crate) fn expand(input: TokenStream) -> Expansion {
 
 fn done(cx: Ctxt, tokens: TokenStream) -> Expansion {
     let has_errors = cx.has_errors();
-    let mut out = cx.into_compile_errors();
+    let (mut out, diagnostics) = cx.into_parts();
     out.extend(tokens);
     Expansion {
         tokens: out,
         stats: Default::default(),
         has_errors,
+        diagnostics,
     }
 }

@@ -20,7 +20,7 @@ use syn::{FnArg, ImplItem, Item, Pat, ReturnType, Signature, Type};
 use crate::attr::{self, Args};
 use crate::ctxt::Ctxt;
 use crate::rewrite::{kind_of_type, Kind, Rewriter};
-use crate::types;
+use crate::{rules, types};
 use crate::{Expansion, Knowledge, Stats};
 
 pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream) -> Expansion {
@@ -111,12 +111,13 @@ pub(crate) fn expand(knowledge: &Knowledge, attr: TokenStream, item: TokenStream
 /// The expansion: the errors recorded in `cx` as `compile_error!`s, then `item`.
 pub(crate) fn finish(cx: Ctxt, item: TokenStream, stats: Stats) -> Expansion {
     let has_errors = cx.has_errors();
-    let mut tokens = cx.into_compile_errors();
+    let (mut tokens, diagnostics) = cx.into_parts();
     tokens.extend(item);
     Expansion {
         tokens,
         stats,
         has_errors,
+        diagnostics,
     }
 }
 
@@ -401,12 +402,47 @@ struct FnParts<'a> {
 }
 
 /// Gives every elided handle lifetime in a signature the one transaction lifetime.
+///
+/// Except in the parameters of closure and function-pointer types (`impl FnMut(&Tx, Gc<A>)`,
+/// `Box<dyn Fn(&Tx)>`, `fn(&Tx)`): there an elided lifetime is higher-ranked (`for<'a>
+/// FnMut(&'a Tx)`), which is what a callee that runs the closure in transactions of its own
+/// needs, and `'tx` would pin it to one transaction. Their return type gets `'tx` only where
+/// elision has nothing to tie it to (`impl Fn() -> Gc<A>`).
 struct HandleLifetimes {
     lifetime: syn::Lifetime,
     changed: bool,
 }
 
+/// Whether closure or function-pointer parameters have a lifetime for elision to use in
+/// their return type (a reference, a `'_`, a handle without its lifetime written).
+fn inputs_give_lifetime<'a>(inputs: impl Iterator<Item = &'a Type>) -> bool {
+    fn walk(ts: TokenStream) -> bool {
+        ts.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+            proc_macro2::TokenTree::Ident(i) => i == "Gc",
+            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
+            proc_macro2::TokenTree::Literal(_) => false,
+        })
+    }
+    inputs.into_iter().any(|t| walk(t.to_token_stream()))
+}
+
 impl VisitMut for HandleLifetimes {
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        args: &mut syn::ParenthesizedGenericArguments,
+    ) {
+        if !inputs_give_lifetime(args.inputs.iter().map(|a| &a.ty)) {
+            self.visit_return_type_mut(&mut args.output);
+        }
+    }
+
+    fn visit_type_fn_ptr_mut(&mut self, f: &mut syn::TypeFnPtr) {
+        if !inputs_give_lifetime(f.inputs.iter().map(|a| &a.ty)) {
+            self.visit_return_type_mut(&mut f.output);
+        }
+    }
+
     fn visit_type_mut(&mut self, ty: &mut Type) {
         syn::visit_mut::visit_type_mut(self, ty);
         if let Type::Reference(r) = ty {
@@ -512,10 +548,11 @@ fn transform_fn_with(
                 Pat::Ident(pi) if pi.subpat.is_none() => {
                     let id = &pi.ident;
                     let kind = kind_of_type(&pt.ty);
-                    if types::is_tx_ref(&pt.ty) && tx_source.is_none() {
+                    let source = rules::source_of(pt);
+                    if source == Some(rules::Source::Tx) && tx_source.is_none() {
                         tx_source = Some(quote!(#id));
                     }
-                    if kind == Kind::Handle && handle_source.is_none() {
+                    if source == Some(rules::Source::Handle) && handle_source.is_none() {
                         handle_source = Some(quote!(#rt::Gc::tx(#id)));
                     }
                     rewriter.bind(&id.to_string(), kind);
@@ -670,4 +707,51 @@ fn annotatable(ty: &Type) -> bool {
         })
     }
     walk(ty.to_token_stream()) && !matches!(ty, Type::Infer(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signature(src: &str) -> String {
+        let out = expand(
+            &Knowledge::default(),
+            TokenStream::new(),
+            src.parse().unwrap(),
+        );
+        assert!(!out.has_errors, "{:?}", out.diagnostics);
+        let f: syn::ItemFn = syn::parse2(out.tokens).expect("a function");
+        f.sig.to_token_stream().to_string()
+    }
+
+    #[test]
+    fn closure_and_fn_pointer_parameters_stay_higher_ranked() {
+        let sig = signature(
+            "fn f(a: Gc<A>, g: impl FnMut(&Tx, Gc<A>) -> u8, h: Box<dyn Fn(&Tx)>, \
+             p: fn(&Tx) -> Gc<A>, t: &Tx) {}",
+        );
+        assert!(sig.contains("impl FnMut (& Tx , Gc < A >) -> u8"), "{sig}");
+        assert!(sig.contains("Box < dyn Fn (& Tx) >"), "{sig}");
+        assert!(sig.contains("fn (& Tx) -> Gc < A >"), "{sig}");
+        // Outside them, handles and `&Tx` share the transaction's lifetime.
+        assert!(sig.contains("a : Gc < 'tx , A >"), "{sig}");
+        assert!(sig.contains("t : & 'tx Tx"), "{sig}");
+        // A return type elision cannot tie to anything gets the transaction's lifetime.
+        let sig = signature("fn f(a: Gc<A>, make: impl Fn() -> Gc<A>) {}");
+        assert!(sig.contains("impl Fn () -> Gc < 'tx , A >"), "{sig}");
+    }
+
+    #[test]
+    fn diagnostics_come_with_the_expansion() {
+        let out = expand(
+            &Knowledge::default(),
+            TokenStream::new(),
+            "const fn f() {}".parse().unwrap(),
+        );
+        assert!(out.has_errors);
+        assert_eq!(out.diagnostics.len(), 1);
+        assert!(out.diagnostics[0]
+            .message
+            .starts_with("a `const fn` cannot be transactional"));
+    }
 }
