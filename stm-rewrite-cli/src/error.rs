@@ -41,7 +41,7 @@ pub enum Error {
         /// The first invalid byte.
         at: Position,
     },
-    /// A file does not parse as Rust.
+    /// A file does not parse as Rust (or nests too deeply to be parsed safely).
     Parse {
         /// The file.
         path: PathBuf,
@@ -49,6 +49,8 @@ pub enum Error {
         at: Position,
         /// The parser's message.
         message: String,
+        /// The source line, for the caret.
+        excerpt: Option<Excerpt>,
     },
     /// The transformation rejected an item (the item is left unchanged, with its attribute,
     /// so the macro reports the same problem at build time).
@@ -58,6 +60,45 @@ pub enum Error {
         /// Where.
         at: Position,
         /// The transformation's message.
+        message: String,
+        /// The source line, for the caret.
+        excerpt: Option<Excerpt>,
+    },
+    /// A file nests too deeply to be parsed safely (see `rewrite::MAX_NESTING`).
+    TooDeep {
+        /// The file.
+        path: PathBuf,
+        /// Where the limit is passed.
+        at: Position,
+        /// What the limit is.
+        message: String,
+        /// The source line, for the caret.
+        excerpt: Option<Excerpt>,
+    },
+    /// The tool failed inside (a bug): the file is left as it is.
+    Internal {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        message: String,
+    },
+    /// `--in-place` on files with uncommitted changes (without `--allow-dirty`).
+    Dirty {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// The changed files, as `git status` lists them.
+        files: Vec<String>,
+    },
+    /// A path that `--in-place` cannot replace (standard input, a pipe, a device).
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The rewritten package could not be verified by a build.
+    Verify {
+        /// The package's manifest.
+        manifest: PathBuf,
+        /// Why.
         message: String,
     },
     /// A file could not be written (the original, or the previous output, is intact).
@@ -102,11 +143,46 @@ impl fmt::Display for Error {
                 "{}:{at}: not valid UTF-8 (Rust source files must be UTF-8); file skipped",
                 path.display()
             ),
-            Error::Parse { path, at, message } => {
+            Error::Parse {
+                path, at, message, ..
+            } => {
                 write!(f, "{}:{at}: does not parse: {message}", path.display())
             }
-            Error::Transform { path, at, message } => {
+            Error::Transform {
+                path, at, message, ..
+            } => {
                 write!(f, "{}:{at}: cannot rewrite: {message}", path.display())
+            }
+            Error::TooDeep {
+                path, at, message, ..
+            } => write!(f, "{}:{at}: {message}", path.display()),
+            Error::Internal { path, message } => write!(f, "{}: {message}", path.display()),
+            Error::Dirty { path, files } => {
+                let shown: Vec<&str> = files.iter().take(8).map(String::as_str).collect();
+                let more = match files.len().saturating_sub(8) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                write!(
+                    f,
+                    "{}: has uncommitted changes ({}{more}); --in-place would mix them with \
+                     the rewrite: commit or stash them first, or pass --allow-dirty",
+                    path.display(),
+                    shown.join(", ")
+                )
+            }
+            Error::NotRegular { path } => write!(
+                f,
+                "{}: not a regular file, cannot be replaced in place (`stm-rewrite -` reads \
+                 standard input and writes standard output)",
+                path.display()
+            ),
+            Error::Verify { manifest, message } => {
+                write!(
+                    f,
+                    "{}: cannot verify the rewrite: {message}",
+                    manifest.display()
+                )
             }
             Error::Write { path, source } => {
                 write!(
@@ -122,6 +198,68 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The source line the error is about, if it has one.
+    pub fn excerpt(&self) -> Option<&Excerpt> {
+        match self {
+            Error::Parse { excerpt, .. }
+            | Error::Transform { excerpt, .. }
+            | Error::TooDeep { excerpt, .. } => excerpt.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A source line and the part of it an error is about, shown under the message with a caret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The line's number, from 1.
+    pub line: usize,
+    /// The line's text (without its line ending).
+    pub text: String,
+    /// The byte range in `text` the caret marks (at least one character, or the end).
+    pub range: std::ops::Range<usize>,
+}
+
+impl Excerpt {
+    /// The excerpt of `source` from `at` to `end` (on `at`'s line: a range that goes on to
+    /// later lines is marked to the end of the first); `None` if `at` is not in the text.
+    pub fn of(source: &str, at: Position, end: Position) -> Option<Excerpt> {
+        let text = source.lines().nth(at.line.checked_sub(1)?)?;
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let text = if at.line == 1 {
+            text.trim_start_matches('\u{feff}')
+        } else {
+            text
+        };
+        let byte = |column: usize| {
+            text.char_indices()
+                .nth(column.saturating_sub(1))
+                .map_or(text.len(), |(i, _)| i)
+        };
+        let start = byte(at.column);
+        let mut stop = if end.line == at.line && end.column > at.column {
+            byte(end.column)
+        } else if end.line > at.line {
+            text.len()
+        } else {
+            start
+        };
+        if stop <= start {
+            // One character, or the end of the line.
+            stop = text[start..]
+                .chars()
+                .next()
+                .map_or(start, |c| start + c.len_utf8());
+        }
+        Some(Excerpt {
+            line: at.line,
+            text: text.to_string(),
+            range: start..stop,
+        })
+    }
+}
 
 fn io_message(e: &io::Error) -> String {
     match e.kind() {

@@ -23,14 +23,19 @@
 //! The command is documented in `docs/rewrite.md`.
 
 pub mod error;
+pub mod heap;
 pub mod report;
 pub mod rewrite;
 pub mod tree;
+pub mod verify;
 
-pub use error::{Error, Status};
+pub use error::{Error, Excerpt, Status};
 pub use report::print;
 pub use rewrite::{
-    learn_source, rewrite_source, Diagnostic, FileRewrite, Note, Position, RewriteOptions,
+    check_nesting, learn_file, learn_source, rewrite_file, rewrite_source, Diagnostic,
+    DiagnosticKind, FileRewrite, Keep, Learned, Note, NoteKind, Position, RewriteOptions,
+    Rewritten, Tree, MAX_NESTING,
 };
 pub use stm_transform::{Knowledge, Stats};
-pub use tree::{run, Config, FileReport, Format, Mode, Report};
+pub use tree::{run, run_stdin, Config, FileReport, Format, Mode, Report, StdinRun, Verification};
+pub use verify::Runtime;

@@ -12,28 +12,41 @@
 //!
 //! Items marked `#[transactional]` go through `stm_transform::expand_transactional_with`,
 //! items marked `#[in_transactions]` through `expand_in_transactions_with`; with
-//! `--all-functions`, `plan` decides which (if any) an unmarked function gets.
+//! `--all-functions`, `plan` decides which (if any) an unmarked function gets. Which
+//! attributes mark an item, which signatures can be rewritten and where a function's
+//! transaction comes from are `stm_transform::rules`, the macros' own rules.
+//!
+//! Parsing and rewriting run on a thread of their own with a large stack, after a check that
+//! the input's nesting is within [`MAX_NESTING`]: syn and the transformation recurse on the
+//! syntax tree, and no input may overflow the stack.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::ToTokens;
+use stm_transform::rules::{self, Marker};
 use stm_transform::{Knowledge, Stats};
 use syn::spanned::Spanned;
 use syn::{ImplItem, Item};
 
+use crate::heap::{self, HeapIndex, Summary};
+
 /// What to rewrite.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RewriteOptions {
-    /// Rewrite every function of the tree, not only those marked `#[transactional]` or
-    /// `#[in_transactions]` (the rules are in `plan`).
+    /// Rewrite every function of the tree that can reach the shared heap, not only those
+    /// marked `#[transactional]` or `#[in_transactions]` (the rules are in `plan`).
     pub all_functions: bool,
+    /// With `all_functions`: also the functions that cannot reach the shared heap (they
+    /// gain nothing; for testing the rewriter on ordinary crates).
+    pub include_pure: bool,
 }
 
 /// A position in a source file, 1-based (as editors and compilers print them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     /// Line, from 1.
     pub line: usize,
@@ -47,13 +60,53 @@ impl std::fmt::Display for Position {
     }
 }
 
+/// What kind of problem a [`Diagnostic`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiagnosticKind {
+    /// The file does not parse.
+    #[default]
+    Parse,
+    /// The file nests deeper than [`MAX_NESTING`].
+    TooDeep,
+    /// The transformation rejected an item.
+    Transform,
+    /// A bug of the tool (a panic, an expansion that does not parse).
+    Internal,
+}
+
 /// A message about a place in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Where.
+    /// Where it starts.
     pub at: Position,
+    /// Where it ends (equal to `at` when only the start is known).
+    pub end: Position,
     /// What (the parser's or the transformation's own words).
     pub message: String,
+    /// What kind of problem.
+    pub kind: DiagnosticKind,
+}
+
+impl Diagnostic {
+    fn new(kind: DiagnosticKind, at: Position, message: String) -> Diagnostic {
+        Diagnostic {
+            at,
+            end: at,
+            message,
+            kind,
+        }
+    }
+}
+
+/// Why a function was left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// It cannot reach the shared heap (`--all-functions` rewrites only functions that can).
+    Pure,
+    /// It cannot run in a transaction, or the transformation rejected it.
+    Skipped,
+    /// The build fails with it rewritten (found by the verification).
+    Build,
 }
 
 /// A function `--all-functions` left alone, and why.
@@ -65,6 +118,22 @@ pub struct Note {
     pub function: String,
     /// Why it was not made transactional.
     pub reason: String,
+    /// What kind of reason.
+    pub kind: NoteKind,
+}
+
+/// An item written anew in the output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Where the item starts in the input (the key of [`Keep`]).
+    pub at: Position,
+    /// Its name (`impl Type` for a whole block).
+    pub function: String,
+    /// Whether `--all-functions` chose it (a build failure then takes it back) rather than
+    /// the user's attribute.
+    pub implicit: bool,
+    /// Its lines in the output, 1-based, end exclusive.
+    pub lines: Range<usize>,
 }
 
 /// The result of rewriting one file.
@@ -74,11 +143,13 @@ pub struct FileRewrite {
     pub output: String,
     /// What the transformation did (functions rewritten, barriers, ...).
     pub stats: Stats,
-    /// Functions skipped by `--all-functions`.
+    /// Functions `--all-functions` left alone.
     pub notes: Vec<Note>,
     /// Items that could not be rewritten (left unchanged, with their attribute, so that the
     /// macro reports the same problem at build time).
     pub errors: Vec<Diagnostic>,
+    /// The items written anew, in output order.
+    pub rewritten: Vec<Rewritten>,
 }
 
 impl FileRewrite {
@@ -88,27 +159,123 @@ impl FileRewrite {
     }
 }
 
-/// Rewrites one file's text. `Err` if it does not parse (with the parser's position and
-/// message), or if the transformation failed internally; never panics.
+/// Items `--all-functions` must leave alone although it would rewrite them, by their
+/// position in the input ([`Rewritten::at`]), with the reason for the note (the verification
+/// fills it with the compiler's errors).
+pub type Keep = BTreeMap<Position, String>;
+
+/// What the rewriter knows about the whole tree: its object types and function signatures
+/// (for the transformation), and which of its functions can reach the shared heap.
+#[derive(Clone, Debug, Default)]
+pub struct Tree {
+    /// Object types and signatures.
+    pub knowledge: Knowledge,
+    /// The heap functions of the tree.
+    pub heap: HeapIndex,
+}
+
+impl Tree {
+    /// The tree made of what was learned from each of its files.
+    pub fn from_files(files: Vec<Learned>, infer_types: bool) -> Tree {
+        let mut knowledge = Knowledge {
+            infer_types,
+            ..Knowledge::default()
+        };
+        let mut summaries = Vec::new();
+        for f in files {
+            knowledge.merge(f.knowledge);
+            summaries.extend(f.summaries);
+        }
+        let heap = HeapIndex::build(&summaries, &knowledge);
+        Tree { knowledge, heap }
+    }
+}
+
+/// What the first pass learns from one file.
+#[derive(Clone, Debug, Default)]
+pub struct Learned {
+    /// Its object types and signatures.
+    pub knowledge: Knowledge,
+    /// What each of its functions mentions and calls.
+    pub summaries: Vec<Summary>,
+    /// How many object types it declares.
+    pub objects: usize,
+}
+
+/// The deepest nesting a file may have: brackets, and the operators and calls of one
+/// expression, counted by [`check_nesting`]. Deeper input is an error, not a rewrite: the
+/// parser and the transformation recurse on it.
+pub const MAX_NESTING: usize = 3_000;
+
+/// The stack of the thread that parses and rewrites a file: enough for [`MAX_NESTING`].
+const STACK_SIZE: usize = 512 << 20;
+
+/// Runs `f` on a thread with a [`STACK_SIZE`] stack (inline if no thread can be started),
+/// catching panics.
+fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> std::thread::Result<R> {
+    let mut slot = Some(f);
+    let spawned = std::thread::scope(|s| {
+        let slot = &mut slot;
+        let h = std::thread::Builder::new()
+            .name("stm-rewrite-file".into())
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(s, move || {
+                let f = slot.take().expect("taken once");
+                let r = catch_unwind(AssertUnwindSafe(f));
+                // The spans of this file are no longer needed: free the thread's source map.
+                proc_macro2::extra::invalidate_current_thread_spans();
+                r
+            });
+        h.ok().map(|h| h.join().unwrap_or_else(Err))
+    });
+    match (spawned, slot) {
+        (Some(r), _) => r,
+        (None, Some(f)) => {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            proc_macro2::extra::invalidate_current_thread_spans();
+            r
+        }
+        (None, None) => Err(Box::new("the worker thread did not run")),
+    }
+}
+
+/// Rewrites one file's text, with what the file itself says about the tree. `Err` if it
+/// does not parse (with the parser's position and message), nests too deeply, or if the
+/// transformation failed internally; never panics.
 pub fn rewrite_source(
     source: &str,
     knowledge: &Knowledge,
     options: RewriteOptions,
 ) -> Result<FileRewrite, Diagnostic> {
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        rewrite_source_inner(source, knowledge, options)
-    }));
-    // The spans of this file are no longer needed: free the thread's source map.
-    proc_macro2::extra::invalidate_current_thread_spans();
-    match result {
+    let learned = learn_file(source);
+    let mut k = knowledge.clone();
+    k.merge(learned.knowledge);
+    let heap = HeapIndex::build(&learned.summaries, &k);
+    let tree = Tree {
+        knowledge: knowledge.clone(),
+        heap,
+    };
+    rewrite_file(source, &tree, options, &Keep::new())
+}
+
+/// Rewrites one file's text with whole-tree knowledge, leaving the items of `keep` alone.
+/// `Err` as [`rewrite_source`]; never panics.
+pub fn rewrite_file(
+    source: &str,
+    tree: &Tree,
+    options: RewriteOptions,
+    keep: &Keep,
+) -> Result<FileRewrite, Diagnostic> {
+    match on_big_stack(|| rewrite_source_inner(source, tree, options, keep)) {
         Ok(r) => r,
-        Err(payload) => Err(Diagnostic {
-            at: Position { line: 1, column: 1 },
-            message: format!(
+        Err(payload) => Err(Diagnostic::new(
+            DiagnosticKind::Internal,
+            Position { line: 1, column: 1 },
+            format!(
                 "internal error in the transformation (please report it): {}",
-                panic_message(&payload)
+                panic_message(&*payload)
             ),
-        }),
+        )),
     }
 }
 
@@ -126,15 +293,92 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Learns the object types and function signatures of one file into `knowledge`; never
 /// panics. Returns how many object types the file declares.
 pub fn learn_source(knowledge: &mut Knowledge, source: &str) -> usize {
-    let mut local = Knowledge::default();
-    let found = catch_unwind(AssertUnwindSafe(|| {
+    let learned = learn_file(source);
+    knowledge.merge(learned.knowledge);
+    learned.objects
+}
+
+/// What one file tells about the tree (nothing if it does not parse); never panics.
+pub fn learn_file(source: &str) -> Learned {
+    on_big_stack(|| {
         let (_, text) = parse_text(source);
-        local.learn_from_source(&text)
-    }))
-    .unwrap_or(0);
-    proc_macro2::extra::invalidate_current_thread_spans();
-    knowledge.merge(local);
-    found
+        if check_nesting(&text).is_err() {
+            return Learned::default();
+        }
+        let Ok(file) = syn::parse_file(&text) else {
+            return Learned::default();
+        };
+        let mut knowledge = Knowledge::default();
+        let objects = knowledge.learn_from_source(&text);
+        Learned {
+            knowledge,
+            summaries: heap::summarize_file(&file),
+            objects,
+        }
+    })
+    .unwrap_or_default()
+}
+
+/// Checks that a text nests at most [`MAX_NESTING`] deep, without recursion. The measure
+/// bounds the depth of the syntax tree the parser would build: along the way into nested
+/// brackets, each token since the last `;` or `,` (or since the end of a `{ }` block that
+/// ends a statement) counts one, so `((x))`, `- - x`, `a.b().c()` and `a + b + c` all count
+/// by their length. Text that does not lex is left to the parser.
+pub fn check_nesting(text: &str) -> Result<(), Diagnostic> {
+    let Ok(ts) = text.parse::<TokenStream>() else {
+        return Ok(());
+    };
+    struct Frame {
+        tokens: std::vec::IntoIter<TokenTree>,
+        base: usize,
+        count: usize,
+        after_block: bool,
+    }
+    let mut stack = vec![Frame {
+        tokens: ts.into_iter().collect::<Vec<_>>().into_iter(),
+        base: 0,
+        count: 0,
+        after_block: false,
+    }];
+    while let Some(frame) = stack.last_mut() {
+        let Some(tt) = frame.tokens.next() else {
+            stack.pop();
+            continue;
+        };
+        match &tt {
+            TokenTree::Punct(p) if p.as_char() == ';' || p.as_char() == ',' => {
+                frame.count = 0;
+                frame.after_block = false;
+                continue;
+            }
+            TokenTree::Ident(i) if frame.after_block && i != "else" && i != "as" => frame.count = 0,
+            TokenTree::Punct(p) if frame.after_block && p.as_char() == '#' => frame.count = 0,
+            _ => {}
+        }
+        frame.count += 1;
+        let depth = frame.base + frame.count;
+        if depth > MAX_NESTING {
+            let at = position(tt.span());
+            return Err(Diagnostic::new(
+                DiagnosticKind::TooDeep,
+                at,
+                format!(
+                    "nested too deeply to rewrite (more than {MAX_NESTING} levels of \
+                     brackets, operators and calls in one expression); file left as it is"
+                ),
+            ));
+        }
+        frame.after_block = matches!(&tt, TokenTree::Group(g) if g.delimiter() == Delimiter::Brace);
+        if let TokenTree::Group(g) = tt {
+            stack.push(Frame {
+                tokens: g.stream().into_iter().collect::<Vec<_>>().into_iter(),
+                base: depth,
+                count: 0,
+                after_block: false,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The text handed to the parser: without a byte-order mark (its length is returned) and
@@ -153,34 +397,57 @@ fn parse_text(source: &str) -> (usize, Cow<'_, str>) {
     (bom, Cow::Borrowed(text))
 }
 
+/// What an edit rewrote, for [`Rewritten`].
+struct Record {
+    at: Position,
+    function: String,
+    implicit: bool,
+}
+
 struct Edit {
     range: Range<usize>,
     text: String,
+    record: Option<Record>,
 }
 
 struct Walker<'a> {
     text: &'a str,
-    knowledge: &'a Knowledge,
+    tree: &'a Tree,
     options: RewriteOptions,
+    keep: &'a Keep,
     edits: Vec<Edit>,
+    /// The record of the next edit.
+    record: Option<Record>,
     out: FileRewrite,
 }
 
 fn rewrite_source_inner(
     source: &str,
-    knowledge: &Knowledge,
+    tree: &Tree,
     options: RewriteOptions,
+    keep: &Keep,
 ) -> Result<FileRewrite, Diagnostic> {
     let (bom, text) = parse_text(source);
-    let file = syn::parse_file(&text).map_err(|e| Diagnostic {
-        at: position(e.span()),
-        message: e.to_string(),
+    check_nesting(&text)?;
+    let file = syn::parse_file(&text).map_err(|e| {
+        let mut message = e.to_string();
+        if message == "cannot parse string into token stream" {
+            // The lexer's words.
+            message = "unbalanced brackets, or a string, character or comment that is not \
+                       closed (the tokens end here)"
+                .into();
+        }
+        let mut d = Diagnostic::new(DiagnosticKind::Parse, position(e.span()), message);
+        d.end = end_position(e.span());
+        d
     })?;
     let mut w = Walker {
         text: &text,
-        knowledge,
+        tree,
         options,
+        keep,
         edits: Vec::new(),
+        record: None,
         out: FileRewrite::default(),
     };
     w.items(&file.items);
@@ -196,17 +463,31 @@ fn rewrite_source_inner(
     }
     let mut output = String::with_capacity(source.len() + source.len() / 2);
     let mut at = 0;
-    for e in &edits {
+    let mut line = 1;
+    for e in edits {
         let (start, end) = (e.range.start + bom, e.range.end + bom);
         if start < at || end > source.len() || !source.is_char_boundary(start) {
             // Overlapping or out of range: would corrupt the file. Should not happen.
-            return Err(Diagnostic {
-                at: Position { line: 1, column: 1 },
-                message: "internal error: overlapping edits (please report it)".into(),
+            return Err(Diagnostic::new(
+                DiagnosticKind::Internal,
+                Position { line: 1, column: 1 },
+                "internal error: overlapping edits (please report it)".into(),
+            ));
+        }
+        let kept = &source[at..start];
+        line += kept.matches('\n').count();
+        output.push_str(kept);
+        let first = line;
+        line += e.text.matches('\n').count();
+        output.push_str(&e.text);
+        if let Some(r) = e.record {
+            out.rewritten.push(Rewritten {
+                at: r.at,
+                function: r.function,
+                implicit: r.implicit,
+                lines: first..line + 1,
             });
         }
-        output.push_str(&source[at..start]);
-        output.push_str(&e.text);
         at = end;
     }
     output.push_str(&source[at..]);
@@ -223,56 +504,29 @@ fn position(span: Span) -> Position {
     }
 }
 
-/// Which transformation an item gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum How {
-    /// `#[transactional]`: the function runs as one transaction (its own, or its caller's).
-    Transactional,
-    /// `#[in_transactions]`: the function runs outside transactions, its loops as series of
-    /// transactions cut at break points.
-    InTransactions,
-}
-
-impl How {
-    /// The attribute's last path segment.
-    fn name(self) -> &'static str {
-        match self {
-            How::Transactional => "transactional",
-            How::InTransactions => "in_transactions",
-        }
+/// 1-based position of a span's end.
+fn end_position(span: Span) -> Position {
+    let lc = span.end();
+    Position {
+        line: lc.line.max(1),
+        column: lc.column + 1,
     }
 }
 
-/// Which of the two attributes `a` is (any path ending in `transactional` or
-/// `in_transactions`).
-fn marking(a: &syn::Attribute) -> Option<How> {
-    let last = a.path().segments.last()?;
-    [How::Transactional, How::InTransactions]
-        .into_iter()
-        .find(|h| last.ident == h.name())
-}
-
-/// The attribute that marks an item for rewriting (`#[transactional]` or
-/// `#[in_transactions]`): its index among `attrs` and which it is. An item with both is an
-/// error (which of the two was meant?), at the second one.
-fn marked(attrs: &[syn::Attribute]) -> Result<Option<(usize, How)>, Diagnostic> {
-    let mut found = attrs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| marking(a).map(|h| (i, h)));
-    let first = found.next();
-    if let (Some((_, h)), Some((j, _))) = (first, found.next()) {
-        return Err(Diagnostic {
-            at: position(attrs[j].span()),
-            message: format!(
-                "an item marked #[{}] cannot be marked again: #[transactional] runs it as one \
-                 transaction, #[in_transactions] runs its loops as series of transactions; \
-                 keep one",
-                h.name()
-            ),
-        });
+/// A diagnostic of the transformation, at its span, or at `fallback` (the item) for
+/// generated tokens, which have no position.
+fn from_transform(d: &stm_transform::Diagnostic, fallback: Span) -> Diagnostic {
+    let span = if d.span.start().line == 0 {
+        fallback
+    } else {
+        d.span
+    };
+    let mut out = Diagnostic::new(DiagnosticKind::Transform, position(span), d.message.clone());
+    out.end = end_position(span);
+    if out.end < out.at {
+        out.end = out.at;
     }
-    Ok(first)
+    out
 }
 
 fn attr_args(a: &syn::Attribute) -> TokenStream {
@@ -280,56 +534,6 @@ fn attr_args(a: &syn::Attribute) -> TokenStream {
         syn::Meta::List(l) => l.tokens.clone(),
         _ => TokenStream::new(),
     }
-}
-
-/// Whether a token stream holds the generated transaction binding (`__stm_tx`) or the
-/// generated prelude's `__stm`: the function was written by the transformation already (an
-/// `#[in_transactions]` function whose loops all stayed ordinary has the prelude only).
-fn is_rewritten(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|tt| match tt {
-        TokenTree::Ident(i) => i == "__stm_tx" || i == "__stm",
-        TokenTree::Group(g) => is_rewritten(g.stream()),
-        _ => false,
-    })
-}
-
-/// Whether a type mentions `Gc` anywhere (a handle, or something holding one).
-fn mentions_gc(ty: &syn::Type) -> bool {
-    fn walk(ts: TokenStream) -> bool {
-        ts.into_iter().any(|tt| match tt {
-            TokenTree::Ident(i) => i == "Gc",
-            TokenTree::Group(g) => walk(g.stream()),
-            _ => false,
-        })
-    }
-    walk(ty.to_token_stream())
-}
-
-/// Whether a type is `&Tx` (any path ending in `Tx`, any lifetime).
-fn is_tx_ref(ty: &syn::Type) -> bool {
-    match ty {
-        syn::Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
-            syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Tx"),
-            _ => false,
-        },
-        syn::Type::Paren(p) => is_tx_ref(&p.elem),
-        _ => false,
-    }
-}
-
-/// Whether a function would start its own transaction (or join the running one): it takes no
-/// handle and no `&Tx`, and returns no handle. Such a function may run in transactions
-/// rather than as one.
-fn starts_own_transaction(sig: &syn::Signature) -> bool {
-    let takes = sig.inputs.iter().any(|input| match input {
-        syn::FnArg::Typed(pt) => mentions_gc(&pt.ty) || is_tx_ref(&pt.ty),
-        syn::FnArg::Receiver(r) => match &r.kind {
-            syn::ReceiverKind::Typed(_, ty) => mentions_gc(ty),
-            _ => false,
-        },
-    });
-    let returns = matches!(&sig.output, syn::ReturnType::Type(_, ty) if mentions_gc(ty));
-    !takes && !returns
 }
 
 /// Whether a body has a loop (`loop`, `while`, `for`) of its own: outside closures, `async`
@@ -353,39 +557,11 @@ fn has_loop(block: &syn::Block) -> bool {
     f.0
 }
 
-/// Why a signature cannot be rewritten at all by `--all-functions` (checked before
-/// expanding, for a short note instead of the transformation's error).
-fn unsupported(sig: &syn::Signature) -> Option<String> {
-    if sig.constness.is_some() {
-        return Some("a `const fn` may run at compile time, where there is no shared heap".into());
-    }
-    if sig.asyncness.is_some() {
-        return Some("an `async fn` cannot be suspended inside a transaction".into());
-    }
-    if sig.abi.is_some() {
-        return Some("an `extern` fn is called by foreign code that cannot roll back".into());
-    }
-    if sig.variadic.is_some() {
-        return Some("a variadic fn cannot be transactional".into());
-    }
-    if let Some(syn::FnArg::Receiver(r)) = sig.inputs.first() {
-        if let syn::ReceiverKind::Typed(_, ty) = &r.kind {
-            if mentions_gc(ty) {
-                return Some(
-                    "`self: Gc<Self>` methods are made transactional with their whole impl block"
-                        .into(),
-                );
-            }
-        }
-    }
-    None
-}
-
 /// What `--all-functions` does with a function that carries no attribute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Plan {
     /// Rewrite it as if it were marked so.
-    Rewrite(How),
+    Rewrite(Marker),
     /// Leave it alone, with this note.
     Skip(String),
 }
@@ -394,14 +570,20 @@ enum Plan {
 const MAIN_NOTE: &str =
     "`main` sets up the runtime and starts the threads; it runs outside transactions";
 
-/// The rules of `--all-functions` (PyPy style: all code runs in transactions), for a function
-/// or method without `#[transactional]` / `#[in_transactions]`:
+/// The note for a function that cannot reach the shared heap.
+pub const PURE_NOTE: &str = "it cannot reach the shared heap (it mentions no handle, `Root`, \
+                             `Tx` or object type, uses no `tx!()` and calls no function that \
+                             does), so a transaction would gain nothing";
+
+/// The rules of `--all-functions` (PyPy style: all code that can touch the shared heap runs
+/// in transactions), for a function or method without a marker, that can reach the heap
+/// (see `heap`):
 ///
-/// 1. `const`, `async`, `extern` and variadic functions are left alone with a note (none can
-///    run in a transaction); so are `self: Gc<Self>` methods on their own (they go with their
-///    whole impl block, see `impl_block`).
-/// 2. A function that would start its own transaction (it takes no handle and no `&Tx` and
-///    returns no handle, [`starts_own_transaction`]) and has a loop outside closures
+/// 1. A signature the transformation rejects (`const`, `async`, `extern`, variadic, `self:
+///    Gc<Self>` on its own, which goes with its whole impl block, see `impl_block`) is left
+///    alone with the transformation's reason ([`rules::signature_problems`]).
+/// 2. A function that may run in transactions (it takes no handle and no `&Tx` and returns no
+///    handle, [`rules::can_run_in_transactions`]) and has a loop outside closures
 ///    ([`has_loop`]) becomes **`#[in_transactions]`**: its loops run as series of
 ///    transactions with a break point at each back-edge, its other code outside transactions.
 ///    PyPy put break points in long-running code rather than run it as one transaction.
@@ -416,17 +598,20 @@ const MAIN_NOTE: &str =
 /// ordinary loops (they block, spawn threads or run transaction queues), which would only
 /// gain the prelude.
 fn plan(sig: &syn::Signature, body: &syn::Block, is_method: bool) -> Plan {
-    if let Some(reason) = unsupported(sig) {
-        return Plan::Skip(reason);
+    if let Some(d) = rules::signature_problems(sig, Marker::Transactional)
+        .into_iter()
+        .next()
+    {
+        return Plan::Skip(d.message);
     }
     let is_main = !is_method && sig.ident == "main" && sig.inputs.is_empty();
-    if starts_own_transaction(sig) && has_loop(body) {
-        return Plan::Rewrite(How::InTransactions);
+    if rules::can_run_in_transactions(sig) && has_loop(body) {
+        return Plan::Rewrite(Marker::InTransactions);
     }
     if is_main {
         return Plan::Skip(MAIN_NOTE.into());
     }
-    Plan::Rewrite(How::Transactional)
+    Plan::Rewrite(Marker::Transactional)
 }
 
 /// The outcome of expanding one item.
@@ -437,6 +622,19 @@ enum Expanded {
     Errors(Vec<Diagnostic>),
 }
 
+/// Whether attributes hold `#[not_transactional]`.
+fn opted_out(attrs: &[syn::Attribute]) -> bool {
+    attrs
+        .iter()
+        .any(|a| rules::marker(a) == Some(Marker::NotTransactional))
+}
+
+/// A method with its summary, for `--all-functions` on an `impl` block.
+struct Method<'a> {
+    f: &'a syn::ImplItemFn,
+    heap: bool,
+}
+
 impl Walker<'_> {
     fn items(&mut self, items: &[Item]) {
         for item in items {
@@ -445,27 +643,51 @@ impl Walker<'_> {
     }
 
     /// The attribute marking an item, or an error recorded (the item is then left alone).
-    fn mark(&mut self, attrs: &[syn::Attribute]) -> Result<Option<(usize, How)>, ()> {
-        marked(attrs).map_err(|d| self.out.errors.push(d))
+    fn mark(&mut self, attrs: &[syn::Attribute]) -> Result<Option<(usize, Marker)>, ()> {
+        rules::marked(attrs).map_err(|d| {
+            let span = attrs.first().map_or_else(Span::call_site, |a| a.span());
+            let d = from_transform(&d, span);
+            self.out.errors.push(d)
+        })
+    }
+
+    /// Whether `--all-functions` may rewrite a function (it can reach the shared heap, or
+    /// `--include-pure`); otherwise a note is recorded.
+    fn reaches_heap(
+        &mut self,
+        ty: Option<String>,
+        f: (&[syn::Attribute], &syn::Signature, &syn::Block),
+        span: Span,
+    ) -> bool {
+        let summary = heap::summarize_fn(ty, f.0, f.1, f.2.to_token_stream(), false);
+        if self.options.include_pure || self.tree.heap.reaches_heap(&summary) {
+            return true;
+        }
+        self.note_kind(span, &f.1.ident, PURE_NOTE.into(), NoteKind::Pure);
+        false
     }
 
     fn item(&mut self, item: &Item) {
         match item {
             Item::Fn(f) => match self.mark(&f.attrs) {
-                Err(()) => {}
+                Err(()) | Ok(Some((_, Marker::NotTransactional))) => {}
                 Ok(Some((i, how))) => {
                     let mut f2 = f.clone();
                     let a = f2.attrs.remove(i);
                     self.explicit(
                         how,
                         item.span(),
+                        &f.sig.ident,
                         Some(&f.block),
                         attr_args(&a),
                         f2.into_token_stream(),
                     );
                 }
                 Ok(None) => {
-                    if self.options.all_functions && !is_rewritten(f.block.to_token_stream()) {
+                    if self.options.all_functions
+                        && !rules::is_generated(f.block.to_token_stream())
+                        && self.reaches_heap(None, (&f.attrs, &f.sig, &f.block), item.span())
+                    {
                         match plan(&f.sig, &f.block, false) {
                             Plan::Skip(reason) => self.note(item.span(), &f.sig.ident, reason),
                             Plan::Rewrite(how) => self.implicit(
@@ -481,14 +703,27 @@ impl Walker<'_> {
             },
             Item::Impl(imp) => self.impl_block(item, imp),
             Item::Mod(m) => {
+                if opted_out(&m.attrs) {
+                    return;
+                }
                 if let Some((_, inner)) = &m.content {
                     self.items(inner);
                 }
             }
-            Item::Trait(t) if self.options.all_functions => {
+            Item::Trait(t) if self.options.all_functions && !opted_out(&t.attrs) => {
                 for ti in &t.items {
                     if let syn::TraitItem::Fn(f) = ti {
-                        if f.default.is_some() {
+                        let Some(body) = &f.default else { continue };
+                        if opted_out(&f.attrs)
+                            || !self.reaches_heap(
+                                Some(t.ident.to_string()),
+                                (&f.attrs, &f.sig, body),
+                                ti.span(),
+                            )
+                        {
+                            continue;
+                        }
+                        {
                             self.note(
                                 ti.span(),
                                 &f.sig.ident,
@@ -506,14 +741,16 @@ impl Walker<'_> {
 
     fn impl_block(&mut self, item: &Item, imp: &syn::ItemImpl) {
         match self.mark(&imp.attrs) {
-            Err(()) => return,
+            Err(()) | Ok(Some((_, Marker::NotTransactional))) => return,
             Ok(Some((i, how))) => {
                 // `#[in_transactions]` on a block is the transformation's error to report.
                 let mut imp2 = imp.clone();
                 let a = imp2.attrs.remove(i);
+                let name = format!("impl {}", imp.self_ty.to_token_stream());
                 self.explicit(
                     how,
                     item.span(),
+                    &name,
                     None,
                     attr_args(&a),
                     imp2.into_token_stream(),
@@ -532,9 +769,11 @@ impl Walker<'_> {
             .collect();
         // Methods marked one by one.
         let mut marked = false;
+        let mut opted_out_methods = false;
         for m in &methods {
             match self.mark(&m.attrs) {
                 Err(()) => marked = true,
+                Ok(Some((_, Marker::NotTransactional))) => opted_out_methods = true,
                 Ok(Some((i, how))) => {
                     marked = true;
                     let mut m2 = (*m).clone();
@@ -542,6 +781,7 @@ impl Walker<'_> {
                     self.explicit(
                         how,
                         m.span(),
+                        &m.sig.ident,
                         Some(&m.block),
                         attr_args(&a),
                         m2.into_token_stream(),
@@ -553,39 +793,66 @@ impl Walker<'_> {
         if !self.options.all_functions || marked {
             return;
         }
-        let todo: Vec<&&syn::ImplItemFn> = methods
-            .iter()
-            .filter(|m| !is_rewritten(m.block.to_token_stream()))
-            .collect();
-        if todo.is_empty() {
-            return;
-        }
-        let plans: Vec<Plan> = methods
-            .iter()
-            .map(|m| plan(&m.sig, &m.block, true))
-            .collect();
-        let all_transactional = todo.len() == methods.len()
-            && plans
-                .iter()
-                .all(|p| *p == Plan::Rewrite(How::Transactional));
+        let ty = heap::type_name(&imp.self_ty);
         let has_handle_methods = methods.iter().any(|m| {
             matches!(m.sig.inputs.first(), Some(syn::FnArg::Receiver(r))
                 if matches!(r.kind, syn::ReceiverKind::Typed(..)))
         });
-        if all_transactional || (has_handle_methods && todo.len() == methods.len()) {
+        let todo: Vec<Method<'_>> = methods
+            .iter()
+            .filter(|m| !rules::is_generated(m.block.to_token_stream()) && !opted_out(&m.attrs))
+            .map(|m| {
+                let summary = heap::summarize_fn(
+                    ty.clone(),
+                    &m.attrs,
+                    &m.sig,
+                    m.block.to_token_stream(),
+                    false,
+                );
+                Method {
+                    f: m,
+                    heap: self.options.include_pure
+                        || has_handle_methods
+                        || self.tree.heap.reaches_heap(&summary),
+                }
+            })
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let name = format!("impl {}", imp.self_ty.to_token_stream());
+        let whole = todo.len() == methods.len()
+            && todo.iter().all(|m| {
+                m.heap && plan(&m.f.sig, &m.f.block, true) == Plan::Rewrite(Marker::Transactional)
+            });
+        let at = position(item.span());
+        if let Some(reason) = self.keep.get(&at).cloned() {
+            // The whole block did not build: method by method, or not at all.
+            if has_handle_methods {
+                self.note_kind(item.span(), &name, reason, NoteKind::Build);
+            } else {
+                self.methods_one_by_one(ty, &todo);
+            }
+            return;
+        }
+        if whole || (has_handle_methods && todo.len() == methods.len()) {
             // The whole block, as `#[transactional] impl` would (handle methods included; a
             // method with a loop then runs as one transaction too).
-            let name = format!("impl {}", imp.self_ty.to_token_stream());
             let tokens = imp.to_token_stream();
-            match self.expand(How::Transactional, tokens, TokenStream::new()) {
+            match self.expand(Marker::Transactional, tokens, TokenStream::new()) {
                 Expanded::Items(file, stats) => {
                     self.out.stats += stats;
+                    self.record = Some(Record {
+                        at,
+                        function: name,
+                        implicit: true,
+                    });
                     self.replace(item.span(), prettyplease::unparse(&file));
                 }
                 Expanded::Errors(errs) => {
                     // Fall back to method by method, each on its own.
                     if !has_handle_methods {
-                        self.methods_one_by_one(&todo);
+                        self.methods_one_by_one(ty, &todo);
                     } else {
                         let reason = errs
                             .first()
@@ -597,12 +864,23 @@ impl Walker<'_> {
             }
             return;
         }
+        if has_handle_methods {
+            let why = if opted_out_methods {
+                "the block has `self: Gc<Self>` methods, which are rewritten with their whole \
+                 block, and a #[not_transactional] method"
+            } else {
+                "the block has `self: Gc<Self>` methods, which are rewritten with their whole \
+                 block, and methods that cannot be transactional"
+            };
+            self.note(item.span(), &name, why.into());
+            return;
+        }
         let outer_tx = imp.generics.lifetimes().any(|l| l.lifetime.ident == "tx");
         if outer_tx {
-            for m in todo {
+            for m in todo.iter().filter(|m| m.heap) {
                 self.note(
-                    m.span(),
-                    &m.sig.ident,
+                    m.f.span(),
+                    &m.f.sig.ident,
                     "the impl block declares `'tx` and has methods that cannot be \
                      transactional: mark the block `#[transactional]` or the methods one by one"
                         .into(),
@@ -610,19 +888,33 @@ impl Walker<'_> {
             }
             return;
         }
-        self.methods_one_by_one(&todo);
+        self.methods_one_by_one(ty, &todo);
     }
 
-    fn methods_one_by_one(&mut self, todo: &[&&syn::ImplItemFn]) {
+    fn methods_one_by_one(&mut self, ty: Option<String>, todo: &[Method<'_>]) {
         for m in todo {
-            match plan(&m.sig, &m.block, true) {
-                Plan::Skip(reason) => self.note(m.span(), &m.sig.ident, reason),
+            let f = m.f;
+            if !m.heap {
+                let summary = heap::summarize_fn(
+                    ty.clone(),
+                    &f.attrs,
+                    &f.sig,
+                    f.block.to_token_stream(),
+                    false,
+                );
+                if !self.tree.heap.reaches_heap(&summary) {
+                    self.note_kind(f.span(), &f.sig.ident, PURE_NOTE.into(), NoteKind::Pure);
+                    continue;
+                }
+            }
+            match plan(&f.sig, &f.block, true) {
+                Plan::Skip(reason) => self.note(f.span(), &f.sig.ident, reason),
                 Plan::Rewrite(how) => self.implicit(
                     how,
-                    m.span(),
-                    Some(&m.block),
-                    &m.sig.ident,
-                    m.to_token_stream(),
+                    f.span(),
+                    Some(&f.block),
+                    &f.sig.ident,
+                    f.to_token_stream(),
                 ),
             }
         }
@@ -631,8 +923,9 @@ impl Walker<'_> {
     /// An item the user marked: errors are errors.
     fn explicit(
         &mut self,
-        how: How,
+        how: Marker,
         span: Span,
+        name: &dyn std::fmt::Display,
         body: Option<&syn::Block>,
         args: TokenStream,
         tokens: TokenStream,
@@ -640,6 +933,11 @@ impl Walker<'_> {
         match self.expand(how, tokens, args) {
             Expanded::Items(file, stats) => {
                 self.out.stats += stats;
+                self.record = Some(Record {
+                    at: position(span),
+                    function: name.to_string(),
+                    implicit: false,
+                });
                 self.splice(span, body, &file);
             }
             Expanded::Errors(errs) => self.out.errors.extend(errs),
@@ -648,17 +946,24 @@ impl Walker<'_> {
 
     /// A function `--all-functions` tries (see [`plan`]): errors become a note and the
     /// function stays; so does an `#[in_transactions]` expansion that gave no loop a break
-    /// point.
+    /// point, and a function of `keep`.
     fn implicit(
         &mut self,
-        how: How,
+        how: Marker,
         span: Span,
         body: Option<&syn::Block>,
         name: &syn::Ident,
         tokens: TokenStream,
     ) {
+        let at = position(span);
+        if let Some(reason) = self.keep.get(&at) {
+            self.note_kind(span, name, reason.clone(), NoteKind::Build);
+            return;
+        }
         match self.expand(how, tokens, TokenStream::new()) {
-            Expanded::Items(_, stats) if how == How::InTransactions && stats.break_loops == 0 => {
+            Expanded::Items(_, stats)
+                if how == Marker::InTransactions && stats.break_loops == 0 =>
+            {
                 self.note(
                     span,
                     name,
@@ -669,6 +974,11 @@ impl Walker<'_> {
             }
             Expanded::Items(file, stats) => {
                 self.out.stats += stats;
+                self.record = Some(Record {
+                    at,
+                    function: name.to_string(),
+                    implicit: true,
+                });
                 self.splice(span, body, &file);
             }
             Expanded::Errors(errs) => {
@@ -682,39 +992,60 @@ impl Walker<'_> {
     }
 
     fn note(&mut self, span: Span, name: &dyn std::fmt::Display, reason: String) {
+        self.note_kind(span, name, reason, NoteKind::Skipped);
+    }
+
+    fn note_kind(
+        &mut self,
+        span: Span,
+        name: &dyn std::fmt::Display,
+        reason: String,
+        kind: NoteKind,
+    ) {
         self.out.notes.push(Note {
             at: position(span),
             function: name.to_string(),
             reason,
+            kind,
         });
     }
 
-    fn expand(&mut self, how: How, tokens: TokenStream, args: TokenStream) -> Expanded {
+    fn expand(&mut self, how: Marker, tokens: TokenStream, args: TokenStream) -> Expanded {
         let fallback = tokens
             .clone()
             .into_iter()
             .next()
             .map(|t| t.span())
             .unwrap_or_else(Span::call_site);
+        let knowledge = &self.tree.knowledge;
         let e = match how {
-            How::Transactional => {
-                stm_transform::expand_transactional_with(self.knowledge, args, tokens)
+            Marker::InTransactions => {
+                stm_transform::expand_in_transactions_with(knowledge, args, tokens)
             }
-            How::InTransactions => {
-                stm_transform::expand_in_transactions_with(self.knowledge, args, tokens)
-            }
+            _ => stm_transform::expand_transactional_with(knowledge, args, tokens),
         };
         if e.has_errors {
-            return Expanded::Errors(compile_errors(e.tokens, fallback));
+            let mut errs: Vec<Diagnostic> = e
+                .diagnostics
+                .iter()
+                .map(|d| from_transform(d, fallback))
+                .collect();
+            if errs.is_empty() {
+                errs.push(Diagnostic::new(
+                    DiagnosticKind::Transform,
+                    position(fallback),
+                    "the transformation reported an error".into(),
+                ));
+            }
+            return Expanded::Errors(errs);
         }
         match syn::parse2::<syn::File>(e.tokens.clone()) {
             Ok(file) => Expanded::Items(file, e.stats),
-            Err(err) => Expanded::Errors(vec![Diagnostic {
-                at: position(fallback),
-                message: format!(
-                    "internal error: the expansion does not parse ({err}); please report it"
-                ),
-            }]),
+            Err(err) => Expanded::Errors(vec![Diagnostic::new(
+                DiagnosticKind::Internal,
+                position(fallback),
+                format!("internal error: the expansion does not parse ({err}); please report it"),
+            )]),
         }
     }
 
@@ -724,9 +1055,11 @@ impl Walker<'_> {
     fn splice(&mut self, span: Span, body: Option<&syn::Block>, file: &syn::File) {
         if let Some(body) = body {
             if let Some(text) = self.statement_splice(span, body, file) {
+                let record = self.record.take();
                 self.edits.push(Edit {
                     range: span.byte_range(),
                     text,
+                    record,
                 });
                 return;
             }
@@ -869,7 +1202,12 @@ impl Walker<'_> {
             }
             s
         };
-        self.edits.push(Edit { range, text });
+        let record = self.record.take();
+        self.edits.push(Edit {
+            range,
+            text,
+            record,
+        });
     }
 }
 
@@ -886,37 +1224,6 @@ fn has_multiline_literal(code: &str) -> bool {
         })
     }
     walk(ts)
-}
-
-/// The `compile_error!`s of an expansion, with their positions.
-fn compile_errors(tokens: TokenStream, fallback: Span) -> Vec<Diagnostic> {
-    let tts: Vec<TokenTree> = tokens.into_iter().collect();
-    let mut out = Vec::new();
-    for (i, tt) in tts.iter().enumerate() {
-        let TokenTree::Ident(id) = tt else { continue };
-        if id != "compile_error" {
-            continue;
-        }
-        let Some(TokenTree::Group(g)) = tts.get(i + 2) else {
-            continue;
-        };
-        let message = syn::parse2::<syn::LitStr>(g.stream())
-            .map(|l| l.value())
-            .unwrap_or_else(|_| g.stream().to_string());
-        let at = if id.span().start().line == 0 {
-            position(fallback)
-        } else {
-            position(id.span())
-        };
-        out.push(Diagnostic { at, message });
-    }
-    if out.is_empty() {
-        out.push(Diagnostic {
-            at: position(fallback),
-            message: "the transformation reported an error".into(),
-        });
-    }
-    out
 }
 
 /// The whitespace before `at` on its line (empty if there is something else).
@@ -1203,8 +1510,8 @@ mod tests {
             let f: syn::ItemFn = syn::parse_str(src).expect("a fn");
             plan(&f.sig, &f.block, false)
         };
-        let in_tx = Plan::Rewrite(How::InTransactions);
-        let tx = Plan::Rewrite(How::Transactional);
+        let in_tx = Plan::Rewrite(Marker::InTransactions);
+        let tx = Plan::Rewrite(Marker::Transactional);
         assert_eq!(plan_of("fn f(n: u64) { for _ in 0..n {} }"), in_tx);
         assert_eq!(plan_of("fn f(r: &Root<A>) -> u8 { loop {} }"), in_tx);
         assert_eq!(plan_of("fn main() { while x {} }"), in_tx);

@@ -310,15 +310,25 @@ fn symlink_loops_and_unreadable_files() {
 #[test]
 fn all_functions_skips_main_with_a_note_and_is_idempotent() {
     let d = tempfile::tempdir().unwrap();
-    let src = "use stm_runtime as stm;\n\nfn helper(x: i64) -> i64 {\n    x * 2\n}\n\n\
-               const fn c() -> i32 {\n    1\n}\n\nfn main() {\n    println!(\"{}\", helper(2));\n}\n";
+    let src = "use stm_runtime as stm;\n\nfn helper(r: &stm::Root<i64>) -> i64 {\n    \
+               r.get(stm::tx!()).get() * 2\n}\n\n\
+               const fn c(_: Option<stm::Root<i32>>) -> i32 {\n    1\n}\n\n\
+               fn pure(x: i64) -> i64 {\n    x + 1\n}\n\n\
+               fn main() {\n    let r = stm::atomically(|tx| tx.root(tx.alloc(2)));\n    \
+               println!(\"{}\", pure(helper(&r)));\n}\n";
     fs::write(d.path().join("main.rs"), src).unwrap();
     let o = run(&["--all-functions", "--in-place", "main.rs"], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let err = text(&o.stderr);
-    assert!(err.contains("main.rs:11:1: `main` left alone"), "{err}");
+    assert!(err.contains("main.rs:15:1: `main` left alone"), "{err}");
     assert!(
         err.contains("main.rs:7:1: `c` left alone: a `const fn`"),
+        "{err}"
+    );
+    // A function that cannot reach the heap is left alone quietly, and counted.
+    assert!(!err.contains("`pure`"), "{err}");
+    assert!(
+        err.contains("3 functions left alone (1 that cannot reach the shared heap)"),
         "{err}"
     );
     let out = fs::read_to_string(d.path().join("main.rs")).unwrap();
@@ -326,7 +336,23 @@ fn all_functions_skips_main_with_a_note_and_is_idempotent() {
         out.contains("::stm_runtime::__private::atomically_fn(|__stm_tx"),
         "{out}"
     );
-    assert!(out.ends_with("fn main() {\n    println!(\"{}\", helper(2));\n}\n"));
+    assert!(
+        out.contains("\nfn pure(x: i64) -> i64 {\n    x + 1\n}\n"),
+        "{out}"
+    );
+    assert!(out.ends_with(
+        "fn main() {\n    let r = stm::atomically(|tx| tx.root(tx.alloc(2)));\n    \
+                           println!(\"{}\", pure(helper(&r)));\n}\n"
+    ));
+    // --verbose names it.
+    fs::write(d.path().join("fresh.rs"), src).unwrap();
+    let o = run(&["--all-functions", "-v", "fresh.rs"], d.path());
+    assert!(
+        text(&o.stderr)
+            .contains("fresh.rs:11:1: `pure` left alone: it cannot reach the shared heap"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = run(&["--all-functions", "--check", "main.rs"], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
 }
@@ -395,10 +421,11 @@ fn in_transactions_items_are_rewritten_and_their_errors_have_positions() {
 fn all_functions_runs_functions_with_loops_in_transactions() {
     let d = tempfile::tempdir().unwrap();
     let src = "use stm_runtime as stm;\nuse stm::Gc;\n\n\
-               fn sum(v: &[u64]) -> u64 {\n    let mut s = 0;\n    for x in v {\n        s += x;\n    }\n    s\n}\n\n\
+               fn sum(v: &[u64]) -> u64 {\n    let mut s = 0;\n    for x in v {\n        s += x + total();\n    }\n    s\n}\n\n\
                fn bump(c: Gc<Counter>, n: u64) {\n    for _ in 0..n {\n        c.hits += 1;\n    }\n}\n\n\
-               fn later() -> u64 {\n    let f = || {\n        let mut k = 0;\n        while k < 2 {\n            k += 1;\n        }\n        k\n    };\n    f()\n}\n\n\
-               fn joins() {\n    for _ in 0..2 {\n        std::thread::spawn(|| {}).join().ok();\n    }\n}\n\n\
+               fn later() -> u64 {\n    let f = || {\n        let mut k = 0;\n        while k < 2 {\n            k += total();\n        }\n        k\n    };\n    f()\n}\n\n\
+               fn joins() {\n    for _ in 0..2 {\n        std::thread::spawn(|| {}).join().ok();\n        total();\n    }\n}\n\n\
+               fn total() -> u64 {\n    stm::tx!().retry()\n}\n\n\
                fn main() {\n    let mut n = 0;\n    while n < 3 {\n        n += 1;\n    }\n    \
                println!(\"{}\", sum(&[n]) + later());\n    joins();\n}\n";
     fs::write(d.path().join("main.rs"), src).unwrap();
@@ -506,8 +533,8 @@ fn an_output_directory_inside_the_tree_is_not_walked() {
 fn all_functions_keeps_loops_that_run_a_queue_out_of_transactions() {
     let d = tempfile::tempdir().unwrap();
     let src = "use stm_runtime as stm;\n\n\
-               fn rounds(queue: &stm::TransactionQueue<'_>, n: u32) {\n    for _ in 0..n {\n        \
-               queue.run(2);\n    }\n}\n";
+               fn rounds(queue: &stm::TransactionQueue<'_>, seen: &stm::Root<u32>, n: u32) {\n    \
+               for _ in 0..n {\n        queue.run(2);\n    }\n}\n";
     fs::write(d.path().join("lib.rs"), src).unwrap();
     let o = run(&["--all-functions", "--in-place", "lib.rs"], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -518,4 +545,232 @@ fn all_functions_keeps_loops_that_run_a_queue_out_of_transactions() {
     );
     let out = fs::read_to_string(d.path().join("lib.rs")).unwrap();
     assert_eq!(out, src, "the function must stay as written");
+}
+
+#[test]
+fn dash_reads_standard_input_and_writes_standard_output() {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .arg("-")
+        .current_dir(d.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = format!(
+        "{ACCOUNT}\n#[stm::transactional]\nfn get(a: Gc<Account>) -> i64 {{\n    a.balance\n}}\n"
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.starts_with("use stm_runtime as stm;"), "{out}");
+    assert!(out.contains("__stm::field!"), "{out}");
+    assert!(!out.contains("#[stm::transactional]\nfn get"), "{out}");
+    // Nothing was written next to it, and the report went to standard error.
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    assert!(
+        text(&o.stderr).contains("1 functions"),
+        "{}",
+        text(&o.stderr)
+    );
+    // `-` with a mode that writes files is a usage error.
+    let o = run(&["-", "--out-dir", "x"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("standard output"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn in_place_refuses_a_dirty_git_tree_unless_allowed() {
+    let d = tree();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .expect("git runs");
+        assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "x",
+    ]);
+    let bank = d.path().join("src/bank.rs");
+    fs::write(&bank, format!("{BANK}// an edit not committed\n")).unwrap();
+    let before = fs::read_to_string(&bank).unwrap();
+    let o = run(&["src", "--in-place"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("uncommitted changes (src/bank.rs)"), "{err}");
+    assert!(err.contains("--allow-dirty"), "{err}");
+    assert_eq!(
+        fs::read_to_string(&bank).unwrap(),
+        before,
+        "nothing written"
+    );
+    let o = run(&["src", "--in-place", "--allow-dirty"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let after = fs::read_to_string(&bank).unwrap();
+    assert!(after.contains("__stm::field!") && after.ends_with("// an edit not committed\n"));
+}
+
+#[test]
+fn a_file_reached_twice_through_symlinks_is_rewritten_once() {
+    let d = tree();
+    std::os::unix::fs::symlink("bank.rs", d.path().join("src/alias.rs")).unwrap();
+    std::os::unix::fs::symlink("src", d.path().join("again")).unwrap();
+    let o = run(&["src", "again", "--in-place"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let meta = fs::symlink_metadata(d.path().join("src/alias.rs")).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link is kept a link");
+    let bank = fs::read_to_string(d.path().join("src/bank.rs")).unwrap();
+    assert_eq!(bank.matches("pub fn deposit").count(), 1);
+    assert!(bank.contains("__stm::field!"), "{bank}");
+    // Rewriting once more finds nothing to do: the first run did not rewrite it twice.
+    let o = run(&["src", "again", "--check"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}
+
+/// Inputs that make recursive parsers overflow their stack: each is a clean error (or a
+/// rewrite), never a crash.
+#[test]
+fn pathological_nesting_is_an_error_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let shapes: Vec<(&str, String)> = vec![
+        (
+            "parens",
+            format!("fn f() -> i32 {{ {}1{} }}\n", "(".repeat(n), ")".repeat(n)),
+        ),
+        (
+            "unary",
+            format!("fn f() -> i32 {{ {}1 }}\n", "- ".repeat(n)),
+        ),
+        (
+            "binary",
+            format!("fn f() -> i32 {{ 1{} }}\n", " + 1".repeat(n)),
+        ),
+        (
+            "methods",
+            format!("fn f(x: i32) -> i32 {{ x{} }}\n", ".abs()".repeat(n)),
+        ),
+        (
+            "blocks",
+            format!("fn f() {{ {}{} }}\n", "{".repeat(n), "}".repeat(n)),
+        ),
+        (
+            "closures",
+            format!("fn f() {{ let _c = {}1; }}\n", "|| ".repeat(n)),
+        ),
+        (
+            "types",
+            format!("fn f(_: {}i32{}) {{}}\n", "Vec<".repeat(n), ">".repeat(n)),
+        ),
+        (
+            "else_if",
+            format!(
+                "fn f(a: bool) {{ if a {{}} {} }}\n",
+                "else if a {} ".repeat(n)
+            ),
+        ),
+        (
+            "modules",
+            format!("{}{}\n", "mod m { ".repeat(n), "}".repeat(n)),
+        ),
+        (
+            "macro",
+            format!(
+                "fn f() {{ println!(\"{{}}\", {}1{}); }}\n",
+                "(".repeat(n),
+                ")".repeat(n)
+            ),
+        ),
+        ("unclosed", format!("fn f() {{ {}\n", "(".repeat(n))),
+    ];
+    for (name, src) in &shapes {
+        let file = format!("{name}.rs");
+        fs::write(d.path().join(&file), src).unwrap();
+        for all in [false, true] {
+            let mut args = vec![file.as_str(), "--diff"];
+            if all {
+                args.push("--all-functions");
+            }
+            let o = run(&args, d.path());
+            let err = text(&o.stderr);
+            assert!(
+                matches!(o.status.code(), Some(0 | 2)),
+                "{name} {args:?}: {:?}: {err}",
+                o.status
+            );
+            if o.status.code() == Some(2) {
+                assert!(err.contains(&format!("error: {file}:1:")), "{name}: {err}");
+            }
+        }
+    }
+    // Moderate nesting is rewritten as usual.
+    let src = format!(
+        "#[stm_runtime::transactional]\nfn f() -> i32 {{ {}1{} }}\n",
+        "(".repeat(500),
+        ")".repeat(500)
+    );
+    fs::write(d.path().join("fine.rs"), src).unwrap();
+    let o = run(&["fine.rs", "--diff"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("+++ b/fine.rs"));
+}
+
+#[test]
+fn errors_show_the_source_line_with_a_caret() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("bad.rs"), "fn ok() {}\nfn broken( {\n").unwrap();
+    let o = run(&["bad.rs", "--diff"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("error: bad.rs:2:"), "{err}");
+    assert!(err.contains("2 | fn broken( {"), "{err}");
+    assert!(err.contains('^'), "{err}");
+}
+
+#[test]
+fn help_has_examples_and_not_transactional_items_are_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(&["--help"], d.path());
+    assert_eq!(o.status.code(), Some(0));
+    let help = text(&o.stdout);
+    assert!(help.contains("Examples:") && help.contains("stm-rewrite - < src/lib.rs"));
+    assert!(help.lines().all(|l| l.chars().count() <= 100), "{help}");
+    let src = "use stm_runtime as stm;\n\n\
+               #[stm::not_transactional]\nfn keep(r: &stm::Root<u64>) -> u64 {\n    \
+               stm::atomically(|tx| r.get(tx).get())\n}\n\n\
+               fn take(r: &stm::Root<u64>) -> u64 {\n    \
+               stm::atomically(|tx| r.get(tx).get())\n}\n";
+    fs::write(d.path().join("lib.rs"), src).unwrap();
+    let o = run(&["lib.rs", "--all-functions", "--diff"], d.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let diff = text(&o.stdout);
+    // `take` runs in a transaction now; `keep` is as it was.
+    assert!(diff.contains("-    stm::atomically(|tx| r.get(tx).get())\n+    ::stm_runtime::__private::atomically_fn"), "{diff}");
+    assert_eq!(diff.matches("atomically_fn").count(), 1, "{diff}");
+    assert!(
+        !diff.contains("-fn keep(") && !diff.contains("+fn keep("),
+        "{diff}"
+    );
 }

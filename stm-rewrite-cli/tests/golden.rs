@@ -37,7 +37,10 @@ fn check_case(name: &str, all_functions: bool) {
         vec![case.join("input")],
         Mode::OutDir(tmp.path().to_path_buf()),
     );
-    config.options = RewriteOptions { all_functions };
+    config.options = RewriteOptions {
+        all_functions,
+        ..Default::default()
+    };
     let report = stm_rewrite::run(&config);
     assert_eq!(report.status, Status::Ok, "{:?}", report.errors);
     let got = files(tmp.path());
@@ -67,7 +70,10 @@ fn check_case(name: &str, all_functions: bool) {
     }
     // Rewriting the output again changes nothing.
     let mut again = Config::new(vec![tmp.path().to_path_buf()], Mode::Check);
-    again.options = RewriteOptions { all_functions };
+    again.options = RewriteOptions {
+        all_functions,
+        ..Default::default()
+    };
     let report = stm_rewrite::run(&again);
     assert_eq!(
         report.status,

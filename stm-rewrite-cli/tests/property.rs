@@ -64,7 +64,11 @@ const GENERATED: &[&str] = &[
 
 fn check(name: &str, source: &str, knowledge: &Knowledge, counts: &mut (usize, usize)) {
     for all_functions in [false, true] {
-        let options = RewriteOptions { all_functions };
+        // Pure functions too: the property is about the rewriter, on as much code as can be.
+        let options = RewriteOptions {
+            all_functions,
+            include_pure: all_functions,
+        };
         let result = std::panic::catch_unwind(|| rewrite_source(source, knowledge, options));
         let Ok(result) = result else {
             panic!("{name}: panicked (all_functions = {all_functions})");

@@ -1,9 +1,10 @@
-//! --all-functions: every function runs in a transaction (PyPy style), or in transactions
-//! cut at break points when it starts its own and has a loop (`main` included); `const fn`
-//! and functions that cannot be transactional are left alone with a note.
+//! --all-functions: every function that can reach the shared heap runs in a transaction
+//! (PyPy style), or in transactions cut at break points when it starts its own and has a loop
+//! (`main` included); `const fn` and functions that cannot be transactional are left alone
+//! with a note, and so are functions that cannot reach the heap (counted, noted with -v).
 
 use stm_runtime as stm;
-use stm::Gc;
+use stm::{Gc, Root};
 
 #[stm::object]
 struct Counter {
@@ -41,14 +42,15 @@ fn bump<'tx>(c: Gc<'tx, Counter>) -> u64 {
     clippy::let_unit_value,
     clippy::unit_arg
 )]
-fn twice(x: u64) -> u64 {
+fn bump_twice(c: &Root<Counter>) -> u64 {
     ::stm_runtime::__private::atomically_fn(|__stm_tx: &::stm_runtime::Tx| -> u64 {
         #[allow(unused_imports)]
         use ::stm_runtime::__private::{
             self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
             PlainWrite as _,
         };
-        x * 2
+        bump(c.get(__stm_tx));
+        bump(c.get(__stm_tx))
     })
 }
 
@@ -85,7 +87,7 @@ fn bump_n<'tx>(c: Gc<'tx, Counter>, n: u64) {
     clippy::let_unit_value,
     clippy::unit_arg
 )]
-fn sum_twice(limit: u64) -> u64 {
+fn sum_twice(c: &Root<Counter>, limit: u64) -> u64 {
     #[allow(unused_imports)]
     use ::stm_runtime::__private::{
         self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
@@ -112,7 +114,7 @@ fn sum_twice(limit: u64) -> u64 {
                         );
                     };
                     {
-                        sum += twice(i);
+                        sum += twice(i) + bump_twice(c);
                     }
                     ::core::ops::ControlFlow::Continue(())
                 };
@@ -131,7 +133,12 @@ fn sum_twice(limit: u64) -> u64 {
     sum
 }
 
-const fn limit() -> u64 {
+/// Cannot reach the shared heap: left as it is.
+fn twice(x: u64) -> u64 {
+    x * 2
+}
+
+const fn limit(_: Option<&Root<Counter>>) -> u64 {
     10
 }
 
@@ -140,25 +147,8 @@ struct Config {
 }
 
 impl Config {
-    #[allow(
-        unused_parens,
-        unused_braces,
-        clippy::needless_lifetimes,
-        clippy::deref_addrof,
-        clippy::needless_borrow,
-        clippy::unnecessary_mut_passed,
-        clippy::let_unit_value,
-        clippy::unit_arg
-    )]
     fn verbose(&self) -> bool {
-        ::stm_runtime::__private::atomically_fn(|__stm_tx: &::stm_runtime::Tx| -> bool {
-            #[allow(unused_imports)]
-            use ::stm_runtime::__private::{
-                self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
-                PlainWrite as _,
-            };
-            self.verbose
-        })
+        self.verbose
     }
 }
 
@@ -176,7 +166,7 @@ impl Tally {
         clippy::let_unit_value,
         clippy::unit_arg
     )]
-    fn up_to(&self, n: u32) -> u32 {
+    fn up_to(&self, r: &Root<Counter>, n: u32) -> u32 {
         #[allow(unused_imports)]
         use ::stm_runtime::__private::{
             self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _,
@@ -196,6 +186,12 @@ impl Tally {
                     #[allow(unreachable_code)]
                     let __stm_flow = '__stm_step: {
                         if c < n {
+                            match r.get(__stm_tx).__stm_wkind() {
+                                __k => {
+                                    let __p = __stm::field!(__k, hits);
+                                    __k.update(|__r| &mut __r.hits, __p, move |__t| *__t += 1)
+                                }
+                            };
                             c += 1;
                         } else {
                             break '__stm_step ::core::ops::ControlFlow::Break(
@@ -220,14 +216,16 @@ impl Tally {
     }
 }
 
-fn spawns() {
+fn spawns(r: &Root<Counter>) {
     std::thread::spawn(|| {}).join().ok();
+    bump_twice(r);
 }
 
 /// Its loops block: it stays as it is, with a note.
-fn joins(n: usize) {
+fn joins(r: &Root<Counter>, n: usize) {
     for _ in 0..n {
         std::thread::spawn(|| {}).join().ok();
+        bump_twice(r);
     }
 }
 
@@ -248,6 +246,7 @@ fn main() {
     use ::stm_runtime::__private::{
         self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
     };
+    let c = stm::atomically(|tx| tx.root(tx.alloc(Counter { hits: 0 })));
     let mut rounds = 0;
     {
         __stm::carried(&rounds);
@@ -262,7 +261,7 @@ fn main() {
                 #[allow(unreachable_code)]
                 let __stm_flow = '__stm_step: {
                     if rounds < 3 {
-                        rounds += 1;
+                        rounds += bump_twice(&c);
                     } else {
                         break '__stm_step ::core::ops::ControlFlow::Break(
                             __stm::Exit::Break(()),
@@ -282,8 +281,8 @@ fn main() {
             __stm::Exit::Return(__stm_value) => match __stm_value {}
         }
     }
-    let _ = (twice(limit()), Config { verbose: false }.verbose(), sum_twice(rounds));
-    let _ = Tally.up_to(3);
-    spawns();
-    joins(2);
+    let _ = (twice(limit(None)), Config { verbose: false }.verbose(), sum_twice(&c, rounds));
+    let _ = Tally.up_to(&c, 3);
+    spawns(&c);
+    joins(&c, 2);
 }
