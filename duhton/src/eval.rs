@@ -2,7 +2,7 @@
 //! that lets a transaction break anywhere.
 //!
 //! The evaluator is an ordinary recursive one. When `(run-transactions)` is evaluated in
-//! the main program, it returns [`Stop::Break`]: the main program's transaction has to
+//! the main program, it returns [`Stopped::Break`]: the main program's transaction has to
 //! commit before the queued calls can run. On its way out, every evaluation step with work
 //! left to do (the rest of a `progn`, a `while` loop, the arguments still to evaluate, a
 //! call's arguments still to bind...) adds one record ([`K`]) of that work to the break, so
@@ -18,7 +18,7 @@ use std::io::Write;
 use stm::{Gc, Root, Tx};
 use stm_runtime as stm;
 
-use crate::builtins::{Arity, BuiltinKind, BUILTINS, N_BUILTINS};
+use crate::builtins::{BuiltinKind, BUILTINS, N_BUILTINS};
 use crate::heap::{self, Call, Fr, Frame, Globals, Kind, Obj, Value};
 use crate::{list, Error, Interp};
 
@@ -260,8 +260,11 @@ impl HeldKont {
     }
 }
 
-/// Why an evaluation ended without a value.
-pub(crate) enum Stop<'tx> {
+/// Why an evaluation ended without a value (boxed: results stay small on the hot path).
+pub(crate) struct Stop<'tx>(pub Box<Stopped<'tx>>);
+
+/// What a [`Stop`] is.
+pub(crate) enum Stopped<'tx> {
     /// A Duhton error.
     Error(Error),
     /// A transaction break: the work left, innermost record first. The value of the form
@@ -270,9 +273,9 @@ pub(crate) enum Stop<'tx> {
 }
 
 impl From<Error> for Stop<'_> {
-    #[inline]
+    #[cold]
     fn from(e: Error) -> Self {
-        Stop::Error(e)
+        Stop(Box::new(Stopped::Error(e)))
     }
 }
 
@@ -287,14 +290,13 @@ pub(crate) trait OrBreak<'tx> {
 
 impl<'tx, T> OrBreak<'tx> for Result<T, Stop<'tx>> {
     #[inline(always)]
-    fn or_break(self, k: impl FnOnce() -> Kont<'tx>) -> Self {
-        match self {
-            Err(Stop::Break(mut ks)) => {
+    fn or_break(mut self, k: impl FnOnce() -> Kont<'tx>) -> Self {
+        if let Err(Stop(s)) = &mut self {
+            if let Stopped::Break(ks) = &mut **s {
                 ks.push(k());
-                Err(Stop::Break(ks))
             }
-            r => r,
         }
+        self
     }
 }
 
@@ -448,7 +450,6 @@ impl<'tx> Cx<'tx> {
     }
 
     /// Evaluates `v` in `frame` (`None`: the global frame).
-    #[inline]
     pub fn eval(&self, v: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
         let Value::Obj(o) = v else {
             return Ok(v);
@@ -513,23 +514,32 @@ impl<'tx> Cx<'tx> {
             Function::Builtin(b) => match BUILTINS[b].kind {
                 BuiltinKind::Special(f) => f(self, args, frame),
                 BuiltinKind::Strict(arity, apply) => {
-                    if !matches!(arity, Arity::Any) {
-                        arity.check(count(args))?;
-                    }
                     // One and two arguments (most calls) without a buffer.
                     let Some((a, rest)) = next(args) else {
+                        arity.check(0)?;
                         return apply(self, &[], args);
                     };
-                    let va = self.eval(a, frame).or_break(|| K::Args {
-                        b,
-                        done: Vec::new(),
-                        forms: args,
-                        rest,
-                        frame,
-                    })?;
                     match next(rest) {
-                        None => apply(self, &[va], args),
+                        None => {
+                            arity.check(1)?;
+                            let va = self.eval(a, frame).or_break(|| K::Args {
+                                b,
+                                done: Vec::new(),
+                                forms: args,
+                                rest,
+                                frame,
+                            })?;
+                            apply(self, &[va], args)
+                        }
                         Some((e, Value::None)) => {
+                            arity.check(2)?;
+                            let va = self.eval(a, frame).or_break(|| K::Args {
+                                b,
+                                done: Vec::new(),
+                                forms: args,
+                                rest,
+                                frame,
+                            })?;
                             let vb = self.eval(e, frame).or_break(|| K::Args {
                                 b,
                                 done: vec![va],
@@ -540,9 +550,8 @@ impl<'tx> Cx<'tx> {
                             apply(self, &[va, vb], args)
                         }
                         Some(_) => {
-                            let mut done = ArgBuf::new();
-                            done.push(va);
-                            self.strict(b, done, args, rest, frame)
+                            arity.check(count(args))?;
+                            self.strict(b, ArgBuf::new(), args, args, frame)
                         }
                     }
                 }
@@ -768,7 +777,7 @@ impl<'tx> Cx<'tx> {
     /// transaction, an error (it would have to commit a transaction that is not finished).
     pub fn run_transactions(&self) -> R<'tx> {
         match self.queue {
-            Queue::Main => Err(Stop::Break(Vec::new())),
+            Queue::Main => Err(Stop(Box::new(Stopped::Break(Vec::new())))),
             Queue::Task(_) => Err(Error::new(
                 "run-transactions: not possible inside a transaction queued with 'transaction' \
                  (only the main program can commit and wait for the queued ones)",

@@ -33,7 +33,7 @@ pub mod list;
 pub mod reader;
 
 use builtins::BUILTINS;
-use eval::{Cx, Held, HeldKont, Queue, Stop, EXTRA_SYMBOLS, K, SYM_NONE};
+use eval::{Cx, Held, HeldKont, Queue, Stop, Stopped, EXTRA_SYMBOLS, K, SYM_NONE};
 use heap::{Call, Globals, Obj, Value};
 use reader::Token;
 
@@ -330,8 +330,11 @@ impl Interp {
                     let k = stack[i].0.get(tx);
                     match cx.resume(k, v) {
                         Ok(next) => v = next,
-                        Err(Stop::Error(e)) => return Err(e),
-                        Err(Stop::Break(ks)) => {
+                        Err(Stop(stop)) => {
+                            let ks = match *stop {
+                                Stopped::Error(e) => return Err(e),
+                                Stopped::Break(ks) => ks,
+                            };
                             let mut calls = if i == 0 { 0 } else { stack[i - 1].1 };
                             let mut held = Vec::with_capacity(ks.len());
                             for k in ks.iter().rev() {
@@ -400,11 +403,11 @@ impl Interp {
         let cx = self.cx(tx, Queue::Task(Default::default()));
         let (body, frame) = heap::call_parts(call.get(tx));
         let frame = heap::Fr { gc: frame };
-        if let Err(stop) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
-            let e = match stop {
-                Stop::Error(e) => e,
+        if let Err(Stop(stop)) = cx.progn(body.map_or(Value::None, Value::Obj), Some(frame)) {
+            let e = match *stop {
+                Stopped::Error(e) => e,
                 // `run-transactions` is an error in a queued call, so nothing breaks here.
-                Stop::Break(_) => {
+                Stopped::Break(_) => {
                     Error::new("internal error: a transaction break in a queued call")
                 }
             };
