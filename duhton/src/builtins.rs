@@ -253,7 +253,7 @@ fn divide<'tx>(vals: &[Value<'tx>], name: &str, op: impl Fn(i32, i32) -> i32) ->
     for &v in rest {
         let d = as_int(v)?;
         if d == 0 {
-            return Err(Error(format!("{name}: division by zero")).into());
+            return Err(Error::from(format!("{name}: division by zero")).into());
         }
         acc = op(acc, d);
     }
@@ -385,7 +385,7 @@ fn get<'tx>(_: &Cx<'tx>, vals: &[Value<'tx>], _: Value<'tx>) -> R<'tx> {
             }
             Ok(heap::container_get(o))
         }
-        v => Err(Error(format!("get: bad argument type '{}'", type_name(v))).into()),
+        v => Err(Error::from(format!("get: bad argument type '{}'", type_name(v))).into()),
     }
 }
 
@@ -407,7 +407,7 @@ fn set<'tx>(_: &Cx<'tx>, vals: &[Value<'tx>], _: Value<'tx>) -> R<'tx> {
             };
             heap::container_set(o, *v);
         }
-        v => return Err(Error(format!("set: bad argument type '{}'", type_name(v))).into()),
+        v => return Err(Error::from(format!("set: bad argument type '{}'", type_name(v))).into()),
     }
     Ok(Value::None)
 }
@@ -446,7 +446,7 @@ fn pop<'tx>(_: &Cx<'tx>, vals: &[Value<'tx>], _: Value<'tx>) -> R<'tx> {
 fn len<'tx>(_: &Cx<'tx>, vals: &[Value<'tx>], _: Value<'tx>) -> R<'tx> {
     match vals[0] {
         Value::Obj(o) if heap::kind(o) == Kind::List => Ok(Value::Int(list::len(o) as i32)),
-        v => Err(Error(format!("object of type '{}' has no length", type_name(v))).into()),
+        v => Err(Error::from(format!("object of type '{}' has no length", type_name(v))).into()),
     }
 }
 

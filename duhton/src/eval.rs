@@ -349,7 +349,7 @@ pub(crate) fn is_true(v: Value<'_>) -> bool {
 pub(crate) fn as_int(v: Value<'_>) -> Result<i32, Error> {
     match v {
         Value::Int(i) => Ok(i),
-        _ => Err(Error(format!(
+        _ => Err(Error::from(format!(
             "DuInt_AsInt: expected 'int' argument, got '{}'",
             type_name(v)
         ))),
@@ -360,7 +360,7 @@ pub(crate) fn as_int(v: Value<'_>) -> Result<i32, Error> {
 pub(crate) fn as_kind<'tx>(v: Value<'tx>, k: Kind, wher: &str) -> Result<Gc<'tx, Obj>, Error> {
     match v {
         Value::Obj(o) if heap::kind(o) == k => Ok(o),
-        _ => Err(Error(format!(
+        _ => Err(Error::from(format!(
             "{wher}: expected '{}' argument, got '{}'",
             kind_name(k),
             type_name(v)
@@ -459,9 +459,22 @@ impl<'tx> Cx<'tx> {
             Kind::Cons => {
                 let (f, args) = heap::cons_parts(o);
                 self.call(f, args, frame, true)
+                    .map_err(|s| self.locate(s, o))
             }
             Kind::List | Kind::Container => Ok(v),
         }
+    }
+
+    /// An error without a position gets the position of `form`, the innermost form with
+    /// one that it came out of.
+    #[cold]
+    fn locate(&self, mut s: Stop<'tx>, form: Gc<'tx, Obj>) -> Stop<'tx> {
+        if let Stopped::Error(e) = &mut *s.0 {
+            if e.at.is_none() {
+                e.at = self.it.position(form);
+            }
+        }
+        s
     }
 
     /// The variable `sym`: local, else global.
@@ -472,7 +485,7 @@ impl<'tx> Cx<'tx> {
             }
         }
         heap::global_value(sym).ok_or_else(|| {
-            Error(format!(
+            Error::from(format!(
                 "symbol not defined as a variable: '{}'",
                 self.name(sym)
             ))
@@ -509,7 +522,7 @@ impl<'tx> Cx<'tx> {
         match self.lookup_function(sym, frame) {
             Function::User(func) => self.call_user(sym, func, args, frame, now),
             Function::Builtin(_) if !now => {
-                Err(Error(format!("symbol refers to a macro: '{}'", self.name(sym))).into())
+                Err(Error::from(format!("symbol refers to a macro: '{}'", self.name(sym))).into())
             }
             Function::Builtin(b) => match BUILTINS[b].kind {
                 BuiltinKind::Special(f) => f(self, args, frame),
@@ -556,7 +569,7 @@ impl<'tx> Cx<'tx> {
                     }
                 }
             },
-            Function::Missing => Err(Error(format!(
+            Function::Missing => Err(Error::from(format!(
                 "symbol not defined as a function: '{}'",
                 self.name(sym)
             ))
@@ -686,7 +699,7 @@ impl<'tx> Cx<'tx> {
             Value::Obj(o) => self.name(o),
             _ => String::new(),
         };
-        Error(format!("call to '{name}': {what}"))
+        Error::from(format!("call to '{name}': {what}"))
     }
 
     /// Evaluates each form, returns the last value (None if none).

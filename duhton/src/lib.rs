@@ -37,20 +37,60 @@ use eval::{Cx, Held, HeldKont, Queue, Stop, Stopped, EXTRA_SYMBOLS, K, SYM_NONE}
 use heap::{Call, Globals, Obj, Value};
 use reader::Token;
 
-/// A Duhton error: the message printed after `Error: `.
+/// A Duhton error: its message and, when known, where in the source the form that failed
+/// is. It prints as `file:line:col: message` (the CLI prints it after `Error: `).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error(pub String);
+pub struct Error {
+    /// What went wrong.
+    pub message: String,
+    /// The form that failed (or the reader's position), if known.
+    pub at: Option<Location>,
+}
+
+/// A position in a source: file (or `<stdin>`, `<repl>`), line and column from 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The source's name.
+    pub file: Arc<str>,
+    /// Line, from 1.
+    pub line: u32,
+    /// Column (byte), from 1.
+    pub col: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
 
 impl Error {
     /// An error with this message.
     pub fn new(msg: &str) -> Error {
-        Error(msg.to_string())
+        Error::from(msg.to_string())
+    }
+
+    /// The same error, at `at` unless it has a position already.
+    pub fn at(mut self, at: impl FnOnce() -> Option<Location>) -> Error {
+        if self.at.is_none() {
+            self.at = at();
+        }
+        self
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Error {
+        Error { message, at: None }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match &self.at {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
     }
 }
 
@@ -129,6 +169,8 @@ pub struct Interp {
     /// program never runs beside another transaction of this interpreter (which is what
     /// lets symbols be read without barriers, see `heap::global_value`).
     running: Mutex<()>,
+    /// Where each form the reader built starts (keyed by [`form_key`]), for errors.
+    positions: RwLock<HashMap<u64, Location>>,
 }
 
 impl fmt::Debug for Interp {
@@ -160,7 +202,7 @@ impl Interp {
             .segments(threads)
             .heap_size(opts.heap_size)
             .build()
-            .map_err(|e| Error(e.to_string()))?;
+            .map_err(|e| Error::from(e.to_string()))?;
         let globals = stm.atomically(|tx| tx.root(heap::new_globals(tx)));
         let interp = Interp {
             stm,
@@ -169,6 +211,7 @@ impl Interp {
             out: Mutex::new(out),
             threads,
             running: Mutex::new(()),
+            positions: RwLock::new(HashMap::new()),
         };
         interp.stm.atomically(|tx| {
             tx.become_inevitable();
@@ -235,39 +278,63 @@ impl Interp {
         sym
     }
 
-    /// Reads `src` into heap conses: the list of its top-level forms.
-    fn read(&self, src: &[u8]) -> Result<Option<Root<Obj>>, Error> {
-        let tokens = reader::tokenize(src)?;
+    /// Reads `src` (named `file`, starting at line `first_line`) into heap conses: the
+    /// list of its top-level forms. Every form's position is recorded for errors.
+    fn read(&self, src: &[u8], file: &str, first_line: u32) -> Result<Option<Root<Obj>>, Error> {
+        let file: Arc<str> = file.into();
+        let tokens = reader::tokenize(src, &file, first_line)?;
         Ok(self.stm.atomically(|tx| {
             tx.become_inevitable();
             let cx = self.cx(tx, Queue::Main);
-            let mut stack: Vec<Vec<Value<'_>>> = vec![Vec::new()];
-            for t in &tokens {
+            let mut positions = self.positions.write().unwrap_or_else(|e| e.into_inner());
+            let top = reader::Pos { line: 0, col: 0 };
+            let mut stack: Vec<(Vec<Value<'_>>, reader::Pos)> = vec![(Vec::new(), top)];
+            for (t, pos) in &tokens {
                 match t {
-                    Token::Open => stack.push(Vec::new()),
+                    Token::Open => stack.push((Vec::new(), *pos)),
                     Token::Close => {
-                        let items = stack.pop().expect("balanced");
+                        let (items, open) = stack.pop().expect("balanced");
                         let v = build_list(tx, items);
-                        stack.last_mut().expect("balanced").push(v);
+                        if let Some(c) = v.as_cons() {
+                            let at = Location {
+                                file: file.clone(),
+                                line: open.line,
+                                col: open.col,
+                            };
+                            positions.insert(form_key(c), at);
+                        }
+                        stack.last_mut().expect("balanced").0.push(v);
                     }
-                    Token::Int(i) => stack.last_mut().expect("a level").push(Value::Int(*i)),
+                    Token::Int(i) => stack.last_mut().expect("a level").0.push(Value::Int(*i)),
                     Token::Sym(name) => {
                         let s = self.intern(&cx, name);
-                        stack.last_mut().expect("a level").push(Value::Obj(s));
+                        stack.last_mut().expect("a level").0.push(Value::Obj(s));
                     }
                 }
             }
-            let top = stack.pop().expect("the top level");
+            let (top, _) = stack.pop().expect("the top level");
             build_list(tx, top).as_cons().map(|c| tx.root(c))
         }))
     }
 
+    /// Where the form `form` starts in its source, if the reader built it.
+    pub(crate) fn position(&self, form: Gc<'_, Obj>) -> Option<Location> {
+        let positions = self.positions.read().unwrap_or_else(|e| e.into_inner());
+        positions.get(&form_key(form)).cloned()
+    }
+
     /// Runs a whole program: its top-level forms in the main transaction, then the queued
     /// transactions. Output goes to the interpreter's output, which is flushed at the end.
+    /// Errors name the source `<input>`.
     pub fn run_source(&self, src: &[u8]) -> Result<(), Error> {
+        self.run_named(src, "<input>")
+    }
+
+    /// [`Interp::run_source`] for a source named `file` in error messages.
+    pub fn run_named(&self, src: &[u8], file: &str) -> Result<(), Error> {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
-            let forms = self.read(src)?;
+            let forms = self.read(src, file, 1)?;
             self.run_main(forms, false)?;
             self.run_pending()
         });
@@ -276,11 +343,12 @@ impl Interp {
     }
 
     /// Runs one REPL input: its forms, then prints the value of the last one, then runs
-    /// the queued transactions.
-    pub fn run_repl_input(&self, src: &[u8]) -> Result<(), Error> {
+    /// the queued transactions. Errors name the source `<repl>`, at lines counted from
+    /// `first_line`.
+    pub fn run_repl_input(&self, src: &[u8], first_line: u32) -> Result<(), Error> {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let result = on_big_stack(|| {
-            let forms = self.read(src)?;
+            let forms = self.read(src, "<repl>", first_line)?;
             let mut last = self.run_main(forms, true)?.unwrap_or_default();
             last.push(b'\n');
             {
@@ -424,6 +492,15 @@ impl Interp {
     }
 }
 
+/// The key of a form in [`Interp::positions`]: its identity (handles hash by the object
+/// they name), the same in every transaction.
+fn form_key(form: Gc<'_, Obj>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    form.hash(&mut h);
+    h.finish()
+}
+
 /// Builds the cons chain of `items` (None when empty).
 fn build_list<'tx>(tx: &'tx Tx, items: Vec<Value<'tx>>) -> Value<'tx> {
     let mut v = Value::None;
@@ -445,11 +522,11 @@ fn panic_to_error(payload: Box<dyn std::any::Any + Send>) -> Error {
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_string());
             if msg.starts_with("STM heap exhausted") {
-                Error(format!(
+                Error::from(format!(
                     "out of memory: {msg}; set DUHTON_HEAP_MB to give Duhton a bigger heap"
                 ))
             } else {
-                Error(format!("internal error: {msg}"))
+                Error::from(format!("internal error: {msg}"))
             }
         }
     }
@@ -465,7 +542,7 @@ fn on_big_stack<T: Send>(f: impl FnOnce() -> Result<T, Error> + Send) -> Result<
                 STACK_BUDGET.with(|b| b.set(MAIN_STACK - (8 << 20)));
                 f()
             })
-            .map_err(|e| Error(format!("cannot start the main thread: {e}")))?;
+            .map_err(|e| Error::from(format!("cannot start the main thread: {e}")))?;
         handle.join().map_err(panic_to_error)?
     })
 }

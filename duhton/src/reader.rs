@@ -3,7 +3,9 @@
 //! Tokens are turned into heap conses by [`crate::Interp`] inside a transaction; reading is
 //! iterative, so no nesting depth can overflow the stack.
 
-use crate::Error;
+use std::sync::Arc;
+
+use crate::{Error, Location};
 
 /// One token of the source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,31 +25,58 @@ pub fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-/// Splits `src` into tokens and checks that the parentheses balance.
-pub fn tokenize(src: &[u8]) -> Result<Vec<Token>, Error> {
+/// Where a token starts: line and column (bytes), from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub col: u32,
+}
+
+/// Splits `src` into tokens with their positions and checks that the parentheses balance;
+/// `file` names the source in errors, whose first line is `first_line`.
+pub fn tokenize(src: &[u8], file: &Arc<str>, first_line: u32) -> Result<Vec<(Token, Pos)>, Error> {
     let mut out = Vec::new();
-    let mut depth: usize = 0;
+    let mut open: Vec<Pos> = Vec::new();
     let mut i = 0;
+    let mut line = first_line;
+    let mut line_start = 0;
+    let at = |p: Pos| {
+        Some(Location {
+            file: file.clone(),
+            line: p.line,
+            col: p.col,
+        })
+    };
     while i < src.len() {
         let c = src[i];
+        let pos = Pos {
+            line,
+            col: (i - line_start + 1) as u32,
+        };
         match c {
             b'(' => {
-                depth += 1;
-                out.push(Token::Open);
+                open.push(pos);
+                out.push((Token::Open, pos));
                 i += 1;
             }
             b')' => {
-                if depth == 0 {
-                    return Err(Error::new("more ')' than '('"));
+                if open.pop().is_none() {
+                    return Err(Error::new("more ')' than '('").at(|| at(pos)));
                 }
-                depth -= 1;
-                out.push(Token::Close);
+                out.push((Token::Close, pos));
                 i += 1;
             }
             b';' => {
                 while i < src.len() && src[i] != b'\n' {
                     i += 1;
                 }
+            }
+            b'\n' => {
+                i += 1;
+                line += 1;
+                line_start = i;
             }
             c if is_space(c) => i += 1,
             _ => {
@@ -56,15 +85,16 @@ pub fn tokenize(src: &[u8]) -> Result<Vec<Token>, Error> {
                     i += 1;
                 }
                 let tok = &src[start..i];
-                out.push(match parse_int(tok) {
+                let t = match parse_int(tok) {
                     Some(n) => Token::Int(n),
                     None => Token::Sym(tok.to_vec()),
-                });
+                };
+                out.push((t, pos));
             }
         }
     }
-    if depth > 0 {
-        return Err(Error::new("more '(' than ')'"));
+    if let Some(&pos) = open.last() {
+        return Err(Error::new("more '(' than ')'").at(|| at(pos)));
     }
     Ok(out)
 }
@@ -179,8 +209,14 @@ mod tests {
 
     #[test]
     fn tokens_and_balance() {
+        let f: Arc<str> = "t.duh".into();
+        let toks: Vec<Token> = tokenize(b"(a ;c\n 1)x;y", &f, 1)
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         assert_eq!(
-            tokenize(b"(a ;c\n 1)x;y").unwrap(),
+            toks,
             vec![
                 Token::Open,
                 Token::Sym(b"a".to_vec()),
@@ -189,8 +225,24 @@ mod tests {
                 Token::Sym(b"x;y".to_vec()),
             ]
         );
-        assert_eq!(tokenize(b"(()").unwrap_err().0, "more '(' than ')'");
-        assert_eq!(tokenize(b"())").unwrap_err().0, "more ')' than '('");
+        let pos: Vec<Pos> = tokenize(b"(a\n  b)", &f, 1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(
+            pos,
+            vec![
+                Pos { line: 1, col: 1 },
+                Pos { line: 1, col: 2 },
+                Pos { line: 2, col: 3 },
+                Pos { line: 2, col: 4 },
+            ]
+        );
+        let e = tokenize(b"(()", &f, 1).unwrap_err();
+        assert_eq!(e.to_string(), "t.duh:1:1: more '(' than ')'");
+        let e = tokenize(b"\n())", &f, 1).unwrap_err();
+        assert_eq!(e.to_string(), "t.duh:2:3: more ')' than '('");
         assert_eq!(depth_after(b"(a (b ; (\n"), 2);
         assert_eq!(depth_after(b")"), -1);
     }

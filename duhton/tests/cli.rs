@@ -17,7 +17,8 @@ fn duhton_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
         .spawn()
         .expect("the duhton binary runs");
     let mut input = child.stdin.take().expect("piped stdin");
-    input.write_all(stdin).expect("stdin accepts the input");
+    // A process that refuses its command line exits without reading: ignore the pipe.
+    let _ = input.write_all(stdin);
     drop(input);
     child.wait_with_output().expect("the binary finishes")
 }
@@ -62,31 +63,45 @@ fn errors_go_to_stderr_with_a_failure_status() {
     let out = duhton(&["-"], b"(print 1) (print x)");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout), "1\n");
+    // The position is the form that failed: `(print x)`, line 1, column 11.
     assert_eq!(
         text(&out.stderr),
-        "Error: symbol not defined as a variable: 'x'\n"
+        "Error: <stdin>:1:11: symbol not defined as a variable: 'x'\n"
     );
-    let out = duhton(&["/nonexistent/file.duh"], b"");
+    let path = script(
+        "pos.duh",
+        "(defun f (l)\n  (get l 5))\n(print 1)\n(f (list 1 2))\n",
+    );
+    let out = duhton(&[path.to_str().unwrap()], b"");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "Error: cannot open '/nonexistent/file.duh'\n"
+        format!(
+            "Error: {}:2:3: list_get: index out of range\n",
+            path.display()
+        )
     );
+    let out = duhton(&["/nonexistent/file.duh"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("Error: cannot open '/nonexistent/file.duh': "));
 }
 
 #[test]
 fn hostile_input_is_a_clean_error() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (b"(/ 1 0)".to_vec(), "Error: /: division by zero\n"),
-        (b"((((".to_vec(), "Error: more '(' than ')'\n"),
-        (b"))".to_vec(), "Error: more ')' than '('\n"),
+        (
+            b"(/ 1 0)".to_vec(),
+            "Error: <stdin>:1:1: /: division by zero\n",
+        ),
+        (b"((((".to_vec(), "Error: <stdin>:1:4: more '(' than ')'\n"),
+        (b"))".to_vec(), "Error: <stdin>:1:1: more ')' than '('\n"),
         (
             b"(defun f (n) (f n)) (f 1)".to_vec(),
-            "Error: maximum recursion depth exceeded\n",
+            "Error: <stdin>:1:14: maximum recursion depth exceeded\n",
         ),
         (
             b"(defun f (n) (+ 1 (f n))) (transaction f 1)".to_vec(),
-            "Error: maximum recursion depth exceeded\n",
+            "Error: <stdin>:1:19: maximum recursion depth exceeded\n",
         ),
     ];
     for (src, stderr) in cases {
@@ -136,12 +151,14 @@ fn the_repl_prints_each_value() {
         text(&out.stdout),
         "))) <container 0>\n))) None\n))) None\n))) 1\n))) \n"
     );
-    let out = duhton(&[], b"(car 1)\n(print 2)\n");
+    // An error is reported (with its position in the session) and the REPL goes on;
+    // the exit status says an input failed.
+    let out = duhton(&[], b"(print 1)\n(car\n  1)\n(print 2)\n");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stdout), "))) ");
+    assert_eq!(text(&out.stdout), "))) 1\nNone\n))) ))) 2\nNone\n))) \n");
     assert_eq!(
         text(&out.stderr),
-        "Error: DuCons_Car: expected 'cons' argument, got 'int'\n"
+        "Error: <repl>:2:1: DuCons_Car: expected 'cons' argument, got 'int'\n"
     );
 }
 
@@ -150,10 +167,26 @@ fn command_line_options() {
     let out = duhton(&["--help"], b"");
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("Duhton: a simple lisp-like language with STM support"));
-    let out = duhton(&["--num-threads"], b"");
-    assert_eq!(out.status.code(), Some(1));
-    let out = duhton(&["--num-threads", "zero", "-"], b"");
-    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("--num-threads <N>"));
+    let out = duhton(&["--version"], b"");
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        format!("duhton {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // Bad command lines: refused on stderr with status 2, nothing run.
+    for args in [
+        &["--num-threads"][..],
+        &["--num-threads", "zero", "-"],
+        &["--num-threads", "0", "-"],
+        &["--bogus", "-"],
+        &["a.duh", "b.duh"],
+    ] {
+        let out = duhton(args, b"(print 1)");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stdout), "");
+        assert!(text(&out.stderr).starts_with("error: "), "{args:?}");
+    }
 }
 
 #[test]

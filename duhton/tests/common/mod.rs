@@ -7,7 +7,7 @@ pub fn run_with(src: &str, threads: usize) -> (String, Option<String>) {
     let (out, result) = duhton::run_to_vec(src.as_bytes(), threads);
     (
         String::from_utf8_lossy(&out).into_owned(),
-        result.err().map(|e| e.0),
+        result.err().map(|e| e.message),
     )
 }
 
