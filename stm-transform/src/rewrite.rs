@@ -1032,9 +1032,30 @@ impl<'a> Rewriter<'a> {
             fields.push(quote!(#n: #value));
         }
         let path = &s.path;
-        Some(syn::parse_quote_spanned!(span=>
+        let alloc = quote::quote_spanned!(span=>
             #stm::new_object!(#tx, [#path] { #(#fields,)* })
-        ))
+        );
+        // The user's `Gc` path (`Gc`, `stm::Gc`) stays in the output, so that its import is
+        // not reported unused once `Gc::new` is gone.
+        let gc = match &*call.func {
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() >= 2 => {
+                let mut gc = p.path.clone();
+                gc.segments.pop();
+                gc.segments.pop_punct();
+                if let Some(last) = gc.segments.last_mut() {
+                    last.arguments = syn::PathArguments::None;
+                }
+                Some(gc)
+            }
+            _ => None,
+        };
+        Some(match gc {
+            Some(gc) => syn::parse_quote_spanned!(span=> {
+                let _: ::core::marker::PhantomData<#gc<'static, ()>>;
+                #alloc
+            }),
+            None => syn::parse_quote!(#alloc),
+        })
     }
 
     /// Records the effect of a call; returns whether the transaction must become inevitable

@@ -21,10 +21,13 @@ pub fn insert<'tx>(list: Gc<'tx, List>, key: u64) {
         self as __stm, HandleRead as _, HandleWrite as _, PlainRead as _, PlainWrite as _,
     };
     let __stm_tx: &::stm_runtime::Tx = ::stm_runtime::Gc::tx(list);
-    let node = __stm::new_object!(
-        __stm_tx, [Node] { key : key, next : __stm::read(list, __stm::field!(list,
-        head)), }
-    );
+    let node = {
+        let _: ::core::marker::PhantomData<Gc<'static, ()>>;
+        __stm::new_object!(
+            __stm_tx, [Node] { key : key, next : __stm::read(list, __stm::field!(list,
+            head)), }
+        )
+    };
     match (Some(node)) {
         __v => __stm::write(list, __stm::field!(list, head), __v),
     };
