@@ -60,6 +60,8 @@ mod series;
 mod stats;
 mod sys;
 mod text;
+mod tmap;
+mod tqueue;
 mod tvec;
 mod tx;
 
@@ -75,6 +77,8 @@ pub use series::{
 };
 pub use stats::{thread_stats, Stats};
 pub use text::{GcString, ReadOnlyVec, TString};
+pub use tmap::{GcHashMap, MapHead, MapKey, THashMap, MAP_SHARDS};
+pub use tqueue::{GcQueue, QueueHead, TQueue, QUEUE_LANES};
 pub use tvec::{Element, GcVec, Iter, TVec, VecHead, CARD};
 pub use tx::{atomically, in_transaction, last_commit_rev, Tx, BARRIERS};
 

@@ -67,7 +67,7 @@ pub(crate) fn ty_of_type(ty: &syn::Type, plain_default: bool) -> Option<Ty> {
     let name = name_of(ty)?;
     const PRIMITIVES: &[&str] = &[
         "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize",
-        "f32", "f64", "bool", "char", "String", "Vec", "TVec",
+        "f32", "f64", "bool", "char", "String", "Vec", "TVec", "TQueue", "THashMap",
     ];
     if name == "Self" || name == "Gc" {
         return None;

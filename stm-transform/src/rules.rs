@@ -164,7 +164,18 @@ pub fn is_generated(tokens: TokenStream) -> bool {
 /// transaction, the transactional containers. A function that mentions none of them (nor an
 /// object type, nor `tx!()`, nor calls one that does) cannot touch the heap.
 pub const HEAP_TYPES: &[&str] = &[
-    "Gc", "GcRef", "Root", "Tx", "TVec", "GcVec", "TString", "GcString",
+    "Gc",
+    "GcRef",
+    "Root",
+    "Tx",
+    "TVec",
+    "GcVec",
+    "TString",
+    "GcString",
+    "TQueue",
+    "GcQueue",
+    "THashMap",
+    "GcHashMap",
 ];
 
 #[cfg(test)]

@@ -1,0 +1,227 @@
+//! `THashMap`: it behaves like a `HashMap` (one thread against a model, through rollbacks and
+//! growth; several threads with injected aborts and collections), and transactions on
+//! different keys do not conflict while the same key does.
+
+use std::collections::BTreeMap;
+
+use stm_runtime::{self as stm, Gc, GcHashMap, Stm, THashMap};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn one_thread_matches_a_model_through_rollbacks_and_growth() {
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(32 << 20)
+        .build()
+        .unwrap();
+    let map = stm.atomically(|tx| tx.root(GcHashMap::<u64, u64>::new(tx).as_gc()));
+    let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for round in 0..600u64 {
+        // Keys from a range that makes the map grow several times, with removes.
+        let ops: Vec<(u64, u64)> = (0..rng.next() % 12 + 1)
+            .map(|_| (rng.next() % 3, rng.next() % 1500))
+            .collect();
+        let keep = round % 7 != 3;
+        let mut mine = model.clone();
+        let got = stm.try_atomically(|tx| {
+            let m = GcHashMap::from_root(tx, &map);
+            let mut out = Vec::new();
+            for &(op, k) in &ops {
+                out.push(match op {
+                    0 => m.insert(k, k + round),
+                    1 => m.remove(&k),
+                    _ => m.get(&k),
+                });
+            }
+            if keep {
+                Ok(out)
+            } else {
+                Err(())
+            }
+        });
+        let want: Vec<Option<u64>> = ops
+            .iter()
+            .map(|&(op, k)| match op {
+                0 => mine.insert(k, k + round),
+                1 => mine.remove(&k),
+                _ => mine.get(&k).copied(),
+            })
+            .collect();
+        if let Ok(out) = got {
+            assert_eq!(out, want, "round {round}: {ops:?}");
+            model = mine;
+        }
+        if round % 50 == 0 {
+            let (len, mut all) = stm.atomically(|tx| {
+                let m = GcHashMap::from_root(tx, &map);
+                (m.len(), m.to_vec())
+            });
+            all.sort_unstable();
+            assert_eq!(len, model.len());
+            assert_eq!(all, model.iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>());
+        }
+    }
+    assert!(model.len() > 200, "the map grew past its first table");
+}
+
+#[stm::object]
+struct Account {
+    id: u64,
+    balance: i64,
+}
+
+#[stm::object]
+struct Bank {
+    accounts: THashMap<u64, Gc<Account>>,
+}
+
+#[stm::transactional]
+fn open(bank: Gc<Bank>, id: u64) {
+    let a = Gc::new(Account { id, balance: 100 });
+    assert!(
+        bank.accounts.insert(id, a).is_none(),
+        "account {id} opened twice"
+    );
+}
+
+#[stm::transactional]
+fn transfer(bank: Gc<Bank>, from: u64, to: u64) {
+    let (Some(a), Some(b)) = (bank.accounts.get(&from), bank.accounts.get(&to)) else {
+        return;
+    };
+    a.balance -= 1;
+    b.balance += 1;
+}
+
+#[stm::transactional]
+fn total(bank: Gc<Bank>) -> (usize, i64, u64) {
+    let all = bank.accounts.to_vec();
+    let ids: u64 = all
+        .iter()
+        .map(|(k, a)| {
+            assert_eq!(*k, a.id);
+            a.id
+        })
+        .sum();
+    (
+        bank.accounts.len(),
+        all.iter().map(|(_, a)| a.balance).sum(),
+        ids,
+    )
+}
+
+/// Threads open accounts (handles as values) and move money between them while the heap is
+/// collected and aborts are injected: every account is there once and no money is lost.
+#[test]
+fn threads_with_handles_lose_nothing() {
+    let stm = Stm::builder()
+        .segments(2)
+        .heap_size(8 << 20)
+        .inject_faults(0.02)
+        .build()
+        .unwrap();
+    let bank = stm.atomically(|tx| {
+        let accounts = THashMap::<u64, stm::GcRef<Account>>::new(tx);
+        tx.root(stm::alloc!(tx, Bank { accounts: accounts }))
+    });
+    const PER_THREAD: u64 = 400;
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (stm, bank) = (&stm, &bank);
+            s.spawn(move || {
+                let mut rng = Rng(t + 11);
+                for i in 0..PER_THREAD {
+                    stm.atomically(|tx| open(bank.get(tx), 2 * i + t));
+                    let (x, y) = (rng.next() % (2 * i + 1), rng.next() % (2 * i + 1));
+                    stm.atomically(|tx| transfer(bank.get(tx), x, y));
+                    if i % 100 == 0 {
+                        stm.collect();
+                    }
+                }
+            });
+        }
+    });
+    let (n, money, ids) = stm.atomically(|tx| total(bank.get(tx)));
+    let accounts = 2 * PER_THREAD;
+    assert_eq!(n as u64, accounts);
+    assert_eq!(money, 100 * accounts as i64);
+    assert_eq!(ids, accounts * (accounts - 1) / 2);
+}
+
+/// A transaction updates one key while another thread's transaction updates another key and
+/// commits: the first commits without an abort. With the same key it must conflict.
+#[test]
+fn different_keys_do_not_conflict_the_same_key_does() {
+    let stm = Stm::builder()
+        .segments(2)
+        .heap_size(8 << 20)
+        .build()
+        .unwrap();
+    let map = stm.atomically(|tx| {
+        let m = GcHashMap::<u64, u64>::new(tx);
+        tx.root(m.as_gc())
+    });
+    let attempts_with = |mine: u64, theirs: u64, new_keys: bool| -> u32 {
+        let mut attempts = 0;
+        stm.atomically(|tx| {
+            attempts += 1;
+            let m = GcHashMap::from_root(tx, &map);
+            let k = if new_keys {
+                mine + 1000 * u64::from(attempts)
+            } else {
+                mine
+            };
+            let v = m.get(&k).unwrap_or(0);
+            m.insert(k, v + 1);
+            if attempts == 1 {
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        stm.atomically(|tx| {
+                            let m = GcHashMap::from_root(tx, &map);
+                            let v = m.get(&theirs).unwrap_or(0);
+                            m.insert(theirs, v + 1);
+                        })
+                    });
+                });
+            }
+        });
+        attempts
+    };
+    // Keys present already: updates of two keys.
+    stm.atomically(|tx| {
+        let m = GcHashMap::from_root(tx, &map);
+        m.insert(1, 0);
+        m.insert(2, 0);
+    });
+    assert_eq!(
+        attempts_with(1, 2, false),
+        1,
+        "updates of two keys conflicted"
+    );
+    assert_eq!(
+        attempts_with(1, 1, false),
+        2,
+        "updates of one key must conflict"
+    );
+    // New keys: two inserts (each thread counts in a length counter of its own).
+    assert_eq!(
+        attempts_with(5, 6, true),
+        1,
+        "inserts of two new keys conflicted"
+    );
+    let m = stm.atomically(|tx| {
+        let m = GcHashMap::from_root(tx, &map);
+        (m.len(), m.get(&1), m.get(&2))
+    });
+    assert_eq!(m, (4, Some(3), Some(1)));
+}
