@@ -12,8 +12,10 @@
 //! to one transaction); it holds `Root`s or plain values. If a transaction aborts, the state is
 //! restored from its copy at the last commit (`S: Clone`) and the steps since are run again.
 //!
-//! The budget is per thread and adaptive, as PyPy's was: it halves after an abort (down to
-//! one step) and grows by a quarter after each commit (up to [`MAX_BUDGET`]) while
+//! The budget is per thread and adaptive, as PyPy's was: it halves with every aborted attempt
+//! (down to one step: the retry already runs with half, so a thread that keeps losing shrinks
+//! its transactions until they fit between the others' commits) and grows by a quarter after
+//! each commit (up to [`MAX_BUDGET`]) while
 //! transactions last less than [`TARGET_TIME`], so that heavy steps get short transactions.
 //! A break point that does not break costs a decrement and a branch.
 //!
@@ -161,16 +163,24 @@ fn series<S: Clone, R>(
         let mut attempts = 0u32;
         // Attempts restarted to put a break point before I/O: not conflicts.
         let mut cuts = 0u32;
+        // The step limit of the attempt that committed.
+        let mut last_limit = budget;
         let (state, done) = stm.atomically(|tx| {
             attempts += 1;
             let mut s = committed.clone();
             let limit = match CUT_BEFORE.with(|c| c.replace(0)) {
-                0 => budget,
+                // An attempt that lost a conflict tries again with half the steps of the one
+                // it lost with: a thread that keeps losing to shorter transactions of others
+                // shrinks its own until it fits between their commits, instead of rerunning
+                // the same long transaction until the progress policy makes it inevitable.
+                0 => budget >> (attempts - 1 - cuts).min(31),
                 cut => {
                     cuts += 1;
                     cut
                 }
-            };
+            }
+            .max(1);
+            last_limit = limit;
             tx.local().series_budget = limit;
             let left = tx.series_left();
             // SAFETY: this attempt's counter (see `Tx::series_left`); no runtime call runs
@@ -199,7 +209,13 @@ fn series<S: Clone, R>(
             }
         });
         let now = Instant::now();
-        set_thread_budget(next_budget(budget, attempts > 1 + cuts, now - started));
+        // After aborts, the next transaction starts with the steps that fitted.
+        let aborted = attempts > 1 + cuts;
+        set_thread_budget(if aborted {
+            last_limit
+        } else {
+            next_budget(budget, now - started)
+        });
         started = now;
         committed = state;
         if let Some(r) = done {
@@ -208,14 +224,13 @@ fn series<S: Clone, R>(
     }
 }
 
-/// The budget after a transaction of `budget` steps that took `took` (with its aborted
-/// attempts): halved after an abort; otherwise grown by a quarter while transactions are
-/// shorter than [`TARGET_TIME`], kept while they are under twice that, and cut by a quarter
-/// when longer (heavy steps: a long transaction loses more work when it conflicts).
-fn next_budget(budget: u32, aborted: bool, took: Duration) -> u32 {
-    if aborted {
-        budget / 2
-    } else if took < TARGET_TIME {
+/// The budget after a transaction of `budget` steps that committed at its first attempt and
+/// took `took`: grown by a quarter while transactions are shorter than [`TARGET_TIME`], kept
+/// while they are under twice that, and cut by a quarter when longer (heavy steps: a long
+/// transaction loses more work when it conflicts). (After aborts the series goes on with the
+/// limit of the attempt that committed, halved at each abort.)
+fn next_budget(budget: u32, took: Duration) -> u32 {
+    if took < TARGET_TIME {
         budget.saturating_add(budget / 4 + 1)
     } else if took < 2 * TARGET_TIME {
         budget

@@ -110,3 +110,44 @@ fn after_an_abort_the_state_is_restored_from_the_last_commit() {
     let b = stm_runtime::thread_budget();
     assert!((1..=stm_runtime::MAX_BUDGET).contains(&b));
 }
+
+/// A series that loses a conflict retries with half its steps, so that it fits between the
+/// winner's commits: here the first attempt of 8 steps loses, and the retry commits 4, where
+/// the same budget rerun would have committed all 8 at once.
+#[test]
+fn an_attempt_that_lost_retries_with_half_the_steps() {
+    let stm = Stm::builder()
+        .segments(2)
+        .heap_size(1 << 20)
+        .build()
+        .unwrap();
+    let x = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let y = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    stm_runtime::set_thread_budget(8);
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let before = stm.stats().commits;
+    stm.run_in_transactions(0u32, |tx, n| {
+        let seen = x.get(tx).get();
+        y.get(tx).set(seen);
+        if calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            // Another thread commits a write to what this attempt read: it will abort.
+            std::thread::scope(|s| {
+                s.spawn(|| stm.atomically(|tx| x.get(tx).set(1)));
+            });
+        }
+        *n += 1;
+        if *n == 8 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    let series_commits = stm.stats().commits - before - 1;
+    // The retry stopped after 4 steps (then the rest ran in one or more transactions).
+    assert!(
+        series_commits >= 2,
+        "{series_commits} commits, {} calls",
+        calls.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 16);
+}
