@@ -68,3 +68,15 @@ fn bounded_queue() {
 fn workers_with_break_points() {
     run("workers", &["--jobs", "400", "--work", "2000"]);
 }
+
+#[test]
+fn the_natural_pool_on_a_tqueue_and_on_a_cursor() {
+    for queue in ["tqueue", "cursor"] {
+        run(
+            "pool",
+            &[
+                "--jobs", "300", "--work", "500", "--repeat", "1", "--queue", queue,
+            ],
+        );
+    }
+}
