@@ -472,14 +472,14 @@ fn while_<'tx>(cx: &Cx<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx>
 }
 
 /// `(defun name (params...) body...)`: in the current frame.
-fn defun<'tx>(_: &Cx<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
+fn defun<'tx>(cx: &Cx<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
     let Some((name, rest)) = next(args).filter(|(_, r)| !r.is_none()) else {
         return Err(Error::new("defun: expected at least two arguments").into());
     };
     let name = as_kind(name, Kind::Symbol, "DuSymbol_Id")?;
     let func = rest.as_cons().expect("checked above");
     match frame {
-        Some(fr) => fr.set_function(name, func),
+        Some(fr) => cx.define_local(fr, name, func),
         None => heap::set_global_function(name, func),
     }
     Ok(Value::None)
@@ -506,12 +506,12 @@ fn pair<'tx>(_: &Cx<'tx>, vals: &[Value<'tx>], _: Value<'tx>) -> R<'tx> {
 }
 
 /// `(defined? sym)`: whether the (unevaluated) symbol has a variable binding.
-fn defined<'tx>(_: &Cx<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
+fn defined<'tx>(cx: &Cx<'tx>, args: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
     let Some((sym, Value::None)) = next(args) else {
         return Err(Error::new("defined?: expected one argument").into());
     };
     let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
-    let local = frame.and_then(|fr| fr.value(sym));
+    let local = cx.local_value(frame, sym);
     let found = local.is_some() || heap::global_value(sym).is_some();
     Ok(Value::Int(found as i32))
 }

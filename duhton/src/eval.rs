@@ -18,7 +18,7 @@ use std::io::Write;
 use stm::{Gc, Root, Tx};
 use stm_runtime as stm;
 
-use crate::builtins::{BuiltinKind, BUILTINS, N_BUILTINS};
+use crate::builtins::{Arity, BuiltinKind, StrictFn, BUILTINS, N_BUILTINS};
 use crate::heap::{self, Call, Fr, Frame, Globals, Kind, Obj, Value};
 use crate::{list, Error, Interp};
 
@@ -449,20 +449,42 @@ impl<'tx> Cx<'tx> {
         self.it.symbol_name(heap::symbol_id(sym))
     }
 
-    /// Evaluates `v` in `frame` (`None`: the global frame).
+    /// Evaluates `v` in `frame` (`None`: the global frame). Ints and None are themselves
+    /// without a call.
+    #[inline(always)]
     pub fn eval(&self, v: Value<'tx>, frame: Option<Fr<'tx>>) -> R<'tx> {
-        let Value::Obj(o) = v else {
-            return Ok(v);
-        };
+        match v {
+            Value::Obj(o) => self.eval_obj(o, frame),
+            _ => Ok(v),
+        }
+    }
+
+    /// Evaluates the object `o`: a symbol is a variable, a cons a call, the rest itself.
+    fn eval_obj(&self, o: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> R<'tx> {
         match heap::kind(o) {
-            Kind::Symbol => Ok(self.lookup(o, frame)?),
+            Kind::Symbol => match self.local_value(frame, o) {
+                Some(v) => Ok(v),
+                None => match heap::global_value(o) {
+                    Some(v) => Ok(v),
+                    None => Err(self.undefined(o).into()),
+                },
+            },
             Kind::Cons => {
                 let (f, args) = heap::cons_parts(o);
                 self.call(f, args, frame, true)
                     .map_err(|s| self.locate(s, o))
             }
-            Kind::List | Kind::Container => Ok(v),
+            Kind::List | Kind::Container => Ok(Value::Obj(o)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn undefined(&self, sym: Gc<'tx, Obj>) -> Error {
+        Error::from(format!(
+            "symbol not defined as a variable: '{}'",
+            self.name(sym)
+        ))
     }
 
     /// An error without a position gets the position of `form`, the innermost form with
@@ -477,19 +499,26 @@ impl<'tx> Cx<'tx> {
         s
     }
 
-    /// The variable `sym`: local, else global.
-    pub fn lookup(&self, sym: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> Result<Value<'tx>, Error> {
-        if let Some(fr) = frame {
-            if let Some(v) = fr.value(sym) {
-                return Ok(v);
-            }
+    /// The variable `sym` in `frame` (not the global frame), if bound there.
+    #[inline(always)]
+    pub fn local_value(&self, frame: Option<Fr<'tx>>, sym: Gc<'tx, Obj>) -> Option<Value<'tx>> {
+        match frame {
+            Some(fr) if self.it.maybe_local(heap::symbol_id(sym)) => fr.value(sym),
+            _ => None,
         }
-        heap::global_value(sym).ok_or_else(|| {
-            Error::from(format!(
-                "symbol not defined as a variable: '{}'",
-                self.name(sym)
-            ))
-        })
+    }
+
+    /// Binds the variable `sym` in the call frame `fr`.
+    #[inline(always)]
+    pub fn bind_local(&self, fr: Fr<'tx>, sym: Gc<'tx, Obj>, v: Value<'tx>) {
+        self.it.mark_local(heap::symbol_id(sym));
+        fr.set_value(sym, v, &self.spare);
+    }
+
+    /// Defines the function `sym` in the call frame `fr`.
+    pub fn define_local(&self, fr: Fr<'tx>, sym: Gc<'tx, Obj>, f: Gc<'tx, Obj>) {
+        self.it.mark_local(heap::symbol_id(sym));
+        fr.set_function(sym, f);
     }
 
     /// The symbol table entry `id`.
@@ -511,69 +540,90 @@ impl<'tx> Cx<'tx> {
         self.check_stack()?;
         let sym = match f {
             Value::Obj(o) if heap::kind(o) == Kind::Symbol => o,
-            _ => {
-                let mut line = b"_DuFrame_EvalCall: ".to_vec();
-                self.repr(&mut line, f)?;
-                line.push(b'\n');
-                self.write_out(&line);
-                return Err(Error::new("expected a symbol to execute").into());
-            }
+            _ => return Err(self.not_a_symbol(f)),
         };
         match self.lookup_function(sym, frame) {
             Function::User(func) => self.call_user(sym, func, args, frame, now),
-            Function::Builtin(_) if !now => {
-                Err(Error::from(format!("symbol refers to a macro: '{}'", self.name(sym))).into())
-            }
-            Function::Builtin(b) => match BUILTINS[b].kind {
+            Function::Builtin(b) if now => match &BUILTINS[b].kind {
                 BuiltinKind::Special(f) => f(self, args, frame),
                 BuiltinKind::Strict(arity, apply) => {
-                    // One and two arguments (most calls) without a buffer.
-                    let Some((a, rest)) = next(args) else {
-                        arity.check(0)?;
-                        return apply(self, &[], args);
-                    };
-                    match next(rest) {
-                        None => {
-                            arity.check(1)?;
-                            let va = self.eval(a, frame).or_break(|| K::Args {
-                                b,
-                                done: Vec::new(),
-                                forms: args,
-                                rest,
-                                frame,
-                            })?;
-                            apply(self, &[va], args)
-                        }
-                        Some((e, Value::None)) => {
-                            arity.check(2)?;
-                            let va = self.eval(a, frame).or_break(|| K::Args {
-                                b,
-                                done: Vec::new(),
-                                forms: args,
-                                rest,
-                                frame,
-                            })?;
-                            let vb = self.eval(e, frame).or_break(|| K::Args {
-                                b,
-                                done: vec![va],
-                                forms: args,
-                                rest: Value::None,
-                                frame,
-                            })?;
-                            apply(self, &[va, vb], args)
-                        }
-                        Some(_) => {
-                            arity.check(count(args))?;
-                            self.strict(b, ArgBuf::new(), args, args, frame)
-                        }
-                    }
+                    self.call_strict(b, *arity, *apply, args, frame)
                 }
             },
-            Function::Missing => Err(Error::from(format!(
-                "symbol not defined as a function: '{}'",
-                self.name(sym)
-            ))
-            .into()),
+            Function::Builtin(_) => Err(self.no_function(sym, "symbol refers to a macro")),
+            Function::Missing => Err(self.no_function(sym, "symbol not defined as a function")),
+        }
+    }
+
+    /// `(f ...)` where `f` is not a symbol: the original's note on stdout, then the error.
+    #[cold]
+    #[inline(never)]
+    fn not_a_symbol(&self, f: Value<'tx>) -> Stop<'tx> {
+        let mut line = b"_DuFrame_EvalCall: ".to_vec();
+        if let Err(e) = self.repr(&mut line, f) {
+            return e.into();
+        }
+        line.push(b'\n');
+        self.write_out(&line);
+        Error::new("expected a symbol to execute").into()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn no_function(&self, sym: Gc<'tx, Obj>, what: &str) -> Stop<'tx> {
+        Error::from(format!("{what}: '{}'", self.name(sym))).into()
+    }
+
+    /// A call of the strict builtin `b`: checks the number of arguments, evaluates them,
+    /// applies it. (Out of line: `call` stays small for user calls.)
+    #[inline(never)]
+    fn call_strict(
+        &self,
+        b: usize,
+        arity: Arity,
+        apply: StrictFn,
+        args: Value<'tx>,
+        frame: Option<Fr<'tx>>,
+    ) -> R<'tx> {
+        // One and two arguments (most calls) without a buffer.
+        let Some((a, rest)) = next(args) else {
+            arity.check(0)?;
+            return apply(self, &[], args);
+        };
+        match next(rest) {
+            None => {
+                arity.check(1)?;
+                let va = self.eval(a, frame).or_break(|| K::Args {
+                    b,
+                    done: Vec::new(),
+                    forms: args,
+                    rest,
+                    frame,
+                })?;
+                apply(self, &[va], args)
+            }
+            Some((e, Value::None)) => {
+                arity.check(2)?;
+                let va = self.eval(a, frame).or_break(|| K::Args {
+                    b,
+                    done: Vec::new(),
+                    forms: args,
+                    rest,
+                    frame,
+                })?;
+                let vb = self.eval(e, frame).or_break(|| K::Args {
+                    b,
+                    done: vec![va],
+                    forms: args,
+                    rest: Value::None,
+                    frame,
+                })?;
+                apply(self, &[va, vb], args)
+            }
+            Some(_) => {
+                arity.check(count(args))?;
+                self.strict(b, ArgBuf::new(), args, args, frame)
+            }
         }
     }
 
@@ -607,7 +657,10 @@ impl<'tx> Cx<'tx> {
     /// What `(sym ...)` calls in `frame`: the local entry for `sym` if there is one (even
     /// one holding only a value), else the global user function, else the builtin.
     pub fn lookup_function(&self, sym: Gc<'tx, Obj>, frame: Option<Fr<'tx>>) -> Function<'tx> {
-        let local = frame.and_then(|fr| fr.function(sym));
+        let local = match frame {
+            Some(fr) if self.it.maybe_local(heap::symbol_id(sym)) => fr.function(sym),
+            _ => None,
+        };
         let func = match local {
             Some(f) => f,
             None => heap::global_function(sym),
@@ -670,7 +723,7 @@ impl<'tx> Cx<'tx> {
                 now,
             })?;
             let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
-            callee.set_value(p, v, &self.spare);
+            self.bind_local(callee, p, v);
             params = rest;
             args = more;
         }
@@ -740,7 +793,7 @@ impl<'tx> Cx<'tx> {
     ) -> Result<(), Error> {
         let sym = as_kind(sym, Kind::Symbol, "DuSymbol_Id")?;
         match frame {
-            Some(fr) => fr.set_value(sym, v, &self.spare),
+            Some(fr) => self.bind_local(fr, sym, v),
             None => heap::set_global_value(sym, v),
         }
         Ok(())
@@ -822,7 +875,7 @@ impl<'tx> Cx<'tx> {
                 now,
             } => {
                 let p = as_kind(param, Kind::Symbol, "DuSymbol_Id")?;
-                callee.set_value(p, v, &self.spare);
+                self.bind_local(callee, p, v);
                 self.bind(sym, params, args, frame, callee, body, now)
             }
             K::Setq { sym, rest, frame } => {

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use stm::{Gc, Root, Stm, Tasks, TransactionQueue, Tx};
@@ -171,7 +172,13 @@ pub struct Interp {
     running: Mutex<()>,
     /// Where each form the reader built starts (keyed by [`form_key`]), for errors.
     positions: RwLock<HashMap<u64, Location>>,
+    /// One bit per symbol id: set once any frame may have had an entry for the symbol
+    /// (see [`Interp::maybe_local`]).
+    local_names: Box<[AtomicU64]>,
 }
+
+/// Symbol ids the [`Interp::local_names`] bits cover; higher ids always count as local.
+const LOCAL_NAME_BITS: usize = 1 << 16;
 
 impl fmt::Debug for Interp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,6 +219,9 @@ impl Interp {
             threads,
             running: Mutex::new(()),
             positions: RwLock::new(HashMap::new()),
+            local_names: (0..LOCAL_NAME_BITS / 64)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         };
         interp.stm.atomically(|tx| {
             tx.become_inevitable();
@@ -315,6 +325,32 @@ impl Interp {
             let (top, _) = stack.pop().expect("the top level");
             build_list(tx, top).as_cons().map(|c| tx.root(c))
         }))
+    }
+
+    /// Whether some frame may have an entry for symbol `id`. If not, a lookup goes straight
+    /// to the global frame (most calls are of builtins and global functions, whose names
+    /// are never bound locally). The bit is set before any entry for the symbol is made,
+    /// by the thread that makes it, and never cleared; a frame made by another thread
+    /// reaches this one through the queue, which orders the bit before it.
+    #[inline(always)]
+    pub(crate) fn maybe_local(&self, id: u32) -> bool {
+        let id = id as usize;
+        match self.local_names.get(id / 64) {
+            Some(w) => w.load(Ordering::Relaxed) & (1 << (id % 64)) != 0,
+            None => true,
+        }
+    }
+
+    /// Records that a frame gets an entry for symbol `id` (see [`Interp::maybe_local`]).
+    #[inline(always)]
+    pub(crate) fn mark_local(&self, id: u32) {
+        let id = id as usize;
+        if let Some(w) = self.local_names.get(id / 64) {
+            let bit = 1 << (id % 64);
+            if w.load(Ordering::Relaxed) & bit == 0 {
+                w.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Where the form `form` starts in its source, if the reader built it.
