@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use stm::{Gc, Root, TQueue};
-use stm_examples::{report, thread_cpu_time, Common};
+use stm_examples::{compute, report, thread_cpu_time, Common};
 use stm_runtime as stm;
 
 #[derive(Parser, Debug)]
@@ -117,16 +117,6 @@ fn record(tally: &Root<Tally>, job: u64, result: u64) {
 fn totals(tally: &Root<Tally>) -> (u64, u64, u64) {
     let t = tally.get(stm::tx!());
     (t.jobs, t.id_sum, t.result_sum)
-}
-
-/// The job: `rounds` dependent multiply-xorshift rounds (pure computation).
-fn compute(job: u64, rounds: u64) -> u64 {
-    let mut x = job.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for _ in 0..rounds {
-        x ^= x >> 29;
-        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    }
-    x
 }
 
 /// One worker: takes jobs until the queue is empty, one loop iteration per job; the

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use stm::{Gc, GcVec, Root, TVec};
-use stm_examples::{report, Common};
+use stm_examples::{compute, report, Common};
 use stm_runtime as stm;
 
 #[derive(Parser, Debug)]
@@ -123,16 +123,6 @@ fn record(tally: &Root<Tally>, job: u64, result: u64, stolen: bool) {
 fn totals(tally: &Root<Tally>) -> (u64, u64, u64, u64) {
     let t = tally.get(stm::tx!());
     (t.jobs, t.steals, t.id_sum, t.result_sum)
-}
-
-/// The job itself: `rounds` dependent multiply-xorshift rounds (pure computation).
-fn compute(job: u64, rounds: u64) -> u64 {
-    let mut x = job.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for _ in 0..rounds {
-        x ^= x >> 29;
-        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    }
-    x
 }
 
 /// One worker: takes jobs until the queue is empty. The loop's back-edge is a break point;

@@ -2,19 +2,12 @@
 //! growth; several threads with injected aborts and collections), and transactions on
 //! different keys do not conflict while the same key does.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::Rng;
 use stm_runtime::{self as stm, Gc, GcHashMap, Stm, THashMap};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[test]
 fn one_thread_matches_a_model_through_rollbacks_and_growth() {
@@ -25,7 +18,7 @@ fn one_thread_matches_a_model_through_rollbacks_and_growth() {
         .unwrap();
     let map = stm.atomically(|tx| tx.root(GcHashMap::<u64, u64>::new(tx).as_gc()));
     let mut model: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     for round in 0..600u64 {
         // Keys from a range that makes the map grow several times, with removes.
         let ops: Vec<(u64, u64)> = (0..rng.next() % 12 + 1)
@@ -139,7 +132,7 @@ fn threads_with_handles_lose_nothing() {
         for t in 0..2u64 {
             let (stm, bank) = (&stm, &bank);
             s.spawn(move || {
-                let mut rng = Rng(t + 11);
+                let mut rng = Rng::new(t + 11);
                 for i in 0..PER_THREAD {
                     stm.atomically(|tx| open(bank.get(tx), 2 * i + t));
                     let (x, y) = (rng.next() % (2 * i + 1), rng.next() % (2 * i + 1));

@@ -4,21 +4,13 @@
 //! The queue's lanes are chosen per thread, in the order threads first use a queue; this
 //! binary starts few threads, so the threads of one test never share a first lane.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use common::Rng;
 use stm_runtime::{self as stm, Gc, GcQueue, Stm, TQueue, QUEUE_LANES};
-
-/// A small deterministic generator.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[test]
 fn one_thread_gets_back_what_it_put_in() {
@@ -29,7 +21,7 @@ fn one_thread_gets_back_what_it_put_in() {
         .unwrap();
     let q = stm.atomically(|tx| tx.root(GcQueue::<u64>::new(tx).as_gc()));
     let mut model: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut held = 0usize;
     for round in 0..400u64 {
         // A transaction of a few pushes and pops, rolled back one time in five.
