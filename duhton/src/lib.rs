@@ -30,7 +30,7 @@ use stm_runtime as stm;
 mod builtins;
 mod eval;
 pub mod heap;
-pub mod list;
+pub use heap::list;
 pub mod reader;
 
 use builtins::BUILTINS;
