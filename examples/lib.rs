@@ -75,16 +75,6 @@ pub fn compute(job: u64, rounds: u64) -> u64 {
     x
 }
 
-/// The CPU time the calling thread has used (from `/proc/thread-self/schedstat`, in
-/// nanoseconds; zero where it cannot be read): against wall time, it tells whether threads
-/// really ran at the same time.
-pub fn thread_cpu_time() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
-}
-
 /// Prints the lines every example ends with: the result check, throughput and statistics.
 pub fn report(
     name: &str,

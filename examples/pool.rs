@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use stm::{Gc, Root, TQueue};
-use stm_examples::{compute, report, thread_cpu_time, Common};
+use stm_examples::{compute, report, Common};
 use stm_runtime as stm;
+use stm_runtime::thread_cpu_time;
 
 #[derive(Parser, Debug)]
 #[command(about = "The natural worker pool: one shared queue, jobs in transactions")]

@@ -108,6 +108,7 @@ pub fn run(name: &str, threads: usize, small: bool) -> Outcome {
         seconds,
         commits: stats.commits,
         aborts: stats.aborts(),
+        cpu_seconds: None,
         check,
     }
 }
@@ -143,6 +144,7 @@ fn failed(msg: String) -> Outcome {
         seconds: 0.0,
         commits: 0,
         aborts: 0,
+        cpu_seconds: None,
         check: Err(msg),
     }
 }

@@ -41,9 +41,9 @@ struct Args {
     /// Scale every workload's operation count by this factor.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Run each configuration this many times and keep the fastest (a shared machine only
-    /// ever adds time).
-    #[arg(long, default_value_t = 1)]
+    /// Run each configuration this many times (at least 1): the tables show the median, the
+    /// spread and the threads' overlap.
+    #[arg(long, default_value_t = 5)]
     repeat: usize,
     /// Write results.md and throughput.svg into this directory.
     #[arg(long)]
@@ -105,32 +105,12 @@ fn main() {
                 };
                 let wall = Instant::now();
                 let watch = watchdog(format!("{} on {} with {t} threads", w.name(), i.name()));
-                // Best of `--repeat` runs (the fastest; every run's check must pass).
-                let mut o = stm_bench::run(i, w, t, ops);
-                for _ in 1..args.repeat {
-                    let again = stm_bench::run(i, w, t, ops);
-                    if again.check.is_err() {
-                        o = again;
-                        break;
-                    }
-                    if again.seconds < o.seconds {
-                        o = again;
-                    }
-                }
-                let row = Row {
-                    workload: w.name(),
-                    imp: i.name().to_string(),
-                    threads: t,
-                    ops: o.ops,
-                    seconds: o.seconds,
-                    commits: o.commits,
-                    aborts: o.aborts,
-                    check_ok: o.check.is_ok(),
-                    check: match o.check {
-                        Ok(m) => m,
-                        Err(m) => m,
-                    },
-                };
+                // `--repeat` runs: the median, the spread, the overlap; a failed check in
+                // any run fails the row.
+                let outcomes: Vec<_> = (0..args.repeat.max(1))
+                    .map(|_| stm_bench::run(i, w, t, ops))
+                    .collect();
+                let row = summarize(w.name(), i.name(), t, outcomes);
                 drop(watch);
                 emit(&args, &row, Some(wall.elapsed().as_secs_f64()));
                 rows.push(row);
@@ -157,8 +137,15 @@ fn main() {
         let p = dir.join("results.md");
         std::fs::write(&p, md).unwrap_or_else(|e| fail(&format!("{}: {e}", p.display())));
         let svg = dir.join("throughput.svg");
+        let title = format!(
+            "Throughput, millions of transactions per second (higher is better), median of {} \
+             runs; {} CPUs, {}",
+            args.repeat.max(1),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            sh("date -u +%Y-%m-%d")
+        );
         results
-            .plot(&svg)
+            .plot(&svg, &title)
             .unwrap_or_else(|e| fail(&format!("{}: {e}", svg.display())));
         eprintln!("wrote {} and {}", p.display(), svg.display());
     }
@@ -194,12 +181,22 @@ fn emit(args: &Args, r: &Row, wall: Option<f64>) {
         println!("{}", r.to_json());
         let _ = std::io::stdout().flush();
     } else {
+        let overlap = r
+            .overlap
+            .map_or(String::new(), |o| format!("  overlap {:>3.0}%", 100.0 * o));
+        let verdict = r
+            .no_verdict()
+            .map_or(String::new(), |why| format!("  (no verdict: {why})"));
         eprintln!(
-            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s  {:>5.1}% aborts  {:>5.2}s  {}{}",
+            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s (median of {}, {:.0}-{:.0} ms){overlap}  \
+             {:>5.1}% aborts  {:>5.2}s  {}{}{verdict}",
             r.workload,
             r.imp,
             r.threads,
             r.ops_per_sec() / 1e6,
+            r.runs,
+            r.min_seconds * 1e3,
+            r.max_seconds * 1e3,
             100.0 * r.aborts as f64 / r.commits.max(1) as f64,
             wall.unwrap_or(r.seconds),
             if r.check_ok { "ok: " } else { "CHECK FAILED: " },
@@ -220,7 +217,11 @@ fn run_child(
         .parent()
         .expect("workspace root");
     let gil = Impl::runtime_here() == Impl::Stm;
-    let target = root.join("target").join(if gil { "gil" } else { "stm" });
+    // The child's own target directory, inside the one cargo uses (`CARGO_TARGET_DIR` if set).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(if gil { "gil" } else { "stm" });
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(&cargo);
     build
@@ -278,15 +279,55 @@ fn run_child(
         .collect()
 }
 
+/// The output of a shell command (empty if it fails).
+fn sh(c: &str) -> String {
+    Command::new("sh")
+        .args(["-c", c])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The runs of one configuration as one row: the median run's figures, the fastest and
+/// slowest times, the median overlap, and the first failed check if any.
+fn summarize(
+    workload: String,
+    imp: &str,
+    threads: usize,
+    mut runs: Vec<stm_bench::workloads::Outcome>,
+) -> Row {
+    let n = runs.len();
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut overlaps: Vec<f64> = runs
+        .iter()
+        .filter(|_| threads > 1)
+        .filter_map(|o| Some(o.cpu_seconds? / (o.seconds.max(1e-9) * threads as f64)))
+        .collect();
+    overlaps.sort_by(f64::total_cmp);
+    let failed = runs.iter().position(|o| o.check.is_err());
+    let (min, max) = (runs[0].seconds, runs[n - 1].seconds);
+    let pick = runs.swap_remove(failed.unwrap_or(n / 2));
+    Row {
+        workload,
+        imp: imp.to_string(),
+        threads,
+        ops: pick.ops,
+        seconds: pick.seconds,
+        min_seconds: min,
+        max_seconds: max,
+        runs: n,
+        commits: pick.commits,
+        aborts: pick.aborts,
+        overlap: overlaps.get(overlaps.len() / 2).copied(),
+        check_ok: pick.check.is_ok(),
+        check: match pick.check {
+            Ok(m) | Err(m) => m,
+        },
+    }
+}
+
 /// The machine, for the results file.
 fn machine() -> String {
-    let sh = |c: &str| {
-        Command::new("sh")
-            .args(["-c", c])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
     format!(
         "Machine (`nproc`: {}):\n\n```text\n{}\n{}\n```\n",
         sh("nproc"),

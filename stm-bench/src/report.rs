@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::Impl;
 
 /// `v` with three significant digits.
@@ -19,84 +21,75 @@ fn sig3(v: f64) -> String {
     }
 }
 
-/// One run's result.
-#[derive(Debug, Clone, PartialEq)]
+/// Below this overlap (the threads' CPU time against wall time × threads), a multi-thread
+/// row's threads mostly took turns: it says nothing about scaling.
+pub const MIN_OVERLAP: f64 = 0.7;
+/// Runs shorter than this give no verdict (start-up and scheduling noise dominate).
+pub const MIN_SECONDS: f64 = 0.1;
+
+/// One configuration's result: the median of its runs, their spread, and its threads'
+/// overlap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Workload name.
     pub workload: String,
     /// Implementation name.
+    #[serde(rename = "impl")]
     pub imp: String,
     /// Worker threads.
     pub threads: usize,
-    /// Operations (committed transactions).
+    /// Operations (committed transactions) per run.
     pub ops: u64,
-    /// Seconds of the timed phase.
+    /// Seconds of the timed phase: the median of the runs.
     pub seconds: f64,
-    /// Committed transactions.
+    /// The fastest run's seconds.
+    pub min_seconds: f64,
+    /// The slowest run's seconds.
+    pub max_seconds: f64,
+    /// How many runs.
+    pub runs: usize,
+    /// Committed transactions (of the median run).
     pub commits: u64,
-    /// Aborted attempts.
+    /// Aborted attempts (of the median run).
     pub aborts: u64,
-    /// Whether the result check passed.
+    /// The median over the runs of the threads' CPU time / (seconds × threads): 1.0 when the
+    /// threads ran at the same time throughout, 1/threads when they took turns. `None` where
+    /// it is not measured (one thread, the Duhton demos).
+    pub overlap: Option<f64>,
+    /// Whether the result check passed (in every run).
     pub check_ok: bool,
-    /// The check's message.
+    /// The check's message (of a failed run, if any).
     pub check: String,
 }
 
 impl Row {
-    /// Operations per second.
+    /// Operations per second (of the median run).
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.seconds.max(1e-9)
     }
 
-    /// The row as one JSON object.
+    /// Why this row gives no verdict on scaling or speed, if it does not: its threads took
+    /// turns, or its runs were too short.
+    pub fn no_verdict(&self) -> Option<&'static str> {
+        if self.overlap.is_some_and(|o| o < MIN_OVERLAP) {
+            Some("the threads took turns")
+        } else if self.seconds < MIN_SECONDS {
+            Some("shorter than 100 ms")
+        } else {
+            None
+        }
+    }
+
+    /// The row as one JSON object (with `ops_per_sec` added).
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"workload\":\"{}\",\"impl\":\"{}\",\"threads\":{},\"ops\":{},\"seconds\":{:.6},\"ops_per_sec\":{:.1},\"commits\":{},\"aborts\":{},\"check_ok\":{},\"check\":\"{}\"}}",
-            self.workload,
-            self.imp,
-            self.threads,
-            self.ops,
-            self.seconds,
-            self.ops_per_sec(),
-            self.commits,
-            self.aborts,
-            self.check_ok,
-            self.check.replace('\\', "\\\\").replace('"', "\\\"")
-        )
+        let mut v = serde_json::to_value(self).expect("a row serializes");
+        v["ops_per_sec"] = serde_json::json!(self.ops_per_sec());
+        v.to_string()
     }
 
     /// Parses a line written by [`Row::to_json`] (the child process's output).
     pub fn from_json(line: &str) -> Option<Row> {
-        let field = |name: &str| -> Option<&str> {
-            let key = format!("\"{name}\":");
-            let start = line.find(&key)? + key.len();
-            let rest = &line[start..];
-            if let Some(s) = rest.strip_prefix('"') {
-                // Strings: up to the next unescaped quote.
-                let mut prev = ' ';
-                for (i, ch) in s.char_indices() {
-                    if ch == '"' && prev != '\\' {
-                        return Some(&s[..i]);
-                    }
-                    prev = ch;
-                }
-                None
-            } else {
-                let end = rest.find([',', '}']).unwrap_or(rest.len());
-                Some(&rest[..end])
-            }
-        };
-        Some(Row {
-            workload: field("workload")?.to_string(),
-            imp: field("impl")?.to_string(),
-            threads: field("threads")?.parse().ok()?,
-            ops: field("ops")?.parse().ok()?,
-            seconds: field("seconds")?.parse().ok()?,
-            commits: field("commits")?.parse().ok()?,
-            aborts: field("aborts")?.parse().ok()?,
-            check_ok: field("check_ok")? == "true",
-            check: field("check")?.replace("\\\"", "\"").replace("\\\\", "\\"),
-        })
+        serde_json::from_str(line).ok()
     }
 }
 
@@ -154,64 +147,101 @@ impl Results {
         t
     }
 
-    /// The Markdown throughput table (millions of transactions per second) and the abort
-    /// table.
-    pub fn table(&self) -> String {
+    /// One Markdown table: a row per (workload, threads), a column per implementation, the
+    /// cell `cell(row)` ("-" where nothing was measured; rows with no cell at all left out).
+    fn grid(&self, title: &str, cell: impl Fn(&Row) -> Option<String>) -> String {
         let impls = self.impls();
         let mut s = String::new();
-        let header = |s: &mut String| {
-            let _ = writeln!(s, "| workload | threads | {} |", impls.join(" | "));
-            let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(impls.len()));
-        };
-        let _ = writeln!(
-            s,
-            "Throughput, millions of transactions per second (higher is better):\n"
-        );
-        header(&mut s);
+        let _ = writeln!(s, "{title}\n");
+        let _ = writeln!(s, "| workload | threads | {} |", impls.join(" | "));
+        let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(impls.len()));
         for w in self.workloads() {
             for t in self.threads() {
-                let cells: Vec<String> = impls
+                let cells: Vec<Option<String>> = impls
                     .iter()
-                    .map(|i| match self.get(&w, i, t) {
-                        Some(r) if r.check_ok => sig3(r.ops_per_sec() / 1e6),
-                        Some(_) => "CHECK FAILED".into(),
-                        None => "-".into(),
-                    })
+                    .map(|i| self.get(&w, i, t).and_then(&cell))
                     .collect();
-                if cells.iter().all(|c| c == "-") {
+                if cells.iter().all(Option::is_none) {
                     continue;
                 }
-                let _ = writeln!(s, "| {w} | {t} | {} |", cells.join(" | "));
-            }
-        }
-        let _ = writeln!(
-            s,
-            "\nAborted attempts per committed transaction, percent:\n"
-        );
-        header(&mut s);
-        for w in self.workloads() {
-            for t in self.threads() {
-                let cells: Vec<String> = impls
-                    .iter()
-                    .map(|i| match self.get(&w, i, t) {
-                        Some(r) => {
-                            format!("{:.1}", 100.0 * r.aborts as f64 / r.commits.max(1) as f64)
-                        }
-                        None => "-".into(),
-                    })
+                let cells: Vec<String> = cells
+                    .into_iter()
+                    .map(|c| c.unwrap_or_else(|| "-".into()))
                     .collect();
-                if cells.iter().all(|c| c == "-") {
-                    continue;
-                }
                 let _ = writeln!(s, "| {w} | {t} | {} |", cells.join(" | "));
             }
         }
         s
     }
 
+    /// The Markdown tables: throughput (median of the runs, marked where the run gives no
+    /// verdict), spread, the threads' overlap, and aborts.
+    pub fn table(&self) -> String {
+        let runs = self.rows.iter().map(|r| r.runs).max().unwrap_or(1);
+        let mut s = self.grid(
+            &format!(
+                "Throughput, millions of transactions per second (higher is better), median of \
+                 {runs} runs. † the threads took turns (overlap under {:.0}%), * shorter than \
+                 100 ms: no verdict.",
+                MIN_OVERLAP * 100.0
+            ),
+            |r| {
+                Some(if !r.check_ok {
+                    "CHECK FAILED".into()
+                } else {
+                    let mark = match r.no_verdict() {
+                        Some("the threads took turns") => " †",
+                        Some(_) => " *",
+                        None => "",
+                    };
+                    format!("{}{mark}", sig3(r.ops_per_sec() / 1e6))
+                })
+            },
+        );
+        s.push('\n');
+        s.push_str(&self.grid(
+            "Spread of the runs: fastest and slowest, percent of the median time:",
+            |r| {
+                (r.runs > 1).then(|| {
+                    format!(
+                        "{:+.0}/{:+.0}",
+                        100.0 * (r.min_seconds / r.seconds - 1.0),
+                        100.0 * (r.max_seconds / r.seconds - 1.0)
+                    )
+                })
+            },
+        ));
+        s.push('\n');
+        s.push_str(&self.grid(
+            "Overlap of the multi-thread runs, percent (the threads' CPU time against wall \
+             time × threads; 100: they ran together throughout):",
+            |r| r.overlap.map(|o| format!("{:.0}", 100.0 * o)),
+        ));
+        s.push('\n');
+        s.push_str(&self.grid(
+            "Aborted attempts per committed transaction, percent:",
+            |r| {
+                Some(format!(
+                    "{:.1}",
+                    100.0 * r.aborts as f64 / r.commits.max(1) as f64
+                ))
+            },
+        ));
+        s
+    }
+
     /// The issue's targets, computed from this run: (description, figure, met).
     pub fn targets(&self) -> Vec<(String, String, Option<bool>)> {
         let mut out = Vec::new();
+        // A target computed from a row that gives no verdict (threads that took turns, a
+        // run under 100 ms) is reported but not judged.
+        let judge = |met: bool, used: &[(&str, &str, usize)]| -> Option<bool> {
+            let why = used
+                .iter()
+                .filter_map(|&(w, i, t)| self.get(w, i, t)?.no_verdict())
+                .next();
+            why.is_none().then_some(met)
+        };
         let ns = |w: &str, i: &str, t: usize| self.ops(w, i, t).map(|o| 1e9 / o);
         // 1. Small transactions, one thread.
         for w in ["bank-low", "counter"] {
@@ -220,7 +250,7 @@ impl Results {
                 out.push((
                     format!("{w}, 1 thread: STM within 3x of the uncontended Mutex (goal 2x)"),
                     format!("{s:.1} ns vs {m:.1} ns = {r:.2}x"),
-                    Some(r <= 3.0),
+                    judge(r <= 3.0, &[(w, "stm", 1), (w, "mutex", 1)]),
                 ));
             }
             for c in ["stm-0.4", "fast-stm", "kovan-stm", "xstm"] {
@@ -229,7 +259,7 @@ impl Results {
                     out.push((
                         format!("{w}, 1 thread: STM >= 3x faster than {c}"),
                         format!("{x:.1} ns vs {s:.1} ns = {r:.1}x"),
-                        Some(r >= 3.0),
+                        judge(r >= 3.0, &[(w, "stm", 1), (w, c, 1)]),
                     ));
                 }
             }
@@ -240,7 +270,7 @@ impl Results {
             out.push((
                 "long, 1 thread: STM within 1.2x of the sequential program".into(),
                 format!("{s:.0} ns vs {q:.0} ns per transaction = {r:.2}x"),
-                Some(r <= 1.2),
+                judge(r <= 1.2, &[("long", "stm", 1), ("long", "seq", 1)]),
             ));
         }
         // 3. Low contention scaling.
@@ -252,7 +282,7 @@ impl Results {
             out.push((
                 "bank-low: STM 2 threads vs 1 thread >= 1.8x".into(),
                 format!("{r:.2}x"),
-                Some(r >= 1.8),
+                judge(r >= 1.8, &[("bank-low", "stm", 1), ("bank-low", "stm", 2)]),
             ));
         }
         if let (Some(a), Some(b)) = (self.ops("long", "stm", 1), self.ops("long", "stm", 2)) {
@@ -267,7 +297,7 @@ impl Results {
             out.push((
                 "long: STM on 2 threads >= 1.6x faster than the sequential program".into(),
                 format!("{r:.2}x"),
-                Some(r >= 1.6),
+                judge(r >= 1.6, &[("long", "seq", 1), ("long", "stm", 2)]),
             ));
         }
         // 4. High contention: no collapse.
@@ -277,7 +307,7 @@ impl Results {
                 out.push((
                     format!("{w}: STM 2 threads >= 0.8x of 1 thread"),
                     format!("{r:.2}x"),
-                    Some(r >= 0.8),
+                    judge(r >= 0.8, &[(w, "stm", 1), (w, "stm", 2)]),
                 ));
             }
         }
@@ -291,69 +321,103 @@ impl Results {
             let m = match met {
                 Some(true) => "yes",
                 Some(false) => "**no**",
-                None => "",
+                None if d.contains("for reference") => "",
+                None => "no verdict",
             };
             let _ = writeln!(s, "| {d} | {f} | {m} |");
         }
         s
     }
 
-    /// Draws throughput against threads, one panel per workload, as an SVG file.
-    pub fn plot(&self, path: &std::path::Path) -> Result<(), String> {
+    /// Draws throughput against threads, one panel per workload, as an SVG file: thread
+    /// counts on an integer axis, one colour per implementation whatever the run holds (its
+    /// place in [`Impl::ALL`]), points only where something was measured (the sequential
+    /// program, measured on one thread, is a dashed reference line without points), and a
+    /// title that says what is measured, on which machine and when.
+    pub fn plot(&self, path: &std::path::Path, title: &str) -> Result<(), String> {
         use plotters::prelude::*;
         let workloads = self.workloads();
         let impls = self.impls();
         let threads = self.threads();
         let cols = 4;
         let rows = (workloads.len() + 1).div_ceil(cols);
-        let root = SVGBackend::new(path, (1400, 330 * rows as u32)).into_drawing_area();
+        let root = SVGBackend::new(path, (1400, 40 + 330 * rows as u32)).into_drawing_area();
         let e = |e: &dyn std::fmt::Display| e.to_string();
         root.fill(&WHITE).map_err(|x| e(&x))?;
+        let root = root.titled(title, ("sans-serif", 20)).map_err(|x| e(&x))?;
         let panels = root.split_evenly((rows, cols));
-        let tmax = *threads.last().unwrap_or(&1) as f64;
-        let color = |k: usize| Palette99::pick(k).to_rgba();
+        let tmax = *threads.last().unwrap_or(&1) as i32;
+        let color = |name: &str| {
+            let k = Impl::ALL.iter().position(|i| i.name() == name).unwrap_or(0);
+            Palette99::pick(k).to_rgba()
+        };
         for (area, w) in panels.iter().zip(&workloads) {
-            let pts = |i: &str| -> Vec<(f64, f64)> {
+            let pts = |i: &str| -> Vec<(i32, f64)> {
                 threads
                     .iter()
-                    .filter_map(|&t| self.ops(w, i, t).map(|o| (t as f64, o / 1e6)))
+                    .filter_map(|&t| {
+                        let r = self.get(w, i, t).filter(|r| r.check_ok)?;
+                        Some((t as i32, r.ops_per_sec() / 1e6))
+                    })
                     .collect()
             };
             let all: Vec<f64> = impls.iter().flat_map(|i| pts(i)).map(|p| p.1).collect();
-            let (lo, hi) = all
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
             if all.is_empty() {
                 continue;
             }
+            let (lo, hi) = all
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
             let mut chart = ChartBuilder::on(area)
                 .caption(w, ("sans-serif", 18))
                 .margin(10)
                 .x_label_area_size(30)
                 .y_label_area_size(50)
-                .build_cartesian_2d(0.8f64..tmax + 0.2, (lo / 1.5..hi * 1.5).log_scale())
+                .build_cartesian_2d(
+                    (1..tmax.max(2)).into_segmented(),
+                    (lo / 1.5..hi * 1.5).log_scale(),
+                )
                 .map_err(|x| e(&x))?;
             chart
                 .configure_mesh()
                 .x_desc("threads")
-                .y_desc("Mtx/s")
-                .x_labels(threads.len() + 1)
-                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_desc("Mtx/s (higher is better)")
+                .x_label_formatter(&|x| match x {
+                    SegmentValue::CenterOf(t) | SegmentValue::Exact(t) => t.to_string(),
+                    SegmentValue::Last => String::new(),
+                })
                 .y_label_formatter(&|y| format!("{y:.2}"))
                 .draw()
                 .map_err(|x| e(&x))?;
-            for (k, i) in impls.iter().enumerate() {
-                let mut p = pts(i);
-                if p.len() == 1 {
-                    // The sequential program: a reference line across the thread counts.
-                    p.push((tmax, p[0].1));
+            for i in &impls {
+                let p = pts(i);
+                let c = color(i);
+                let at = |t: i32| SegmentValue::CenterOf(t);
+                if *i == Impl::Seq.name() {
+                    // One thread only: a reference line across the panel, no points.
+                    if let Some(&(_, y)) = p.first() {
+                        chart
+                            .draw_series(DashedLineSeries::new(
+                                [(at(1), y), (at(tmax), y)],
+                                6,
+                                4,
+                                c.stroke_width(2),
+                            ))
+                            .map_err(|x| e(&x))?;
+                    }
+                    continue;
                 }
-                let c = color(k);
                 chart
-                    .draw_series(LineSeries::new(p.clone(), c.stroke_width(2)))
+                    .draw_series(LineSeries::new(
+                        p.iter().map(|&(t, y)| (at(t), y)),
+                        c.stroke_width(2),
+                    ))
                     .map_err(|x| e(&x))?;
                 chart
-                    .draw_series(p.iter().map(|&q| Circle::new(q, 3, c.filled())))
+                    .draw_series(
+                        p.iter()
+                            .map(|&(t, y)| Circle::new((at(t), y), 3, c.filled())),
+                    )
                     .map_err(|x| e(&x))?;
             }
         }
@@ -363,7 +427,7 @@ impl Results {
                 let y = 30 + 26 * k as i32;
                 area.draw(&PathElement::new(
                     vec![(40, y), (90, y)],
-                    color(k).stroke_width(3),
+                    color(i).stroke_width(3),
                 ))
                 .map_err(|x| e(&x))?;
                 area.draw(&Text::new(i.to_string(), (100, y - 8), ("sans-serif", 18)))

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Barrier;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::ctx::{attempts, Ctx, Engine, Res, TxFn};
 use crate::engines::{Layout, SETUP};
@@ -194,6 +194,9 @@ pub struct Outcome {
     pub commits: u64,
     /// Aborted attempts (attempts - commits).
     pub aborts: u64,
+    /// The worker threads' CPU time during the timed phase, summed (`None` where it is not
+    /// measured): against `seconds × threads`, whether the threads really ran at once.
+    pub cpu_seconds: Option<f64>,
     /// The result check: a summary, or what went wrong.
     pub check: Result<String, String>,
 }
@@ -401,7 +404,7 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
         }
     }
     let barrier = Barrier::new(threads);
-    let results: Vec<(Work, u64, Instant, Instant)> = std::thread::scope(|s| {
+    let results: Vec<(Work, u64, Instant, Instant, Duration)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let (barrier, initial) = (&barrier, &initial);
@@ -411,9 +414,11 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
                     let a0 = attempts();
                     barrier.wait();
                     let start = Instant::now();
+                    let cpu = stm_runtime::thread_cpu_time();
                     let work = worker(e, w, t, threads, per_thread, &mut rng, initial);
+                    let cpu = stm_runtime::thread_cpu_time() - cpu;
                     let end = Instant::now();
-                    (work, attempts() - a0, start, end)
+                    (work, attempts() - a0, start, end, cpu)
                 })
             })
             .collect();
@@ -424,6 +429,7 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
     let end = results.iter().map(|r| r.3).max().expect("a thread");
     let seconds = (end - start).as_secs_f64();
     let attempts: u64 = results.iter().map(|r| r.1).sum();
+    let cpu: Duration = results.iter().map(|r| r.4).sum();
     e.enter(SETUP);
     let check = check(
         e,
@@ -438,6 +444,7 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
         seconds,
         commits: ops,
         aborts: attempts.saturating_sub(ops),
+        cpu_seconds: Some(cpu.as_secs_f64()),
         check,
     }
 }

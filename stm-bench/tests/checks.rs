@@ -43,3 +43,72 @@ fn duhton_demos_pass_their_checks_on_the_runtime() {
         }
     }
 }
+
+fn row(imp: &str, threads: usize, seconds: f64, overlap: Option<f64>) -> stm_bench::report::Row {
+    stm_bench::report::Row {
+        workload: "bank-low".into(),
+        imp: imp.into(),
+        threads,
+        ops: 1_000_000,
+        seconds,
+        min_seconds: seconds * 0.9,
+        max_seconds: seconds * 1.2,
+        runs: 5,
+        commits: 1_000_000,
+        aborts: 10,
+        overlap,
+        check_ok: true,
+        check: "total \"conserved\"".into(),
+    }
+}
+
+/// Rows go through JSON unchanged (the GIL child's output); a multi-thread row whose threads
+/// took turns, or a run under 100 ms, is marked and not judged against a target; the plot
+/// says what it shows.
+#[test]
+fn rows_say_when_they_give_no_verdict() {
+    use stm_bench::report::Results;
+    let took_turns = row("stm", 2, 0.5, Some(0.55));
+    assert_eq!(
+        stm_bench::report::Row::from_json(&took_turns.to_json()),
+        Some(took_turns.clone())
+    );
+    assert_eq!(took_turns.no_verdict(), Some("the threads took turns"));
+    assert_eq!(
+        row("stm", 1, 0.05, None).no_verdict(),
+        Some("shorter than 100 ms")
+    );
+    assert_eq!(row("stm", 2, 0.5, Some(0.95)).no_verdict(), None);
+
+    let judged = |two: stm_bench::report::Row| {
+        let r = Results::new(vec![row("stm", 1, 1.0, None), two]);
+        let t = r.targets();
+        let (_, figure, met) = t
+            .iter()
+            .find(|(d, _, _)| d.starts_with("bank-low: STM 2 threads"))
+            .expect("the scaling target")
+            .clone();
+        (figure, met, r.table())
+    };
+    let (figure, met, table) = judged(took_turns);
+    assert_eq!((figure.as_str(), met), ("2.00x", None));
+    assert!(table.contains("2.00 †"), "{table}");
+    assert!(table.contains("| bank-low | 2 | 55 |"), "{table}");
+    let (_, met, _) = judged(row("stm", 2, 0.5, Some(0.95)));
+    assert_eq!(met, Some(true));
+
+    let dir = std::env::temp_dir().join(format!("stm-bench-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("p.svg");
+    Results::new(vec![
+        row("seq", 1, 0.8, None),
+        row("stm", 1, 1.0, None),
+        row("stm", 2, 0.5, Some(0.95)),
+    ])
+    .plot(&svg, "Throughput (higher is better), test machine, today")
+    .unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(text.contains("Throughput (higher is better), test machine, today"));
+    assert!(!text.contains("1.5"), "thread counts are integers");
+}

@@ -76,6 +76,7 @@ pub use series::{
     TARGET_TIME,
 };
 pub use stats::{thread_stats, Stats};
+pub use sys::thread_cpu_time;
 pub use text::{GcString, ReadOnlyVec, TString};
 pub use tmap::{GcHashMap, MapHead, MapKey, THashMap, MAP_SHARDS};
 pub use tqueue::{GcQueue, QueueHead, TQueue, QUEUE_LANES};

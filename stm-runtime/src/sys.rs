@@ -67,9 +67,11 @@ pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
 }
 
-/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): unlike wall time,
-/// it does not count the time the thread was descheduled.
-pub(crate) fn thread_cpu_time() -> std::time::Duration {
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`; zero if the clock
+/// cannot be read): unlike wall time, it does not count the time the thread was descheduled.
+/// The conflict report measures the time lost in it; against wall time, it tells whether
+/// threads really ran at the same time (on a VM two threads may take turns).
+pub fn thread_cpu_time() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
