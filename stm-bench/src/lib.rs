@@ -15,6 +15,7 @@ pub mod duhton_demos;
 pub mod engines;
 pub mod report;
 pub mod rt;
+pub mod stamp;
 pub mod structs;
 pub mod workloads;
 

@@ -447,6 +447,14 @@ fn tree_walk<C: Ctx>(
 // ---- the three operations --------------------------------------------------------------
 
 impl Kind {
+    /// The slots the structure uses: its buckets (a hash map), or the one root.
+    pub fn buckets(self) -> usize {
+        match self {
+            Kind::Hash { buckets } => buckets,
+            Kind::List | Kind::Tree => 1,
+        }
+    }
+
     /// The value of `key`.
     pub fn get<C: Ctx>(self, c: &mut C, key: u64) -> Res<Option<u64>> {
         match self {

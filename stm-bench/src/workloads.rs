@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::ctx::{attempts, Ctx, Engine, Res, TxFn};
 use crate::engines::{Layout, SETUP};
+use crate::stamp;
 use crate::structs::Kind;
 
 /// The examples' generator (xorshift64*), one per thread.
@@ -35,6 +36,13 @@ pub enum Workload {
     /// mixes their contents (about 1 µs of work, like an interpreter's transaction), and adds
     /// the result to one of 1024 counters.
     Long,
+    /// STAMP's vacation, low contention (see [`crate::stamp`]).
+    Vacation {
+        /// Items per table (and customers).
+        relations: u64,
+    },
+    /// STAMP's kmeans: points added to 40 shared cluster accumulators (see [`crate::stamp`]).
+    Kmeans,
     /// A Duhton demo (our runtime only; see [`crate::duhton_demos`]).
     Duhton(&'static str),
 }
@@ -54,6 +62,10 @@ pub const ALL: &[Workload] = &[
     tree(50),
     tree(90),
     Workload::Long,
+    Workload::Vacation {
+        relations: stamp::RELATIONS,
+    },
+    Workload::Kmeans,
 ];
 
 /// The Duhton demos, as workloads (run by our runtime only).
@@ -108,6 +120,8 @@ impl Workload {
                 format!("{k}-{updates}")
             }
             Workload::Long => "long".into(),
+            Workload::Vacation { .. } => "vacation".into(),
+            Workload::Kmeans => "kmeans".into(),
             Workload::Duhton(d) => format!("duhton-{d}"),
         }
     }
@@ -127,6 +141,8 @@ impl Workload {
                 kind: Kind::Tree, ..
             } => 100_000,
             Workload::Long => 30_000,
+            Workload::Vacation { .. } => 200_000,
+            Workload::Kmeans => 400_000,
             Workload::Duhton(_) => 0,
         }
     }
@@ -154,6 +170,7 @@ impl Workload {
                 updates,
                 range: range.min(512),
             },
+            Workload::Vacation { .. } => Workload::Vacation { relations: 256 },
             w => w,
         }
     }
@@ -172,6 +189,14 @@ impl Workload {
                 (slots, self.range() as usize / 2, per_thread)
             }
             Workload::Long => (2 * LONG_CHAINS, LONG_CHAINS * LONG_DEPTH, 0),
+            // Three tables of items and the customers; a task adds a customer and two
+            // reservations at most (an update adds two items).
+            Workload::Vacation { relations } => (
+                stamp::tables(relations).buckets(),
+                4 * relations as usize,
+                3 * per_thread,
+            ),
+            Workload::Kmeans => (stamp::CLUSTERS * (stamp::DIMS + 1), 0, 0),
             Workload::Duhton(_) => (0, 0, 0),
         };
         Layout {
@@ -365,6 +390,7 @@ fn mix(mut h: u64) -> u64 {
 /// What one worker thread reports.
 enum Work {
     Counted(i64),
+    Sums(Vec<i64>),
     Model(Result<BTreeMap<u64, u64>, String>),
 }
 
@@ -396,6 +422,13 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
             initial = keys.iter().map(|&k| (k, k)).collect();
         }
         Workload::Duhton(_) => unreachable!("the Duhton demos run in crate::duhton_demos"),
+        Workload::Vacation { relations } => {
+            for lo in (0..relations).step_by(64) {
+                let hi = (lo + 64).min(relations);
+                e.atomically(&stamp::VacationSetup(lo..hi, lo, relations));
+            }
+        }
+        Workload::Kmeans => {}
         Workload::Long => {
             let mut rng = Rng::new(12345);
             for lo in (0..LONG_CHAINS).step_by(16) {
@@ -515,6 +548,27 @@ fn worker<E: Engine>(
             Work::Model(Ok(model))
         }
         Workload::Duhton(_) => unreachable!("not an engine workload"),
+        Workload::Vacation { relations } => {
+            let mut made = 0;
+            for _ in 0..ops {
+                made += black_box(e).atomically(&stamp::Task::random(rng, relations));
+            }
+            Work::Counted(made)
+        }
+        Workload::Kmeans => {
+            let centres = stamp::centres();
+            let mut sums = vec![0i64; stamp::CLUSTERS * (stamp::DIMS + 1)];
+            for _ in 0..ops {
+                let (p, k) = stamp::point(rng, &centres);
+                black_box(e).atomically(&stamp::AddPoint(p, k));
+                let base = k * (stamp::DIMS + 1);
+                for (d, x) in p.iter().enumerate() {
+                    sums[base + d] += x;
+                }
+                sums[base + stamp::DIMS] += 1;
+            }
+            Work::Sums(sums)
+        }
         Workload::Long => {
             let mut added = 0;
             for _ in 0..ops {
@@ -537,7 +591,7 @@ fn check<E: Engine>(
         work.iter()
             .map(|w| match w {
                 Work::Counted(n) => *n,
-                Work::Model(_) => 0,
+                Work::Model(_) | Work::Sums(_) => 0,
             })
             .sum()
     };
@@ -585,6 +639,30 @@ fn check<E: Engine>(
             ))
         }
         Workload::Duhton(_) => unreachable!("not an engine workload"),
+        Workload::Vacation { relations } => {
+            let dump = e.atomically(&Dump(stamp::tables(relations)))?;
+            stamp::check_vacation(&dump, counted())
+        }
+        Workload::Kmeans => {
+            let mut want = vec![0i64; stamp::CLUSTERS * (stamp::DIMS + 1)];
+            for w in &work {
+                if let Work::Sums(s) = w {
+                    for (a, b) in want.iter_mut().zip(s) {
+                        *a += b;
+                    }
+                }
+            }
+            let got = e.atomically(&stamp::ReadClusters);
+            if got != want {
+                return Err("the cluster accumulators differ from the threads' sums".into());
+            }
+            let points: i64 = (0..stamp::CLUSTERS)
+                .map(|k| got[k * (stamp::DIMS + 1) + stamp::DIMS])
+                .sum();
+            Ok(format!(
+                "{points} points: every accumulator equals the threads' sums"
+            ))
+        }
         Workload::Long => {
             let (sum, _) = e.atomically(&SumVals(LONG_CHAINS..2 * LONG_CHAINS));
             let expected = counted();
