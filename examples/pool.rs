@@ -130,8 +130,19 @@ fn worker(pool: &Root<Pool>, tally: &Root<Tally>, kind: QueueKind, rounds: u64) 
     }
 }
 
-/// One run with `threads` workers: its wall time, the workers' CPU time, and the totals.
-fn run(args: &Args, threads: usize) -> (Duration, Duration, (u64, u64, u64)) {
+/// What one run measured.
+struct Run {
+    wall: Duration,
+    /// The workers' CPU time, summed.
+    cpu: Duration,
+    /// Jobs, sum of job ids, sum of results, over all workers.
+    sums: (u64, u64, u64),
+    /// Jobs each worker did.
+    per_worker: Vec<u64>,
+}
+
+/// One run with `threads` workers.
+fn run(args: &Args, threads: usize) -> Run {
     let pool = new_pool(args.jobs, args.queue);
     let tallies: Vec<Root<Tally>> = (0..threads).map(|_| new_tally()).collect();
     let start = Instant::now();
@@ -152,13 +163,20 @@ fn run(args: &Args, threads: usize) -> (Duration, Duration, (u64, u64, u64)) {
     });
     let wall = start.elapsed();
     let mut sums = (0u64, 0u64, 0u64);
+    let mut per_worker = Vec::new();
     for t in &tallies {
         let (j, ids, results) = totals(t);
+        per_worker.push(j);
         sums.0 += j;
         sums.1 += ids;
         sums.2 = sums.2.wrapping_add(results);
     }
-    (wall, cpu, sums)
+    Run {
+        wall,
+        cpu,
+        sums,
+        per_worker,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -187,10 +205,19 @@ fn main() {
     let want = (args.jobs, args.jobs * (args.jobs - 1) / 2, want);
     let before = stm.stats();
     let (mut one, mut many, mut overlap) = (Vec::new(), Vec::new(), Vec::new());
+    let mut shares: Vec<Vec<u64>> = Vec::new();
     let mut check = Ok(String::new());
     for _ in 0..args.repeat.max(1) {
         for n in [1, threads] {
-            let (wall, cpu, sums) = run(&args, n);
+            let Run {
+                wall,
+                cpu,
+                sums,
+                per_worker,
+            } = run(&args, n);
+            if n > 1 {
+                shares.push(per_worker);
+            }
             if sums != want {
                 check = Err(format!("{n} workers: totals {sums:?}, expected {want:?}"));
             }
@@ -221,6 +248,18 @@ fn main() {
         m1 / mn,
         median(overlap.clone()) * 100.0,
         overlap.iter().copied().fold(f64::INFINITY, f64::min) * 100.0,
+    );
+    // How the jobs were shared: a worker that keeps losing conflicts does few of them.
+    let shares: Vec<String> = shares
+        .iter()
+        .map(|w| {
+            let w: Vec<String> = w.iter().map(u64::to_string).collect();
+            w.join("/")
+        })
+        .collect();
+    println!(
+        "pool: jobs per worker in each {threads}-worker run: {}",
+        shares.join(", ")
     );
     if mn < 0.1 {
         println!("pool: runs under 100 ms give no verdict; raise --jobs or --work");
