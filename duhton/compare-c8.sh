@@ -95,7 +95,7 @@ median() {
         return
     fi
     printf '%s\n' "${nums[@]}" | sort -g |
-        awk '{a[NR]=$1} END {printf "%.2f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+        awk '{a[NR]=$1} END {printf "%.3f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
 }
 
 # How many of the runs among the arguments did not complete.
@@ -108,7 +108,10 @@ failures() {
 }
 
 ratio() {
-    case "$1$2" in *[a-z]*) echo "-" ;; *) echo "$1 / $2" | bc -l | awk '{printf "%.2f", $1}' ;; esac
+    case "$1$2" in
+    *[a-z]*) echo "-" ;;
+    *) awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }' ;;
+    esac
 }
 
 declare -A T
