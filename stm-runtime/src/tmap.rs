@@ -5,16 +5,26 @@
 //! different keys conflict: they write the same length field, or the same card of buckets.
 //! Here every bucket is an object of its own (open addressing, linear probing, so a lookup
 //! reads the buckets from the key's home to the first empty one), the bucket index (a
-//! [`TVec`] of bucket handles) and the head are written only when the table grows, and the
-//! length is kept in [`MAP_SHARDS`] counters, one per thread number modulo their count. So two
-//! transactions conflict only when they touch the same bucket: the same key, or keys whose
-//! probe sequences meet (rare at the load factor kept here, under 1/2), or when one grows the
-//! table. Reading [`GcHashMap::len`] reads every counter (it conflicts with every insert and
-//! remove committed meanwhile, as it must).
+//! [`TVec`] of bucket handles) and the head are written only when the table is rehashed, and
+//! the counts (keys, removed buckets) are kept in [`MAP_SHARDS`] counters, one per thread
+//! number modulo their count. So two transactions conflict only when they touch the same
+//! bucket: the same key, or keys whose probe paths meet, or when one rehashes the table.
+//! Reading [`GcHashMap::len`] reads every counter (it conflicts with every insert and remove
+//! committed meanwhile, as it must).
+//!
+//! The table is rehashed when an insert's probe path is longer than 16 buckets *and* keys and
+//! removed buckets fill more than half of it: into a table with room for the keys at a load
+//! of at most 1/2, leaving the removed buckets behind (so insert/remove churn does not grow
+//! it). Keys whose hashes collide (a poor `Hash`, or keys chosen by an adversary: the hash is
+//! SipHash with fixed keys, so a key's home bucket is the same in every run) make long probe
+//! paths, slow but bounded in memory.
 //!
 //! Keys are plain data that hash (`u64`, tuples, your `#[derive(stm::Plain)]` types); values
-//! are what a [`TVec`] holds (plain data with a `Default`, handles, optional handles).
+//! are what a [`TVec`] holds (plain data with a `Default`, handles, optional handles). The
+//! key's `Hash`, `Eq` and `Default` run in the middle of an operation: one that uses the same
+//! map panics (as a `RefCell` borrowed twice), since the outer operation would overwrite it.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 use std::marker::PhantomData;
@@ -76,7 +86,8 @@ pub struct MapHead<K, V: Element> {
     buckets: TVec<GcRef<BucketOf<K, V>>>,
     /// Buckets - 1 (a power of two minus one).
     mask: u32,
-    /// Granules of the `i64` counters.
+    /// Granules of the counters, `[keys, removed buckets]` (`[i64; 2]`): one per thread
+    /// number modulo their count.
     shards: [u32; MAP_SHARDS],
 }
 
@@ -219,10 +230,10 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
     /// A new, empty map allocated by `tx`.
     #[track_caller]
     pub fn new(tx: &'tx Tx) -> Self {
-        let buckets = new_buckets::<K, V>(tx, START_BUCKETS);
+        let buckets = new_buckets::<K, V>(tx, START_BUCKETS, (K::default(), V::Slot::default()));
         let mut shards = [0u32; MAP_SHARDS];
         for s in &mut shards {
-            *s = tx.alloc(0i64).granule;
+            *s = tx.alloc([0i64; 2]).granule;
         }
         let head = tx.alloc(MapHead {
             // SAFETY: the vector is this transaction's and goes straight into the head object
@@ -264,6 +275,29 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
         }
     }
 
+    /// Refuses an operation on this map while another is running on this thread: the key
+    /// type's `Hash`, `Eq` or `Default` (user code, called in the middle of an operation)
+    /// used the map it is in. Like a `RefCell` borrow, the outer operation's view would go
+    /// stale and its writes would overwrite the inner one's; a panic says so instead.
+    fn enter(self) -> InUse {
+        let me = self.head.granule;
+        let reentered = BUSY.with(|b| {
+            let mut b = b.borrow_mut();
+            let reentered = b.contains(&me);
+            if !reentered {
+                b.push(me);
+            }
+            reentered
+        });
+        if reentered {
+            panic!(
+                "THashMap: the key type's `Hash`, `Eq` or `Default` used the map it is in, \
+                 in the middle of an operation on it"
+            );
+        }
+        InUse
+    }
+
     /// Finds `key`'s bucket, or where it would go.
     fn probe(self, key: &K) -> Probe<'tx, K, V::Slot> {
         let (buckets, mask) = self.index();
@@ -289,6 +323,7 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
 
     /// The value of `key`, if it is in the map.
     pub fn get(self, key: &K) -> Option<V::Loaded<'tx>> {
+        let _busy = self.enter();
         match self.probe(key) {
             // SAFETY: the projection points at the bucket's value (invariant 19).
             Probe::Found(b) => Some(V::from_slot(unsafe {
@@ -300,15 +335,28 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
 
     /// Whether `key` is in the map.
     pub fn contains_key(self, key: &K) -> bool {
+        let _busy = self.enter();
         matches!(self.probe(key), Probe::Found(_))
     }
 
     /// Sets `key` to `value`; returns the value it had.
     ///
     /// # Panics
-    /// If the heap is full.
+    /// If the heap is full, or if the key type's `Hash`, `Eq` or `Default` uses this map.
     #[track_caller]
     pub fn insert(self, key: K, value: V::Loaded<'tx>) -> Option<V::Loaded<'tx>> {
+        let blank = (K::default(), V::Slot::default());
+        let _busy = self.enter();
+        self.insert_in(key, value, blank)
+    }
+
+    #[track_caller]
+    fn insert_in(
+        self,
+        key: K,
+        value: V::Loaded<'tx>,
+        blank: (K, V::Slot),
+    ) -> Option<V::Loaded<'tx>> {
         match self.probe(&key) {
             Probe::Found(b) => {
                 // SAFETY: the projection points at the bucket's value (invariant 19).
@@ -320,6 +368,8 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
                 Some(V::from_slot(old))
             }
             Probe::Absent(Some(b), probes) => {
+                // SAFETY: the projection points at the bucket's state (invariant 19).
+                let reused = unsafe { b.read_field(|p| std::ptr::addr_of_mut!((*p).state)) };
                 // SAFETY: the projections point at the bucket's fields (invariant 19); `value`
                 // belongs to this transaction (invariant 9).
                 unsafe {
@@ -327,24 +377,36 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
                     b.write_field(|p| std::ptr::addr_of_mut!((*p).value), V::into_slot(value));
                     b.write_field(|p| std::ptr::addr_of_mut!((*p).state), FULL);
                 }
-                self.count(1);
-                // Long probe paths mean a crowded table: grow it (this conflicts with every
-                // transaction using the map, once per doubling).
-                if probes > GROW_AFTER_PROBES {
-                    self.grow();
+                self.count(1, if reused == DELETED { -1 } else { 0 });
+                // A long probe path means a table crowded with keys and removed keys, or
+                // keys whose hashes collide. Rehash (purging the removed ones, growing if
+                // the keys need it) only in the first case: a poor hash gets long paths, not
+                // a table that doubles at every insert.
+                if probes > REHASH_AFTER_PROBES {
+                    let (keys, removed) = self.counts();
+                    if 2 * (keys + removed) > self.size() {
+                        self.rehash(keys, blank);
+                    }
                 }
                 None
             }
             Probe::Absent(None, _) => {
-                self.grow();
-                self.insert(key, value)
+                // Every bucket is full or removed.
+                let (keys, _) = self.counts();
+                self.rehash(keys + 1, blank);
+                self.insert_in(key, value, blank)
             }
         }
     }
 
     /// Removes `key`; returns the value it had.
+    ///
+    /// # Panics
+    /// If the key type's `Hash`, `Eq` or `Default` uses this map.
     #[track_caller]
     pub fn remove(self, key: &K) -> Option<V::Loaded<'tx>> {
+        let (blank_key, blank_value) = (K::default(), V::Slot::default());
+        let _busy = self.enter();
         let Probe::Found(b) = self.probe(key) else {
             return None;
         };
@@ -353,38 +415,51 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
         // The bucket keeps nothing alive: its value becomes the slot's default (no handle).
         b.set_object(Bucket {
             state: DELETED,
-            key: K::default(),
-            value: V::Slot::default(),
+            key: blank_key,
+            value: blank_value,
         });
-        self.count(-1);
+        self.count(-1, 1);
         Some(V::from_slot(old))
     }
 
-    /// Adds `delta` to this thread's length counter.
-    #[track_caller]
-    fn count(self, delta: i64) {
-        // SAFETY: the projection points at the head's counters (invariant 19).
-        let shards = unsafe {
-            self.head
-                .read_field(|p| std::ptr::addr_of_mut!((*p).shards))
-        };
-        let c = Gc::<i64>::new(self.tx(), shards[thread_number() % MAP_SHARDS]);
-        c.update(|n| *n += delta);
+    fn size(self) -> usize {
+        self.index().1 + 1
     }
 
-    /// The number of keys. (It reads every length counter: it conflicts with every insert
-    /// of a new key and every remove that commits meanwhile.)
-    pub fn len(self) -> usize {
+    fn shards(self) -> [u32; MAP_SHARDS] {
         // SAFETY: the projection points at the head's counters (invariant 19).
-        let shards = unsafe {
+        unsafe {
             self.head
                 .read_field(|p| std::ptr::addr_of_mut!((*p).shards))
-        };
-        let n: i64 = shards
-            .iter()
-            .map(|&s| Gc::<i64>::new(self.tx(), s).get())
-            .sum();
-        usize::try_from(n).expect("a map's counters sum to its length")
+        }
+    }
+
+    /// The keys and the removed buckets, over every counter.
+    fn counts(self) -> (usize, usize) {
+        let mut sum = [0i64; 2];
+        for s in self.shards() {
+            let [k, r] = Gc::<[i64; 2]>::new(self.tx(), s).get();
+            sum[0] += k;
+            sum[1] += r;
+        }
+        let n = |x: i64| usize::try_from(x).expect("a map's counters sum to its contents");
+        (n(sum[0]), n(sum[1]))
+    }
+
+    /// Adds to this thread's counters of keys and removed buckets.
+    #[track_caller]
+    fn count(self, keys: i64, removed: i64) {
+        let c = Gc::<[i64; 2]>::new(self.tx(), self.shards()[thread_number() % MAP_SHARDS]);
+        c.update(|[k, r]| {
+            *k += keys;
+            *r += removed;
+        });
+    }
+
+    /// The number of keys. (It reads every counter: it conflicts with every insert of a new
+    /// key and every remove that commits meanwhile.)
+    pub fn len(self) -> usize {
+        self.counts().0
     }
 
     /// Whether the map has no key. (Like [`GcHashMap::len`], it reads every counter.)
@@ -394,6 +469,11 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
 
     /// Every key and value, in no particular order. (It reads every bucket.)
     pub fn to_vec(self) -> Vec<(K, V::Loaded<'tx>)> {
+        let _busy = self.enter();
+        self.entries()
+    }
+
+    fn entries(self) -> Vec<(K, V::Loaded<'tx>)> {
         let (buckets, _) = self.index();
         let mut out = Vec::new();
         for b in buckets.iter() {
@@ -410,14 +490,18 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
         out
     }
 
-    /// Doubles the table and moves every key into it.
+    /// Moves every key into a new table with room for `keys` keys at a load of at most 1/2
+    /// (never smaller than the current one), leaving the removed buckets behind. It writes the
+    /// head and every counter: it conflicts with every transaction on the map.
     #[track_caller]
-    fn grow(self) {
-        let entries = self.to_vec();
-        let (_, mask) = self.index();
-        let size = (mask + 1) * 2;
-        assert!(size <= 1 << 31, "THashMap: too many buckets");
-        let buckets = new_buckets::<K, V>(self.tx(), size);
+    fn rehash(self, keys: usize, blank: (K, V::Slot)) {
+        let entries = self.entries();
+        let size = (2 * keys.max(1))
+            .checked_next_power_of_two()
+            .filter(|&n| n <= 1 << 31)
+            .expect("THashMap: too many keys")
+            .max(self.size());
+        let buckets = new_buckets::<K, V>(self.tx(), size, blank);
         let mask = size - 1;
         for (key, value) in entries {
             let mut i = hash(&key) as usize & mask;
@@ -444,23 +528,48 @@ impl<'tx, K: MapKey, V: Element> GcHashMap<'tx, K, V> {
             self.head
                 .write_field(|p| std::ptr::addr_of_mut!((*p).mask), mask as u32);
         }
+        // No removed bucket is left.
+        for s in self.shards() {
+            Gc::<[i64; 2]>::new(self.tx(), s).update(|[_, r]| *r = 0);
+        }
     }
 }
 
-/// Buckets read by an insert past which the table grows: with linear probing below a load of
-/// 1/2, longer paths are rare, so they mean the table is crowded.
-const GROW_AFTER_PROBES: usize = 16;
+/// Buckets read by an insert past which the map looks at its load: with linear probing below
+/// a load of 1/2, longer paths are rare.
+const REHASH_AFTER_PROBES: usize = 16;
 
-/// `n` empty buckets, in a new index.
+thread_local! {
+    /// The head granules of the maps operations are running on, on this thread, innermost
+    /// last (a key's `Eq` may use another map).
+    static BUSY: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An operation running on a map: takes it off the thread's list when it ends (unwinding
+/// included).
+struct InUse;
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.borrow_mut().pop());
+    }
+}
+
+/// `n` empty buckets, in a new index; `blank` is the key's and value's defaults (made before
+/// the caller read the map).
 #[track_caller]
-fn new_buckets<K: MapKey, V: Element>(tx: &Tx, n: usize) -> GcVec<'_, GcRef<BucketOf<K, V>>> {
+fn new_buckets<K: MapKey, V: Element>(
+    tx: &Tx,
+    n: usize,
+    blank: (K, V::Slot),
+) -> GcVec<'_, GcRef<BucketOf<K, V>>> {
     let v = GcVec::new(tx);
     let empty: Vec<Gc<'_, BucketOf<K, V>>> = (0..n)
         .map(|_| {
             tx.alloc(Bucket {
                 state: EMPTY,
-                key: K::default(),
-                value: V::Slot::default(),
+                key: blank.0,
+                value: blank.1,
             })
         })
         .collect();

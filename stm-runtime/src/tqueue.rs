@@ -268,7 +268,7 @@ impl<'tx, T: Element> GcQueue<'tx, T> {
     /// Adds an item (to the calling thread's next lane).
     ///
     /// # Panics
-    /// If a lane already holds `u32::MAX` items, or the heap is full.
+    /// If a lane has taken `u32::MAX` pushes since it was last empty, or the heap is full.
     #[track_caller]
     pub fn push(self, value: T::Loaded<'tx>) {
         let (pop, push) = lanes();
@@ -290,10 +290,13 @@ impl<'tx, T: Element> GcQueue<'tx, T> {
             if (next as usize) < len {
                 let v = items.get(next as usize);
                 let next = if next as usize + 1 == len {
-                    // The lane is empty now: give its cards back.
+                    // The lane is empty now: its cards become garbage.
                     items.clear();
                     0
                 } else {
+                    // The slot is blanked, so that what was handed out is not kept alive
+                    // by the lane until it drains.
+                    items.blank(next as usize);
                     next + 1
                 };
                 // SAFETY: the projection points at the lane's position (invariant 19).

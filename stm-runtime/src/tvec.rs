@@ -171,9 +171,10 @@ unsafe impl Object for Interior {
     }
 }
 
-/// A card: `CARD` slots (`Element::Slot`). Slots at or beyond the vector's length hold a copy
-/// of a valid slot value or the slot's default, never garbage, so the whole card is always a
-/// valid value.
+/// A card: `CARD` slots (`Element::Slot`). Slots at or beyond the vector's length hold the
+/// slot's default (`pop` blanks the slot it empties, `clear` drops the cards), never garbage
+/// and never a stale handle, so the whole card is always a valid value that keeps nothing
+/// alive past the length.
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Leaf<T> {
@@ -399,22 +400,26 @@ impl<'tx, T: Element> GcVec<'tx, T> {
     /// If the vector already holds `u32::MAX` elements, or the heap is full.
     #[track_caller]
     pub fn push(self, value: T::Loaded<'tx>) {
+        // The element type's `Default` is user code: run it before reading the head, so that
+        // whatever it does to this vector cannot be overwritten by a stale head.
+        let blank = T::Slot::default();
         let mut h = self.head();
         let i = h.len as usize;
         assert!(h.len < u32::MAX, "GcVec::push: too many elements");
-        self.make_room(&mut h, i);
+        self.make_room(&mut h, i, blank);
         h.len += 1;
         self.head.set_object(h);
         self.write_slot(&h, i, value);
     }
 
     /// Makes sure the tree has the path to slot `i` (growing a level when it is full); `h` is
-    /// the head, updated in place (the caller writes it back).
+    /// the head, updated in place (the caller writes it back). New cards are filled with
+    /// `blank` (the slot's default, made by the caller before it read the head).
     #[track_caller]
-    fn make_room(self, h: &mut VecHead<T>, i: usize) {
+    fn make_room(self, h: &mut VecHead<T>, i: usize, blank: T::Slot) {
         let tx = self.head.tx();
         if h.root == 0 {
-            h.root = new_leaf::<T::Slot>(tx);
+            h.root = new_leaf::<T::Slot>(tx, blank);
         }
         // Grow a level when the tree is full.
         while i >> (BITS * (h.depth + 1)) != 0 {
@@ -432,7 +437,7 @@ impl<'tx, T: Element> GcVec<'tx, T> {
             let mut kid = interior.get_object().kids[k];
             if kid == 0 {
                 kid = if level == 1 {
-                    new_leaf::<T::Slot>(tx)
+                    new_leaf::<T::Slot>(tx, blank)
                 } else {
                     tx.alloc(Interior { kids: [0; CARD] }).granule
                 };
@@ -451,14 +456,38 @@ impl<'tx, T: Element> GcVec<'tx, T> {
     /// Removes and returns the last element, if any.
     #[track_caller]
     pub fn pop(self) -> Option<T::Loaded<'tx>> {
+        let blank = T::Slot::default();
         let mut h = self.head();
         if h.len == 0 {
             return None;
         }
-        let v = self.get(h.len as usize - 1);
+        let i = h.len as usize - 1;
+        let v = self.get(i);
+        // The slot goes back to blank: a popped handle is not kept alive by the card.
+        self.blank_slot(&h, i, blank);
         h.len -= 1;
         self.head.set_object(h);
         Some(v)
+    }
+
+    /// Writes `blank` (the slot's default) into slot `i` (below the tree's capacity).
+    #[track_caller]
+    fn blank_slot(self, h: &VecHead<T>, i: usize, blank: T::Slot) {
+        let leaf = self.leaf(h, i);
+        let mut card = leaf.get_object();
+        card.items[i & (CARD - 1)] = blank;
+        leaf.set_object(card);
+    }
+
+    /// Blanks element `i` (below the length) without changing the length: for a container
+    /// that keeps its own read position (`TQueue`), so that what it has handed out is not
+    /// kept alive. Reading the element afterwards gives the blank (a handle element panics).
+    #[track_caller]
+    pub(crate) fn blank(self, i: usize) {
+        let blank = T::Slot::default();
+        let h = self.head();
+        assert!(i < h.len as usize, "GcVec::blank: index {i} out of range");
+        self.blank_slot(&h, i, blank);
     }
 
     /// Removes element `i`, shifting the following ones down, and returns it.
@@ -503,13 +532,12 @@ impl<'tx, T: Element> GcVec<'tx, T> {
         self.set(i, value);
     }
 
-    /// Removes every element (the storage is kept for reuse).
+    /// Removes every element; the cards become garbage (and what they held with them).
     #[track_caller]
     pub fn clear(self) {
-        let mut h = self.head();
-        if h.len != 0 {
-            h.len = 0;
-            self.head.set_object(h);
+        let h = self.head();
+        if h.root != 0 {
+            self.head.set_object(VecHead::with(0, 0, 0));
         }
     }
 
@@ -564,6 +592,7 @@ impl<'tx, T: Element> GcVec<'tx, T> {
     where
         T::Loaded<'tx>: Copy,
     {
+        let blank = T::Slot::default();
         let mut h = self.head();
         let start = h.len as usize;
         let total = start
@@ -573,7 +602,7 @@ impl<'tx, T: Element> GcVec<'tx, T> {
         let mut i = start;
         let mut rest = values;
         while !rest.is_empty() {
-            self.make_room(&mut h, i);
+            self.make_room(&mut h, i, blank);
             let k0 = i & (CARD - 1);
             let take = rest.len().min(CARD - k0);
             let leaf = self.leaf(&h, i);
@@ -666,8 +695,8 @@ impl<'tx, T: Element> IntoIterator for GcVec<'tx, T> {
 
 /// Allocates a card of default elements; returns its granule.
 #[track_caller]
-fn new_leaf<T: Field + Default>(tx: &Tx) -> u32 {
-    let items: [T; CARD] = std::array::from_fn(|_| T::default());
+fn new_leaf<T: Field + Default>(tx: &Tx, blank: T) -> u32 {
+    let items: [T; CARD] = [blank; CARD];
     tx.alloc(Leaf { items }).granule
 }
 

@@ -222,3 +222,117 @@ fn different_keys_do_not_conflict_the_same_key_does() {
     });
     assert_eq!(m, (4, Some(3), Some(1)));
 }
+
+/// A key whose `Hash` only looks at `group`: every key of a group collides. Legal, and what
+/// an adversary gets by choosing keys.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, stm::Plain)]
+struct Poor {
+    group: u8,
+    id: u64,
+}
+impl std::hash::Hash for Poor {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.group.hash(h);
+    }
+}
+
+/// Colliding keys make long probe paths, not a table that doubles at every insert; insert and
+/// remove churn purges removed buckets instead of growing. (Both once exhausted the heap.)
+#[test]
+fn collisions_and_churn_keep_the_table_small() {
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(64 << 20)
+        .build()
+        .unwrap();
+    let poor = stm.atomically(|tx| tx.root(GcHashMap::<Poor, u64>::new(tx).as_gc()));
+    for id in 0..200 {
+        stm.atomically(|tx| GcHashMap::from_root(tx, &poor).insert(Poor { group: 0, id }, id));
+    }
+    let found = stm.atomically(|tx| {
+        let m = GcHashMap::from_root(tx, &poor);
+        (0..200).all(|id| m.get(&Poor { group: 0, id }) == Some(id)) && m.len() == 200
+    });
+    assert!(found);
+    let live = stm.collect().live_bytes;
+    assert!(live < 1 << 20, "200 colliding keys hold {live} bytes");
+
+    let churn = stm.atomically(|tx| tx.root(GcHashMap::<u64, u64>::new(tx).as_gc()));
+    for round in 0..200u64 {
+        stm.atomically(|tx| {
+            let m = GcHashMap::from_root(tx, &churn);
+            for k in round * 100..round * 100 + 100 {
+                m.insert(k, k);
+                assert_eq!(m.remove(&k), Some(k));
+            }
+        });
+    }
+    let (len, live) = (
+        stm.atomically(|tx| GcHashMap::from_root(tx, &churn).len()),
+        stm.collect().live_bytes,
+    );
+    assert_eq!(len, 0);
+    assert!(
+        live < 1 << 20,
+        "20 000 inserts and removes left {live} bytes live"
+    );
+}
+
+thread_local! {
+    static AGAIN: std::cell::Cell<Option<stm::Root<stm::MapHead<Sneaky, u64>>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A key whose `Eq` uses the map it is compared in (through a root kept in a thread local).
+#[derive(Clone, Copy, Default, Debug, stm::Plain)]
+struct Sneaky(u64);
+impl std::hash::Hash for Sneaky {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+    }
+}
+impl PartialEq for Sneaky {
+    fn eq(&self, other: &Self) -> bool {
+        if let Some(root) = AGAIN.with(std::cell::Cell::take) {
+            stm::atomically(|tx| GcHashMap::from_root(tx, &root).remove(&Sneaky(1)));
+        }
+        self.0 == other.0
+    }
+}
+impl Eq for Sneaky {}
+
+/// A key's `Eq` that changes the map it is being compared in would make the outer operation
+/// overwrite the inner one: it is refused with a panic, like a `RefCell` borrowed twice.
+#[test]
+fn a_key_that_uses_its_own_map_is_refused() {
+    let stm = Stm::builder()
+        .segments(1)
+        .heap_size(8 << 20)
+        .build()
+        .unwrap();
+    let map = stm.atomically(|tx| {
+        let m = GcHashMap::<Sneaky, u64>::new(tx);
+        m.insert(Sneaky(1), 10);
+        tx.root(m.as_gc())
+    });
+    let again = stm.atomically(|tx| tx.root(GcHashMap::from_root(tx, &map).as_gc()));
+    AGAIN.with(|a| a.set(Some(again)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stm.atomically(|tx| GcHashMap::from_root(tx, &map).get(&Sneaky(1)))
+    }));
+    let msg = match r {
+        Err(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+        Ok(v) => panic!("the reentrant use was not refused: {v:?}"),
+    };
+    assert!(msg.contains("used the map it is in"), "{msg}");
+    // The map is intact and usable afterwards.
+    let after = stm.atomically(|tx| {
+        let m = GcHashMap::from_root(tx, &map);
+        (m.get(&Sneaky(1)), m.len())
+    });
+    assert_eq!(after, (Some(10), 1));
+}
