@@ -160,24 +160,21 @@ fn series<S: Clone, R>(
     let mut started = Instant::now();
     loop {
         let budget = thread_budget();
-        let mut attempts = 0u32;
-        // Attempts restarted to put a break point before I/O: not conflicts.
-        let mut cuts = 0u32;
         // The step limit of the attempt that committed.
         let mut last_limit = budget;
+        // Attempts lost to conflicts (not reruns after `retry`, a full heap or a root's
+        // wait, which say nothing about the transaction's length).
+        let conflicts_before = crate::stats::thread_conflicts();
         let (state, done) = stm.atomically(|tx| {
-            attempts += 1;
             let mut s = committed.clone();
             let limit = match CUT_BEFORE.with(|c| c.replace(0)) {
                 // An attempt that lost a conflict tries again with half the steps of the one
                 // it lost with: a thread that keeps losing to shorter transactions of others
                 // shrinks its own until it fits between their commits, instead of rerunning
                 // the same long transaction until the progress policy makes it inevitable.
-                0 => budget >> (attempts - 1 - cuts).min(31),
-                cut => {
-                    cuts += 1;
-                    cut
-                }
+                0 => budget >> (crate::stats::thread_conflicts() - conflicts_before).min(31),
+                // Restarted to put a break point before I/O (not a conflict).
+                cut => cut,
             }
             .max(1);
             last_limit = limit;
@@ -210,7 +207,7 @@ fn series<S: Clone, R>(
         });
         let now = Instant::now();
         // After aborts, the next transaction starts with the steps that fitted.
-        let aborted = attempts > 1 + cuts;
+        let aborted = crate::stats::thread_conflicts() > conflicts_before;
         set_thread_budget(if aborted {
             last_limit
         } else {

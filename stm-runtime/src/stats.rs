@@ -194,6 +194,16 @@ thread_local! {
     static THREAD: [Cell<u64>; COUNTERS] = const { [const { Cell::new(0) }; COUNTERS] };
 }
 
+/// The attempts the calling thread has lost to conflicts (and injected faults, which stand
+/// for them), over every runtime: what the series budget halves on.
+pub(crate) fn thread_conflicts() -> u64 {
+    THREAD.with(|t| {
+        t[Counter::AbortReadWrite as usize].get()
+            + t[Counter::AbortWriteWrite as usize].get()
+            + t[Counter::AbortInjected as usize].get()
+    })
+}
+
 /// The calling thread's counters, over every runtime it has used.
 pub fn thread_stats() -> Stats {
     Stats::from_array(THREAD.with(|t| std::array::from_fn(|i| t[i].get())))
