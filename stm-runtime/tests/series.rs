@@ -117,7 +117,8 @@ fn after_an_abort_the_state_is_restored_from_the_last_commit() {
 #[test]
 fn an_attempt_that_lost_retries_with_half_the_steps() {
     if !stm_runtime::BARRIERS {
-        // GIL mode: one segment and no conflicts; the conflict needs a second segment, which waits for the first.
+        // GIL mode: one segment and no conflicts; the conflicting transaction would wait for
+        // the series' segment.
         return;
     }
     let stm = Stm::builder()

@@ -156,7 +156,8 @@ fn threads_with_handles_lose_nothing() {
 #[test]
 fn different_keys_do_not_conflict_the_same_key_does() {
     if !stm_runtime::BARRIERS {
-        // GIL mode: one segment and no conflicts; the second transaction needs a second segment, which waits for the first.
+        // GIL mode: one segment and no conflicts; the second transaction would wait for the
+        // first's segment.
         return;
     }
     let stm = Stm::builder()
@@ -168,31 +169,23 @@ fn different_keys_do_not_conflict_the_same_key_does() {
         let m = GcHashMap::<u64, u64>::new(tx);
         tx.root(m.as_gc())
     });
+    let bump = |tx: &stm::Tx, k: u64| {
+        let m = GcHashMap::from_root(tx, &map);
+        let v = m.get(&k).unwrap_or(0);
+        m.insert(k, v + 1);
+    };
     let attempts_with = |mine: u64, theirs: u64, new_keys: bool| -> u32 {
-        let mut attempts = 0;
-        stm.atomically(|tx| {
-            attempts += 1;
-            let m = GcHashMap::from_root(tx, &map);
-            let k = if new_keys {
-                mine + 1000 * u64::from(attempts)
-            } else {
-                mine
-            };
-            let v = m.get(&k).unwrap_or(0);
-            m.insert(k, v + 1);
-            if attempts == 1 {
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        stm.atomically(|tx| {
-                            let m = GcHashMap::from_root(tx, &map);
-                            let v = m.get(&theirs).unwrap_or(0);
-                            m.insert(theirs, v + 1);
-                        })
-                    });
-                });
-            }
-        });
-        attempts
+        let outer = |tx: &stm::Tx, attempt: u32| {
+            bump(
+                tx,
+                if new_keys {
+                    mine + 1000 * u64::from(attempt)
+                } else {
+                    mine
+                },
+            )
+        };
+        common::attempts_around(&stm, outer, |tx| bump(tx, theirs)).0
     };
     // Keys present already: updates of two keys.
     stm.atomically(|tx| {

@@ -33,3 +33,31 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Runs `outer` as one transaction of `stm`; in its first attempt, after `outer`'s body ran,
+/// `inner` runs and commits as a transaction on another thread while that attempt is still
+/// open. Returns how many attempts `outer` took (1: `inner`'s commit did not conflict with
+/// it), the result of `outer`'s committed attempt and `inner`'s. `outer` gets the attempt
+/// number (from 1). Needs two segments (not GIL mode, where `inner` would wait for `outer`).
+pub fn attempts_around<A, B: Send>(
+    stm: &Stm,
+    mut outer: impl FnMut(&stm_runtime::Tx, u32) -> A,
+    inner: impl Fn(&stm_runtime::Tx) -> B + Sync,
+) -> (u32, A, B) {
+    let mut attempts = 0;
+    let mut theirs = None;
+    let mine = stm.atomically(|tx| {
+        attempts += 1;
+        let mine = outer(tx, attempts);
+        if attempts == 1 {
+            let other = std::thread::scope(|s| s.spawn(|| stm.atomically(&inner)).join());
+            theirs = Some(other.expect("the inner transaction does not panic"));
+        }
+        mine
+    });
+    (
+        attempts,
+        mine,
+        theirs.expect("the first attempt ran `inner`"),
+    )
+}
