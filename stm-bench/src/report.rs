@@ -26,6 +26,10 @@ fn sig3(v: f64) -> String {
 pub const MIN_OVERLAP: f64 = 0.7;
 /// Runs shorter than this give no verdict (start-up and scheduling noise dominate).
 pub const MIN_SECONDS: f64 = 0.1;
+/// [`Row::no_verdict`] for a row whose threads took turns (overlap under [`MIN_OVERLAP`]).
+pub const TOOK_TURNS: &str = "the threads took turns";
+/// [`Row::no_verdict`] for a row whose run was shorter than [`MIN_SECONDS`].
+pub const TOO_SHORT: &str = "shorter than 100 ms";
 
 /// One configuration's result: the median of its runs, their spread, and its threads'
 /// overlap.
@@ -72,9 +76,9 @@ impl Row {
     /// turns, or its runs were too short.
     pub fn no_verdict(&self) -> Option<&'static str> {
         if self.overlap.is_some_and(|o| o < MIN_OVERLAP) {
-            Some("the threads took turns")
+            Some(TOOK_TURNS)
         } else if self.seconds < MIN_SECONDS {
-            Some("shorter than 100 ms")
+            Some(TOO_SHORT)
         } else {
             None
         }
@@ -190,7 +194,7 @@ impl Results {
                     "CHECK FAILED".into()
                 } else {
                     let mark = match r.no_verdict() {
-                        Some("the threads took turns") => " †",
+                        Some(TOOK_TURNS) => " †",
                         Some(_) => " *",
                         None => "",
                     };
