@@ -51,6 +51,7 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 
 /// Starts an attempt in an owned segment: a new marker `version` (when it wraps, after 65535
 /// transactions, every marker is reset to zero with one `madvise`), then catch up with the log.
+#[inline(always)]
 pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.attempt += 1;
     local.user_inevitable = false;
@@ -59,21 +60,14 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.series_budget = u32::MAX;
     local.reporting = shared.recorder.enabled();
     if local.reporting {
-        local.started = Some(crate::sys::thread_cpu_time());
-        local.write_sites.clear();
-        local.alloc_sites.clear();
+        begin_reporting(local);
     }
     local.bump.begin();
     debug_assert!(local.modified.is_empty() && local.allocated.is_empty());
     if STM {
         local.version = local.version.wrapping_add(1);
         if local.version == 0 {
-            // SAFETY: markers are only accessed by the owner (invariant 1), through raw pointers
-            // derived from the mapping at each access; no reference into it is alive
-            // (invariant 20).
-            unsafe { crate::sys::discard(&local.markers) }
-                .expect("madvise(MADV_DONTNEED) on the read markers failed");
-            local.version = 1;
+            wrap_version(local);
         }
         // Nothing is marked with the new version yet, so this cannot conflict.
         let r = validate(shared, seg, local, false);
@@ -81,14 +75,53 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     }
 }
 
+/// The bookkeeping of an attempt whose conflicts are reported.
+#[cold]
+#[inline(never)]
+fn begin_reporting(local: &mut SegmentLocal) {
+    local.started = Some(crate::sys::thread_cpu_time());
+    local.write_sites.clear();
+    local.alloc_sites.clear();
+}
+
+/// The marker version wrapped: every marker is reset to zero with one `madvise`, and the
+/// versions start again at 1.
+#[cold]
+#[inline(never)]
+fn wrap_version(local: &mut SegmentLocal) {
+    // SAFETY: markers are only accessed by the owner (invariant 1), through raw pointers
+    // derived from the mapping at each access; no reference into it is alive (invariant 20).
+    unsafe { crate::sys::discard(&local.markers) }
+        .expect("madvise(MADV_DONTNEED) on the read markers failed");
+    local.version = 1;
+}
+
 /// Brings the segment up to the newest committed entry, unless an entry wrote an object
 /// this attempt has read (`check`), which is a conflict.
+#[inline(always)]
 pub(crate) fn validate(
+    shared: &Shared,
+    seg: &Segment,
+    local: &mut SegmentLocal,
+    check: bool,
+) -> Result<(), Box<Conflict>> {
+    // The common case, nothing new: one load of the last applied entry's link.
+    // SAFETY: see `import` (invariant 4).
+    let next = unsafe { (*local.last).next.load(Ordering::Acquire) };
+    if next.is_null() || next == INEVITABLE {
+        return Ok(());
+    }
+    import(shared, seg, local, check)
+}
+
+/// [`validate`] when there is at least one entry to apply.
+#[inline(never)]
+fn import(
     _shared: &Shared,
     seg: &Segment,
     local: &mut SegmentLocal,
     check: bool,
-) -> Result<(), Conflict> {
+) -> Result<(), Box<Conflict>> {
     loop {
         // SAFETY: `local.last` is never freed while this segment's applied revision is at or
         // below it (the trimmer frees only entries older than every segment's, invariant 4).
@@ -108,7 +141,7 @@ pub(crate) fn validate(
                 // of the marker mapping (invariant 3); only the owner accesses it (invariant 1).
                 if unsafe { *local.marker(rec.granule) } == local.version {
                     let mine = local.modified.iter().position(|&g| g == rec.granule);
-                    return Err(Conflict {
+                    return Err(Box::new(Conflict {
                         granule: rec.granule,
                         write_write: mine.is_some(),
                         other_segment: entry.segment,
@@ -116,7 +149,7 @@ pub(crate) fn validate(
                         our_site: mine.and_then(|m| local.write_sites.get(m).copied()),
                         injected: false,
                         swallowed: false,
-                    });
+                    }));
                 }
             }
         }
@@ -143,12 +176,50 @@ pub(crate) fn validate(
 /// any write to an object with a borrowed field ([`FLAG_GUARDED`]). The write is to bytes
 /// `start..start + len` of the object's value.
 ///
+/// The common case (a committed object of one or two granules, no borrowed field, no fault
+/// injection or reporting, room in the write set) is straight-line code here; every other case is a tail call into
+/// [`write_slow_rare`], so this function saves no registers.
+///
 /// # Safety
 /// `granule` is a live object of this heap (invariant 3) and the caller owns the segment
 /// (invariant 1).
-#[cold]
 #[inline(never)]
 pub(crate) unsafe fn write_slow(
+    local: &mut SegmentLocal,
+    granule: u32,
+    start: u32,
+    len: u32,
+    site: &'static Location<'static>,
+    type_name: &'static str,
+) {
+    let hdr = local.header(granule);
+    // SAFETY: the object is live (caller, invariant 3), so its header is in the mapping; we
+    // own it (invariant 1).
+    let (flags, granules) = unsafe { ((*hdr).flags, (*hdr).granules) };
+    let words = granules as usize * (GRANULE / 8);
+    if flags & (FLAG_GUARDED | FLAG_WRITE_BARRIER) != FLAG_WRITE_BARRIER
+        || words > 4
+        || local.fault_threshold != 0
+        || local.reporting
+        || local.backups.capacity() - local.backups.len() < words
+        || local.modified.len() == local.modified.capacity()
+    {
+        // SAFETY: forwarded from our caller.
+        return unsafe { write_slow_rare(local, granule, start, len, site, type_name) };
+    }
+    // SAFETY: the common case: see `save_before_image`; `words` is 2 or 4 (objects are at
+    // least one granule), which `copy_small` copies without a call.
+    unsafe { save_before_image(local, granule, hdr, words, true) }
+}
+
+/// Everything of [`write_slow`] but its common case: a borrowed field, an object already
+/// written by this attempt, a larger object, fault injection, reporting, a full write set.
+///
+/// # Safety
+/// As [`write_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn write_slow_rare(
     local: &mut SegmentLocal,
     granule: u32,
     start: u32,
@@ -171,30 +242,56 @@ pub(crate) unsafe fn write_slow(
     }
     // SAFETY: as above (invariants 1 and 3).
     let granules = unsafe { (*hdr).granules };
-    if STM {
-        // A write marks the object read too, so a concurrent commit of it is a conflict.
-        // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-        unsafe { *local.marker(granule) = local.version };
-    }
     let words = granules as usize * (GRANULE / 8);
     if local.backups.capacity() - local.backups.len() < words
         || local.modified.len() == local.modified.capacity()
     {
         grow_write_set(local, words);
     }
+    // SAFETY: the write set has room now; the object is live and ours (caller).
+    unsafe { save_before_image(local, granule, hdr, words, false) }
+}
+
+/// The first write of this attempt to the committed object at `granule` (header `hdr`,
+/// `words` words long): marks it read, saves its before-image, lists it as modified and
+/// clears its write-barrier flag.
+///
+/// # Safety
+/// `hdr` is the header of the live object at `granule` in the caller's own segment
+/// (invariants 1 and 3), and `backups` / `modified` have room for `words` words and one
+/// granule; with `small`, `words` is 2 or 4.
+#[inline(always)]
+unsafe fn save_before_image(
+    local: &mut SegmentLocal,
+    granule: u32,
+    hdr: *mut Header,
+    words: usize,
+    small: bool,
+) {
+    if STM {
+        // A write marks the object read too, so a concurrent commit of it is a conflict.
+        // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
+        unsafe { *local.marker(granule) = local.version };
+    }
     let len = local.backups.len();
     let n = local.modified.len();
-    // SAFETY: both vectors have room (checked above); the source is the object's
-    // `granules * 16` bytes in our segment (invariants 1 and 3), 8-aligned, and a Vec buffer
-    // never overlaps the heap mapping.
+    debug_assert!(local.backups.capacity() - len >= words && local.modified.capacity() > n);
+    // SAFETY: both vectors have room (caller); the source is the object's `words` words in
+    // our segment (invariants 1 and 3), 8-aligned, and a Vec buffer never overlaps the heap
+    // mapping.
     unsafe {
-        log::copy_words(hdr.cast(), local.backups.as_mut_ptr().add(len), words);
+        let dst = local.backups.as_mut_ptr().add(len);
+        if small {
+            debug_assert!(words == 2 || words == 4);
+            log::copy_small(hdr.cast(), dst, words == 4);
+        } else {
+            log::copy_words(hdr.cast(), dst, words);
+        }
         local.backups.set_len(len + words);
         local.modified.as_mut_ptr().add(n).write(granule);
         local.modified.set_len(n + 1);
+        (*hdr).flags &= !FLAG_WRITE_BARRIER;
     }
-    // SAFETY: as above (invariants 1 and 3).
-    unsafe { (*hdr).flags &= !FLAG_WRITE_BARRIER };
 }
 
 /// A write to bytes `start..start + len` of a guarded object: refused if a live guard
@@ -379,7 +476,7 @@ pub(crate) fn become_inevitable(
     shared: &Shared,
     seg: &Segment,
     local: &mut SegmentLocal,
-) -> Result<(), Conflict> {
+) -> Result<(), Box<Conflict>> {
     if local.inevitable {
         return Ok(());
     }
@@ -447,13 +544,14 @@ pub(crate) enum Committed {
 
 /// Commits the running attempt, or reports the conflict that prevents it (the caller then
 /// rolls back).
+#[inline(always)]
 pub(crate) fn commit(
     shared: &Shared,
     seg: &Segment,
     local: &mut SegmentLocal,
-) -> Result<Committed, Conflict> {
-    if let Some(c) = local.doomed.take() {
-        return Err(c);
+) -> Result<Committed, Box<Conflict>> {
+    if local.doomed.is_some() {
+        return Err(local.doomed.take().unwrap_or_else(Conflict::injected));
     }
     if local.inject_fault() {
         return Err(Conflict::injected());
@@ -481,11 +579,22 @@ pub(crate) fn commit(
         };
         return Ok(Committed::ReadOnly(at));
     }
-    // Re-arm the write barrier of every object we wrote or created, and copy the images.
+    commit_writes(shared, seg, local)
+}
+
+/// [`commit`] of an attempt that wrote or allocated something.
+#[inline(never)]
+fn commit_writes(
+    shared: &Shared,
+    seg: &Segment,
+    local: &mut SegmentLocal,
+) -> Result<Committed, Box<Conflict>> {
+    // Re-arm the write barrier of every object we wrote or created, and copy the images
+    // (in GIL mode there is no log: only the barriers are re-armed).
     let mut entry = if STM {
-        new_entry(shared, local)
+        Some(new_entry(shared, local))
     } else {
-        Box::new(Entry::empty())
+        None
     };
     let mut record = |g: u32, site: Option<&WriteSite>| {
         let hdr: *mut Header = local.header(g);
@@ -497,7 +606,7 @@ pub(crate) fn commit(
                 return;
             }
             (*hdr).flags = ((*hdr).flags & !(FLAG_NEW | FLAG_GUARDED)) | FLAG_WRITE_BARRIER;
-            if STM {
+            if let Some(entry) = entry.as_mut() {
                 Entry::push_record(&mut entry.data, g, (*hdr).granules, hdr.cast());
                 if let Some(&site) = site {
                     entry.sites.push(site);
@@ -513,18 +622,21 @@ pub(crate) fn commit(
             record(g, local.alloc_sites.get(i));
         }
     } else {
-        for &g in local.modified.iter().chain(&local.allocated) {
+        for &g in &local.modified {
+            record(g, None);
+        }
+        for &g in &local.allocated {
             record(g, None);
         }
     }
-    let rev = if STM {
+    let rev = if let Some(mut entry) = entry {
         entry.segment = seg.index;
         let entry = Box::into_raw(entry);
         loop {
             if !local.inevitable {
                 if let Err(c) = validate(shared, seg, local, true) {
                     // SAFETY: the entry was never published; we still own it.
-                    drop(unsafe { Box::from_raw(entry) });
+                    local.entry_cache.push(unsafe { Box::from_raw(entry) });
                     return Err(c);
                 }
             }
@@ -556,16 +668,19 @@ pub(crate) fn commit(
         seg.applied_rev.store(rev, Ordering::Release);
         rev
     } else {
-        drop(entry);
         let rev = shared.gil_commits.fetch_add(1, Ordering::Release) + 1;
         local.inevitable = false;
         rev
     };
     local.modified.clear();
     local.backups.clear();
-    local.committed_objects.append(&mut local.allocated);
-    for born in local.pending_roots.drain(..) {
-        born.store(rev, Ordering::Release);
+    if !local.allocated.is_empty() {
+        local.committed_objects.append(&mut local.allocated);
+    }
+    if !local.pending_roots.is_empty() {
+        for born in local.pending_roots.drain(..) {
+            born.store(rev, Ordering::Release);
+        }
     }
     // After the roots are settled: `retry` and `Root::get` of a pending root wait on this.
     shared.committed.notify_cheap();

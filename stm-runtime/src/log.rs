@@ -73,16 +73,17 @@ impl Entry {
     ) {
         let words = granules as usize * (GRANULE / 8);
         data.reserve(words + 1);
-        data.push(MaybeUninit::new(
-            u64::from(granule) | (u64::from(granules) << 32),
-        ));
         let len = data.len();
-        // SAFETY: `reserve` made room for `words` more elements after `len`; the caller
+        // SAFETY: `reserve` made room for `words + 1` more elements after `len`; the caller
         // guarantees `src` is readable for `words * 8` bytes; a Vec buffer never overlaps a
         // heap mapping. MaybeUninit<u64> may hold any bytes, padding included.
         unsafe {
-            copy_words(src.cast(), data.as_mut_ptr().add(len), words);
-            data.set_len(len + words);
+            let at = data.as_mut_ptr().add(len);
+            at.write(MaybeUninit::new(
+                u64::from(granule) | (u64::from(granules) << 32),
+            ));
+            copy_words(src.cast(), at.add(1), words);
+            data.set_len(len + 1 + words);
         }
     }
 
@@ -162,6 +163,28 @@ pub(crate) unsafe fn copy_words(
                 .cast::<[MaybeUninit<u64>; 4]>()
                 .write(src.cast::<[MaybeUninit<u64>; 4]>().read()),
             _ => ptr::copy_nonoverlapping(src, dst, words),
+        }
+    }
+}
+
+/// Copies one granule (2 words), or two with `two`, without a call.
+///
+/// # Safety
+/// As [`copy_words`] with `words` = 2 or 4.
+#[inline(always)]
+pub(crate) unsafe fn copy_small(
+    src: *const MaybeUninit<u64>,
+    dst: *mut MaybeUninit<u64>,
+    two: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        dst.cast::<[MaybeUninit<u64>; 2]>()
+            .write(src.cast::<[MaybeUninit<u64>; 2]>().read());
+        if two {
+            dst.add(2)
+                .cast::<[MaybeUninit<u64>; 2]>()
+                .write(src.add(2).cast::<[MaybeUninit<u64>; 2]>().read());
         }
     }
 }

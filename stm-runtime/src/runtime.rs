@@ -279,17 +279,33 @@ impl Shared {
 
     /// Takes a segment for the calling thread, preferring the one it used last; waits while
     /// every segment is busy.
+    #[inline]
     pub(crate) fn acquire_segment(&self) -> &Segment {
+        let key = self as *const Shared as usize;
+        let (k, i) = PREFERRED.with(Cell::get);
+        // The common case: this thread's segment of last time is free, and no collection
+        // waits for the segments (see `acquire_segment_slow`).
+        if k == key && !self.collecting.load(Ordering::Acquire) {
+            if let Some(seg) = self.segments.get(i) {
+                // Acquire: see everything the previous owner (or the trimmer) did to it.
+                if seg
+                    .state
+                    .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return seg;
+                }
+            }
+        }
+        self.acquire_segment_slow(if k == key { i } else { 0 })
+    }
+
+    /// Takes the first free segment from `preferred` on, waiting for one if none is free.
+    #[cold]
+    #[inline(never)]
+    fn acquire_segment_slow(&self, preferred: usize) -> &Segment {
         let n = self.segments.len();
         let key = self as *const Shared as usize;
-        let preferred = PREFERRED.with(|p| {
-            let (k, i) = p.get();
-            if k == key {
-                i
-            } else {
-                0
-            }
-        });
         let try_take = |i: usize| {
             let seg = &self.segments[i];
             // Acquire: see everything the previous owner (or the trimmer) did to the segment.

@@ -75,8 +75,8 @@ impl Guard {
 
 impl Conflict {
     /// The conflict fault injection pretends to have found.
-    pub(crate) fn injected() -> Conflict {
-        Conflict {
+    pub(crate) fn injected() -> Box<Conflict> {
+        Box::new(Conflict {
             granule: 0,
             write_write: false,
             other_segment: u32::MAX,
@@ -84,16 +84,15 @@ impl Conflict {
             our_site: None,
             injected: true,
             swallowed: false,
-        }
+        })
     }
 
     /// What dooms an attempt whose code caught a retry or restart unwind and went on.
-    pub(crate) fn swallowed() -> Conflict {
-        Conflict {
-            injected: false,
-            swallowed: true,
-            ..Conflict::injected()
-        }
+    pub(crate) fn swallowed() -> Box<Conflict> {
+        let mut c = Conflict::injected();
+        c.injected = false;
+        c.swallowed = true;
+        c
     }
 }
 
@@ -189,7 +188,7 @@ pub(crate) struct SegmentLocal {
     pub series_budget: u32,
     /// The attempt must not commit: validation found a conflict, or user code caught one of
     /// the runtime's unwinds (an abort, a retry, a restart) and carried on.
-    pub doomed: Option<Conflict>,
+    pub doomed: Option<Box<Conflict>>,
     /// Fields borrowed by live write-back guards (and updates that started inside another
     /// update), innermost last (see `FLAG_GUARDED`).
     pub guards: Vec<Guard>,

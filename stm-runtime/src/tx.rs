@@ -80,7 +80,7 @@ const _: () = {
 /// Why an attempt unwinds out of user code (private: user code cannot forge it).
 pub(crate) enum AbortSignal {
     /// Validation found a conflict.
-    Conflict(Conflict),
+    Conflict(Box<Conflict>),
     /// [`Tx::retry`]: wait for a commit, then run again.
     Retry,
     /// Internal request: run again at once.
@@ -318,7 +318,7 @@ impl Tx {
         if local.inevitable {
             return;
         }
-        if let Some(c) = local.doomed {
+        if let Some(c) = local.doomed.clone() {
             // The attempt cannot commit (its code swallowed an abort): it must not become
             // inevitable and do irreversible things before running again.
             self.abort_with(AbortSignal::Conflict(c));
@@ -410,7 +410,7 @@ impl Tx {
                     commit::rollback_to(local, cp);
                     // The retry doomed the attempt (in case user code swallowed it); it is
                     // handled here. A real conflict found meanwhile stays.
-                    if !doomed_before && local.doomed.is_some_and(|c| c.swallowed) {
+                    if !doomed_before && local.doomed.as_ref().is_some_and(|c| c.swallowed) {
                         local.doomed = None;
                     }
                     second(self)
@@ -448,7 +448,7 @@ impl Tx {
              which would repeat its irreversible effects"
         );
         match &signal {
-            AbortSignal::Conflict(c) => local.doomed = Some(*c),
+            AbortSignal::Conflict(c) => local.doomed = Some(c.clone()),
             _ => {
                 local.doomed.get_or_insert(Conflict::swallowed());
             }
@@ -607,7 +607,7 @@ impl Stm {
                         );
                     }
                     Err(c) => {
-                        let counter = self.conflicted(local, c);
+                        let counter = self.conflicted(local, &c);
                         commit::rollback(shared, local);
                         count_abort(seg, local, counter);
                         *aborts += 1;
@@ -621,7 +621,7 @@ impl Stm {
                 }
                 Err(payload) => match payload.downcast::<AbortSignal>() {
                     Ok(signal) => match *signal {
-                        AbortSignal::Conflict(c) => self.conflicted(local, c),
+                        AbortSignal::Conflict(c) => self.conflicted(local, &c),
                         AbortSignal::Restart => Counter::AbortRetry,
                         AbortSignal::Collect => {
                             commit::rollback(shared, local);
@@ -771,7 +771,7 @@ pub(crate) fn in_transaction_of(shared: &Arc<Shared>) -> bool {
 impl Stm {
     /// Accounts for an attempt lost to a conflict: the counter to bump, and the conflict
     /// report's row when reporting.
-    fn conflicted(&self, local: &SegmentLocal, c: Conflict) -> Counter {
+    fn conflicted(&self, local: &SegmentLocal, c: &Conflict) -> Counter {
         if local.reporting && !c.injected && !c.swallowed {
             let kind = if c.write_write {
                 ConflictKind::WriteWrite
