@@ -22,6 +22,9 @@ pub enum Workload {
     Bank {
         /// 10 000 (low contention) or 16 (high contention).
         accounts: usize,
+        /// Each thread moves money only among its own share of the accounts (no data is
+        /// shared between threads: what the runtime itself costs when threads run together).
+        disjoint: bool,
     },
     /// A map structure with `updates` percent of puts and deletes, the rest lookups.
     Map {
@@ -50,8 +53,18 @@ pub enum Workload {
 /// Every workload of the full matrix, in table order.
 pub const ALL: &[Workload] = &[
     Workload::Counter,
-    Workload::Bank { accounts: 10_000 },
-    Workload::Bank { accounts: 16 },
+    Workload::Bank {
+        accounts: 10_000,
+        disjoint: false,
+    },
+    Workload::Bank {
+        accounts: 10_000,
+        disjoint: true,
+    },
+    Workload::Bank {
+        accounts: 16,
+        disjoint: false,
+    },
     list(10),
     list(50),
     list(90),
@@ -108,9 +121,26 @@ impl Workload {
     pub fn name(self) -> String {
         match self {
             Workload::Counter => "counter".into(),
-            Workload::Bank { accounts: 16 } => "bank-high".into(),
-            Workload::Bank { accounts: 10_000 } => "bank-low".into(),
-            Workload::Bank { accounts } => format!("bank-{accounts}"),
+            Workload::Bank {
+                accounts: 16,
+                disjoint: false,
+            } => "bank-high".into(),
+            Workload::Bank {
+                accounts: 10_000,
+                disjoint: false,
+            } => "bank-low".into(),
+            Workload::Bank {
+                accounts: 10_000,
+                disjoint: true,
+            } => "bank-disjoint".into(),
+            Workload::Bank {
+                accounts,
+                disjoint: false,
+            } => format!("bank-{accounts}"),
+            Workload::Bank {
+                accounts,
+                disjoint: true,
+            } => format!("bank-disjoint-{accounts}"),
             Workload::Map { kind, updates, .. } => {
                 let k = match kind {
                     Kind::List => "list",
@@ -180,7 +210,7 @@ impl Workload {
         let per_thread = ops.div_ceil(threads as u64) as usize;
         let (slots, setup_nodes, thread_nodes) = match self {
             Workload::Counter => (1, 0, 0),
-            Workload::Bank { accounts } => (accounts, 0, 0),
+            Workload::Bank { accounts, .. } => (accounts, 0, 0),
             Workload::Map { kind, .. } => {
                 let slots = match kind {
                     Kind::Hash { buckets } => buckets,
@@ -404,7 +434,7 @@ pub fn run<E: Engine>(e: &E, w: Workload, threads: usize, ops: u64) -> Outcome {
     let mut initial = BTreeMap::new();
     match w {
         Workload::Counter => {}
-        Workload::Bank { accounts } => {
+        Workload::Bank { accounts, .. } => {
             // Small setup transactions: some crates' write sets are linear lists.
             for lo in (0..accounts).step_by(64) {
                 e.atomically(&SetVals(lo..(lo + 64).min(accounts), INITIAL_BALANCE));
@@ -498,12 +528,18 @@ fn worker<E: Engine>(
             }
             Work::Counted(ops as i64)
         }
-        Workload::Bank { accounts } => {
-            let n = accounts as u64;
+        Workload::Bank { accounts, disjoint } => {
+            // This thread's accounts: all of them, or its own share.
+            let (base, n) = if disjoint {
+                let share = accounts / threads;
+                (t * share, share as u64)
+            } else {
+                (0, accounts as u64)
+            };
             let mut moved = 0;
             for _ in 0..ops {
-                let from = rng.below(n) as usize;
-                let mut to = rng.below(n - 1) as usize;
+                let from = base + rng.below(n) as usize;
+                let mut to = base + rng.below(n - 1) as usize;
                 if to >= from {
                     to += 1;
                 }
@@ -603,7 +639,7 @@ fn check<E: Engine>(
             }
             Ok(format!("counter = {v} = transactions"))
         }
-        Workload::Bank { accounts } => {
+        Workload::Bank { accounts, .. } => {
             let (sum, min) = e.atomically(&SumVals(0..accounts));
             let expected = INITIAL_BALANCE * accounts as i64;
             if sum != expected {
