@@ -62,25 +62,49 @@ normalize() {
     sed -E '/[Tt][Ii][Mm][Ee]|setup-transactions/ s/-?[0-9]+/N/g' "$1" | LC_ALL=C sort
 }
 
-# One run: "<seconds>" or "timeout" or "failed(<status>)"; output kept in $WORK.
+# One run: "<seconds>" or "timeout" or "failed(<status>)"; output kept in $WORK, and the
+# run's CPU time (user + system, seconds) in $WORK/<demo>.<cfg>.<round>.cpu.
 run_one() {
-    local demo=$1 cfg=$2 round=$3 bin threads start end rc
+    local demo=$1 cfg=$2 round=$3 bin threads rc times
     bin=$(bin_of "$cfg")
     threads=${cfg##*-}
-    start=$(date +%s.%N)
     set +e
-    (cd "$DEMO_DIR" && timeout "$TIMEOUT" "$bin" --num-threads "$threads" "$demo.duh" \
-        >"$WORK/$demo.$cfg.$round.out" 2>"$WORK/$demo.$cfg.$round.err")
+    times=$( { TIMEFORMAT='%R %U %S'; time (cd "$DEMO_DIR" && timeout "$TIMEOUT" "$bin" \
+        --num-threads "$threads" "$demo.duh" >"$WORK/$demo.$cfg.$round.out" \
+        2>"$WORK/$demo.$cfg.$round.err"); } 2>&1)
     rc=$?
     set -e
-    end=$(date +%s.%N)
+    echo "$times" | awk '{printf "%.3f", $2 + $3}' >"$WORK/$demo.$cfg.$round.cpu"
     if [ $rc -eq 124 ]; then
         echo timeout
     elif [ $rc -ne 0 ]; then
         echo "failed($rc)"
     else
-        echo "$end - $start" | bc -l | awk '{printf "%.3f", $1}'
+        echo "$times" | awk '{printf "%.3f", $1}'
     fi
+}
+
+# The median CPU time of the completed runs of a configuration ("-" when none completed).
+median_cpu() {
+    local demo=$1 cfg=$2 r st cpus=()
+    for r in $(seq "$REPEAT"); do
+        # shellcheck disable=SC2086
+        st=$(echo ${T[$demo.$cfg]} | cut -d' ' -f"$r")
+        if [[ $st == [0-9]* ]]; then cpus+=("$(cat "$WORK/$demo.$cfg.$r.cpu")"); fi
+    done
+    if [ ${#cpus[@]} -eq 0 ]; then
+        echo "-"
+        return
+    fi
+    median "${cpus[@]}"
+}
+
+# How much of the time two threads ran at once: CPU time over (wall time x 2), percent.
+overlap() {
+    case "$1$2" in
+    *[a-z-]*) echo "-" ;;
+    *) awk -v c="$1" -v w="$2" 'BEGIN { if (w + 0 == 0) print "-"; else printf "%.0f%%", 100 * c / (2 * w) }' ;;
+    esac
 }
 
 median() {
@@ -128,9 +152,10 @@ echo
 echo "Duhton side by side with the original (duhton-c8 on stmgc-c8), $(nproc) CPUs,"
 echo "median wall seconds of $REPEAT interleaved rounds; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '%-24s %8s %8s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %s\n' \
+printf '%-24s %8s %8s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %7s %7s | %s\n' \
     demo c8-1 c8-2 ours-1 ours-2 gil-1 gil-2 \
-    'c8/us2' 'c8 1/2' 'us 1/2' 'stm/gil' 'c8/us1' output
+    'c8/us2' 'c8 1/2' 'us 1/2' 'stm/gil' 'c8/us1' \
+    'c8 ov' 'us ov' 'c8 w2/1' 'us w2/1' output
 for demo in $DEMOS; do
     declare -A M=()
     for cfg in $CONFIGS; do
@@ -192,16 +217,27 @@ for demo in $DEMOS; do
             fi
         fi
     fi
-    printf '%-24s %8s %8s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %s\n' \
+    declare -A C=()
+    for cfg in c8-1 c8-2 stm-1 stm-2; do
+        C[$cfg]=$(median_cpu "$demo" "$cfg")
+    done
+    printf '%-24s %8s %8s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %7s %7s | %s\n' \
         "$demo" "${M[c8-1]}" "${M[c8-2]}" "${M[stm-1]}" "${M[stm-2]}" "${M[gil-1]}" "${M[gil-2]}" \
         "$(ratio "${M[c8-2]}" "${M[stm-2]}")" \
         "$(ratio "${M[c8-1]}" "${M[c8-2]}")" \
         "$(ratio "${M[stm-1]}" "${M[stm-2]}")" \
         "$(ratio "${M[stm-1]}" "${M[gil-1]}")" \
         "$(ratio "${M[c8-1]}" "${M[stm-1]}")" \
+        "$(overlap "${C[c8-2]}" "${M[c8-2]}")" \
+        "$(overlap "${C[stm-2]}" "${M[stm-2]}")" \
+        "$(ratio "${C[c8-2]}" "${C[c8-1]}")" \
+        "$(ratio "${C[stm-2]}" "${C[stm-1]}")" \
         "$verdict$notes"
 done
 echo
 echo "c8/us2: the original's time at 2 threads over ours (>= 1: ours at least as fast);"
 echo "c8 1/2, us 1/2: each one's 1 -> 2 thread speed-up; stm/gil: our single-thread STM"
 echo "overhead over our GIL build; c8/us1: the original's time at 1 thread over ours."
+echo "c8 ov, us ov: the 2-thread runs' CPU time over (wall time x 2): under 100%, the threads"
+echo "(or the demo) did not keep both CPUs busy; w2/1: CPU time at 2 threads over CPU time at 1"
+echo "(the work that running in parallel added: aborts, waiting that spins, cache misses)."
