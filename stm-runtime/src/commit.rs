@@ -198,7 +198,7 @@ pub(crate) unsafe fn write_slow(
     let (flags, granules) = unsafe { ((*hdr).flags, (*hdr).granules) };
     let words = granules as usize * (GRANULE / 8);
     if flags & (FLAG_GUARDED | FLAG_WRITE_BARRIER) != FLAG_WRITE_BARRIER
-        || words > 4
+        || words > 2 * SMALL_GRANULES
         || local.fault_threshold != 0
         || local.reporting
         || local.backups.capacity() - local.backups.len() < words
@@ -207,10 +207,13 @@ pub(crate) unsafe fn write_slow(
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_rare(local, granule, start, len, site, type_name) };
     }
-    // SAFETY: the common case: see `save_before_image`; `words` is 2 or 4 (objects are at
-    // least one granule), which `copy_small` copies without a call.
+    // SAFETY: the common case: see `save_before_image`; the object is 1 to SMALL_GRANULES
+    // granules long (objects are at least one), which `copy_small` copies without a call.
     unsafe { save_before_image(local, granule, hdr, words, true) }
 }
+
+/// The largest object (in granules) whose before-image [`write_slow`] copies inline.
+const SMALL_GRANULES: usize = 8;
 
 /// Everything of [`write_slow`] but its common case: a borrowed field, an object already
 /// written by this attempt, a larger object, fault injection, reporting, a full write set.
@@ -259,7 +262,7 @@ unsafe fn write_slow_rare(
 /// # Safety
 /// `hdr` is the header of the live object at `granule` in the caller's own segment
 /// (invariants 1 and 3), and `backups` / `modified` have room for `words` words and one
-/// granule; with `small`, `words` is 2 or 4.
+/// granule; with `small`, `words` is even and at most `2 * SMALL_GRANULES`.
 #[inline(always)]
 unsafe fn save_before_image(
     local: &mut SegmentLocal,
@@ -282,8 +285,8 @@ unsafe fn save_before_image(
     unsafe {
         let dst = local.backups.as_mut_ptr().add(len);
         if small {
-            debug_assert!(words == 2 || words == 4);
-            log::copy_small(hdr.cast(), dst, words == 4);
+            debug_assert!(words >= 2 && words % 2 == 0 && words <= 2 * SMALL_GRANULES);
+            log::copy_granules(hdr.cast(), dst, words / 2);
         } else {
             log::copy_words(hdr.cast(), dst, words);
         }
