@@ -39,12 +39,32 @@ use std::sync::atomic::Ordering;
 
 use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
 use crate::log::{self, Entry, INEVITABLE};
+use crate::pool::Shared;
 use crate::report::{ConflictKind, ConflictSite, WriteSite};
-use crate::runtime::Shared;
 use crate::segment::{Conflict, Guard, Segment, SegmentLocal, CATCHING_UP, FREE};
 use crate::stats::Counter;
 use std::panic::Location;
 use std::time::Instant;
+
+/// Why an attempt unwinds out of user code (private: user code cannot forge it).
+pub(crate) enum AbortSignal {
+    /// Validation found a conflict.
+    Conflict(Box<Conflict>),
+    /// [`Tx::retry`]: wait for a commit, then run again.
+    Retry,
+    /// Internal request: run again at once.
+    Restart,
+    /// The heap is full: collect garbage, then run again.
+    Collect,
+    /// A root's object was allocated by a transaction of another thread that has not ended:
+    /// give the segment back, wait until the cell is settled, then run again.
+    WaitFor(std::sync::Arc<std::sync::atomic::AtomicU64>),
+}
+
+/// `Root::born` while the creating attempt has not ended.
+pub(crate) const PENDING: u64 = 0;
+/// `Root::born` when the creating attempt rolled back: the object never existed.
+pub(crate) const ROLLED_BACK: u64 = u64::MAX;
 
 /// Whether barriers and validation are compiled in (false in GIL mode).
 pub(crate) const STM: bool = !cfg!(feature = "gil");
@@ -454,9 +474,7 @@ fn write_extras(
 ) {
     if local.inject_fault() {
         local.doomed = Some(Conflict::injected());
-        std::panic::resume_unwind(Box::new(crate::tx::AbortSignal::Conflict(
-            Conflict::injected(),
-        )));
+        std::panic::resume_unwind(Box::new(AbortSignal::Conflict(Conflict::injected())));
     }
     if local.reporting {
         local.write_sites.push(WriteSite {
@@ -572,7 +590,7 @@ pub(crate) fn commit(
         debug_assert!(local.pending_roots.is_empty());
         if !local.pending_roots.is_empty() {
             for born in local.pending_roots.drain(..) {
-                born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+                born.store(ROLLED_BACK, Ordering::Release);
             }
         }
         let at = if STM {
@@ -733,7 +751,7 @@ pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
     }
     if !local.pending_roots.is_empty() {
         for born in local.pending_roots.drain(..) {
-            born.store(crate::handle::ROLLED_BACK, Ordering::Release);
+            born.store(ROLLED_BACK, Ordering::Release);
         }
         shared.committed.notify_cheap();
     }

@@ -1,7 +1,7 @@
 //! The garbage collector: a stop-the-world mark-and-sweep over committed objects.
 //!
 //! **When.** Allocation counts the granules handed out since the last collection; past a
-//! threshold (twice the live size after the last collection, at least [`MIN_THRESHOLD`]
+//! threshold (twice the live size after the last collection, at least [`MIN_THRESHOLD`](crate::heap::MIN_THRESHOLD)
 //! granules) it asks for a collection, and the next `atomically` call that starts outside any
 //! transaction runs it before taking a segment. A transaction that finds the heap full restarts
 //! once after a collection before reporting [`StmError::HeapExhausted`](crate::StmError).
@@ -23,27 +23,31 @@
 //! rolled back) is ignored.
 
 use std::any::TypeId;
-use std::cell::Cell;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, RwLock};
 
 use crate::commit;
-use crate::handle::{Object, Tracer};
 use crate::heap::{Header, GRANULE, HEADER_SIZE};
-use crate::runtime::Shared;
+use crate::pool::Shared;
 use crate::segment::{SegmentLocal, FREE, OWNED};
-
-/// Collections are not asked for before this many granules (16 MiB) were allocated.
-pub(crate) const MIN_THRESHOLD: usize = (16 << 20) / GRANULE;
+use crate::stats::{GcState, GcStats};
 
 /// Bits of the header's flag word below the type index.
 pub(crate) const TYPE_SHIFT: u32 = 8;
 
+/// A type's trace function: reports to the tracer every handle stored in the object at the
+/// pointer.
+///
+/// # Safety
+/// The pointer points to a valid value of the type the function was registered for.
+pub(crate) type TraceFn = unsafe fn(*const u8, &mut Tracer);
+
 /// What the collector needs to know about an object type.
 #[derive(Clone, Copy)]
 struct TypeInfo {
-    trace: unsafe fn(*const u8, &mut Tracer),
+    trace: TraceFn,
     #[allow(dead_code)] // for debugging and future reports
     name: &'static str,
 }
@@ -52,34 +56,10 @@ struct TypeInfo {
 static TYPES: RwLock<Vec<TypeInfo>> = RwLock::new(Vec::new());
 static INDEX: Mutex<Option<HashMap<TypeId, u32>>> = Mutex::new(None);
 
-thread_local! {
-    /// The last type this thread allocated, and its index.
-    static LAST: Cell<Option<(TypeId, u32)>> = const { Cell::new(None) };
-}
-
-/// # Safety
-/// `p` points to a valid `T`.
-unsafe fn trace_as<T: Object>(p: *const u8, tracer: &mut Tracer) {
-    // SAFETY: the caller guarantees `p` points to a valid `T`.
-    unsafe { (*p.cast::<T>()).trace(tracer) }
-}
-
-/// The index of `T` in the type table, registering it on first use.
-#[inline]
-pub(crate) fn type_index<T: Object>() -> u32 {
-    let id = TypeId::of::<T>();
-    if let Some((last, idx)) = LAST.with(Cell::get) {
-        if last == id {
-            return idx;
-        }
-    }
-    let idx = register::<T>(id);
-    LAST.with(|c| c.set(Some((id, idx))));
-    idx
-}
-
+/// The index of the type `id` in the type table (its trace function `trace`, its `name`),
+/// registering it if it is new.
 #[cold]
-fn register<T: Object>(id: TypeId) -> u32 {
+pub(crate) fn register_type(id: TypeId, trace: TraceFn, name: &'static str) -> u32 {
     let mut index = INDEX.lock().unwrap_or_else(|e| e.into_inner());
     let index = index.get_or_insert_with(HashMap::new);
     if let Some(&i) = index.get(&id) {
@@ -88,34 +68,32 @@ fn register<T: Object>(id: TypeId) -> u32 {
     let mut types = TYPES.write().unwrap_or_else(|e| e.into_inner());
     let i = u32::try_from(types.len()).expect("fewer than 2^24 object types");
     assert!(i < 1 << (32 - TYPE_SHIFT), "too many object types");
-    types.push(TypeInfo {
-        trace: trace_as::<T>,
-        name: std::any::type_name::<T>(),
-    });
+    types.push(TypeInfo { trace, name });
     index.insert(id, i);
     i
 }
 
-/// What a collection found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GcStats {
-    /// Collections run so far.
-    pub collections: u64,
-    /// Objects alive after the last collection.
-    pub live_objects: u64,
-    /// Bytes of live objects after the last collection (headers included).
-    pub live_bytes: u64,
-    /// Objects freed by the last collection.
-    pub freed_objects: u64,
-    /// Bytes freed by the last collection.
-    pub freed_bytes: u64,
+/// Collects the handles an object holds (see [`Object::trace`](crate::Object::trace)).
+#[derive(Default)]
+pub struct Tracer {
+    pub(crate) found: Vec<u32>,
 }
 
-/// The collector's state, behind the runtime's `gc` mutex (one collection at a time).
-#[derive(Default)]
-pub(crate) struct GcState {
-    pub stats: GcStats,
+impl Tracer {
+    /// Reports a handle kept as a raw granule number (0: none).
+    pub(crate) fn visit_granule(&mut self, granule: u32) {
+        if granule != 0 {
+            self.found.push(granule);
+        }
+    }
+}
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracer")
+            .field("found", &self.found.len())
+            .finish()
+    }
 }
 
 /// A bitmap over the heap's granules.

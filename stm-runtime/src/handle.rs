@@ -13,6 +13,8 @@
 //! * [`Plain`]: plain data allowed in shared objects; [`Object`]: a type that can be
 //!   allocated in the shared heap.
 
+use std::any::TypeId;
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
@@ -21,7 +23,8 @@ use std::sync::Arc;
 
 use crate::commit::{self, STM};
 use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, HEADER_SIZE};
-use crate::runtime::{Shared, Stm};
+use crate::pool::Shared;
+use crate::runtime::Stm;
 use crate::tx::Tx;
 
 /// Plain data that may be stored in shared objects: no handles, no pointers, no drop glue,
@@ -206,32 +209,39 @@ pub unsafe trait Object: Copy + 'static {
 // types are Copy and 'static; the alignment bound is checked at allocation (invariant 6).
 unsafe impl<T: Plain> Object for T {}
 
-/// Collects the handles an object holds (see [`Object::trace`]).
-#[derive(Default)]
-pub struct Tracer {
-    pub(crate) found: Vec<u32>,
-}
+pub use crate::gc::Tracer;
 
 impl Tracer {
     /// Reports one stored handle.
     pub fn visit<T: Object>(&mut self, r: GcRef<T>) {
         self.found.push(r.granule.get());
     }
-
-    /// Reports a handle kept as a raw granule number (0: none).
-    pub(crate) fn visit_granule(&mut self, granule: u32) {
-        if granule != 0 {
-            self.found.push(granule);
-        }
-    }
 }
 
-impl fmt::Debug for Tracer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracer")
-            .field("found", &self.found.len())
-            .finish()
+/// # Safety
+/// `p` points to a valid `T`.
+unsafe fn trace_as<T: Object>(p: *const u8, tracer: &mut Tracer) {
+    // SAFETY: the caller guarantees `p` points to a valid `T`.
+    unsafe { (*p.cast::<T>()).trace(tracer) }
+}
+
+thread_local! {
+    /// The last type this thread allocated, and its index.
+    static LAST_TYPE: Cell<Option<(TypeId, u32)>> = const { Cell::new(None) };
+}
+
+/// The index of `T` in the collector's type table, registering it on first use.
+#[inline]
+pub(crate) fn type_index<T: Object>() -> u32 {
+    let id = TypeId::of::<T>();
+    if let Some((last, idx)) = LAST_TYPE.with(Cell::get) {
+        if last == id {
+            return idx;
+        }
     }
+    let idx = crate::gc::register_type(id, trace_as::<T>, std::any::type_name::<T>());
+    LAST_TYPE.with(|c| c.set(Some((id, idx))));
+    idx
 }
 
 /// A field borrowed for the duration of an update (see [`Gc::update`]): writes that overlap
@@ -603,7 +613,7 @@ impl<'tx, T: Plain> Gc<'tx, T> {
 /// A handle stored inside a shared object (4 bytes).
 ///
 /// Objects that hold handles declare their fields as `GcRef<T>` (or `Option<GcRef<T>>`);
-/// [`Gc::to_ref`] makes one, and reading the field in a transaction (see [`Field`]) gives a
+/// `Gc::to_ref` makes one, and reading the field in a transaction (see [`Field`]) gives a
 /// `Gc` back. A `GcRef` cannot be followed by itself.
 #[repr(transparent)]
 pub struct GcRef<T> {
@@ -649,10 +659,7 @@ fn other_runtime() -> ! {
     )
 }
 
-/// `Root::born` while the creating attempt has not ended.
-pub(crate) const PENDING: u64 = 0;
-/// `Root::born` when the creating attempt rolled back: the object never existed.
-pub(crate) const ROLLED_BACK: u64 = u64::MAX;
+pub(crate) use crate::commit::{PENDING, ROLLED_BACK};
 
 /// When a rooted object became visible to other transactions.
 #[derive(Clone)]

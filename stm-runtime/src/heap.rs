@@ -18,6 +18,9 @@ use crate::config::StmError;
 
 /// Bytes in a granule: the unit of addresses, read markers and object sizes.
 pub(crate) const GRANULE: usize = 16;
+
+/// Collections are not asked for before this many granules (16 MiB) were allocated.
+pub(crate) const MIN_THRESHOLD: usize = (16 << 20) / GRANULE;
 /// Bytes of header in front of every object.
 pub(crate) const HEADER_SIZE: usize = 8;
 /// The first granule ever allocated (page 0 stays unused, so granule 0 is "null").
@@ -194,7 +197,7 @@ impl ChunkAllocator {
 /// The smallest allocation volume between two collections: 16 MiB, or a quarter of a small
 /// heap.
 fn min_threshold(heap_size: usize) -> usize {
-    crate::gc::MIN_THRESHOLD.min(heap_size / GRANULE / 4)
+    MIN_THRESHOLD.min(heap_size / GRANULE / 4)
 }
 
 /// One segment's bump allocator: the current chunk, and chunks given back by aborted

@@ -52,6 +52,7 @@ mod handle;
 mod heap;
 mod log;
 mod macro_support;
+mod pool;
 mod queue;
 mod report;
 mod runtime;
@@ -66,7 +67,6 @@ mod tvec;
 mod tx;
 
 pub use config::{Config, StmError, MAX_HEAP_SIZE, MAX_SEGMENTS, MIN_HEAP_SIZE};
-pub use gc::GcStats;
 pub use handle::{Field, Gc, GcRef, Object, Plain, Root, Tracer};
 pub use queue::{QueueOrder, RunReport, Tasks, TransactionQueue};
 pub use report::{ConflictKind, ConflictReport, ConflictSite, Site};
@@ -75,7 +75,7 @@ pub use series::{
     set_thread_budget, set_thread_budget_limit, thread_budget, MAX_BUDGET, START_BUDGET,
     TARGET_TIME,
 };
-pub use stats::{thread_stats, Stats};
+pub use stats::{thread_stats, GcStats, Stats};
 pub use sys::thread_cpu_time;
 pub use text::{GcString, ReadOnlyVec, TString};
 pub use tmap::{GcHashMap, MapHead, MapKey, THashMap, MAP_SHARDS};

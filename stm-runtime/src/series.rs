@@ -44,15 +44,6 @@ pub const TARGET_TIME: Duration = Duration::from_micros(100);
 thread_local! {
     static BUDGET: Cell<u32> = const { Cell::new(START_BUDGET) };
     static LIMIT: Cell<u32> = const { Cell::new(MAX_BUDGET) };
-    /// Steps the next attempt of this thread's series may do: set when a step needed to
-    /// become inevitable after others in the same transaction (0: no such request).
-    static CUT_BEFORE: Cell<u32> = const { Cell::new(0) };
-}
-
-/// Asks the next attempt of the running series to commit after `steps` steps: the step that
-/// follows them becomes inevitable at the start of the next transaction.
-pub(crate) fn cut_before(steps: u32) {
-    CUT_BEFORE.with(|c| c.set(steps));
 }
 
 /// The calling thread's current budget, in steps per transaction.
@@ -167,7 +158,7 @@ fn series<S: Clone, R>(
         let conflicts_before = crate::stats::thread_conflicts();
         let (state, done) = stm.atomically(|tx| {
             let mut s = committed.clone();
-            let limit = match CUT_BEFORE.with(|c| c.replace(0)) {
+            let limit = match crate::tx::take_cut_before() {
                 // An attempt that lost a conflict tries again with half the steps of the one
                 // it lost with: a thread that keeps losing to shorter transactions of others
                 // shrinks its own until it fits between their commits, instead of rerunning

@@ -208,3 +208,25 @@ pub(crate) fn thread_conflicts() -> u64 {
 pub fn thread_stats() -> Stats {
     Stats::from_array(THREAD.with(|t| std::array::from_fn(|i| t[i].get())))
 }
+
+/// What a collection found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcStats {
+    /// Collections run so far.
+    pub collections: u64,
+    /// Objects alive after the last collection.
+    pub live_objects: u64,
+    /// Bytes of live objects after the last collection (headers included).
+    pub live_bytes: u64,
+    /// Objects freed by the last collection.
+    pub freed_objects: u64,
+    /// Bytes freed by the last collection.
+    pub freed_bytes: u64,
+}
+
+/// The collector's state, behind the runtime's `gc` mutex (one collection at a time).
+#[derive(Default)]
+pub(crate) struct GcState {
+    pub stats: GcStats,
+}

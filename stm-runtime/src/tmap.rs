@@ -175,7 +175,7 @@ impl<K: MapKey, V: Element> THashMap<K, V> {
 
 /// A hash map from `K` to `V` in the shared heap, as seen by the transaction `'tx`: `get`,
 /// `insert`, `remove`, `contains_key`, `len`, `to_vec`. Transactions on different keys do not
-/// conflict (see the [module docs](self)).
+/// conflict (see [`THashMap`](crate::THashMap)).
 ///
 /// ```
 /// use stm_runtime::{GcHashMap, Stm};

@@ -135,7 +135,7 @@ impl<T: Element> TQueue<T> {
 
 /// A work pool of `T` in the shared heap, as seen by the transaction `'tx`: `push`, `pop`,
 /// `len`. Pops by transactions on different threads do not conflict while the queue holds
-/// enough items (see the [module docs](self)); there is no order across lanes.
+/// enough items (see [`TQueue`](crate::TQueue)); there is no order across lanes.
 ///
 /// ```
 /// use stm_runtime::{GcQueue, Stm};

@@ -18,8 +18,9 @@ use crate::commit::{self, Committed, STM};
 use crate::config::StmError;
 use crate::handle::{Gc, Object, Root};
 use crate::heap::{granules_for, Header, FLAG_NEW, GRANULE, HEADER_SIZE};
+use crate::pool::Shared;
 use crate::report::{ConflictKind, ConflictReport, ConflictSite, Site, WriteSite};
-use crate::runtime::{Shared, Stm};
+use crate::runtime::Stm;
 use crate::segment::{Conflict, Segment, SegmentLocal};
 use crate::stats::Counter;
 use std::panic::Location;
@@ -77,24 +78,25 @@ const _: () = {
     let _ = <Tx as AmbiguousIfSendOrSync<_>>::check;
 };
 
-/// Why an attempt unwinds out of user code (private: user code cannot forge it).
-pub(crate) enum AbortSignal {
-    /// Validation found a conflict.
-    Conflict(Box<Conflict>),
-    /// [`Tx::retry`]: wait for a commit, then run again.
-    Retry,
-    /// Internal request: run again at once.
-    Restart,
-    /// The heap is full: collect garbage, then run again.
-    Collect,
-    /// A root's object was allocated by a transaction of another thread that has not ended:
-    /// give the segment back, wait until the cell is settled, then run again.
-    WaitFor(Arc<std::sync::atomic::AtomicU64>),
-}
+pub(crate) use crate::commit::AbortSignal;
 
 thread_local! {
     /// The innermost transaction running on this thread, for joining nested calls.
     static CURRENT: Cell<*const Tx> = const { Cell::new(ptr::null()) };
+    /// Steps the next attempt of this thread's series may do: set when a step needed to
+    /// become inevitable after others in the same transaction (0: no such request).
+    static CUT_BEFORE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Asks the next attempt of the running series to commit after `steps` steps: the step that
+/// follows them becomes inevitable at the start of the next transaction.
+fn cut_before(steps: u32) {
+    CUT_BEFORE.with(|c| c.set(steps));
+}
+
+/// The step limit [`cut_before`] asked the next attempt of the series for (0: none), once.
+pub(crate) fn take_cut_before() -> u32 {
+    CUT_BEFORE.with(|c| c.replace(0))
 }
 
 /// Restores the previous `CURRENT` when a transaction attempt ends (even by unwinding).
@@ -232,7 +234,7 @@ impl Tx {
                     return Err(e);
                 }
             };
-        let type_index = crate::gc::type_index::<T>();
+        let type_index = crate::handle::type_index::<T>();
         local.allocated.push(granule);
         if local.reporting {
             local.alloc_sites.push(WriteSite {
@@ -290,7 +292,7 @@ impl Tx {
             if done > 0 {
                 // A break point before the I/O: run the series' earlier steps again as a
                 // transaction of their own, and this step in the next one.
-                crate::series::cut_before(done);
+                cut_before(done);
                 self.restart();
             }
         }
@@ -540,7 +542,7 @@ impl Stm {
                 Attempts::WaitFor(cell) => {
                     drop(owned);
                     shared.committed.wait_until(|| {
-                        cell.load(std::sync::atomic::Ordering::Acquire) != crate::handle::PENDING
+                        cell.load(std::sync::atomic::Ordering::Acquire) != crate::commit::PENDING
                     });
                 }
             }

@@ -77,7 +77,11 @@ fn main() -> ExitCode {
         _ => return usage(),
     }
     let total: i64 = stm.atomically(|tx| accounts.iter().map(|a| a.get(tx).get()).sum());
-    assert_eq!(total, 1000 * ACCOUNTS as i64, "transfers must keep the total");
+    assert_eq!(
+        total,
+        1000 * ACCOUNTS as i64,
+        "transfers must keep the total"
+    );
     ExitCode::SUCCESS
 }
 

@@ -1,0 +1,282 @@
+//! The runtime's shared state ([`Shared`]): the segments and the pool that hands them to
+//! threads, the log's head, the monitors threads wait on, the root registry. Below the
+//! protocol (`commit.rs`), which works on one owned segment and this state.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use crate::config::{Config, StmError};
+use crate::heap::ChunkAllocator;
+use crate::log::{self, Entry};
+use crate::report::{self, Recorder};
+use crate::segment::{Segment, FREE, OWNED};
+use crate::stats::{GcState, Stats};
+use crate::sys::HeapFile;
+
+/// The log's oldest entry still allocated, behind the trimming lock.
+pub(crate) struct LogHead(pub *mut Entry);
+// SAFETY: (invariant 17) the pointer is only dereferenced by the thread holding the Mutex
+// around it, and the
+// entries it points to are runtime-owned heap allocations, not tied to any thread.
+unsafe impl Send for LogHead {}
+
+/// A monitor: waiters count themselves so the notifying side can skip the lock when no one
+/// waits.
+#[derive(Default)]
+pub(crate) struct Monitor {
+    pub waiters: AtomicUsize,
+    pub lock: Mutex<()>,
+    pub cond: Condvar,
+}
+
+/// How long a waiter sleeps before it looks at its condition again, in case it missed a
+/// wake-up sent with [`Monitor::notify_cheap`].
+const POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
+impl Monitor {
+    /// Wakes every waiter, if there is any. The caller has already made the condition true
+    /// with a SeqCst store, so a waiter either sees it or is counted here: no wake-up is lost.
+    pub(crate) fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.wake();
+        }
+    }
+
+    /// Like [`Monitor::notify`] for conditions published with a Release store only (no
+    /// fence on the hot path): a waiter that raced with this call may miss it, and then sees
+    /// the condition at its next poll, at most [`POLL`] later.
+    #[inline]
+    pub(crate) fn notify_cheap(&self) {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cond.notify_all();
+    }
+
+    /// Blocks until `ready()` holds: spins briefly, then sleeps until notified, looking at
+    /// the condition again at least every [`POLL`].
+    pub(crate) fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if ready() {
+                return;
+            }
+            backoff.snooze();
+        }
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while !ready() {
+            g = self
+                .cond
+                .wait_timeout(g, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Everything the threads of one runtime share.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub segments: Box<[Segment]>,
+    pub chunks: ChunkAllocator,
+    /// Oldest log entry still allocated; the lock is the trimming lock.
+    pub log_head: Mutex<LogHead>,
+    /// Commits so far, in GIL mode only (where there is no log); `retry` waits on it.
+    pub gil_commits: AtomicU64,
+    /// Log entries freed by the trimmer, for reuse by committers (bounded).
+    #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
+    pub entry_pool: Mutex<Vec<Box<Entry>>>,
+    /// Threads waiting for a free segment.
+    pub segment_free: Monitor,
+    /// Threads waiting for the inevitable transaction to end.
+    pub inevitable_done: Monitor,
+    /// Threads waiting in `retry` for a commit.
+    pub committed: Monitor,
+    /// Conflict reports.
+    pub recorder: Recorder,
+    /// Roots: how many `Root`s name each granule.
+    pub roots: Mutex<HashMap<u32, u32>>,
+    /// The collector (one collection at a time) and its statistics.
+    pub gc: Mutex<GcState>,
+    /// A collection is taking the segments: transactions wait to start.
+    pub collecting: AtomicBool,
+    /// Keeps the heap image alive as long as its mappings.
+    _image: HeapFile,
+}
+
+impl Shared {
+    pub(crate) fn new(mut config: Config) -> Result<Shared, StmError> {
+        config.validate()?;
+        if cfg!(feature = "gil") {
+            config.segments = 1;
+        }
+        let image = HeapFile::create(config.heap_size).map_err(StmError::Map)?;
+        let first = Entry::initial();
+        let segments = (0..config.segments)
+            .map(|i| Segment::new(i as u32, &image, &config, first))
+            .collect::<Result<Vec<_>, _>>();
+        let segments = match segments {
+            Ok(s) => s.into_boxed_slice(),
+            Err(e) => {
+                // SAFETY: `first` came from Box::into_raw and nothing else refers to it now.
+                drop(unsafe { Box::from_raw(first) });
+                return Err(StmError::Map(e));
+            }
+        };
+        let recorder = Recorder::new(config.conflict_reports || report::env_enabled());
+        Ok(Shared {
+            chunks: ChunkAllocator::new(config.heap_size),
+            config,
+            segments,
+            log_head: Mutex::new(LogHead(first)),
+            gil_commits: AtomicU64::new(0),
+            entry_pool: Mutex::new(Vec::new()),
+            segment_free: Monitor::default(),
+            inevitable_done: Monitor::default(),
+            committed: Monitor::default(),
+            recorder,
+            roots: Mutex::new(HashMap::new()),
+            gc: Mutex::new(GcState::default()),
+            collecting: AtomicBool::new(false),
+            _image: image,
+        })
+    }
+
+    /// Takes a segment for the calling thread, preferring the one it used last; waits while
+    /// every segment is busy.
+    #[inline]
+    pub(crate) fn acquire_segment(&self) -> &Segment {
+        let key = self as *const Shared as usize;
+        let (k, i) = PREFERRED.with(Cell::get);
+        // The common case: this thread's segment of last time is free, and no collection
+        // waits for the segments (see `acquire_segment_slow`).
+        if k == key && !self.collecting.load(Ordering::Acquire) {
+            if let Some(seg) = self.segments.get(i) {
+                // Acquire: see everything the previous owner (or the trimmer) did to it.
+                if seg
+                    .state
+                    .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return seg;
+                }
+            }
+        }
+        self.acquire_segment_slow(if k == key { i } else { 0 })
+    }
+
+    /// Takes the first free segment from `preferred` on, waiting for one if none is free.
+    #[cold]
+    #[inline(never)]
+    fn acquire_segment_slow(&self, preferred: usize) -> &Segment {
+        let n = self.segments.len();
+        let key = self as *const Shared as usize;
+        let try_take = |i: usize| {
+            let seg = &self.segments[i];
+            // Acquire: see everything the previous owner (or the trimmer) did to the segment.
+            seg.state
+                .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+                .then_some(seg)
+        };
+        // While a collection is waiting for the segments, take none: otherwise threads that
+        // start transaction after transaction could keep the collector waiting forever.
+        let scan = || {
+            if self.collecting.load(Ordering::Acquire) {
+                return None;
+            }
+            (0..n).map(|k| (preferred + k) % n).find_map(try_take)
+        };
+        let seg = match scan() {
+            Some(s) => s,
+            None => {
+                let mut found = None;
+                self.segment_free.wait_until(|| {
+                    found = scan();
+                    found.is_some()
+                });
+                found.expect("wait_until returns once a segment was taken")
+            }
+        };
+        PREFERRED.with(|p| p.set((key, seg.index as usize)));
+        seg
+    }
+
+    /// Gives a segment back.
+    #[inline]
+    pub(crate) fn release_segment(&self, seg: &Segment) {
+        // Release: our accesses to the segment happen before the next owner's Acquire CAS.
+        seg.state.store(FREE, Ordering::Release);
+        self.segment_free.notify_cheap();
+    }
+
+    /// The newest committed revision any segment has applied (what `retry` waits on).
+    pub(crate) fn newest_rev(&self) -> u64 {
+        if cfg!(feature = "gil") {
+            self.gil_commits.load(Ordering::Acquire)
+        } else {
+            // A committer stores its entry's revision into its own segment's applied_rev.
+            self.segments
+                .iter()
+                .map(|s| s.applied_rev.load(Ordering::Acquire))
+                .max()
+                .unwrap_or(0)
+        }
+    }
+
+    /// Counts one more `Root` naming `granule` (the collector's roots).
+    pub(crate) fn add_root(&self, granule: u32) {
+        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        *roots.entry(granule).or_insert(0) += 1;
+    }
+
+    /// Counts one `Root` naming `granule` less.
+    pub(crate) fn remove_root(&self, granule: u32) {
+        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = roots.get_mut(&granule) {
+            *n -= 1;
+            if *n == 0 {
+                roots.remove(&granule);
+            }
+        }
+    }
+
+    /// Sums the counters of every segment.
+    pub(crate) fn stats(&self) -> Stats {
+        self.segments
+            .iter()
+            .map(|s| s.stats.snapshot())
+            .fold(Stats::default(), |a, b| a + b)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if report::env_enabled() {
+            let r = self.recorder.report();
+            if !r.sites.is_empty() {
+                eprint!("{r}");
+            }
+        }
+        let head = self.log_head.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Pooled entries are plain boxes: dropping the pool frees them.
+        // SAFETY: (invariant 17) we are the last owner of the runtime: no segment is in use and no
+        // thread can
+        // reach the log any more; every entry from the head on is ours to free.
+        unsafe { log::free_all(head.0) };
+    }
+}
+
+thread_local! {
+    /// The segment this thread used last, per runtime (keyed by the runtime's address).
+    static PREFERRED: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
