@@ -39,9 +39,10 @@ use std::sync::atomic::Ordering;
 
 use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
 use crate::log::{self, Entry, INEVITABLE};
+use crate::owner::{self, CATCHING_UP, FREE};
 use crate::pool::Shared;
 use crate::report::{ConflictKind, ConflictSite, WriteSite};
-use crate::segment::{Conflict, Guard, Segment, SegmentLocal, CATCHING_UP, FREE};
+use crate::segment::{Conflict, Guard, Segment, SegmentLocal};
 use crate::stats::Counter;
 use std::panic::Location;
 use std::time::Instant;
@@ -866,18 +867,21 @@ fn trim(shared: &Shared, newest: u64) {
         // Only a segment that has fallen far behind is idle: an active one catches up by
         // itself at its next transaction, and taking it here would make its thread wait.
         let lagging = seg.applied_rev.load(Ordering::Relaxed) + IDLE_LAG < newest;
-        if lagging
-            && seg
-                .state
-                .compare_exchange(FREE, CATCHING_UP, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        {
-            // SAFETY: we moved the segment out of FREE, so we own its local state until we
-            // store FREE again (invariant 1).
+        let taken = if lagging {
+            owner::try_take(&seg.state, seg.id(), CATCHING_UP)
+        } else {
+            None
+        };
+        if let Some(bias) = taken {
+            // SAFETY: we took the segment (out of FREE, a revoked bias or our own), so we own
+            // its local state until we give it back (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
             let r = validate(shared, seg, local, false);
             debug_assert!(r.is_ok());
-            seg.state.store(FREE, Ordering::SeqCst);
+            match bias {
+                Some(slot) => owner::release_biased(&seg.state, slot, false),
+                None => seg.state.store(FREE, Ordering::SeqCst),
+            }
             shared.segment_free.notify();
         }
         keep_from = keep_from.min(seg.applied_rev.load(Ordering::Acquire));
@@ -902,11 +906,48 @@ mod tests {
     use crate::tx::Tx;
 
     /// Two segments owned by this thread, as two concurrent transactions would own them.
+    /// They are taken by compare-and-swap, never through a bias (the tests give them back
+    /// with `release_segment(seg, None)` or not at all).
     fn two_segments(stm: &Stm) -> (&Segment, &Segment) {
-        let a = stm.shared.acquire_segment();
-        let b = stm.shared.acquire_segment();
+        let a = unbiased(stm);
+        let b = unbiased(stm);
         assert_ne!(a.index, b.index);
         (a, b)
+    }
+
+    /// A segment taken by compare-and-swap: a thief's take, so no bias of this thread is
+    /// left holding it.
+    fn unbiased(stm: &Stm) -> &Segment {
+        loop {
+            for seg in stm.shared.segments.iter() {
+                let taken = seg
+                    .state
+                    .compare_exchange(
+                        owner::FREE,
+                        owner::OWNED,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                    || {
+                        // Biased (to this thread, by earlier transactions): revoke it.
+                        let s = seg.state.load(Ordering::Relaxed);
+                        s > owner::REVOKING
+                            && seg
+                                .state
+                                .compare_exchange(
+                                    s,
+                                    owner::OWNED,
+                                    Ordering::Acquire,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok()
+                    };
+                if taken {
+                    return seg;
+                }
+            }
+        }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -1042,7 +1083,7 @@ mod tests {
     fn a_skipped_read_barrier_on_an_unmarked_object_is_caught_in_debug_builds() {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
-        let a = sh.acquire_segment();
+        let a = unbiased(&stm);
         begin(sh, a, local(a));
         let ta = tx_for(&stm, a);
         let gx = Gc::<u64>::new(&ta, x);
@@ -1090,8 +1131,8 @@ mod tests {
             let tb = tx_for(stm, b);
             assert_eq!(Gc::<[u64; N]>::new(&tb, g).get(), v, "{N} words imported");
             assert!(commit(sh, b, local(b)).is_ok());
-            sh.release_segment(a);
-            sh.release_segment(b);
+            sh.release_segment(a, None);
+            sh.release_segment(b, None);
         }
         let stm = Stm::builder()
             .segments(2)
@@ -1112,7 +1153,7 @@ mod tests {
     fn the_marker_version_wraps_by_clearing_every_marker() {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
-        let a = sh.acquire_segment();
+        let a = unbiased(&stm);
         begin(sh, a, local(a));
         Gc::<u64>::new(&tx_for(&stm, a), x).get();
         assert!(commit(sh, a, local(a)).is_ok());

@@ -30,8 +30,9 @@ use std::sync::{Mutex, RwLock};
 
 use crate::commit;
 use crate::heap::{Header, GRANULE, HEADER_SIZE};
+use crate::owner::{self, BiasSlot, OWNED};
 use crate::pool::Shared;
-use crate::segment::{SegmentLocal, FREE, OWNED};
+use crate::segment::SegmentLocal;
 use crate::stats::{GcState, GcStats};
 
 /// Bits of the header's flag word below the type index.
@@ -137,20 +138,24 @@ impl Shared {
         self.chunks.gc_wanted.store(false, Ordering::Relaxed);
         // (0) Own every segment. New transactions wait meanwhile (see `acquire_segment`).
         self.collecting.store(true, Ordering::Release);
+        let mut biases = Vec::with_capacity(self.segments.len());
         for seg in self.segments.iter() {
+            // A biased segment is revoked once its owner is not using it: owners that see
+            // threads waiting give their bias up at release (`Shared::release_segment`).
+            let mut bias = None;
             self.segment_free.wait_until(|| {
-                seg.state
-                    .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+                bias = owner::try_take(&seg.state, seg.id(), OWNED);
+                bias.is_some()
             });
+            biases.push(bias.flatten());
         }
         // From here on every segment is ours; they go back to the pool when this guard drops,
         // also if the collection panics, so that the runtime never stays blocked.
-        let _release = ReleaseAll(self);
+        let _release = ReleaseAll(self, biases);
         let mut locals: Vec<&mut SegmentLocal> = self
             .segments
             .iter()
-            // SAFETY: we own every segment (moved each out of FREE above, invariants 1 and 7)
+            // SAFETY: we own every segment (took each above, invariants 1 and 7)
             // until we release them below, and hold one `SegmentLocal` reference per segment.
             .map(|s| unsafe { &mut *s.local.get() })
             .collect();
@@ -232,14 +237,15 @@ impl Shared {
     }
 }
 
-/// Gives every segment back and lets transactions start again (end of a collection).
-struct ReleaseAll<'a>(&'a Shared);
+/// Gives every segment back (each as it was taken: through this thread's bias or not) and lets
+/// transactions start again (end of a collection).
+struct ReleaseAll<'a>(&'a Shared, Vec<Option<&'static BiasSlot>>);
 
 impl Drop for ReleaseAll<'_> {
     fn drop(&mut self) {
         self.0.collecting.store(false, Ordering::Release);
-        for seg in self.0.segments.iter() {
-            self.0.release_segment(seg);
+        for (seg, &bias) in self.0.segments.iter().zip(self.1.iter()) {
+            self.0.release_segment(seg, bias);
         }
     }
 }

@@ -52,6 +52,7 @@ mod handle;
 mod heap;
 mod log;
 mod macro_support;
+mod owner;
 mod pool;
 mod queue;
 mod report;

@@ -10,8 +10,9 @@ use std::sync::{Condvar, Mutex};
 use crate::config::{Config, StmError};
 use crate::heap::ChunkAllocator;
 use crate::log::{self, Entry};
+use crate::owner::{self, BiasSlot, OWNED};
 use crate::report::{self, Recorder};
-use crate::segment::{Segment, FREE, OWNED};
+use crate::segment::Segment;
 use crate::stats::{GcState, Stats};
 use crate::sys::HeapFile;
 
@@ -55,7 +56,7 @@ impl Monitor {
     }
 
     #[cold]
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.cond.notify_all();
     }
@@ -152,41 +153,48 @@ impl Shared {
     }
 
     /// Takes a segment for the calling thread, preferring the one it used last; waits while
-    /// every segment is busy.
+    /// every segment is busy. Give it back with [`Shared::release_segment`], passing the
+    /// bias slot returned here (the segment was taken through its bias if there is one).
     #[inline]
-    pub(crate) fn acquire_segment(&self) -> &Segment {
+    pub(crate) fn acquire_segment(&self) -> (&Segment, Option<&'static BiasSlot>) {
         let key = self as *const Shared as usize;
         let (k, i) = PREFERRED.with(Cell::get);
-        // The common case: this thread's segment of last time is free, and no collection
-        // waits for the segments (see `acquire_segment_slow`).
-        if k == key && !self.collecting.load(Ordering::Acquire) {
+        if k == key {
             if let Some(seg) = self.segments.get(i) {
-                // Acquire: see everything the previous owner (or the trimmer) did to it.
-                if seg
-                    .state
-                    .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+                // The common case: the segment of last time is biased to this thread, which
+                // takes it with plain stores (`owner.rs`). A collection revokes biases, so
+                // this needs no look at `collecting`.
+                if let Some(slot) = owner::my_slot() {
+                    if owner::take_biased(&seg.state, seg.id(), slot) {
+                        return (seg, Some(slot));
+                    }
+                }
+                // Else the same segment by compare-and-swap, unless a collection waits for
+                // the segments (see `acquire_segment_slow`). Acquire: see everything the
+                // previous owner (or the trimmer) did to it.
+                if !self.collecting.load(Ordering::Acquire)
+                    && seg
+                        .state
+                        .compare_exchange(owner::FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
                 {
-                    return seg;
+                    return (seg, None);
                 }
             }
         }
         self.acquire_segment_slow(if k == key { i } else { 0 })
     }
 
-    /// Takes the first free segment from `preferred` on, waiting for one if none is free.
+    /// Takes the first free segment from `preferred` on (revoking the bias of an idle one),
+    /// waiting for one if none is free.
     #[cold]
     #[inline(never)]
-    fn acquire_segment_slow(&self, preferred: usize) -> &Segment {
+    fn acquire_segment_slow(&self, preferred: usize) -> (&Segment, Option<&'static BiasSlot>) {
         let n = self.segments.len();
         let key = self as *const Shared as usize;
         let try_take = |i: usize| {
             let seg = &self.segments[i];
-            // Acquire: see everything the previous owner (or the trimmer) did to the segment.
-            seg.state
-                .compare_exchange(FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-                .then_some(seg)
+            owner::try_take(&seg.state, seg.id(), OWNED).map(|bias| (seg, bias))
         };
         // While a collection is waiting for the segments, take none: otherwise threads that
         // start transaction after transaction could keep the collector waiting forever.
@@ -207,15 +215,46 @@ impl Shared {
                 found.expect("wait_until returns once a segment was taken")
             }
         };
-        PREFERRED.with(|p| p.set((key, seg.index as usize)));
+        PREFERRED.with(|p| p.set((key, seg.0.index as usize)));
         seg
     }
 
-    /// Gives a segment back.
+    /// Gives a segment back. A segment this thread took by compare-and-swap and has used
+    /// [`BIAS_AFTER`](owner::BIAS_AFTER) times in a row is left biased to it; a biased one is
+    /// given back with a plain store, and its bias given up if threads wait for a segment.
     #[inline]
-    pub(crate) fn release_segment(&self, seg: &Segment) {
-        // Release: our accesses to the segment happen before the next owner's Acquire CAS.
-        seg.state.store(FREE, Ordering::Release);
+    pub(crate) fn release_segment(&self, seg: &Segment, bias: Option<&'static BiasSlot>) {
+        if let Some(slot) = bias {
+            let waiting = self.segment_free.waiters.load(Ordering::Relaxed) > 0;
+            owner::release_biased(&seg.state, slot, waiting);
+            if waiting {
+                self.segment_free.wake();
+            }
+            return;
+        }
+        let next = match owner::my_slot_or_new() {
+            Some(slot) => {
+                let me = owner::bias_of(slot);
+                // SAFETY: we hold the segment by compare-and-swap (state OWNED, invariant 1)
+                // and no other reference to its local state exists.
+                let streak = unsafe { &mut (*seg.local.get()).streak };
+                *streak = if streak.0 == me {
+                    (me, streak.1.saturating_add(1))
+                } else {
+                    (me, 1)
+                };
+                if owner::should_bias(streak.1)
+                    && self.segment_free.waiters.load(Ordering::Relaxed) == 0
+                {
+                    me
+                } else {
+                    owner::FREE
+                }
+            }
+            None => owner::FREE,
+        };
+        // Release: our accesses to the segment happen before the next owner's Acquire.
+        seg.state.store(next, Ordering::Release);
         self.segment_free.notify_cheap();
     }
 

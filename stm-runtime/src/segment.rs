@@ -2,14 +2,15 @@
 //! running in it.
 //!
 //! A thread must *own* a segment to run a transaction ([`Segment::state`] goes `FREE` ->
-//! `OWNED` by compare-and-swap). The owner is the only thread that touches the segment's
-//! mapping and [`SegmentLocal`]; the commit-log trimmer may take a `FREE` segment (`FREE` ->
-//! `CATCHING_UP`) to bring it up to date. That exclusive ownership (invariant 1) is what every
-//! `unsafe` access to `SegmentLocal` and to segment memory relies on.
+//! `OWNED` by compare-and-swap, or the thread takes a segment biased to it; see `owner.rs`).
+//! The owner is the only thread that touches the segment's mapping and [`SegmentLocal`]; the
+//! commit-log trimmer may take a free segment (`CATCHING_UP`) to bring it up to date. That
+//! exclusive ownership (invariant 1) is what every `unsafe` access to `SegmentLocal` and to
+//! segment memory relies on.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use memmap2::MmapMut;
@@ -19,13 +20,6 @@ use crate::log::Entry;
 use crate::report::{Site, WriteSite};
 use crate::stats::SegmentStats;
 use crate::sys;
-
-/// No thread owns the segment.
-pub(crate) const FREE: u32 = 0;
-/// A thread runs transactions in it.
-pub(crate) const OWNED: u32 = 1;
-/// The commit-log trimmer is applying committed entries to it.
-pub(crate) const CATCHING_UP: u32 = 2;
 
 /// What a transaction ran into when validation found another commit touching its reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,8 +113,9 @@ impl SegmentLocal {
 pub(crate) struct Segment {
     /// Position in the runtime's segment table.
     pub index: u32,
-    /// `FREE`, `OWNED` or `CATCHING_UP`.
-    pub state: AtomicU32,
+    /// Who may use it: `FREE`, `OWNED`, `CATCHING_UP`, `REVOKING` or the bias slot of the
+    /// thread it is biased to (see `owner.rs`).
+    pub state: AtomicUsize,
     /// Revision of the last commit-log entry applied to this segment, published for the
     /// trimmer (entries older than every segment's are freed).
     pub applied_rev: AtomicU64,
@@ -130,9 +125,10 @@ pub(crate) struct Segment {
     pub local: UnsafeCell<SegmentLocal>,
 }
 
-// SAFETY: `local` (the only non-Sync part) is accessed only by the thread that moved `state`
-// out of FREE (to OWNED or CATCHING_UP) until it stores FREE again; the Acquire/Release
-// orderings on `state` order one owner's accesses before the next owner's (invariant 1).
+// SAFETY: `local` (the only non-Sync part) is accessed only by the thread that took the
+// segment (moved `state` out of FREE or a revoked bias, or took it through its own bias) until
+// it gives it back; the Acquire/Release orderings on `state` and on the bias slots order one
+// owner's accesses before the next owner's (invariant 1, `owner.rs`).
 unsafe impl Sync for Segment {}
 // SAFETY: the raw pointers in SegmentLocal point into mappings and log entries owned by the
 // runtime, not by any thread; moving the segment between threads moves nothing thread-bound.
@@ -212,9 +208,19 @@ pub(crate) struct SegmentLocal {
     /// Recycled log entries, ready for this segment's next commits.
     #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
     pub entry_cache: Vec<Box<Entry>>,
+    /// Who used the segment last (a bias slot's address) and how many times in a row: a
+    /// release after [`BIAS_AFTER`](crate::owner::BIAS_AFTER) leaves it biased.
+    pub streak: (usize, u32),
 }
 
 impl Segment {
+    /// The segment's identity in bias slots (its address: unique while the runtime lives,
+    /// and never 0).
+    #[inline]
+    pub(crate) fn id(&self) -> usize {
+        self as *const Segment as usize
+    }
+
     pub(crate) fn new(
         index: u32,
         image: &sys::HeapFile,
@@ -228,7 +234,7 @@ impl Segment {
         let markers_ptr = markers.as_mut_ptr().cast();
         Ok(Segment {
             index,
-            state: AtomicU32::new(FREE),
+            state: AtomicUsize::new(crate::owner::FREE),
             applied_rev: AtomicU64::new(0),
             stats: SegmentStats::default(),
             local: UnsafeCell::new(SegmentLocal {
@@ -263,6 +269,7 @@ impl Segment {
                 started: None,
                 write_sites: Vec::new(),
                 alloc_sites: Vec::new(),
+                streak: (0, 0),
             }),
         })
     }

@@ -6,6 +6,8 @@
 //! * [`map_zeroed`]: anonymous zero-filled memory (the read-marker arrays).
 //! * [`discard`]: `madvise(MADV_DONTNEED)`, which turns a private range back into the image's
 //!   contents (zeros) and gives its physical pages back to the kernel.
+//! * [`heavy_fence`]: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, the expensive side of
+//!   the asymmetric fence that biased segment ownership rests on (`owner.rs`).
 
 use std::fs::File;
 use std::io;
@@ -65,6 +67,59 @@ pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     // SAFETY: the caller guarantees no reference into the mapping is alive; all accesses go
     // through raw pointers that are re-read after this call (invariant 20).
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
+}
+
+/// Whether [`heavy_fence`] works in this process: `membarrier` supports private expedited
+/// barriers and this process is registered for them (registration is process-wide and done
+/// once, here). `STM_BIAS=0` in the environment answers no (segments are then never biased:
+/// for measuring what biasing gains).
+pub(crate) fn heavy_fence_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var_os("STM_BIAS").is_some_and(|v| v == "0") {
+            return false;
+        }
+        let private = libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+        let register = libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED;
+        // SAFETY: membarrier(QUERY, 0, 0) only returns the supported commands' bitmask.
+        let supported =
+            unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_QUERY, 0, 0) };
+        if supported < 0
+            || supported & (private | register) as libc::c_long
+                != (private | register) as libc::c_long
+        {
+            return false;
+        }
+        // SAFETY: registration has no memory effects; it only enables `private` for this process.
+        unsafe { libc::syscall(libc::SYS_membarrier, register, 0, 0) == 0 }
+    })
+}
+
+/// The heavy side of an asymmetric fence: when it returns, every thread of this process has
+/// run a full memory barrier since the call began (or was not running, which implies one).
+/// Paired with a compiler fence on the light side, it orders a store before a later load
+/// in both threads, as if both had run a full fence (see `owner.rs`).
+///
+/// Only called after [`heavy_fence_available`] returned true; a failure then would break
+/// the exclusion it provides, so it aborts the process rather than return.
+pub(crate) fn heavy_fence() {
+    // SAFETY: membarrier(PRIVATE_EXPEDITED, 0, 0) has no memory-safety preconditions; the
+    // process registered for it in `heavy_fence_available`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+            0,
+            0,
+        )
+    };
+    if r != 0 {
+        eprintln!(
+            "stm-runtime: membarrier(PRIVATE_EXPEDITED) failed after registration: {}",
+            io::Error::last_os_error()
+        );
+        std::process::abort();
+    }
 }
 
 /// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`; zero if the clock

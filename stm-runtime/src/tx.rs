@@ -137,10 +137,12 @@ impl Drop for CpuTiming<'_> {
 struct SegmentGuard<'a> {
     shared: &'a Arc<Shared>,
     seg: &'a Segment,
+    /// The bias slot the segment was taken through, if it was.
+    bias: Option<&'static crate::owner::BiasSlot>,
 }
 impl Drop for SegmentGuard<'_> {
     fn drop(&mut self) {
-        self.shared.release_segment(self.seg);
+        self.shared.release_segment(self.seg, self.bias);
     }
 }
 
@@ -510,11 +512,11 @@ impl Stm {
         let mut may_collect = true;
         loop {
             shared.maybe_collect();
-            let seg = shared.acquire_segment();
+            let (seg, bias) = shared.acquire_segment();
             // SAFETY: we own the segment now (invariant 1), and no reference to its local state
             // exists.
             unsafe { (*seg.local.get()).may_collect = may_collect };
-            let owned = SegmentGuard { shared, seg };
+            let owned = SegmentGuard { shared, seg, bias };
             match self.attempts(seg, site, &mut aborts, &mut f) {
                 Attempts::Done(result) => return result,
                 Attempts::Panicked(payload, value) => {

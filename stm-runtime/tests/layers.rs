@@ -13,7 +13,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     ("data", &["config", "sys", "stats", "report"]),
     ("heap and log", &["heap", "log"]),
-    ("segments and their pool", &["segment", "pool"]),
+    ("segments and their pool", &["owner", "segment", "pool"]),
     ("protocol", &["commit"]),
     ("collector", &["gc"]),
     ("transactions", &["tx", "handle", "runtime"]),
