@@ -177,10 +177,7 @@ impl Shared {
         let view: &SegmentLocal = locals[0];
         let types = TYPES.read().unwrap_or_else(|e| e.into_inner());
         let mut marked = Bits::new(granules);
-        let mut stack: Vec<u32> = {
-            let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
-            roots.keys().copied().collect()
-        };
+        let mut stack: Vec<u32> = self.root_granules();
         let mut tracer = Tracer::default();
         let (mut live_objects, mut live_granules) = (0u64, 0u64);
         while let Some(g) = stack.pop() {

@@ -679,6 +679,8 @@ enum Born {
 pub struct Root<T> {
     shared: Arc<Shared>,
     granule: u32,
+    /// The shard of the runtime's root registry that counts this root.
+    shard: u32,
     born: Born,
     /// The commit revision of a `Born::Pending` root once seen committed (0: not yet), kept
     /// here so that later `get`s read this root's own cache line, not the shared cell.
@@ -688,10 +690,11 @@ pub struct Root<T> {
 
 impl<T> Clone for Root<T> {
     fn clone(&self) -> Self {
-        self.shared.add_root(self.granule);
+        self.shared.add_root(self.shard, self.granule);
         Root {
             shared: self.shared.clone(),
             granule: self.granule,
+            shard: self.shard,
             born: self.born.clone(),
             settled: AtomicU64::new(self.settled.load(Ordering::Acquire)),
             _t: PhantomData,
@@ -701,7 +704,7 @@ impl<T> Clone for Root<T> {
 
 impl<T> Drop for Root<T> {
     fn drop(&mut self) {
-        self.shared.remove_root(self.granule);
+        self.shared.remove_root(self.shard, self.granule);
     }
 }
 
@@ -730,10 +733,12 @@ impl<T: Object> Root<T> {
             Born::At(local.snapshot_rev)
         };
         let shared = tx.shared_arc().clone();
-        shared.add_root(gc.granule);
+        let shard = tx.segment().index;
+        shared.add_root(shard, gc.granule);
         Root {
             shared,
             granule: gc.granule,
+            shard,
             born,
             settled: AtomicU64::new(0),
             _t: PhantomData,

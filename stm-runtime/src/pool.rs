@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
+use crossbeam_utils::CachePadded;
+
 use crate::config::{Config, StmError};
 use crate::heap::ChunkAllocator;
 use crate::log::{self, Entry};
@@ -84,7 +86,13 @@ impl Monitor {
     }
 }
 
-/// Everything the threads of one runtime share.
+/// One shard of the root registry: how many `Root`s name each granule.
+pub(crate) type RootShard = Mutex<HashMap<u32, u32>>;
+
+/// Everything the threads of one runtime share. Aligned to two cache lines so that the
+/// reference counts of the `Arc` around it (which every `Root` clones) do not share a line
+/// with the fields every transaction reads.
+#[repr(align(128))]
 pub(crate) struct Shared {
     pub config: Config,
     pub segments: Box<[Segment]>,
@@ -104,8 +112,10 @@ pub(crate) struct Shared {
     pub committed: Monitor,
     /// Conflict reports.
     pub recorder: Recorder,
-    /// Roots: how many `Root`s name each granule.
-    pub roots: Mutex<HashMap<u32, u32>>,
+    /// Roots: how many `Root`s name each granule, in one shard per segment (a root is
+    /// counted in the shard of the segment whose transaction made it), so that threads
+    /// making and dropping roots do not share a lock.
+    pub roots: Box<[CachePadded<RootShard>]>,
     /// The collector (one collection at a time) and its statistics.
     pub gc: Mutex<GcState>,
     /// A collection is taking the segments: transactions wait to start.
@@ -134,6 +144,9 @@ impl Shared {
             }
         };
         let recorder = Recorder::new(config.conflict_reports || report::env_enabled());
+        let roots = (0..config.segments)
+            .map(|_| CachePadded::new(Mutex::new(HashMap::new())))
+            .collect();
         Ok(Shared {
             chunks: ChunkAllocator::new(config.heap_size),
             config,
@@ -145,7 +158,7 @@ impl Shared {
             inevitable_done: Monitor::default(),
             committed: Monitor::default(),
             recorder,
-            roots: Mutex::new(HashMap::new()),
+            roots,
             gc: Mutex::new(GcState::default()),
             collecting: AtomicBool::new(false),
             _image: image,
@@ -272,21 +285,38 @@ impl Shared {
         }
     }
 
-    /// Counts one more `Root` naming `granule` (the collector's roots).
-    pub(crate) fn add_root(&self, granule: u32) {
-        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts one more `Root` naming `granule` (the collector's roots), in shard `shard`
+    /// (taken modulo the number of shards).
+    pub(crate) fn add_root(&self, shard: u32, granule: u32) {
+        let mut roots = self.root_shard(shard);
         *roots.entry(granule).or_insert(0) += 1;
     }
 
-    /// Counts one `Root` naming `granule` less.
-    pub(crate) fn remove_root(&self, granule: u32) {
-        let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts one `Root` naming `granule` less, in the shard it was counted in.
+    pub(crate) fn remove_root(&self, shard: u32, granule: u32) {
+        let mut roots = self.root_shard(shard);
         if let Some(n) = roots.get_mut(&granule) {
             *n -= 1;
             if *n == 0 {
                 roots.remove(&granule);
             }
         }
+    }
+
+    fn root_shard(&self, shard: u32) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
+        self.roots[shard as usize % self.roots.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every granule some `Root` names.
+    pub(crate) fn root_granules(&self) -> Vec<u32> {
+        let mut all = Vec::new();
+        for shard in self.roots.iter() {
+            let roots = shard.lock().unwrap_or_else(|e| e.into_inner());
+            all.extend(roots.keys().copied());
+        }
+        all
     }
 
     /// Sums the counters of every segment.

@@ -6,9 +6,17 @@
 //! runnable only when the attempt that added them commits (an aborted attempt's additions
 //! vanish with it). By default workers take the newest task first (depth first, like Duhton
 //! and PyPy's queue); [`QueueOrder::Fifo`] takes the oldest first (breadth first).
+//!
+//! Workers take tasks from the shared queue in batches (a share of what waits, guided
+//! self-scheduling) and keep the tasks their own commits add, so that a small task costs no
+//! trip through the queue's lock, whose cache line would otherwise travel between the cores at
+//! every task. A worker that runs out waits and is *hungry*: the others then hand it half of
+//! their batches. With one worker the order is exactly the queue's order.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,15 +92,24 @@ pub struct TransactionQueue<'env> {
     stm: Stm,
     state: Mutex<State<'env>>,
     wake: Condvar,
+    /// Some worker waits for tasks (`State::waiting > 0`): the busy ones share theirs.
+    hungry: AtomicBool,
+    /// A task panicked: workers stop after their current task.
+    stop: AtomicBool,
 }
 
+/// The most tasks a worker takes from the queue at once.
+const MAX_BATCH: usize = 256;
+
 struct State<'env> {
-    /// Runnable tasks; the newest is taken first.
-    stack: std::collections::VecDeque<Task<'env>>,
+    /// Runnable tasks not taken by a worker; the newest at the back.
+    stack: VecDeque<Task<'env>>,
     /// Which end workers take from.
     order: QueueOrder,
-    /// Tasks being run by workers now.
-    in_flight: usize,
+    /// Workers holding tasks (running one, or with a batch of their own).
+    busy: usize,
+    /// Workers waiting for tasks.
+    waiting: usize,
     /// The first panic of the run; the run stops when set.
     panic: Option<Box<dyn Any + Send>>,
     /// Tasks committed by this run.
@@ -107,11 +124,14 @@ impl<'env> TransactionQueue<'env> {
             state: Mutex::new(State {
                 stack: Default::default(),
                 order: QueueOrder::Lifo,
-                in_flight: 0,
+                busy: 0,
+                waiting: 0,
                 panic: None,
                 done: 0,
             }),
             wake: Condvar::new(),
+            hungry: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
         }
     }
 
@@ -165,9 +185,10 @@ impl<'env> TransactionQueue<'env> {
         let before = self.stm.stats();
         let start = Instant::now();
         self.lock().done = 0;
+        self.stop.store(false, Ordering::Relaxed);
         std::thread::scope(|s| {
             for _ in 0..threads {
-                s.spawn(|| self.work());
+                s.spawn(|| self.work(threads));
             }
         });
         let mut st = self.lock();
@@ -190,27 +211,83 @@ impl<'env> TransactionQueue<'env> {
         report
     }
 
-    /// One worker: take the newest task, run it as a transaction, queue what it added.
-    fn work(&self) {
+    /// One worker: take a batch of tasks, run each as a transaction, keep what they add
+    /// (LIFO) or queue it (FIFO), share with hungry workers; until every worker is out of
+    /// tasks.
+    fn work(&self, threads: usize) {
+        let mut local: VecDeque<Task<'env>> = VecDeque::new();
+        let mut done = 0u64;
         let mut st = self.lock();
         loop {
+            st.done += std::mem::take(&mut done);
             if st.panic.is_some() {
                 return;
             }
-            let next = match st.order {
-                QueueOrder::Lifo => st.stack.pop_back(),
-                QueueOrder::Fifo => st.stack.pop_front(),
-            };
-            let Some(mut task) = next else {
-                if st.in_flight == 0 {
+            let n = st.stack.len();
+            if n == 0 {
+                if st.busy == 0 {
+                    // Nobody holds a task, and none waits: the run is over.
                     self.wake.notify_all();
                     return;
                 }
+                st.waiting += 1;
+                self.hungry.store(true, Ordering::Relaxed);
                 st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.waiting -= 1;
+                self.hungry.store(st.waiting > 0, Ordering::Relaxed);
                 continue;
-            };
-            st.in_flight += 1;
+            }
+            let order = st.order;
+            let k = (n / (2 * threads.max(1))).clamp(1, MAX_BATCH);
+            match order {
+                // The newest k, in order: the newest is taken first from the back.
+                QueueOrder::Lifo => local.extend(st.stack.drain(n - k..)),
+                QueueOrder::Fifo => local.extend(st.stack.drain(..k)),
+            }
+            st.busy += 1;
             drop(st);
+            let stopped = self.run_batch(&mut local, order, &mut done);
+            // What the dropped tasks captured is user code's to drop: not under the lock.
+            local.clear();
+            st = self.lock();
+            st.busy -= 1;
+            if let Err(p) = stopped {
+                st.done += std::mem::take(&mut done);
+                let later = match st.panic {
+                    None => {
+                        st.panic = Some(p);
+                        None
+                    }
+                    Some(_) => Some(p),
+                };
+                self.stop.store(true, Ordering::Relaxed);
+                self.wake.notify_all();
+                drop(st);
+                drop(later); // a payload's `Drop` is user code too
+                return;
+            }
+        }
+    }
+
+    /// Runs the tasks of a worker's batch until it is empty or the run stops (`Ok`), or a
+    /// task panics (`Err` with the payload).
+    fn run_batch(
+        &self,
+        local: &mut VecDeque<Task<'env>>,
+        order: QueueOrder,
+        done: &mut u64,
+    ) -> Result<(), Box<dyn Any + Send>> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let next = match order {
+                QueueOrder::Lifo => local.pop_back(),
+                QueueOrder::Fifo => local.pop_front(),
+            };
+            let Some(mut task) = next else {
+                return Ok(());
+            };
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                 self.stm.atomically(|tx| {
                     let mut tasks = Tasks { added: Vec::new() };
@@ -220,29 +297,38 @@ impl<'env> TransactionQueue<'env> {
             }));
             // What the task captured is user code's to drop: not under the queue's lock.
             drop(task);
-            st = self.lock();
-            st.in_flight -= 1;
-            match outcome {
-                Ok(added) => {
-                    st.done += 1;
-                    let n = added.len();
-                    st.stack.extend(added);
-                    if n > 1 || st.stack.is_empty() && st.in_flight == 0 {
-                        self.wake.notify_all();
+            let added = outcome?;
+            *done += 1;
+            if !added.is_empty() {
+                match order {
+                    // Depth first: the follow-ups are the newest tasks, run next, here.
+                    QueueOrder::Lifo => local.extend(added),
+                    // Breadth first: they wait behind everything already queued.
+                    QueueOrder::Fifo => {
+                        let mut st = self.lock();
+                        st.stack.extend(added);
+                        if st.waiting > 0 {
+                            self.wake.notify_all();
+                        }
                     }
                 }
-                Err(p) => {
-                    let later = match st.panic {
-                        None => {
-                            st.panic = Some(p);
-                            None
+            }
+            if local.len() > 1 && self.hungry.load(Ordering::Relaxed) {
+                let mut st = self.lock();
+                if st.waiting > 0 {
+                    let give = local.len() / 2;
+                    match order {
+                        // Our oldest half goes on top of the shared stack.
+                        QueueOrder::Lifo => st.stack.extend(local.drain(..give)),
+                        // Our newest half is older than everything queued: it goes in front.
+                        QueueOrder::Fifo => {
+                            let keep = local.len() - give;
+                            for t in local.drain(keep..).rev() {
+                                st.stack.push_front(t);
+                            }
                         }
-                        Some(_) => Some(p),
-                    };
+                    }
                     self.wake.notify_all();
-                    drop(st);
-                    drop(later); // a payload's `Drop` is user code too
-                    return;
                 }
             }
         }

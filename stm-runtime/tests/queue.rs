@@ -144,3 +144,32 @@ fn workers_take_tasks_in_the_queues_order() {
         assert_eq!(seen.into_inner().unwrap(), expected, "{order:?}");
     }
 }
+
+/// A worker keeps the tasks its own commits add (no trip through the queue's lock), but a
+/// worker that runs out gets half of them: one task that adds 64 slow ones keeps two workers
+/// busy, not one.
+#[test]
+fn tasks_added_by_one_worker_are_shared_with_a_hungry_one() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    let stm = stm(2);
+    let ran_on = Mutex::new(HashSet::new());
+    let queue = TransactionQueue::new(&stm);
+    let ran = &ran_on;
+    queue.add(move |_, tasks| {
+        for _ in 0..64 {
+            tasks.add(move |tx, _| {
+                tx.become_inevitable(); // records once, and sleeps outside any retry
+                ran.lock().unwrap().insert(std::thread::current().id());
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            });
+        }
+    });
+    assert_eq!(queue.run(2).tasks, 65);
+    drop(queue);
+    assert_eq!(
+        ran_on.into_inner().unwrap().len(),
+        2,
+        "both workers ran tasks"
+    );
+}
