@@ -612,12 +612,16 @@ fn commit_writes(
     local: &mut SegmentLocal,
 ) -> Result<Committed, Box<Conflict>> {
     // Re-arm the write barrier of every object we wrote or created, and copy the images
-    // (in GIL mode there is no log: only the barriers are re-armed).
+    // (in GIL mode there is no log: only the barriers are re-armed). With one segment there
+    // is no other segment to import them, and no other committer to conflict with: the
+    // entry carries its revision only (a long single-thread program then writes each image
+    // once, not twice).
     let mut entry = if STM {
         Some(new_entry(shared, local))
     } else {
         None
     };
+    let images = shared.segments.len() > 1;
     let mut record = |g: u32, site: Option<&WriteSite>| {
         let hdr: *mut Header = local.header(g);
         // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
@@ -628,7 +632,7 @@ fn commit_writes(
                 return;
             }
             (*hdr).flags = ((*hdr).flags & !(FLAG_NEW | FLAG_GUARDED)) | FLAG_WRITE_BARRIER;
-            if let Some(entry) = entry.as_mut() {
+            if let Some(entry) = entry.as_mut().filter(|_| images) {
                 Entry::push_record(&mut entry.data, g, (*hdr).granules, hdr.cast());
                 if let Some(&site) = site {
                     entry.sites.push(site);

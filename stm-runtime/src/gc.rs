@@ -139,6 +139,8 @@ impl Shared {
         // (0) Own every segment. New transactions wait meanwhile (see `acquire_segment`).
         self.collecting.store(true, Ordering::Release);
         let mut biases = Vec::with_capacity(self.segments.len());
+        // Owners give their bias up at release while someone wants segments.
+        self.wanting.fetch_add(1, Ordering::SeqCst);
         for seg in self.segments.iter() {
             // A biased segment is revoked once its owner is not using it: owners that see
             // threads waiting give their bias up at release (`Shared::release_segment`).
@@ -149,6 +151,7 @@ impl Shared {
             });
             biases.push(bias.flatten());
         }
+        self.wanting.fetch_sub(1, Ordering::SeqCst);
         // From here on every segment is ours; they go back to the pool when this guard drops,
         // also if the collection panics, so that the runtime never stays blocked.
         let _release = ReleaseAll(self, biases);

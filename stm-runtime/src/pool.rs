@@ -58,7 +58,7 @@ impl Monitor {
     }
 
     #[cold]
-    pub(crate) fn wake(&self) {
+    fn wake(&self) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.cond.notify_all();
     }
@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     pub entry_pool: Mutex<Vec<Box<Entry>>>,
     /// Threads waiting for a free segment.
     pub segment_free: Monitor,
+    /// Threads in `acquire_segment_slow` (looking for a segment, spinning or asleep): while
+    /// there are any, releases give their bias up and leave segments `FREE`.
+    pub wanting: CachePadded<AtomicUsize>,
     /// Threads waiting for the inevitable transaction to end.
     pub inevitable_done: Monitor,
     /// Threads waiting in `retry` for a commit.
@@ -155,6 +158,7 @@ impl Shared {
             gil_commits: AtomicU64::new(0),
             entry_pool: Mutex::new(Vec::new()),
             segment_free: Monitor::default(),
+            wanting: CachePadded::new(AtomicUsize::new(0)),
             inevitable_done: Monitor::default(),
             committed: Monitor::default(),
             recorder,
@@ -211,6 +215,9 @@ impl Shared {
         };
         // While a collection is waiting for the segments, take none: otherwise threads that
         // start transaction after transaction could keep the collector waiting forever.
+        // While we look, owners of biased segments give their bias up at release, so that we
+        // compete for a FREE segment as if nothing were biased.
+        self.wanting.fetch_add(1, Ordering::SeqCst);
         let scan = || {
             if self.collecting.load(Ordering::Acquire) {
                 return None;
@@ -228,6 +235,7 @@ impl Shared {
                 found.expect("wait_until returns once a segment was taken")
             }
         };
+        self.wanting.fetch_sub(1, Ordering::SeqCst);
         PREFERRED.with(|p| p.set((key, seg.0.index as usize)));
         seg
     }
@@ -238,10 +246,10 @@ impl Shared {
     #[inline]
     pub(crate) fn release_segment(&self, seg: &Segment, bias: Option<&'static BiasSlot>) {
         if let Some(slot) = bias {
-            let waiting = self.segment_free.waiters.load(Ordering::Relaxed) > 0;
+            let waiting = self.wanting.load(Ordering::Relaxed) > 0;
             owner::release_biased(&seg.state, slot, waiting);
             if waiting {
-                self.segment_free.wake();
+                self.segment_free.notify();
             }
             return;
         }
@@ -256,9 +264,7 @@ impl Shared {
                 } else {
                     (me, 1)
                 };
-                if owner::should_bias(streak.1)
-                    && self.segment_free.waiters.load(Ordering::Relaxed) == 0
-                {
+                if owner::should_bias(streak.1) && self.wanting.load(Ordering::Relaxed) == 0 {
                     me
                 } else {
                     owner::FREE
