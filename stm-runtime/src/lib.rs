@@ -5,7 +5,7 @@
 //! transactions are rolled back and run again, and the result is always that of some serial
 //! order.
 //!
-//! * The heap is one `memfd` image mapped privately once per **segment**; each running
+//! * The heap is mapped privately once per **segment**; each running
 //!   transaction owns a segment, so each sees its own version of the heap. Handles are
 //!   offsets, valid in every segment.
 //! * The **read barrier** is one `u16` store into a read-marker array; the **write barrier**

@@ -16,7 +16,6 @@ use crate::owner::{self, BiasSlot, OWNED};
 use crate::report::{self, Recorder};
 use crate::segment::Segment;
 use crate::stats::{GcState, Stats};
-use crate::sys::HeapFile;
 
 /// The log's oldest entry still allocated, behind the trimming lock.
 pub(crate) struct LogHead(pub *mut Entry);
@@ -123,8 +122,6 @@ pub(crate) struct Shared {
     pub gc: Mutex<GcState>,
     /// A collection is taking the segments: transactions wait to start.
     pub collecting: AtomicBool,
-    /// Keeps the heap image alive as long as its mappings.
-    _image: HeapFile,
 }
 
 impl Shared {
@@ -133,10 +130,9 @@ impl Shared {
         if cfg!(feature = "gil") {
             config.segments = 1;
         }
-        let image = HeapFile::create(config.heap_size).map_err(StmError::Map)?;
         let first = Entry::initial();
         let segments = (0..config.segments)
-            .map(|i| Segment::new(i as u32, &image, &config, first))
+            .map(|i| Segment::new(i as u32, &config, first))
             .collect::<Result<Vec<_>, _>>();
         let segments = match segments {
             Ok(s) => s.into_boxed_slice(),
@@ -165,7 +161,6 @@ impl Shared {
             roots,
             gc: Mutex::new(GcState::default()),
             collecting: AtomicBool::new(false),
-            _image: image,
         })
     }
 

@@ -136,7 +136,7 @@ unsafe impl Send for Segment {}
 
 /// The state of a segment that only its owner touches.
 pub(crate) struct SegmentLocal {
-    /// This segment's private copy-on-write view of the heap image (kept for its lifetime;
+    /// This segment's private view of the heap (kept for its lifetime;
     /// accessed through `heap_ptr`).
     _heap: MmapMut,
     /// Read markers: one `u16` per heap granule.
@@ -223,12 +223,11 @@ impl Segment {
 
     pub(crate) fn new(
         index: u32,
-        image: &sys::HeapFile,
         config: &crate::config::Config,
         start: *const Entry,
     ) -> std::io::Result<Segment> {
         let heap_size = config.heap_size;
-        let mut heap = sys::map_segment(image, heap_size)?;
+        let mut heap = sys::map_segment(heap_size)?;
         let mut markers = sys::map_zeroed((heap_size / GRANULE) * 2)?;
         let heap_ptr = heap.as_mut_ptr();
         let markers_ptr = markers.as_mut_ptr().cast();
