@@ -127,6 +127,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(mut config: Config) -> Result<Shared, StmError> {
         config.validate()?;
+        // Biased segment ownership needs `membarrier`; its registration runs meanwhile.
+        crate::sys::start_heavy_fence_registration();
         if cfg!(feature = "gil") {
             config.segments = 1;
         }

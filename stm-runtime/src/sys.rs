@@ -8,6 +8,7 @@
 //!   the asymmetric fence that biased segment ownership rests on (`owner.rs`).
 
 use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use memmap2::{MmapMut, MmapOptions, UncheckedAdvice};
 
@@ -39,30 +40,96 @@ pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
 }
 
-/// Whether [`heavy_fence`] works in this process: `membarrier` supports private expedited
-/// barriers and this process is registered for them (registration is process-wide and done
-/// once, here). `STM_BIAS=0` in the environment answers no (segments are then never biased:
-/// for measuring what biasing gains).
-pub(crate) fn heavy_fence_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        if std::env::var_os("STM_BIAS").is_some_and(|v| v == "0") {
-            return false;
-        }
+/// [`HEAVY_FENCE`]: not asked yet.
+const FENCE_UNKNOWN: u8 = 0;
+/// [`HEAVY_FENCE`]: a thread is registering the process.
+const FENCE_REGISTERING: u8 = 1;
+/// [`HEAVY_FENCE`]: registered; [`heavy_fence`] works.
+const FENCE_READY: u8 = 2;
+/// [`HEAVY_FENCE`]: not supported here, or turned off (`STM_BIAS=0`).
+const FENCE_UNAVAILABLE: u8 = 3;
+
+/// Where the registration for [`heavy_fence`] stands in this process.
+static HEAVY_FENCE: AtomicU8 = AtomicU8::new(FENCE_UNKNOWN);
+
+/// Starts registering the process for [`heavy_fence`], once per process: at once if the
+/// process has one thread, else on a thread of its own (the registration of a multi-threaded
+/// process waits for an RCU grace period in the kernel, about 13 ms measured here, which no
+/// transaction should wait for). Until it is done,
+/// [`heavy_fence_available`] answers no and segments are simply not biased.
+/// `STM_BIAS=0` in the environment turns biasing off (for measuring what it gains).
+pub(crate) fn start_heavy_fence_registration() {
+    if HEAVY_FENCE
+        .compare_exchange(
+            FENCE_UNKNOWN,
+            FENCE_REGISTERING,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return;
+    }
+    if std::env::var_os("STM_BIAS").is_some_and(|v| v == "0") {
+        HEAVY_FENCE.store(FENCE_UNAVAILABLE, Ordering::Relaxed);
+        return;
+    }
+    let register = || {
         let private = libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED;
         let register = libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED;
+        let wanted = libc::c_long::from(private | register);
         // SAFETY: membarrier(QUERY, 0, 0) only returns the supported commands' bitmask.
         let supported =
             unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_QUERY, 0, 0) };
-        if supported < 0
-            || supported & (private | register) as libc::c_long
-                != (private | register) as libc::c_long
-        {
-            return false;
-        }
-        // SAFETY: registration has no memory effects; it only enables `private` for this process.
-        unsafe { libc::syscall(libc::SYS_membarrier, register, 0, 0) == 0 }
-    })
+        // SAFETY: registration has no memory effects; it only enables `private` for this
+        // process.
+        let ok = supported >= 0
+            && supported & wanted == wanted
+            && unsafe { libc::syscall(libc::SYS_membarrier, register, 0, 0) } == 0;
+        // Release: a thread that sees READY sees a registered process (the call returned).
+        HEAVY_FENCE.store(
+            if ok { FENCE_READY } else { FENCE_UNAVAILABLE },
+            Ordering::Release,
+        );
+    };
+    // A single-threaded process registers at once (the kernel skips the grace period when
+    // no other thread could be running); otherwise a thread of its own waits for it.
+    if process_threads() == Some(1) {
+        register();
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stm-membarrier-register".into())
+        .spawn(register);
+    if spawned.is_err() {
+        HEAVY_FENCE.store(FENCE_UNAVAILABLE, Ordering::Relaxed);
+    }
+}
+
+/// The number of threads of this process (`/proc/self/stat`, field 20), if it can be read.
+fn process_threads() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count from the
+    // last ')'. Field 3 is the first after it, so field 20 is the 18th.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(17)?.parse().ok()
+}
+
+/// Whether [`heavy_fence`] works in this process now: `membarrier` supports private
+/// expedited barriers and the registration started by [`start_heavy_fence_registration`]
+/// has finished.
+#[inline]
+pub(crate) fn heavy_fence_available() -> bool {
+    HEAVY_FENCE.load(Ordering::Acquire) == FENCE_READY
+}
+
+/// Whether the registration for [`heavy_fence`] has finished (either way).
+#[cfg(test)]
+pub(crate) fn heavy_fence_settled() -> bool {
+    matches!(
+        HEAVY_FENCE.load(Ordering::Acquire),
+        FENCE_READY | FENCE_UNAVAILABLE
+    )
 }
 
 /// The heavy side of an asymmetric fence: when it returns, every thread of this process has
@@ -70,11 +137,13 @@ pub(crate) fn heavy_fence_available() -> bool {
 /// Paired with a compiler fence on the light side, it orders a store before a later load
 /// in both threads, as if both had run a full fence (see `owner.rs`).
 ///
-/// Only called after [`heavy_fence_available`] returned true; a failure then would break
+/// Only called after [`heavy_fence_available`] returned true (a thief calls it only for a
+/// biased segment, and segments are biased only then); a failure then would break
 /// the exclusion it provides, so it aborts the process rather than return.
 pub(crate) fn heavy_fence() {
     // SAFETY: membarrier(PRIVATE_EXPEDITED, 0, 0) has no memory-safety preconditions; the
-    // process registered for it in `heavy_fence_available`.
+    // process registered for it (`start_heavy_fence_registration`) before any caller could
+    // see `heavy_fence_available` return true.
     let r = unsafe {
         libc::syscall(
             libc::SYS_membarrier,
