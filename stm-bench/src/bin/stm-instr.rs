@@ -56,8 +56,10 @@ fn main() -> ExitCode {
         },
         _ => return usage(),
     };
+    // Two segments, used by one thread: commits then write their images into the log as in
+    // any multi-threaded runtime (a runtime of one segment skips that).
     let stm = Stm::builder()
-        .segments(1)
+        .segments(2)
         .heap_size(64 << 20)
         .build()
         .expect("runtime");
