@@ -919,36 +919,17 @@ mod tests {
         (a, b)
     }
 
-    /// A segment taken by compare-and-swap: a thief's take, so no bias of this thread is
-    /// left holding it.
+    /// A segment taken as a thief takes it (never through this thread's bias, so that the
+    /// tests may give it back with `release_segment(seg, None)` or not at all).
     fn unbiased(stm: &Stm) -> &Segment {
         loop {
             for seg in stm.shared.segments.iter() {
-                let taken = seg
-                    .state
-                    .compare_exchange(
-                        owner::FREE,
-                        owner::OWNED,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                    || {
-                        // Biased (to this thread, by earlier transactions): revoke it.
-                        let s = seg.state.load(Ordering::Relaxed);
-                        s > owner::REVOKING
-                            && seg
-                                .state
-                                .compare_exchange(
-                                    s,
-                                    owner::OWNED,
-                                    Ordering::Acquire,
-                                    Ordering::Relaxed,
-                                )
-                                .is_ok()
-                    };
-                if taken {
-                    return seg;
+                match owner::try_take(&seg.state, seg.id(), owner::OWNED) {
+                    Some(None) => return seg,
+                    // Biased to this thread (by earlier transactions): drop the bias, then
+                    // take it again by compare-and-swap.
+                    Some(Some(slot)) => owner::release_biased(&seg.state, slot, true),
+                    None => {}
                 }
             }
         }

@@ -199,10 +199,12 @@ pub(crate) fn try_take(
     {
         return None;
     }
-    crate::sys::heavy_fence();
+    // Without the fence (the kernel refused) we cannot know whether the owner saw REVOKING:
+    // put the bias back, as when the owner uses the segment.
+    let fenced = crate::sys::heavy_fence();
     // Acquire: pairs with the owner's Release stores into its slot, so its use of the
     // segment happens before ours.
-    if slot.using.load(Ordering::Acquire) == seg {
+    if !fenced || slot.using.load(Ordering::Acquire) == seg {
         // The owner is using it: the bias stays (only we can change REVOKING).
         state.store(s, Ordering::Release);
         return None;

@@ -7,17 +7,21 @@
 //! vanish with it). By default workers take the newest task first (depth first, like Duhton
 //! and PyPy's queue); [`QueueOrder::Fifo`] takes the oldest first (breadth first).
 //!
-//! Workers take tasks from the shared queue in batches (a share of what waits, guided
-//! self-scheduling) and keep the tasks their own commits add, so that a small task costs no
-//! trip through the queue's lock, whose cache line would otherwise travel between the cores at
-//! every task. A worker that runs out waits and is *hungry*: the others then hand it half of
-//! their batches. With one worker the order is exactly the queue's order.
+//! Each worker has a deque of its own: it takes tasks from the shared queue in batches (a
+//! share of what waits, guided self-scheduling), keeps there the tasks its own commits add
+//! (LIFO order), and a worker that runs out steals half of another's deque. A small task thus
+//! costs no trip through a lock another core just used (the queue's cache line would
+//! otherwise travel between the cores at every task), and a task that waits (in
+//! [`Tx::retry`], say) never keeps the others from the tasks behind it. With one worker the
+//! order is exactly the queue's order.
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+
+use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
 use crate::report;
@@ -92,11 +96,22 @@ pub struct TransactionQueue<'env> {
     stm: Stm,
     state: Mutex<State<'env>>,
     wake: Condvar,
-    /// Some worker waits for tasks (`State::waiting > 0`): the busy ones share theirs.
-    hungry: AtomicBool,
+    /// Workers waiting for tasks: a worker that adds tasks wakes them.
+    waiting: AtomicUsize,
     /// A task panicked: workers stop after their current task.
     stop: AtomicBool,
 }
+
+/// One worker of a run: the tasks it holds (stealable by the others) and whether it is
+/// running one of them. Each on lines of its own: only its worker writes them, except a thief.
+struct Worker<'env> {
+    tasks: Mutex<VecDeque<Task<'env>>>,
+    running: AtomicBool,
+}
+
+/// How long an idle worker sleeps before it looks for tasks again, in case it missed a
+/// wake-up (they are sent without the queue's lock).
+const IDLE_POLL: Duration = Duration::from_millis(1);
 
 /// The most tasks a worker takes from the queue at once.
 const MAX_BATCH: usize = 256;
@@ -106,10 +121,6 @@ struct State<'env> {
     stack: VecDeque<Task<'env>>,
     /// Which end workers take from.
     order: QueueOrder,
-    /// Workers holding tasks (running one, or with a batch of their own).
-    busy: usize,
-    /// Workers waiting for tasks.
-    waiting: usize,
     /// The first panic of the run; the run stops when set.
     panic: Option<Box<dyn Any + Send>>,
     /// Tasks committed by this run.
@@ -124,13 +135,11 @@ impl<'env> TransactionQueue<'env> {
             state: Mutex::new(State {
                 stack: Default::default(),
                 order: QueueOrder::Lifo,
-                busy: 0,
-                waiting: 0,
                 panic: None,
                 done: 0,
             }),
             wake: Condvar::new(),
-            hungry: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         }
     }
@@ -186,16 +195,27 @@ impl<'env> TransactionQueue<'env> {
         let start = Instant::now();
         self.lock().done = 0;
         self.stop.store(false, Ordering::Relaxed);
+        let workers: Vec<CachePadded<Worker<'env>>> = (0..threads)
+            .map(|_| {
+                CachePadded::new(Worker {
+                    tasks: Mutex::new(VecDeque::new()),
+                    running: AtomicBool::new(false),
+                })
+            })
+            .collect();
         std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| self.work(threads));
+            for me in 0..threads {
+                let workers = &workers;
+                s.spawn(move || self.work(workers, me));
             }
         });
         let mut st = self.lock();
         if let Some(p) = st.panic.take() {
             let rest = std::mem::take(&mut st.stack);
             drop(st);
+            // The tasks not run: user code's to drop, not under the lock.
             drop(rest);
+            drop(workers);
             panic::resume_unwind(p);
         }
         let report = RunReport {
@@ -211,128 +231,158 @@ impl<'env> TransactionQueue<'env> {
         report
     }
 
-    /// One worker: take a batch of tasks, run each as a transaction, keep what they add
-    /// (LIFO) or queue it (FIFO), share with hungry workers; until every worker is out of
-    /// tasks.
-    fn work(&self, threads: usize) {
-        let mut local: VecDeque<Task<'env>> = VecDeque::new();
+    /// One worker: run the tasks of its own deque (and keep there what they add, LIFO),
+    /// refill it from the shared queue or by stealing; until no worker holds or runs a task.
+    fn work(&self, workers: &[CachePadded<Worker<'env>>], me: usize) {
+        let mine = &workers[me];
+        let order = self.lock().order;
         let mut done = 0u64;
-        let mut st = self.lock();
-        loop {
-            st.done += std::mem::take(&mut done);
-            if st.panic.is_some() {
-                return;
-            }
-            let n = st.stack.len();
-            if n == 0 {
-                if st.busy == 0 {
-                    // Nobody holds a task, and none waits: the run is over.
-                    self.wake.notify_all();
-                    return;
-                }
-                st.waiting += 1;
-                self.hungry.store(true, Ordering::Relaxed);
-                st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
-                st.waiting -= 1;
-                self.hungry.store(st.waiting > 0, Ordering::Relaxed);
-                continue;
-            }
-            let order = st.order;
-            let k = (n / (2 * threads.max(1))).clamp(1, MAX_BATCH);
-            match order {
-                // The newest k, in order: the newest is taken first from the back.
-                QueueOrder::Lifo => local.extend(st.stack.drain(n - k..)),
-                QueueOrder::Fifo => local.extend(st.stack.drain(..k)),
-            }
-            st.busy += 1;
-            drop(st);
-            let stopped = self.run_batch(&mut local, order, &mut done);
-            // What the dropped tasks captured is user code's to drop: not under the lock.
-            local.clear();
-            st = self.lock();
-            st.busy -= 1;
-            if let Err(p) = stopped {
-                st.done += std::mem::take(&mut done);
-                let later = match st.panic {
-                    None => {
-                        st.panic = Some(p);
-                        None
-                    }
-                    Some(_) => Some(p),
-                };
-                self.stop.store(true, Ordering::Relaxed);
-                self.wake.notify_all();
-                drop(st);
-                drop(later); // a payload's `Drop` is user code too
-                return;
-            }
-        }
-    }
-
-    /// Runs the tasks of a worker's batch until it is empty or the run stops (`Ok`), or a
-    /// task panics (`Err` with the payload).
-    fn run_batch(
-        &self,
-        local: &mut VecDeque<Task<'env>>,
-        order: QueueOrder,
-        done: &mut u64,
-    ) -> Result<(), Box<dyn Any + Send>> {
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Ok(());
+                break;
             }
-            let next = match order {
-                QueueOrder::Lifo => local.pop_back(),
-                QueueOrder::Fifo => local.pop_front(),
-            };
-            let Some(mut task) = next else {
-                return Ok(());
-            };
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                self.stm.atomically(|tx| {
-                    let mut tasks = Tasks { added: Vec::new() };
-                    task(tx, &mut tasks);
-                    tasks.added
-                })
-            }));
-            // What the task captured is user code's to drop: not under the queue's lock.
-            drop(task);
-            let added = outcome?;
-            *done += 1;
-            if !added.is_empty() {
+            // SeqCst: a worker checking whether the run is over either sees this flag or
+            // finds the task we are about to take (see `find_work`).
+            mine.running.store(true, Ordering::SeqCst);
+            let next = {
+                let mut own = lock(&mine.tasks);
                 match order {
-                    // Depth first: the follow-ups are the newest tasks, run next, here.
-                    QueueOrder::Lifo => local.extend(added),
-                    // Breadth first: they wait behind everything already queued.
-                    QueueOrder::Fifo => {
-                        let mut st = self.lock();
-                        st.stack.extend(added);
-                        if st.waiting > 0 {
-                            self.wake.notify_all();
-                        }
-                    }
+                    QueueOrder::Lifo => own.pop_back(),
+                    QueueOrder::Fifo => own.pop_front(),
                 }
-            }
-            if local.len() > 1 && self.hungry.load(Ordering::Relaxed) {
-                let mut st = self.lock();
-                if st.waiting > 0 {
-                    let give = local.len() / 2;
-                    match order {
-                        // Our oldest half goes on top of the shared stack.
-                        QueueOrder::Lifo => st.stack.extend(local.drain(..give)),
-                        // Our newest half is older than everything queued: it goes in front.
-                        QueueOrder::Fifo => {
-                            let keep = local.len() - give;
-                            for t in local.drain(keep..).rev() {
-                                st.stack.push_front(t);
-                            }
+            };
+            let Some(task) = next else {
+                mine.running.store(false, Ordering::SeqCst);
+                if self.find_work(workers, me) {
+                    continue;
+                }
+                break;
+            };
+            match self.run_task(task, mine, order) {
+                Ok(()) => done += 1,
+                Err(p) => {
+                    let mut st = self.lock();
+                    let later = match st.panic {
+                        None => {
+                            st.panic = Some(p);
+                            None
                         }
-                    }
+                        Some(_) => Some(p),
+                    };
+                    self.stop.store(true, Ordering::Relaxed);
                     self.wake.notify_all();
+                    drop(st);
+                    drop(later); // a payload's `Drop` is user code too
+                    break;
                 }
             }
         }
+        mine.running.store(false, Ordering::SeqCst);
+        self.lock().done += done;
+        self.wake.notify_all();
     }
+
+    /// Runs one task as a transaction and files what it added; `Err` with the payload if
+    /// the task (or the `Drop` of what it captured) panicked.
+    fn run_task(
+        &self,
+        mut task: Task<'env>,
+        mine: &Worker<'env>,
+        order: QueueOrder,
+    ) -> Result<(), Box<dyn Any + Send>> {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.stm.atomically(|tx| {
+                let mut tasks = Tasks { added: Vec::new() };
+                task(tx, &mut tasks);
+                tasks.added
+            })
+        }));
+        // What the task captured is user code's to drop: not under a lock, and its panic is
+        // the task's.
+        panic::catch_unwind(AssertUnwindSafe(|| drop(task)))?;
+        let added = outcome?;
+        if !added.is_empty() {
+            match order {
+                // Depth first: the follow-ups are the newest tasks, run next, here.
+                QueueOrder::Lifo => lock(&mine.tasks).extend(added),
+                // Breadth first: they wait behind everything already queued.
+                QueueOrder::Fifo => self.lock().stack.extend(added),
+            }
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                self.wake.notify_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Refills worker `me`'s deque from the shared queue, or steals half of another
+    /// worker's; waits while others still run tasks. False when the run is over (no task
+    /// anywhere and no worker running one) or stopped.
+    fn find_work(&self, workers: &[CachePadded<Worker<'env>>], me: usize) -> bool {
+        let threads = workers.len();
+        let mut st = self.lock();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            // Tasks move into a deque only under this lock (a batch, a theft) or by the
+            // deque's own running worker (follow-ups), so what we see here cannot grow behind
+            // our back unless a worker runs.
+            let n = st.stack.len();
+            if n > 0 {
+                let k = (n / (2 * threads)).clamp(1, MAX_BATCH);
+                let batch: Vec<Task<'env>> = match st.order {
+                    // The newest k, in order: the newest is taken first from the back.
+                    QueueOrder::Lifo => st.stack.drain(n - k..).collect(),
+                    QueueOrder::Fifo => st.stack.drain(..k).collect(),
+                };
+                lock(&workers[me].tasks).extend(batch);
+                return true;
+            }
+            let mut anyone_running = false;
+            for (i, w) in workers.iter().enumerate() {
+                if i == me {
+                    continue;
+                }
+                // SeqCst: pairs with the owner's store before it takes a task.
+                anyone_running |= w.running.load(Ordering::SeqCst);
+                let mut theirs = lock(&w.tasks);
+                let take = theirs.len().div_ceil(2);
+                if take > 0 {
+                    // Their oldest half (LIFO runs the newest first; FIFO the oldest, so we
+                    // take the newer half and leave them the front).
+                    let stolen: Vec<Task<'env>> = match st.order {
+                        QueueOrder::Lifo => theirs.drain(..take).collect(),
+                        QueueOrder::Fifo => {
+                            let keep = theirs.len() - take;
+                            theirs.drain(keep..).collect()
+                        }
+                    };
+                    drop(theirs);
+                    lock(&workers[me].tasks).extend(stolen);
+                    return true;
+                }
+            }
+            if !anyone_running {
+                // Nothing queued, nothing held, nobody running who could add more.
+                return false;
+            }
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            st = self
+                .wake
+                .wait_timeout(st, IDLE_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Locks a worker's deque (a task that panicked was caught: the deque is consistent).
+fn lock<'a, 'env>(
+    tasks: &'a Mutex<VecDeque<Task<'env>>>,
+) -> std::sync::MutexGuard<'a, VecDeque<Task<'env>>> {
+    tasks.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for TransactionQueue<'_> {

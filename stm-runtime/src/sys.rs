@@ -132,15 +132,16 @@ pub(crate) fn heavy_fence_settled() -> bool {
     )
 }
 
-/// The heavy side of an asymmetric fence: when it returns, every thread of this process has
-/// run a full memory barrier since the call began (or was not running, which implies one).
-/// Paired with a compiler fence on the light side, it orders a store before a later load
-/// in both threads, as if both had run a full fence (see `owner.rs`).
+/// The heavy side of an asymmetric fence: when it returns true, every thread of this process
+/// has run a full memory barrier since the call began (or was not running, which implies
+/// one). Paired with a compiler fence on the light side, it orders a store before a later
+/// load in both threads, as if both had run a full fence (see `owner.rs`).
 ///
 /// Only called after [`heavy_fence_available`] returned true (a thief calls it only for a
-/// biased segment, and segments are biased only then); a failure then would break
-/// the exclusion it provides, so it aborts the process rather than return.
-pub(crate) fn heavy_fence() {
+/// biased segment, and segments are biased only then). False if the kernel refused (it may,
+/// short of memory): the caller must then act as if the fence had not happened.
+#[must_use]
+pub(crate) fn heavy_fence() -> bool {
     // SAFETY: membarrier(PRIVATE_EXPEDITED, 0, 0) has no memory-safety preconditions; the
     // process registered for it (`start_heavy_fence_registration`) before any caller could
     // see `heavy_fence_available` return true.
@@ -152,13 +153,7 @@ pub(crate) fn heavy_fence() {
             0,
         )
     };
-    if r != 0 {
-        eprintln!(
-            "stm-runtime: membarrier(PRIVATE_EXPEDITED) failed after registration: {}",
-            io::Error::last_os_error()
-        );
-        std::process::abort();
-    }
+    r == 0
 }
 
 /// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`; zero if the clock

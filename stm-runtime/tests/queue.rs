@@ -173,3 +173,48 @@ fn tasks_added_by_one_worker_are_shared_with_a_hungry_one() {
         "both workers ran tasks"
     );
 }
+
+/// A task that waits (`retry`) for another task of the same worker's deque: the idle worker
+/// steals the other one, so the run ends instead of hanging.
+#[test]
+fn a_waiting_task_does_not_hold_back_the_tasks_behind_it() {
+    let stm = stm(2);
+    let flag = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let queue = TransactionQueue::new(&stm);
+    let f = &flag;
+    queue.add(move |_, tasks| {
+        // LIFO: the consumer (added last) runs first, in the worker that ran this task.
+        tasks.add(move |tx, _| f.get(tx).set(1));
+        tasks.add(move |tx, _| {
+            if f.get(tx).get() == 0 {
+                tx.retry();
+            }
+        });
+    });
+    assert_eq!(queue.run(2).tasks, 3);
+}
+
+/// A task whose captured value panics when dropped is a panicking task: the run stops and
+/// the panic comes back (it does not leave the other workers waiting forever).
+#[test]
+fn a_panicking_drop_of_a_task_stops_the_run() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("bomb");
+            }
+        }
+    }
+    let stm = stm(2);
+    let queue = TransactionQueue::new(&stm);
+    for _ in 0..8 {
+        queue.add(|_, _| {});
+    }
+    let bomb = Bomb;
+    queue.add(move |_, _| {
+        let _ = &bomb;
+    });
+    let err = catch_unwind(AssertUnwindSafe(|| queue.run(2))).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"bomb"));
+}
