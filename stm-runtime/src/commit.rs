@@ -909,9 +909,8 @@ mod tests {
     use crate::runtime::Stm;
     use crate::tx::Tx;
 
-    /// Two segments owned by this thread, as two concurrent transactions would own them.
-    /// They are taken by compare-and-swap, never through a bias (the tests give them back
-    /// with `release_segment(seg, None)` or not at all).
+    /// Two segments owned by this thread, as two concurrent transactions would own them
+    /// (taken by [`unbiased`]).
     fn two_segments(stm: &Stm) -> (&Segment, &Segment) {
         let a = unbiased(stm);
         let b = unbiased(stm);

@@ -213,8 +213,8 @@ pub(crate) fn try_take(
     Some(None)
 }
 
-/// Whether a segment held by compare-and-swap (`OWNED`) should be left biased to `slot`'s
-/// thread at release: `streak` counts that thread's consecutive uses of the segment.
+/// Whether a segment held by compare-and-swap (`OWNED`) should be left biased to the
+/// releasing thread: `streak` counts that thread's consecutive uses of the segment.
 #[inline]
 pub(crate) fn should_bias(streak: u32) -> bool {
     streak >= BIAS_AFTER && crate::sys::heavy_fence_available()

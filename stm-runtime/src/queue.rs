@@ -18,12 +18,13 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
+use crate::pool::Monitor;
 use crate::report;
 use crate::runtime::Stm;
 use crate::stats::Stats;
@@ -95,9 +96,8 @@ pub struct RunReport {
 pub struct TransactionQueue<'env> {
     stm: Stm,
     state: Mutex<State<'env>>,
-    wake: Condvar,
-    /// Workers waiting for tasks: a worker that adds tasks wakes them.
-    waiting: AtomicUsize,
+    /// Idle workers wait here for tasks (or for the end of the run).
+    idle: Monitor,
     /// A task panicked: workers stop after their current task.
     stop: AtomicBool,
 }
@@ -108,10 +108,6 @@ struct Worker<'env> {
     tasks: Mutex<VecDeque<Task<'env>>>,
     running: AtomicBool,
 }
-
-/// How long an idle worker sleeps before it looks for tasks again, in case it missed a
-/// wake-up (they are sent without the queue's lock).
-const IDLE_POLL: Duration = Duration::from_millis(1);
 
 /// The most tasks a worker takes from the queue at once.
 const MAX_BATCH: usize = 256;
@@ -138,8 +134,7 @@ impl<'env> TransactionQueue<'env> {
                 panic: None,
                 done: 0,
             }),
-            wake: Condvar::new(),
-            waiting: AtomicUsize::new(0),
+            idle: Monitor::default(),
             stop: AtomicBool::new(false),
         }
     }
@@ -269,8 +264,8 @@ impl<'env> TransactionQueue<'env> {
                         }
                         Some(_) => Some(p),
                     };
-                    self.stop.store(true, Ordering::Relaxed);
-                    self.wake.notify_all();
+                    self.stop.store(true, Ordering::SeqCst);
+                    self.idle.notify();
                     drop(st);
                     drop(later); // a payload's `Drop` is user code too
                     break;
@@ -279,7 +274,7 @@ impl<'env> TransactionQueue<'env> {
         }
         mine.running.store(false, Ordering::SeqCst);
         self.lock().done += done;
-        self.wake.notify_all();
+        self.idle.notify();
     }
 
     /// Runs one task as a transaction and files what it added; `Err` with the payload if
@@ -308,9 +303,9 @@ impl<'env> TransactionQueue<'env> {
                 // Breadth first: they wait behind everything already queued.
                 QueueOrder::Fifo => self.lock().stack.extend(added),
             }
-            if self.waiting.load(Ordering::SeqCst) > 0 {
-                self.wake.notify_all();
-            }
+            // Without a fence: an idle worker that races with this sees the tasks at its
+            // next poll.
+            self.idle.notify_cheap();
         }
         Ok(())
     }
@@ -319,62 +314,67 @@ impl<'env> TransactionQueue<'env> {
     /// worker's; waits while others still run tasks. False when the run is over (no task
     /// anywhere and no worker running one) or stopped.
     fn find_work(&self, workers: &[CachePadded<Worker<'env>>], me: usize) -> bool {
+        let mut found = false;
+        self.idle
+            .wait_until(|| match self.try_find_work(workers, me) {
+                Some(f) => {
+                    found = f;
+                    true
+                }
+                None => false,
+            });
+        found
+    }
+
+    /// One look for work (see [`TransactionQueue::find_work`]): `Some(true)` with tasks in
+    /// `me`'s deque, `Some(false)` when the run is over or stopped, `None` while others still
+    /// run tasks that may add more.
+    fn try_find_work(&self, workers: &[CachePadded<Worker<'env>>], me: usize) -> Option<bool> {
         let threads = workers.len();
         let mut st = self.lock();
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return false;
-            }
-            // Tasks move into a deque only under this lock (a batch, a theft) or by the
-            // deque's own running worker (follow-ups), so what we see here cannot grow behind
-            // our back unless a worker runs.
-            let n = st.stack.len();
-            if n > 0 {
-                let k = (n / (2 * threads)).clamp(1, MAX_BATCH);
-                let batch: Vec<Task<'env>> = match st.order {
-                    // The newest k, in order: the newest is taken first from the back.
-                    QueueOrder::Lifo => st.stack.drain(n - k..).collect(),
-                    QueueOrder::Fifo => st.stack.drain(..k).collect(),
-                };
-                lock(&workers[me].tasks).extend(batch);
-                return true;
-            }
-            let mut anyone_running = false;
-            for (i, w) in workers.iter().enumerate() {
-                if i == me {
-                    continue;
-                }
-                // SeqCst: pairs with the owner's store before it takes a task.
-                anyone_running |= w.running.load(Ordering::SeqCst);
-                let mut theirs = lock(&w.tasks);
-                let take = theirs.len().div_ceil(2);
-                if take > 0 {
-                    // Their oldest half (LIFO runs the newest first; FIFO the oldest, so we
-                    // take the newer half and leave them the front).
-                    let stolen: Vec<Task<'env>> = match st.order {
-                        QueueOrder::Lifo => theirs.drain(..take).collect(),
-                        QueueOrder::Fifo => {
-                            let keep = theirs.len() - take;
-                            theirs.drain(keep..).collect()
-                        }
-                    };
-                    drop(theirs);
-                    lock(&workers[me].tasks).extend(stolen);
-                    return true;
-                }
-            }
-            if !anyone_running {
-                // Nothing queued, nothing held, nobody running who could add more.
-                return false;
-            }
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            st = self
-                .wake
-                .wait_timeout(st, IDLE_POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if self.stop.load(Ordering::SeqCst) {
+            return Some(false);
         }
+        // Tasks move into a deque only under this lock (a batch, a theft) or by the deque's
+        // own running worker (follow-ups), so what we see here cannot grow behind our back
+        // unless a worker runs.
+        let n = st.stack.len();
+        if n > 0 {
+            let k = (n / (2 * threads)).clamp(1, MAX_BATCH);
+            let batch: Vec<Task<'env>> = match st.order {
+                // The newest k, in order: the newest is taken first from the back.
+                QueueOrder::Lifo => st.stack.drain(n - k..).collect(),
+                QueueOrder::Fifo => st.stack.drain(..k).collect(),
+            };
+            lock(&workers[me].tasks).extend(batch);
+            return Some(true);
+        }
+        let mut anyone_running = false;
+        for (i, w) in workers.iter().enumerate() {
+            if i == me {
+                continue;
+            }
+            // SeqCst: pairs with the owner's store before it takes a task.
+            anyone_running |= w.running.load(Ordering::SeqCst);
+            let mut theirs = lock(&w.tasks);
+            let take = theirs.len().div_ceil(2);
+            if take > 0 {
+                // Their oldest half (LIFO runs the newest first; FIFO the oldest, so we take
+                // the newer half and leave them the front).
+                let stolen: Vec<Task<'env>> = match st.order {
+                    QueueOrder::Lifo => theirs.drain(..take).collect(),
+                    QueueOrder::Fifo => {
+                        let keep = theirs.len() - take;
+                        theirs.drain(keep..).collect()
+                    }
+                };
+                drop(theirs);
+                lock(&workers[me].tasks).extend(stolen);
+                return Some(true);
+            }
+        }
+        // Nothing queued, nothing held: over unless someone runs a task that may add more.
+        (!anyone_running).then_some(false)
     }
 }
 
