@@ -122,9 +122,10 @@ fn move_ten(p: &Root<Pair>) {
     }
 }
 
-/// Reads the pair until `stop`; counts the reads that saw a move half done.
+/// Reads the pair until `stop`; counts the reads that saw a move half done (and publishes
+/// the number of reads so far in `seen`).
 #[stm::in_transactions]
-fn watch(p: &Root<Pair>, stop: &AtomicBool) -> (u64, u64) {
+fn watch(p: &Root<Pair>, stop: &AtomicBool, seen: &AtomicU64) -> (u64, u64) {
     let mut half_done = 0u64;
     let mut reads = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -134,6 +135,7 @@ fn watch(p: &Root<Pair>, stop: &AtomicBool) -> (u64, u64) {
             half_done += 1;
         }
         reads += 1;
+        seen.store(reads, Ordering::Relaxed);
     }
     (half_done, reads)
 }
@@ -155,13 +157,18 @@ fn an_atomic_loop_is_never_seen_half_done() {
 
     let stop = AtomicBool::new(false);
     let moves = AtomicU64::new(0);
+    let seen = AtomicU64::new(0);
     let (half_done, reads) = std::thread::scope(|s| {
-        let watcher = s.spawn(|| watch(&p, &stop));
+        let watcher = s.spawn(|| watch(&p, &stop, &seen));
         s.spawn(|| {
             stm::set_thread_budget_limit(1);
-            for _ in 0..2_000 {
+            // At least 2,000 moves, and on until the watcher has read 100 times while they
+            // ran (on a busy machine it may not get a CPU before the first 2,000 are done).
+            let mut done = 0;
+            while done < 2_000 || seen.load(Ordering::Relaxed) < 100 {
                 move_ten_atomically(&p);
                 moves.fetch_add(1, Ordering::Relaxed);
+                done += 1;
             }
             stop.store(true, Ordering::Relaxed);
         });
