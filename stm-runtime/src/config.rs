@@ -30,6 +30,12 @@ pub struct Config {
     /// allocation or a commit aborts the attempt as if it had conflicted (inevitable
     /// transactions excepted). Default 0.
     pub fault_rate: f64,
+    /// Number every committed transaction in one serial order that
+    /// [`last_commit_rev`](crate::last_commit_rev) reports, for checkers that replay a run.
+    /// It costs one shared counter that every commit increments (and read-only transactions
+    /// then validate their reads at commit): it serializes commits on one cache line, so it is
+    /// for tests, not for speed. Default: off (`last_commit_rev` then returns 0).
+    pub serial_order: bool,
 }
 
 impl Default for Config {
@@ -44,6 +50,7 @@ impl Default for Config {
             inevitable_after: 8,
             conflict_reports: false,
             fault_rate: 0.0,
+            serial_order: false,
         }
     }
 }

@@ -28,7 +28,6 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, RwLock};
 
-use crate::commit;
 use crate::heap::{Header, GRANULE, HEADER_SIZE};
 use crate::owner::{self, BiasSlot, OWNED};
 use crate::pool::Shared;
@@ -155,19 +154,14 @@ impl Shared {
         // From here on every segment is ours; they go back to the pool when this guard drops,
         // also if the collection panics, so that the runtime never stays blocked.
         let _release = ReleaseAll(self, biases);
-        let mut locals: Vec<&mut SegmentLocal> = self
+        let locals: Vec<&mut SegmentLocal> = self
             .segments
             .iter()
             // SAFETY: we own every segment (took each above, invariants 1 and 7)
             // until we release them below, and hold one `SegmentLocal` reference per segment.
             .map(|s| unsafe { &mut *s.local.get() })
             .collect();
-        // (1) Every segment up to the newest commit; then the whole log is garbage.
-        for (seg, local) in self.segments.iter().zip(locals.iter_mut()) {
-            let r = commit::validate(self, seg, local, false);
-            debug_assert!(r.is_ok());
-        }
-        commit::trim_all(self);
+        // (1) The committed objects.
         let granules = self.config.heap_size / GRANULE;
         let mut is_object = Bits::new(granules);
         for local in &locals {
@@ -175,9 +169,9 @@ impl Shared {
                 is_object.set(g);
             }
         }
-        // (2) Mark from the roots, reading segment 0 (all segments now agree on committed
-        // objects).
-        let view: &SegmentLocal = locals[0];
+        // (2) Mark from the roots, reading the committed heap (or, with one segment, the
+        // segment: it is the committed state).
+        let view = CommittedView::of(self, locals[0]);
         let types = TYPES.read().unwrap_or_else(|e| e.into_inner());
         let mut marked = Bits::new(granules);
         let mut stack: Vec<u32> = self.root_granules();
@@ -189,8 +183,9 @@ impl Shared {
             }
             marked.set(g);
             let hdr: *const Header = view.header(g);
-            // SAFETY: `g` is a committed object (is_object), so its header and value are
-            // valid in every caught-up segment (invariant 2); we own segment 0 (invariant 7).
+            // SAFETY: `g` is a committed object (is_object), so its newest committed image,
+            // header and value, is in the committed view (invariant 2); no commit or import
+            // runs while we own every segment (invariant 7).
             let (flags, size) = unsafe { ((*hdr).flags, (*hdr).granules) };
             live_objects += 1;
             live_granules += u64::from(size);
@@ -206,10 +201,10 @@ impl Shared {
         let mut live: Vec<(u32, u32)> = Vec::with_capacity(live_objects as usize);
         for local in locals {
             let mut kept = std::mem::take(&mut local.committed_objects);
-            let heap: &SegmentLocal = local;
             kept.retain(|&g| {
-                // SAFETY: a committed object's header in a segment we own (invariant 7).
-                let size = unsafe { (*heap.header(g)).granules };
+                // SAFETY: a committed object's header in the committed view, which nothing
+                // writes while we own every segment (invariant 7).
+                let size = unsafe { (*view.header(g)).granules };
                 if marked.get(g) {
                     live.push((g, g + size));
                     true
@@ -234,6 +229,23 @@ impl Shared {
             freed_objects,
             freed_bytes: freed_granules * GRANULE as u64,
         };
+    }
+}
+
+/// Where the collector reads committed objects: the committed heap, or the one segment.
+#[derive(Clone, Copy)]
+struct CommittedView(*const u8);
+
+impl CommittedView {
+    fn of(shared: &Shared, first: &SegmentLocal) -> CommittedView {
+        match &shared.heap {
+            Some(heap) => CommittedView(heap.image(0).cast::<u8>().cast_const()),
+            None => CommittedView(first.heap_base().cast_const()),
+        }
+    }
+
+    fn header(self, granule: u32) -> *const Header {
+        self.0.wrapping_add(granule as usize * GRANULE).cast()
     }
 }
 

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::commit::{self, STM};
@@ -367,8 +367,10 @@ impl<'tx, T: Object> Gc<'tx, T> {
             .cast()
     }
 
-    /// The read barrier: mark the object read by this transaction. One `u16` store, no
-    /// branch, no atomic, nothing shared (compiled out in GIL mode).
+    /// The read barrier: if this attempt has not read the object yet (its read marker is not
+    /// the attempt's), the slow path brings this segment's image of it up to date and lists
+    /// it in the read set. Otherwise one `u16` load and compare, nothing shared (compiled out
+    /// in GIL mode).
     #[inline(always)]
     pub fn read_barrier(self) {
         if STM {
@@ -376,31 +378,43 @@ impl<'tx, T: Object> Gc<'tx, T> {
             // allocated objects, invariant 3), so its marker lies inside this segment's marker
             // array, which only this thread (the segment's owner) accesses during the
             // transaction (invariant 1).
-            unsafe { *self.tx.markers.0.add(self.granule as usize) = self.tx.version };
+            if unsafe { *self.tx.markers.0.add(self.granule as usize) } != self.tx.version {
+                // SAFETY: a live object (invariant 3) of the segment this thread owns.
+                unsafe { commit::read_slow(self.tx.shared(), self.tx.local(), self.granule) };
+            }
         }
     }
 
-    /// The write barrier: one flag test; the first write of a transaction to a committed
-    /// object takes the slow path (save a backup, record the object).
+    /// The write barrier: a marker and a flag test; the first write of a transaction to a
+    /// committed object takes the slow path (bring it up to date if it was not read yet, save
+    /// a backup, record the object).
     #[inline(always)]
     #[track_caller]
     pub fn write_barrier(self) {
         self.write_barrier_range(0, std::mem::size_of::<T>());
     }
 
-    /// The write barrier for a write of `len` bytes at byte `start` of the value: one flag
-    /// test for both the first write of the attempt and a borrowed field (`FLAG_GUARDED`).
+    /// The write barrier for a write of `len` bytes at byte `start` of the value: one marker
+    /// test (an object the attempt has not read may have an old image here, whose header says
+    /// nothing) and one flag test, for both the first write of the attempt and a borrowed
+    /// field (`FLAG_GUARDED`).
     #[inline(always)]
     #[track_caller]
     pub(crate) fn write_barrier_range(self, start: usize, len: usize) {
         let hdr = self.header();
-        // SAFETY: the header of a live object in our own segment, only touched by this thread
-        // (invariants 1 and 3).
-        if unsafe { (*hdr).flags } & (FLAG_WRITE_BARRIER | FLAG_GUARDED) != 0 {
+        // SAFETY: the marker and header of a live object in our own segment, only touched by
+        // this thread (invariants 1 and 3); the header is read as plain bits, and only trusted
+        // when the marker says the image is current.
+        let fast = unsafe {
+            (!STM || *self.tx.markers.0.add(self.granule as usize) == self.tx.version)
+                && (*hdr).flags & (FLAG_WRITE_BARRIER | FLAG_GUARDED) == 0
+        };
+        if !fast {
             // SAFETY: the object is live (invariant 3) and this thread owns the segment (it runs
             // `tx`, invariant 1).
             unsafe {
                 commit::write_slow(
+                    self.tx.shared(),
                     self.tx.local(),
                     self.granule,
                     start as u32,
@@ -430,22 +444,19 @@ impl<'tx, T: Object> Gc<'tx, T> {
     }
 
     /// Debug builds: checks that a read that skips the read barrier reads an object that
-    /// carries this attempt's read mark or was allocated by it (the runtime skips the barrier
-    /// only right after a write barrier on the same object, which marks it).
+    /// carries this attempt's read mark (a barrier ran on it, or the attempt allocated it; the
+    /// runtime skips the barrier only right after a write barrier on the same object, which
+    /// marks it).
     #[inline(always)]
     pub(crate) fn debug_check_marked(self) {
         #[cfg(debug_assertions)]
         if STM {
-            // SAFETY: a live object of our segment (invariant 3): its header and marker are in
-            // bounds, and only this thread touches them (invariant 1).
-            let (marked, fresh) = unsafe {
-                (
-                    *self.tx.markers.0.add(self.granule as usize) == self.tx.version,
-                    (*self.header()).flags & FLAG_NEW != 0,
-                )
-            };
+            // SAFETY: a live object of our segment (invariant 3): its marker is in bounds, and
+            // only this thread touches it (invariant 1).
+            let marked =
+                unsafe { *self.tx.markers.0.add(self.granule as usize) == self.tx.version };
             assert!(
-                marked || fresh,
+                marked,
                 "stm-runtime bug: a read barrier was skipped on {} at granule {:#x}, which \
                  this attempt has not marked",
                 std::any::type_name::<T>(),
@@ -455,15 +466,19 @@ impl<'tx, T: Object> Gc<'tx, T> {
     }
 
     /// Reads a field without a read barrier (the caller has already run one on this object
-    /// in this transaction and nothing that can validate happened since, or the object was
-    /// allocated by this transaction).
+    /// in this transaction, or the object was allocated by this transaction).
+    ///
+    /// Not even an object that is never written may be read so without an earlier barrier:
+    /// a segment holds an image of an object only once a barrier of one of its transactions
+    /// has brought it in (use [`Gc::read_field_untracked`] for such objects).
     ///
     /// # Safety
     /// * Memory: `project` must return a pointer to a field of the `T` it is given (for
     ///   example `|p| unsafe { std::ptr::addr_of_mut!((*p).field) }`), without reading through
     ///   it (invariant 19).
-    /// * Serializability: this attempt must have run a read or write barrier on the object, or
-    ///   allocated it (invariant 14); otherwise a concurrent commit to it goes undetected.
+    /// * This attempt must have run a read or write barrier (or [`Gc::read_field_untracked`])
+    ///   on the object, or allocated it (invariant 14): otherwise this segment's image of it
+    ///   may be an old one, or another object's, or no object at all.
     #[inline(always)]
     pub unsafe fn read_field_unbarriered<F: Field>(
         self,
@@ -476,6 +491,37 @@ impl<'tx, T: Object> Gc<'tx, T> {
         // field was read out of an object of `self.tx`'s snapshot, which is what `Field::load`
         // requires.
         unsafe { project(self.value_ptr()).read().load(self.tx) }
+    }
+
+    /// Reads a field that no concurrently committing transaction writes, without listing
+    /// the object in the attempt's read set: this segment's image of the object is brought
+    /// up to date (as by the read barrier), but the commit does not check it again. For
+    /// fields written only when their object is allocated (an interpreter's conses, the kind
+    /// of an object), or objects written only by transactions that never run at the same
+    /// time as this one. The object is not marked read: a later [`Gc::read_field`] of
+    /// another field lists it as usual.
+    ///
+    /// # Safety
+    /// * Memory: as for [`Gc::read_field_unbarriered`] (`project` returns a pointer to a field
+    ///   of `*p`).
+    /// * Serializability: no transaction that may commit while this one runs writes this
+    ///   field; otherwise a conflict on it goes undetected.
+    #[inline(always)]
+    pub unsafe fn read_field_untracked<F: Field>(
+        self,
+        project: impl FnOnce(*mut T) -> *mut F,
+    ) -> F::Loaded<'tx> {
+        if STM {
+            // SAFETY: as in `read_barrier`.
+            if unsafe { *self.tx.markers.0.add(self.granule as usize) } != self.tx.version {
+                // SAFETY: a live object (invariant 3) of the segment this thread owns.
+                unsafe {
+                    commit::read_slow_untracked(self.tx.shared(), self.tx.local(), self.granule)
+                };
+            }
+        }
+        // SAFETY: forwarded from the caller; the barrier above made the image current.
+        unsafe { self.read_field_unbarriered(project) }
     }
 
     /// Reads one field (read barrier + load). Plain fields come out as themselves; stored
@@ -661,13 +707,14 @@ fn other_runtime() -> ! {
 
 pub(crate) use crate::commit::{PENDING, ROLLED_BACK};
 
-/// When a rooted object became visible to other transactions.
+/// Whether a rooted object is visible to other transactions.
 #[derive(Clone)]
 enum Born {
-    /// Committed at or before this revision.
-    At(u64),
-    /// Allocated by the attempt `(segment, attempt)`; the cell gets the commit's revision or
-    /// [`ROLLED_BACK`].
+    /// Committed before the root was made.
+    Committed,
+    /// Allocated by the attempt `(segment, attempt)`; the cell becomes
+    /// [`BORN`](crate::commit::BORN) when it commits (after the object's image is published)
+    /// or [`ROLLED_BACK`].
     Pending(Arc<AtomicU64>, u32, u64),
 }
 
@@ -682,9 +729,9 @@ pub struct Root<T> {
     /// The shard of the runtime's root registry that counts this root.
     shard: u32,
     born: Born,
-    /// The commit revision of a `Born::Pending` root once seen committed (0: not yet), kept
-    /// here so that later `get`s read this root's own cache line, not the shared cell.
-    settled: AtomicU64,
+    /// A `Born::Pending` root was seen committed, kept here so that later `get`s read this
+    /// root's own cache line, not the shared cell.
+    settled: AtomicBool,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -696,7 +743,7 @@ impl<T> Clone for Root<T> {
             granule: self.granule,
             shard: self.shard,
             born: self.born.clone(),
-            settled: AtomicU64::new(self.settled.load(Ordering::Acquire)),
+            settled: AtomicBool::new(self.settled.load(Ordering::Acquire)),
             _t: PhantomData,
         }
     }
@@ -722,15 +769,20 @@ impl<T> fmt::Debug for Root<T> {
 impl<T: Object> Root<T> {
     pub(crate) fn new(tx: &Tx, gc: Gc<'_, T>) -> Root<T> {
         let local = tx.local();
+        // An object this attempt allocated carries its read mark (`Tx::alloc`); an unmarked
+        // one is committed, and its image here may be old, so its header is not looked at.
+        // SAFETY: in bounds (live object, invariant 3); owned (invariant 1).
+        let marked = !STM || unsafe { *local.marker(gc.granule) } == local.version;
         let hdr = local.header(gc.granule);
-        // SAFETY: a live object's header in our own segment (invariants 1 and 3).
-        let is_new = unsafe { (*hdr).flags } & FLAG_NEW != 0;
+        // SAFETY: a live object's header in our own segment (invariants 1 and 3), current
+        // since the attempt marked it (invariant 2).
+        let is_new = marked && unsafe { (*hdr).flags } & FLAG_NEW != 0;
         let born = if is_new {
             let cell = Arc::new(AtomicU64::new(PENDING));
             local.pending_roots.push(cell.clone());
             Born::Pending(cell, tx.segment().index, local.attempt)
         } else {
-            Born::At(local.snapshot_rev)
+            Born::Committed
         };
         let shared = tx.shared_arc().clone();
         let shard = tx.segment().index;
@@ -740,16 +792,16 @@ impl<T: Object> Root<T> {
             granule: gc.granule,
             shard,
             born,
-            settled: AtomicU64::new(0),
+            settled: AtomicBool::new(false),
             _t: PhantomData,
         }
     }
 
     /// The object, as a handle of the transaction `tx`.
     ///
-    /// If the object was committed after `tx`'s snapshot was taken, `tx` first catches up
-    /// with the newer commits (which aborts and restarts it if one of them conflicts with what
-    /// it read).
+    /// Like every handle, it reads the newest committed version of the object at its first
+    /// read in `tx` (which aborts and restarts `tx` if a newer version of something `tx` read
+    /// already was committed meanwhile).
     ///
     /// # Panics
     /// If the root belongs to another runtime, if the transaction that allocated the object
@@ -760,17 +812,17 @@ impl<T: Object> Root<T> {
         if !std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()) {
             other_runtime();
         }
-        let rev = match &self.born {
-            Born::At(rev) => *rev,
-            // Acquire: pairs with the Release store below, which carries the happens-before
-            // from the commit that linked the object's entry into the log.
-            Born::Pending(cell, seg, attempt) => match self.settled.load(Ordering::Acquire) {
-                0 => match cell.load(Ordering::Acquire) {
+        if let Born::Pending(cell, seg, attempt) = &self.born {
+            // Acquire: pairs with the Release stores of the cell and of `settled`, which carry
+            // the happens-before from the commit that published the object, so the read
+            // barrier finds its new version.
+            if !self.settled.load(Ordering::Acquire) {
+                match cell.load(Ordering::Acquire) {
                     ROLLED_BACK => panic!(
                         "Root::get: the transaction that allocated this object rolled back, \
                          so the object does not exist"
                     ),
-                    PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => 0,
+                    PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => {}
                     // Allocated by a transaction of another thread (at most one transaction
                     // runs per thread, invariant 9) that has not ended: wait for it without
                     // holding a segment, then run again.
@@ -781,18 +833,9 @@ impl<T: Object> Root<T> {
                          before `become_inevitable`, or after the other transaction commits"
                     ),
                     PENDING => tx.abort_with(crate::tx::AbortSignal::WaitFor(cell.clone())),
-                    rev => {
-                        // Release: whoever reads `settled` must also see the log entry that
-                        // the Acquire load of the cell made visible to us (catch-up walks it).
-                        self.settled.store(rev, Ordering::Release);
-                        rev
-                    }
-                },
-                rev => rev,
-            },
-        };
-        if rev > tx.local().snapshot_rev {
-            tx.catch_up();
+                    _ => self.settled.store(true, Ordering::Release),
+                }
+            }
         }
         Gc::new(tx, self.granule)
     }

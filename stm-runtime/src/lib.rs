@@ -46,11 +46,11 @@
 #![warn(missing_docs)]
 
 mod commit;
+mod committed;
 mod config;
 mod gc;
 mod handle;
 mod heap;
-mod log;
 mod macro_support;
 mod owner;
 mod pool;

@@ -6,7 +6,6 @@
 //! * [`FREE`]: nobody uses the segment;
 //! * [`OWNED`]: a thread took it by compare-and-swap and runs a transaction in it (or the
 //!   collector holds it);
-//! * [`CATCHING_UP`]: the commit-log trimmer is bringing it up to date;
 //! * [`REVOKING`]: a thief is taking a biased segment back (below);
 //! * the address of a [`BiasSlot`]: the segment is *biased* to the thread that holds that
 //!   slot. It is free for that thread, which takes it by writing the segment's address into
@@ -15,7 +14,7 @@
 //!
 //! A thread whose release finds that it used the same segment [`BIAS_AFTER`] times in a row
 //! leaves it biased to itself instead of `FREE`. A thief (another thread wanting a segment,
-//! the collector, the trimmer) moves the state from the slot's address to `REVOKING` by CAS,
+//! the collector) moves the state from the slot's address to `REVOKING` by CAS,
 //! runs [`heavy_fence`](crate::sys::heavy_fence) and reads the slot: if the slot names the
 //! segment, its owner is using it and the thief puts the bias back; otherwise the segment is
 //! the thief's. A release that sees threads waiting for a segment gives the bias up, so a
@@ -39,8 +38,6 @@ use std::sync::Mutex;
 pub(crate) const FREE: usize = 0;
 /// A thread (or the collector) took the segment by compare-and-swap.
 pub(crate) const OWNED: usize = 1;
-/// The commit-log trimmer is applying committed entries to it.
-pub(crate) const CATCHING_UP: usize = 2;
 /// A thief is revoking the segment's bias.
 pub(crate) const REVOKING: usize = 3;
 
@@ -163,7 +160,7 @@ pub(crate) fn release_biased(state: &AtomicUsize, slot: &'static BiasSlot, give_
 }
 
 /// A thief's side: takes the segment whose ownership word is `state` and whose identity is
-/// `seg`, moving the state to `to` (`OWNED` or `CATCHING_UP`), if it is free, or biased to a
+/// `seg`, moving the state to `to` (`OWNED`), if it is free, or biased to a
 /// thread that is not using it (the bias is revoked). `None` if someone uses it; else
 /// whether it was taken through the caller's own bias (`Some(Some(slot))`: give it back with
 /// [`release_biased`]) or not (`Some(None)`).

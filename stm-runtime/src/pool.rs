@@ -1,6 +1,7 @@
 //! The runtime's shared state ([`Shared`]): the segments and the pool that hands them to
-//! threads, the log's head, the monitors threads wait on, the root registry. Below the
-//! protocol (`commit.rs`), which works on one owned segment and this state.
+//! threads, the committed heap, the inevitable transaction's flag, the monitors threads wait
+//! on, the root registry. Below the protocol (`commit.rs`), which works on one owned segment
+//! and this state.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -9,20 +10,13 @@ use std::sync::{Condvar, Mutex};
 
 use crossbeam_utils::CachePadded;
 
+use crate::committed::CommittedHeap;
 use crate::config::{Config, StmError};
 use crate::heap::ChunkAllocator;
-use crate::log::{self, Entry};
 use crate::owner::{self, BiasSlot, OWNED};
 use crate::report::{self, Recorder};
 use crate::segment::Segment;
 use crate::stats::{GcState, Stats};
-
-/// The log's oldest entry still allocated, behind the trimming lock.
-pub(crate) struct LogHead(pub *mut Entry);
-// SAFETY: (invariant 17) the pointer is only dereferenced by the thread holding the Mutex
-// around it, and the
-// entries it points to are runtime-owned heap allocations, not tied to any thread.
-unsafe impl Send for LogHead {}
 
 /// A monitor: waiters count themselves so the notifying side can skip the lock when no one
 /// waits.
@@ -96,13 +90,16 @@ pub(crate) struct Shared {
     pub config: Config,
     pub segments: Box<[Segment]>,
     pub chunks: ChunkAllocator,
-    /// Oldest log entry still allocated; the lock is the trimming lock.
-    pub log_head: Mutex<LogHead>,
-    /// Commits so far, in GIL mode only (where there is no log); `retry` waits on it.
+    /// The committed heap (`committed.rs`): absent in GIL mode and with one segment, where
+    /// the one segment is the whole committed state and no other segment ever imports.
+    pub heap: Option<CommittedHeap>,
+    /// The inevitable transaction's segment index + 1, or 0 if none runs. Read by every
+    /// committer, written only when a transaction becomes or stops being inevitable.
+    pub inevitable: CachePadded<AtomicU64>,
+    /// The serial order counter (`Config::serial_order` only).
+    pub order: CachePadded<AtomicU64>,
+    /// Commits so far, in GIL mode only; `retry` waits on it.
     pub gil_commits: AtomicU64,
-    /// Log entries freed by the trimmer, for reuse by committers (bounded).
-    #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
-    pub entry_pool: Mutex<Vec<Box<Entry>>>,
     /// Threads waiting for a free segment.
     pub segment_free: Monitor,
     /// Threads in `acquire_segment_slow` (looking for a segment, spinning or asleep): while
@@ -132,17 +129,15 @@ impl Shared {
         if cfg!(feature = "gil") {
             config.segments = 1;
         }
-        let first = Entry::initial();
         let segments = (0..config.segments)
-            .map(|i| Segment::new(i as u32, &config, first))
-            .collect::<Result<Vec<_>, _>>();
-        let segments = match segments {
-            Ok(s) => s.into_boxed_slice(),
-            Err(e) => {
-                // SAFETY: `first` came from Box::into_raw and nothing else refers to it now.
-                drop(unsafe { Box::from_raw(first) });
-                return Err(StmError::Map(e));
-            }
+            .map(|i| Segment::new(i as u32, &config))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StmError::Map)?
+            .into_boxed_slice();
+        let heap = if cfg!(feature = "gil") || config.segments == 1 {
+            None
+        } else {
+            Some(CommittedHeap::new(config.heap_size).map_err(StmError::Map)?)
         };
         let recorder = Recorder::new(config.conflict_reports || report::env_enabled());
         let roots = (0..config.segments)
@@ -152,9 +147,10 @@ impl Shared {
             chunks: ChunkAllocator::new(config.heap_size),
             config,
             segments,
-            log_head: Mutex::new(LogHead(first)),
+            heap,
+            inevitable: CachePadded::new(AtomicU64::new(0)),
+            order: CachePadded::new(AtomicU64::new(0)),
             gil_commits: AtomicU64::new(0),
-            entry_pool: Mutex::new(Vec::new()),
             segment_free: Monitor::default(),
             wanting: CachePadded::new(AtomicUsize::new(0)),
             inevitable_done: Monitor::default(),
@@ -185,7 +181,7 @@ impl Shared {
                 }
                 // Else the same segment by compare-and-swap, unless a collection waits for
                 // the segments (see `acquire_segment_slow`). Acquire: see everything the
-                // previous owner (or the trimmer) did to it.
+                // previous owner (or the collector) did to it.
                 if !self.collecting.load(Ordering::Acquire)
                     && seg
                         .state
@@ -274,18 +270,34 @@ impl Shared {
         self.segment_free.notify_cheap();
     }
 
-    /// The newest committed revision any segment has applied (what `retry` waits on).
-    pub(crate) fn newest_rev(&self) -> u64 {
+    /// A count that grows with every writing commit (what `retry` waits on). Each segment
+    /// counts its own, once before publishing a commit's images and once after: so a
+    /// reader that sees an object unchanged after reading this count will see the count grow
+    /// once a commit changes the object (Acquire loads in order, Release stores in order).
+    pub(crate) fn commit_count(&self) -> u64 {
         if cfg!(feature = "gil") {
             self.gil_commits.load(Ordering::Acquire)
         } else {
-            // A committer stores its entry's revision into its own segment's applied_rev.
             self.segments
                 .iter()
-                .map(|s| s.applied_rev.load(Ordering::Acquire))
-                .max()
-                .unwrap_or(0)
+                .map(|s| s.commits.load(Ordering::Acquire))
+                .sum()
         }
+    }
+
+    /// [`Shared::commit_count`] if no segment is publishing a commit now (its count is odd
+    /// then), else `None`.
+    #[inline]
+    pub(crate) fn settled_commit_count(&self) -> Option<u64> {
+        let mut sum = 0u64;
+        for s in self.segments.iter() {
+            let c = s.commits.load(Ordering::Acquire);
+            if c & 1 != 0 {
+                return None;
+            }
+            sum += c;
+        }
+        Some(sum)
     }
 
     /// Counts one more `Root` naming `granule` (the collector's roots), in shard `shard`
@@ -339,12 +351,6 @@ impl Drop for Shared {
                 eprint!("{r}");
             }
         }
-        let head = self.log_head.get_mut().unwrap_or_else(|e| e.into_inner());
-        // Pooled entries are plain boxes: dropping the pool frees them.
-        // SAFETY: (invariant 17) we are the last owner of the runtime: no segment is in use and no
-        // thread can
-        // reach the log any more; every entry from the head on is ours to free.
-        unsafe { log::free_all(head.0) };
     }
 }
 

@@ -224,7 +224,13 @@ pub(crate) struct Recorder {
     rows: Mutex<HashMap<Key, (u64, Duration)>>,
     /// Nanoseconds of thread CPU time transactions ran while reporting was on.
     tx_nanos: std::sync::atomic::AtomicU64,
+    /// Where the last reporting committer of each object wrote it (for the losers' rows;
+    /// forgotten past [`WRITERS_KEPT`] objects).
+    writers: Mutex<HashMap<u32, WriteSite>>,
 }
+
+/// The most objects whose last writer's site [`Recorder`] keeps.
+const WRITERS_KEPT: usize = 1 << 16;
 
 impl Recorder {
     pub(crate) fn new(enabled: bool) -> Recorder {
@@ -232,7 +238,24 @@ impl Recorder {
             enabled: AtomicBool::new(enabled),
             rows: Mutex::default(),
             tx_nanos: std::sync::atomic::AtomicU64::new(0),
+            writers: Mutex::default(),
         }
+    }
+
+    /// A reporting committer wrote the object at `granule` at `site` (called before the
+    /// commit publishes it, so a transaction that loses to it finds the site).
+    pub(crate) fn note_writer(&self, granule: u32, site: WriteSite) {
+        let mut w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        if w.len() >= WRITERS_KEPT && !w.contains_key(&granule) {
+            w.clear();
+        }
+        w.insert(granule, site);
+    }
+
+    /// Where the object at `granule` was last written by a reporting committer, if known.
+    pub(crate) fn writer_of(&self, granule: u32) -> Option<WriteSite> {
+        let w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        w.get(&granule).copied()
     }
 
     #[inline]

@@ -71,13 +71,21 @@ impl Builder {
         self
     }
 
+    /// Numbers every commit in one serial order, reported by
+    /// [`last_commit_rev`](crate::last_commit_rev) (see [`Config::serial_order`]): for
+    /// checkers that replay a run; it makes every commit write one shared counter.
+    pub fn serial_order(mut self, on: bool) -> Self {
+        self.config.serial_order = on;
+        self
+    }
+
     /// After this many aborts in a row a transaction runs inevitable (default 8).
     pub fn inevitable_after(mut self, aborts: u32) -> Self {
         self.config.inevitable_after = aborts;
         self
     }
 
-    /// Creates the runtime: the heap image, one mapping per segment, the commit log.
+    /// Creates the runtime: one mapping per segment, the committed heap and its version words.
     pub fn build(self) -> Result<Stm, StmError> {
         Shared::new(self.config).map(|s| Stm {
             shared: Arc::new(s),

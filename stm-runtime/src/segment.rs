@@ -3,23 +3,29 @@
 //!
 //! A thread must *own* a segment to run a transaction ([`Segment::state`] goes `FREE` ->
 //! `OWNED` by compare-and-swap, or the thread takes a segment biased to it; see `owner.rs`).
-//! The owner is the only thread that touches the segment's mapping and [`SegmentLocal`]; the
-//! commit-log trimmer may take a free segment (`CATCHING_UP`) to bring it up to date. That
-//! exclusive ownership (invariant 1) is what every `unsafe` access to `SegmentLocal` and to
-//! segment memory relies on.
+//! The owner is the only thread that touches the segment's mapping and [`SegmentLocal`] (the
+//! collector takes every segment before it looks at any). That exclusive ownership
+//! (invariant 1) is what every `unsafe` access to `SegmentLocal` and to segment memory relies
+//! on.
+//!
+//! A segment is a private cache of the committed heap (`committed.rs`): `copies` says, per
+//! granule, which version of the object its image is, and the read barrier's slow path
+//! imports a newer one before the attempt's first read of an object.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use memmap2::MmapMut;
 
 use crate::heap::{Bump, Header, GRANULE};
-use crate::log::Entry;
 use crate::report::{Site, WriteSite};
 use crate::stats::SegmentStats;
 use crate::sys;
+
+/// `SegmentLocal::seen` when no count is known.
+pub(crate) const NO_COUNT: u64 = u64::MAX;
 
 /// What a transaction ran into when validation found another commit touching its reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,12 +119,17 @@ impl SegmentLocal {
 pub(crate) struct Segment {
     /// Position in the runtime's segment table.
     pub index: u32,
-    /// Who may use it: `FREE`, `OWNED`, `CATCHING_UP`, `REVOKING` or the bias slot of the
+    /// Who may use it: `FREE`, `OWNED`, `REVOKING` or the bias slot of the
     /// thread it is biased to (see `owner.rs`).
     pub state: AtomicUsize,
-    /// Revision of the last commit-log entry applied to this segment, published for the
-    /// trimmer (entries older than every segment's are freed).
-    pub applied_rev: AtomicU64,
+    /// Twice the writing commits made in this segment so far, plus one while a commit is
+    /// publishing its images (written by the owner only). Importers compare the sum over
+    /// the segments with the one of their last validation to skip validating again
+    /// (`commit.rs`), and `retry` waits for it to grow.
+    pub commits: AtomicU64,
+    /// A commit is in progress here (between its check of `Shared::inevitable` and the end
+    /// of its publication): a transaction becoming inevitable waits until it is false.
+    pub committing: AtomicBool,
     /// Counters, written by the owner only.
     pub stats: SegmentStats,
     /// Everything only the owner touches.
@@ -147,10 +158,21 @@ pub(crate) struct SegmentLocal {
     markers_ptr: *mut u16,
     /// The value the read barrier stores into a marker; bumped at every transaction start.
     pub version: u16,
-    /// The last commit-log entry applied to `heap`.
-    pub last: *const Entry,
-    /// `last`'s revision (kept here so that reading it touches no shared cache line).
-    pub snapshot_rev: u64,
+    /// Per granule, the version word (`committed.rs`) of the image this segment holds
+    /// (kept for its lifetime; accessed through `copies_ptr`).
+    _copies: MmapMut,
+    /// `_copies`' base address.
+    copies_ptr: *mut u64,
+    /// The committed objects the running attempt has read (or written: a write reads),
+    /// in the order of their first read; validated at every import and at commit.
+    pub reads: Vec<u32>,
+    /// The segment index + 1, as it appears in the holder bits of a version word.
+    pub holder: u64,
+    /// At commit: the distinct committed objects of `modified`, which the commit locks.
+    pub writes: Vec<u32>,
+    /// The sum of every segment's `commits` read just before the attempt's last check of
+    /// its reads, if no commit was publishing then (else [`NO_COUNT`]).
+    pub seen: u64,
     /// Committed objects written by the running transaction (granules), in barrier order.
     pub modified: Vec<u32>,
     /// Before-images of `modified`, concatenated in the same order.
@@ -205,9 +227,6 @@ pub(crate) struct SegmentLocal {
     pub write_sites: Vec<WriteSite>,
     /// Where each object of `allocated` was allocated (only while reporting).
     pub alloc_sites: Vec<WriteSite>,
-    /// Recycled log entries, ready for this segment's next commits.
-    #[allow(clippy::vec_box)] // entries are linked by address: they must stay boxed
-    pub entry_cache: Vec<Box<Entry>>,
     /// Who used the segment last (a bias slot's address) and how many times in a row: a
     /// release after [`BIAS_AFTER`](crate::owner::BIAS_AFTER) leaves it biased.
     pub streak: (usize, u32),
@@ -221,20 +240,19 @@ impl Segment {
         self as *const Segment as usize
     }
 
-    pub(crate) fn new(
-        index: u32,
-        config: &crate::config::Config,
-        start: *const Entry,
-    ) -> std::io::Result<Segment> {
+    pub(crate) fn new(index: u32, config: &crate::config::Config) -> std::io::Result<Segment> {
         let heap_size = config.heap_size;
         let mut heap = sys::map_segment(heap_size)?;
         let mut markers = sys::map_zeroed((heap_size / GRANULE) * 2)?;
+        let mut copies = sys::map_zeroed((heap_size / GRANULE) * 8)?;
         let heap_ptr = heap.as_mut_ptr();
         let markers_ptr = markers.as_mut_ptr().cast();
+        let copies_ptr = copies.as_mut_ptr().cast();
         Ok(Segment {
             index,
             state: AtomicUsize::new(crate::owner::FREE),
-            applied_rev: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            committing: AtomicBool::new(false),
             stats: SegmentStats::default(),
             local: UnsafeCell::new(SegmentLocal {
                 _heap: heap,
@@ -242,8 +260,12 @@ impl Segment {
                 heap_ptr,
                 markers_ptr,
                 version: 0,
-                last: start,
-                snapshot_rev: 0,
+                _copies: copies,
+                copies_ptr,
+                reads: Vec::new(),
+                holder: u64::from(index) + 1,
+                writes: Vec::new(),
+                seen: NO_COUNT,
                 modified: Vec::new(),
                 backups: Vec::new(),
                 allocated: Vec::new(),
@@ -262,7 +284,6 @@ impl Segment {
                 update: Guard::NONE,
                 attempt: 0,
                 pending_roots: Vec::new(),
-                entry_cache: Vec::new(),
                 reporting: false,
                 tx_site: None,
                 started: None,
@@ -320,5 +341,11 @@ impl SegmentLocal {
     #[inline]
     pub(crate) fn marker(&self, granule: u32) -> *mut u16 {
         self.markers_base().wrapping_add(granule as usize)
+    }
+
+    /// The version word of this segment's image of the object at `granule`.
+    #[inline]
+    pub(crate) fn copy(&self, granule: u32) -> *mut u64 {
+        self.copies_ptr.wrapping_add(granule as usize)
     }
 }

@@ -86,10 +86,13 @@ pub(crate) fn start_heavy_fence_registration() {
         let ok = supported >= 0
             && supported & wanted == wanted
             && unsafe { libc::syscall(libc::SYS_membarrier, register, 0, 0) } == 0;
-        // Release: a thread that sees READY sees a registered process (the call returned).
+        // SeqCst (so also Release: a thread that sees READY sees a registered process): the
+        // inevitable transaction's side of `commit::announce` relies on one order of this
+        // store and the loads below (a committer that saw READY and skipped its fence is
+        // seen by a becomer that saw READY too, or ordered before one that did not).
         HEAVY_FENCE.store(
             if ok { FENCE_READY } else { FENCE_UNAVAILABLE },
-            Ordering::Release,
+            Ordering::SeqCst,
         );
     };
     // A single-threaded process registers at once (the kernel skips the grace period when
@@ -120,7 +123,7 @@ fn process_threads() -> Option<usize> {
 /// has finished.
 #[inline]
 pub(crate) fn heavy_fence_available() -> bool {
-    HEAVY_FENCE.load(Ordering::Acquire) == FENCE_READY
+    HEAVY_FENCE.load(Ordering::SeqCst) == FENCE_READY
 }
 
 /// Whether the registration for [`heavy_fence`] has finished (either way).

@@ -1,9 +1,9 @@
 //! Transactions: the [`Tx`] context, and `atomically` with its abort-and-retry loop.
 //!
 //! A transaction attempt runs the user's closure on the thread's segment. Conflicts are
-//! found only when the attempt validates (at commit, or when it becomes inevitable or
-//! catches up), never in the barriers, so the happy path has no abort checks at all. An abort
-//! that must happen in the middle of user code unwinds with a private payload
+//! found when the attempt validates: at commit, when it becomes inevitable, and when its
+//! first read of an object imports a newer committed image (the barriers' slow path, never
+//! their fast path). An abort that must happen in the middle of user code unwinds with a private payload
 //! ([`AbortSignal`], raised with `resume_unwind`, so the panic hook stays quiet) that
 //! `atomically` catches; then the attempt is rolled back and run again.
 
@@ -254,6 +254,11 @@ impl Tx {
                 granules: granules as u32,
             });
             hdr.cast::<u8>().add(HEADER_SIZE).cast::<T>().write(value);
+            // The attempt's mark: reads and writes of its own new object take the fast paths
+            // (nothing to import, nothing to validate).
+            if STM {
+                *local.marker(granule) = local.version;
+            }
         }
         debug_assert!(granules * GRANULE >= HEADER_SIZE + std::mem::size_of::<T>());
         Ok(Gc::new(self, granule))
@@ -432,13 +437,6 @@ impl Tx {
         self.abort_with(AbortSignal::Restart)
     }
 
-    /// Brings the snapshot up to the newest commit (aborting on conflict).
-    pub(crate) fn catch_up(&self) {
-        if let Err(c) = commit::validate(self.shared(), self.segment(), self.local(), true) {
-            self.abort_with(AbortSignal::Conflict(c));
-        }
-    }
-
     pub(crate) fn abort_with(&self, signal: AbortSignal) -> ! {
         // If user code catches the unwind and goes on, the attempt still cannot commit: a
         // conflict dooms it as a conflict, any other signal as a restart.
@@ -539,7 +537,9 @@ impl Stm {
                 Attempts::RetryAfter(seen) => {
                     // Give the segment back while waiting: the commit we wait for may need it.
                     drop(owned);
-                    shared.committed.wait_until(|| shared.newest_rev() > seen);
+                    if let Some(seen) = seen {
+                        shared.committed.wait_until(|| shared.commit_count() > seen);
+                    }
                 }
                 Attempts::WaitFor(cell) => {
                     drop(owned);
@@ -618,6 +618,17 @@ impl Stm {
                         return Attempts::Again(Ok(value));
                     }
                 },
+                // User code caught a conflict's unwind and then returned an error: the
+                // attempt lost to another commit, so it runs again (as if the unwind had
+                // reached us), its error is not the transaction's outcome.
+                Ok(Err(e)) if local.doomed.as_ref().is_some_and(|c| !c.swallowed) => {
+                    let c = local.doomed.take().unwrap_or_else(Conflict::injected);
+                    let counter = self.conflicted(local, &c);
+                    commit::rollback(shared, local);
+                    count_abort(seg, local, counter);
+                    *aborts += 1;
+                    return Attempts::Again(Err(e));
+                }
                 Ok(Err(e)) => {
                     commit::rollback(shared, local);
                     count_abort(seg, local, Counter::AbortExplicit);
@@ -637,19 +648,28 @@ impl Stm {
                             return Attempts::WaitFor(cell);
                         }
                         AbortSignal::Retry => {
+                            // Count the commits, then look at what we read: if it changed
+                            // already, run again at once; else a later commit may change
+                            // it (see `Shared::commit_count`). In GIL mode nothing commits
+                            // while we run.
+                            let seen = shared.commit_count();
+                            let seen = commit::reads_unchanged(shared, local).then_some(seen);
                             commit::rollback(shared, local);
                             count_abort(seg, local, Counter::AbortRetry);
                             *aborts = 0;
-                            // The revision of our snapshot: any later commit may change what
-                            // we read. (In GIL mode nothing commits while we run.)
-                            let seen = if STM {
-                                local.snapshot_rev
-                            } else {
-                                shared.newest_rev()
-                            };
                             return Attempts::RetryAfter(seen);
                         }
                     },
+                    // The same for a panic after a caught conflict: run again.
+                    Err(panic_payload) if local.doomed.as_ref().is_some_and(|c| !c.swallowed) => {
+                        let c = local.doomed.take().unwrap_or_else(Conflict::injected);
+                        let counter = self.conflicted(local, &c);
+                        commit::rollback(shared, local);
+                        count_abort(seg, local, counter);
+                        *aborts += 1;
+                        drop(panic_payload);
+                        continue;
+                    }
                     Err(panic_payload) => {
                         commit::rollback(shared, local);
                         count_abort(seg, local, Counter::AbortPanic);
@@ -724,8 +744,9 @@ enum Attempts<T> {
     Again(T),
     /// The heap was full: collect, then start over.
     Collect,
-    /// Wait until a revision newer than this one is committed, then start over.
-    RetryAfter(u64),
+    /// Wait until the commit count (`Shared::commit_count`) exceeds this one, then start
+    /// over (at once if `None`: what the attempt read has changed already).
+    RetryAfter(Option<u64>),
     /// Wait until another thread's attempt settles this root cell, then start over.
     WaitFor(Arc<std::sync::atomic::AtomicU64>),
 }
@@ -752,10 +773,11 @@ thread_local! {
     static LAST_COMMIT: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Where this thread's last committed transaction sits in the runtime's serial order: the
-/// revision its commit created, or for a read-only transaction the revision of the snapshot
-/// it read (it is serialized just after that commit). Checkers replay transactions in this
-/// order (writers by revision, each read-only one after the writer of its revision).
+/// Where this thread's last committed transaction sits in the runtime's serial order, for
+/// runtimes built with [`Builder::serial_order`](crate::Builder::serial_order): every
+/// committed transaction, writer or read-only, gets a distinct number, and replaying them in
+/// increasing order reproduces every value each one read. 0 for runtimes without it (in
+/// GIL mode: the number of commits so far, which orders the writers).
 pub fn last_commit_rev() -> u64 {
     LAST_COMMIT.with(Cell::get)
 }
@@ -777,6 +799,9 @@ impl Stm {
     /// report's row when reporting.
     fn conflicted(&self, local: &SegmentLocal, c: &Conflict) -> Counter {
         if local.reporting && !c.injected && !c.swallowed {
+            let other_site = c
+                .other_site
+                .or_else(|| self.shared.recorder.writer_of(c.granule));
             let kind = if c.write_write {
                 ConflictKind::WriteWrite
             } else {
@@ -784,9 +809,9 @@ impl Stm {
             };
             self.shared.recorder.record(ConflictSite {
                 kind,
-                object_type: c.other_site.or(c.our_site).map(|s| s.type_name),
+                object_type: other_site.or(c.our_site).map(|s| s.type_name),
                 this_side: c.our_site.map(|s| s.site).or(local.tx_site),
-                other_side: c.other_site.map(|s| s.site),
+                other_side: other_site.map(|s| s.site),
                 count: 1,
                 time_lost: local
                     .started

@@ -159,6 +159,7 @@ impl Heap {
             .segments(cfg.segments)
             .heap_size(cfg.heap)
             .inject_faults(cfg.fault_rate)
+            .serial_order(true)
             .build()
             .unwrap();
         let table = stm.atomically(|tx| {
@@ -255,7 +256,8 @@ fn run_round(heap: &Heap, cfg: &Config, round: u64) -> Outcome {
 
 /// Replays the logs in commit order; returns how many were checked.
 fn check(heap: &Heap, initial: &[Option<Node>], mut logs: Vec<Log>) -> Result<usize, String> {
-    // Writers at revision r come before the read-only transactions that read snapshot r.
+    // Every transaction has its own position (in GIL mode read-only ones share the position
+    // of the last writer before them, and come after it).
     logs.sort_by_key(|l| (l.rev, !l.wrote));
     let writers: Vec<u64> = logs.iter().filter(|l| l.wrote).map(|l| l.rev).collect();
     if writers.windows(2).any(|w| w[0] == w[1]) {

@@ -12,7 +12,7 @@ use std::path::Path;
 /// Lowest first. Modules of one layer may use each other.
 const LAYERS: &[(&str, &[&str])] = &[
     ("data", &["config", "sys", "stats", "report"]),
-    ("heap and log", &["heap", "log"]),
+    ("heap and committed heap", &["heap", "committed"]),
     ("segments and their pool", &["owner", "segment", "pool"]),
     ("protocol", &["commit"]),
     ("collector", &["gc"]),

@@ -425,3 +425,92 @@ fn review_a_doomed_attempt_cannot_become_inevitable() {
         assert_eq!(effects.load(SeqCst), 1);
     }
 }
+
+// ---- The lazily filled segments (issue 16's protocol): found by an attacker review ----
+
+/// An attempt that catches the conflict its first read of `b` raised (the import of `b`'s
+/// new image found `a` changed) must not then read `b` as current beside its old `a`: the
+/// second read imports and fails again, and the transaction reruns and sees both new.
+#[test]
+fn review_a_caught_conflict_does_not_leave_a_new_image_beside_old_reads() {
+    if !stm_runtime::BARRIERS {
+        return; // GIL mode: nothing commits while a transaction runs.
+    }
+    let stm = &stm(2);
+    let (a, b) = &stm.atomically(|tx| (tx.root(tx.alloc(0u64)), tx.root(tx.alloc(0u64))));
+    let (to_main, from_t1) = mpsc::channel::<()>();
+    let (to_t1, from_main) = mpsc::channel::<()>();
+    let seen = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let mut first = true;
+            let mut seen = Vec::new();
+            stm.atomically(|tx| {
+                let va = a.get(tx).get();
+                if std::mem::take(&mut first) {
+                    to_main.send(()).unwrap();
+                    from_main.recv().unwrap();
+                    let once = catch_unwind(AssertUnwindSafe(|| b.get(tx).get()));
+                    let twice = catch_unwind(AssertUnwindSafe(|| b.get(tx).get()));
+                    seen.push((va, once.ok(), twice.ok()));
+                } else {
+                    seen.push((va, Some(b.get(tx).get()), None));
+                }
+            });
+            seen
+        });
+        from_t1.recv().unwrap();
+        stm.atomically(|tx| {
+            a.get(tx).set(1);
+            b.get(tx).set(1);
+        });
+        to_t1.send(()).unwrap();
+        h.join().unwrap()
+    });
+    assert_eq!(seen, vec![(0, None, None), (1, Some(1), None)]);
+}
+
+/// A destructor that writes a shared object while a conflict unwinds the attempt: its write
+/// imports the object and finds the attempt's reads old, which must not unwind a second time
+/// (that aborts the process). The attempt reruns, and the rerun's destructor counts once.
+#[test]
+fn review_a_barrier_in_a_destructor_during_a_conflict_unwind_does_not_abort() {
+    if !stm_runtime::BARRIERS {
+        return;
+    }
+    struct Tally<'tx>(stm_runtime::Gc<'tx, u64>);
+    impl Drop for Tally<'_> {
+        fn drop(&mut self) {
+            self.0.update(|v| *v += 1);
+        }
+    }
+    let stm = &stm(2);
+    let (a, b, c) = &stm.atomically(|tx| {
+        let r = |v| tx.root(tx.alloc(v));
+        (r(0u64), r(0u64), r(0u64))
+    });
+    let (to_main, from_t1) = mpsc::channel::<()>();
+    let (to_t1, from_main) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let mut first = true;
+            stm.atomically(|tx| {
+                let _t = Tally(c.get(tx));
+                let _ = a.get(tx).get();
+                if std::mem::take(&mut first) {
+                    to_main.send(()).unwrap();
+                    from_main.recv().unwrap();
+                }
+                let _ = b.get(tx).get(); // conflict: unwinds, and drops `_t`
+            });
+        });
+        from_t1.recv().unwrap();
+        stm.atomically(|tx| {
+            a.get(tx).set(1);
+            b.get(tx).set(1);
+            c.get(tx).set(10);
+        });
+        to_t1.send(()).unwrap();
+        h.join().unwrap()
+    });
+    assert_eq!(stm.atomically(|tx| c.get(tx).get()), 11);
+}

@@ -241,6 +241,7 @@ const GC_METHODS: &[&str] = &[
     "write_barrier",
     "read_field",
     "read_field_unbarriered",
+    "read_field_untracked",
     "write_field",
     "get",
     "set",

@@ -106,7 +106,7 @@ pub struct Spare<'tx> {
 /// parent before it committed, is used only by the one task that runs the call (attempts
 /// of a task run one after the other); the main program's frames only by the main
 /// program, which runs alone. So no transaction can commit a write to a frame or entry
-/// another one is reading: frames are read without read barriers. Writes still run the
+/// another one is reading: frames are read untracked (not in the read set). Writes still run the
 /// write barrier, so an aborted attempt's frame changes are rolled back.
 #[derive(Clone, Copy, Debug)]
 pub struct Fr<'tx> {
@@ -114,12 +114,12 @@ pub struct Fr<'tx> {
     pub gc: Gc<'tx, Frame>,
 }
 
-/// Reads a field of a frame or entry, without a read barrier (see [`Fr`]).
+/// Reads a field of a frame or entry, without listing it in the read set (see [`Fr`]).
 macro_rules! rd {
     ($h:expr, $f:ident) => {
-        // SAFETY: the projection names a field of the object; no barrier because frames
+        // SAFETY: the projection names a field of the object; untracked because frames
         // and their entries are private to one transaction at a time (see `Fr`).
-        unsafe { $h.read_field_unbarriered(|p| addr_of_mut!((*p).$f)) }
+        unsafe { $h.read_field_untracked(|p| addr_of_mut!((*p).$f)) }
     };
 }
 

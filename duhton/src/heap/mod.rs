@@ -136,12 +136,12 @@ impl<'tx> Value<'tx> {
     }
 }
 
-/// The kind of an object (immutable: no read barrier).
+/// The kind of an object (immutable: not in the read set).
 #[inline(always)]
 pub fn kind(o: Gc<'_, Obj>) -> Kind {
-    // SAFETY: the projection names the `kind` field of the object. No barrier: the kind is
+    // SAFETY: the projection names the `kind` field of the object. Untracked: the kind is
     // written once, by the allocation, and never changes.
-    unsafe { o.read_field_unbarriered(|p| addr_of_mut!((*p).kind)) }
+    unsafe { o.read_field_untracked(|p| addr_of_mut!((*p).kind)) }
 }
 
 /// Allocates an object with two value slots.

@@ -8,12 +8,12 @@ use stm_runtime as stm;
 
 use super::{alloc_obj, kind, Kind, Obj, Value, A_INT, HAS_VALUE};
 
-/// A symbol's id (immutable: no read barrier).
+/// A symbol's id (immutable: not in the read set).
 #[inline(always)]
 pub fn symbol_id(o: Gc<'_, Obj>) -> u32 {
     debug_assert_eq!(kind(o), Kind::Symbol);
     // SAFETY: the projection names the `bi` field; a symbol's id never changes.
-    unsafe { o.read_field_unbarriered(|p| addr_of_mut!((*p).bi)) as u32 }
+    unsafe { o.read_field_untracked(|p| addr_of_mut!((*p).bi)) as u32 }
 }
 
 /// A new symbol with id `id`, unbound.
@@ -23,7 +23,7 @@ pub fn new_symbol(tx: &Tx, id: u32) -> Gc<'_, Obj> {
 
 /// A symbol's global variable, if it has one.
 ///
-/// No read barrier: a symbol's global slots are written only by the main program's
+/// Not in the read set: a symbol's global slots are written only by the main program's
 /// transactions (`setq`/`defun` write the *current* frame, and queued calls never run in the
 /// global frame), and the main program never runs at the same time as another transaction
 /// (the driver runs queued calls only while the main program is suspended between its
@@ -33,7 +33,7 @@ pub fn new_symbol(tx: &Tx, id: u32) -> Gc<'_, Obj> {
 pub fn global_value(s: Gc<'_, Obj>) -> Option<Value<'_>> {
     // SAFETY: the projections name fields of the object (see above for the barrier).
     unsafe {
-        let tags = s.read_field_unbarriered(|p| addr_of_mut!((*p).tags));
+        let tags = s.read_field_untracked(|p| addr_of_mut!((*p).tags));
         if tags & HAS_VALUE == 0 {
             return None;
         }
@@ -53,11 +53,11 @@ pub fn set_global_value(s: Gc<Obj>, v: Value<'tx>) {
 }
 
 /// A symbol's global user function (`(params . body)`), if one was defined. No read
-/// barrier, for the reason given at [`global_value`].
+/// barrier of its own, for the reason given at [`global_value`].
 #[inline]
 pub fn global_function(s: Gc<'_, Obj>) -> Option<Gc<'_, Obj>> {
     // SAFETY: the projection names the `b` field (see `global_value` for the barrier).
-    unsafe { s.read_field_unbarriered(|p| addr_of_mut!((*p).b)) }
+    unsafe { s.read_field_untracked(|p| addr_of_mut!((*p).b)) }
 }
 
 /// Defines a symbol's global user function.

@@ -1,0 +1,236 @@
+//! The committed heap: the newest committed image of every object, and one *version word*
+//! per granule that says which version of the object that image is and whether a committer
+//! holds the object locked.
+//!
+//! Segments are private caches of this heap. A segment remembers, per granule, the version
+//! word of the image it holds (`SegmentLocal::copies`); the read barrier's slow path compares
+//! it with the object's version word here and imports the newer image when they differ. A
+//! committer locks the version words of the objects it wrote, copies their new images here,
+//! and unlocks them with the next version (`commit.rs`). Nothing else is shared between
+//! segments: a commit writes only the lines of the objects it wrote, and a segment reads only
+//! the lines of the objects it reads, so threads working on disjoint data exchange no cache
+//! line at all.
+//!
+//! A version word is `version | holder`: the low [`HOLDER_BITS`] bits are 0 when the object
+//! is unlocked, else the index + 1 of the segment whose committer holds it; the rest counts
+//! the object's commits (in units of [`ONE`]), so it only grows, across frees and reuses of
+//! the granule too. 55 bits of count outlast any program (a hundred million commits a second
+//! to one object for eleven years).
+//!
+//! Images are copied in and out with [`copy_racy`]: a committer may overwrite an image while
+//! an importer copies it (the importer then sees the version word change and copies again,
+//! as in a seqlock), so these copies are written in assembly, where a racing access is the
+//! hardware's business (x86-64's ordered loads and stores), not a data race of the Rust
+//! abstract machine.
+
+use std::sync::atomic::AtomicU64;
+
+use memmap2::MmapMut;
+
+use crate::heap::GRANULE;
+use crate::sys;
+
+/// Low bits of a version word naming the segment that holds the object locked (index + 1).
+pub(crate) const HOLDER_BITS: u32 = 9;
+/// The holder bits of a version word.
+pub(crate) const HOLDER_MASK: u64 = (1 << HOLDER_BITS) - 1;
+/// One commit of an object, in version-word units.
+pub(crate) const ONE: u64 = 1 << HOLDER_BITS;
+
+const _: () = assert!(crate::config::MAX_SEGMENTS < HOLDER_MASK as usize);
+
+/// The holder of a version word: 0 if unlocked, else the locking segment's index + 1.
+#[inline(always)]
+pub(crate) fn holder(word: u64) -> u64 {
+    word & HOLDER_MASK
+}
+
+/// The version of a version word (its holder bits cleared).
+#[inline(always)]
+pub(crate) fn version(word: u64) -> u64 {
+    word & !HOLDER_MASK
+}
+
+/// The newest committed image of every object, and the objects' version words.
+pub(crate) struct CommittedHeap {
+    /// The images, at the same offsets as in the segments (kept for its lifetime).
+    _images: MmapMut,
+    /// One `AtomicU64` version word per granule (kept for its lifetime).
+    _versions: MmapMut,
+    images: *mut u64,
+    versions: *const AtomicU64,
+    granules: usize,
+}
+
+// SAFETY: the mappings are owned by the runtime, not by a thread; the version words are only
+// accessed as atomics, and the images only through `copy_racy` (by committers holding the
+// object's lock and importers that check its version word around the copy) or while the
+// collector owns every segment (no commit or import runs then, invariant 7).
+unsafe impl Send for CommittedHeap {}
+// SAFETY: as for Send.
+unsafe impl Sync for CommittedHeap {}
+
+impl CommittedHeap {
+    /// A committed heap of `heap_size` bytes: every image zero, every version word 0.
+    pub(crate) fn new(heap_size: usize) -> std::io::Result<CommittedHeap> {
+        let mut images = sys::map_segment(heap_size)?;
+        let granules = heap_size / GRANULE;
+        let mut versions = sys::map_zeroed(granules * 8)?;
+        Ok(CommittedHeap {
+            images: images.as_mut_ptr().cast(),
+            versions: versions.as_mut_ptr().cast::<AtomicU64>().cast_const(),
+            _images: images,
+            _versions: versions,
+            granules,
+        })
+    }
+
+    /// The version word of the object at `granule`.
+    #[inline(always)]
+    pub(crate) fn word(&self, granule: u32) -> &AtomicU64 {
+        debug_assert!((granule as usize) < self.granules);
+        // SAFETY: granules of objects are below heap_size / 16 (invariant 3), so the word is
+        // inside the mapping, which is zero-initialized (a valid AtomicU64) and lives as long
+        // as `self`.
+        unsafe { &*self.versions.add(granule as usize) }
+    }
+
+    /// Where the image of the object at `granule` starts (8-aligned).
+    #[inline(always)]
+    pub(crate) fn image(&self, granule: u32) -> *mut u64 {
+        self.images.wrapping_add(granule as usize * (GRANULE / 8))
+    }
+
+    /// The number of granules of the heap.
+    pub(crate) fn granules(&self) -> usize {
+        self.granules
+    }
+}
+
+/// Copies `words` 8-byte words from `src` to `dst` with plain loads and stores in order, as
+/// the hardware does them: a concurrent writer of `src` or reader of `dst` is not a data
+/// race of the Rust abstract machine (the copy is an `asm!` block), and padding bytes are
+/// copied as they are.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `words * 8` bytes, both 8-aligned, not overlapping,
+/// and no Rust reference to the bytes of `dst` alive.
+#[inline(always)]
+pub(crate) unsafe fn copy_racy(src: *const u64, dst: *mut u64, words: usize) {
+    if words == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the loop reads `words` words from `src` and writes them to `dst`, both valid
+    // for that many (caller); it touches no other memory and no stack.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "mov {t}, qword ptr [{src}]",
+            "mov qword ptr [{dst}], {t}",
+            "add {src}, 8",
+            "add {dst}, 8",
+            "dec {n}",
+            "jnz 2b",
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
+            n = inout(reg) words => _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "ldr {t}, [{src}], #8",
+            "str {t}, [{dst}], #8",
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
+            n = inout(reg) words => _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    compile_error!(
+        "stm-runtime's committed heap copies images in assembly: x86-64 and aarch64 only"
+    );
+}
+
+/// Copies `words` 8-byte words; small objects (one or two granules, the common case) are
+/// copied inline instead of through a `memcpy` call. For memory no other thread touches.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `words * 8` bytes, not overlapping, both 8-aligned.
+#[inline(always)]
+pub(crate) unsafe fn copy_words(
+    src: *const std::mem::MaybeUninit<u64>,
+    dst: *mut std::mem::MaybeUninit<u64>,
+    words: usize,
+) {
+    use std::mem::MaybeUninit;
+    // SAFETY: forwarded from the caller; each branch copies exactly `words` words.
+    unsafe {
+        match words {
+            2 => dst
+                .cast::<[MaybeUninit<u64>; 2]>()
+                .write(src.cast::<[MaybeUninit<u64>; 2]>().read()),
+            4 => dst
+                .cast::<[MaybeUninit<u64>; 4]>()
+                .write(src.cast::<[MaybeUninit<u64>; 4]>().read()),
+            _ => std::ptr::copy_nonoverlapping(src, dst, words),
+        }
+    }
+}
+
+/// Copies `granules` granules (16 bytes each) with a loop of 16-byte moves: no call, for
+/// the small objects of the write barrier's fast path.
+///
+/// # Safety
+/// As [`copy_words`] with `words = 2 * granules`.
+#[inline(always)]
+pub(crate) unsafe fn copy_granules(
+    src: *const std::mem::MaybeUninit<u64>,
+    dst: *mut std::mem::MaybeUninit<u64>,
+    granules: usize,
+) {
+    use std::mem::MaybeUninit;
+    for i in 0..granules {
+        // SAFETY: forwarded from the caller: granule `i` lies within both ranges.
+        unsafe {
+            dst.add(2 * i)
+                .cast::<[MaybeUninit<u64>; 2]>()
+                .write(src.add(2 * i).cast::<[MaybeUninit<u64>; 2]>().read());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_racy_copies_every_word() {
+        for n in [1usize, 2, 3, 7, 40] {
+            let src: Vec<u64> = (0..n as u64).map(|i| i * 0x0101_0101 + 7).collect();
+            let mut dst = vec![0u64; n + 1];
+            // SAFETY: both buffers hold at least `n` words; they do not overlap.
+            unsafe { copy_racy(src.as_ptr(), dst.as_mut_ptr(), n) };
+            assert_eq!(&dst[..n], &src[..]);
+            assert_eq!(dst[n], 0, "nothing past the end");
+        }
+    }
+
+    #[test]
+    fn version_words_split_into_version_and_holder() {
+        let w = (5 * ONE) | 3;
+        assert_eq!((version(w), holder(w)), (5 * ONE, 3));
+        let heap = CommittedHeap::new(1 << 20).unwrap();
+        assert_eq!(heap.granules(), (1 << 20) / GRANULE);
+        assert_eq!(heap.word(300).load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+}
