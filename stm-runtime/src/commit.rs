@@ -48,7 +48,7 @@ use crate::committed::{self, holder, version, CommittedHeap, ONE};
 use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
 use crate::pool::Shared;
 use crate::report::{ConflictKind, ConflictSite, WriteSite};
-use crate::segment::{Conflict, Guard, Segment, SegmentLocal, NO_COUNT};
+use crate::segment::{Conflict, Guard, Segment, SegmentLocal};
 use crate::stats::Counter;
 
 /// Why an attempt unwinds out of user code (private: user code cannot forge it).
@@ -80,8 +80,7 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 /// transactions, every marker is reset to zero with one `madvise`). Nothing is imported: the
 /// segment catches up object by object, at the attempt's first read of each.
 #[inline(always)]
-pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
-    let _ = (shared, seg);
+pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
     local.attempt += 1;
     local.user_inevitable = false;
     local.cut_by_break = false;
@@ -94,7 +93,7 @@ pub(crate) fn begin(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) {
     local.bump.begin();
     debug_assert!(local.modified.is_empty() && local.allocated.is_empty());
     debug_assert!(local.reads.is_empty());
-    local.seen = NO_COUNT;
+    local.seen = None;
     if STM {
         local.version = local.version.wrapping_add(1);
         if local.version == 0 {
@@ -300,11 +299,11 @@ fn revalidate(
     } else {
         None
     };
-    if count.is_some() && count == Some(local.seen) && local.seen != NO_COUNT {
+    if count.is_some() && count == local.seen {
         return Ok(());
     }
     current(heap, local, local.reads.iter().copied().chain([imported]))?;
-    local.seen = count.unwrap_or(NO_COUNT);
+    local.seen = count;
     Ok(())
 }
 
@@ -737,11 +736,10 @@ fn wait_for_committers(shared: &Shared, me: &Segment) {
 /// sees `committing` and waits.
 #[inline(always)]
 fn announce(seg: &Segment) {
+    seg.committing.store(true, Ordering::Relaxed);
     if crate::sys::heavy_fence_available() {
-        seg.committing.store(true, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
     } else {
-        seg.committing.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 }
@@ -826,11 +824,21 @@ pub(crate) fn commit(
     commit_writes(shared, seg, local)
 }
 
+/// The next position in the serial order with `Config::serial_order`, else 0.
+#[inline]
+fn serial_position(shared: &Shared) -> u64 {
+    if shared.config.serial_order {
+        shared.order.fetch_add(1, Ordering::SeqCst) + 1
+    } else {
+        0
+    }
+}
+
 /// With `Config::serial_order`, a read-only attempt takes a position in the order and then
 /// checks its reads, as a writer does (so it is serialized at that position).
 #[cold]
 fn serial_read_only(shared: &Shared, local: &SegmentLocal) -> Result<u64, Box<Conflict>> {
-    let at = shared.order.fetch_add(1, Ordering::SeqCst) + 1;
+    let at = serial_position(shared);
     if let Some(heap) = &shared.heap {
         reads_current(heap, local)?;
     }
@@ -851,15 +859,12 @@ fn commit_writes(
     for i in 0..local.modified.len() {
         let g = local.modified[i];
         let hdr: *mut Header = local.header(g);
-        // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
-        unsafe {
-            let flags = (*hdr).flags;
-            if flags & (FLAG_WRITE_BARRIER | FLAG_NEW) != 0 {
-                continue; // listed before, or allocated by this attempt (written after a checkpoint)
-            }
-            (*hdr).flags = (flags & !FLAG_GUARDED) | FLAG_WRITE_BARRIER;
+        // SAFETY: live objects of this heap in our own segment (invariants 1 and 3). An
+        // object allocated by this attempt (written after a checkpoint) is re-armed below,
+        // with the allocations; one listed before is re-armed already.
+        if unsafe { (*hdr).flags } & FLAG_NEW == 0 && unsafe { rearm(hdr) } {
+            local.writes.push(g);
         }
-        local.writes.push(g);
     }
     let Some(heap) = &shared.heap else {
         // One segment: it is the committed state. Nothing to lock, check or publish.
@@ -867,12 +872,10 @@ fn commit_writes(
             // SAFETY: as above.
             unsafe { rearm(local.header(g)) };
         }
-        let rev = if !STM {
-            shared.gil_commits.fetch_add(1, Ordering::Release) + 1
-        } else if shared.config.serial_order {
-            shared.order.fetch_add(1, Ordering::SeqCst) + 1
+        let rev = if STM {
+            serial_position(shared)
         } else {
-            0
+            shared.gil_commits.fetch_add(1, Ordering::Release) + 1
         };
         if local.inevitable {
             end_inevitable(shared, local);
@@ -909,11 +912,7 @@ fn commit_writes(
             return Err(conflict(local, g, true, holder(now).wrapping_sub(1) as u32));
         }
     }
-    let rev = if shared.config.serial_order {
-        shared.order.fetch_add(1, Ordering::SeqCst) + 1
-    } else {
-        0
-    };
+    let rev = serial_position(shared);
     // Everything we read is still at the version we read, and nobody else holds it: the
     // commit is serialized here. (Nothing changes under an inevitable transaction.)
     if !local.inevitable {
@@ -1202,7 +1201,7 @@ mod tests {
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
         // B writes x and commits; A has never read x, so its image is old (or empty).
-        begin(sh, b, local(b));
+        begin(sh, local(b));
         Gc::<u64>::new(&tx_for(&stm, b), x).set(10);
         assert!(commit(sh, b, local(b)).is_ok());
         assert_eq!(
@@ -1212,7 +1211,7 @@ mod tests {
         );
         // SAFETY: in bounds (invariant 3); the test owns the segment (invariant 1).
         assert_ne!(unsafe { *local(a).copy(x) }, word(&stm, x));
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         assert_eq!(
             Gc::<u64>::new(&ta, x).get(),
@@ -1234,8 +1233,8 @@ mod tests {
         let (stm, x, y) = setup();
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
-        begin(sh, a, local(a));
-        begin(sh, b, local(b));
+        begin(sh, local(a));
+        begin(sh, local(b));
         let ta = tx_for(&stm, a);
         let gx = Gc::<u64>::new(&ta, x);
         assert_eq!(gx.get(), 1);
@@ -1250,7 +1249,7 @@ mod tests {
         rollback(sh, local(a));
         assert_eq!(word(&stm, y), ONE, "y was unlocked, unchanged");
         // A fresh attempt reads the new value.
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         assert_eq!(Gc::<u64>::new(&tx_for(&stm, a), x).get(), 10);
         assert_eq!(
             Gc::<u64>::new(&tx_for(&stm, a), y).get(),
@@ -1266,10 +1265,10 @@ mod tests {
         let (stm, x, y) = setup();
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         assert_eq!(Gc::<u64>::new(&ta, x).get(), 1);
-        begin(sh, b, local(b));
+        begin(sh, local(b));
         let tb = tx_for(&stm, b);
         Gc::<u64>::new(&tb, x).set(10);
         Gc::<u64>::new(&tb, y).set(20);
@@ -1284,7 +1283,7 @@ mod tests {
         }
         assert!(local(a).doomed.is_some(), "the attempt cannot commit");
         rollback(sh, local(a));
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         assert_eq!(
             (Gc::<u64>::new(&ta, x).get(), Gc::<u64>::new(&ta, y).get()),
@@ -1298,8 +1297,8 @@ mod tests {
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
         for round in 0..3u64 {
-            begin(sh, a, local(a));
-            begin(sh, b, local(b));
+            begin(sh, local(a));
+            begin(sh, local(b));
             Gc::<u64>::new(&tx_for(&stm, a), x).update(|v| *v += 1);
             Gc::<u64>::new(&tx_for(&stm, b), y).update(|v| *v += 1);
             assert!(commit(sh, b, local(b)).is_ok());
@@ -1314,7 +1313,7 @@ mod tests {
             }
         }
         for seg in [a, b] {
-            begin(sh, seg, local(seg));
+            begin(sh, local(seg));
             let t = tx_for(&stm, seg);
             assert_eq!(
                 (Gc::<u64>::new(&t, x).get(), Gc::<u64>::new(&t, y).get()),
@@ -1329,8 +1328,8 @@ mod tests {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
-        begin(sh, a, local(a));
-        begin(sh, b, local(b));
+        begin(sh, local(a));
+        begin(sh, local(b));
         Gc::<u64>::new(&tx_for(&stm, a), x).set(5);
         assert_eq!(local(a).modified, vec![x]);
         Gc::<u64>::new(&tx_for(&stm, b), x).set(6);
@@ -1342,7 +1341,7 @@ mod tests {
         let hdr = local(a).header(x);
         // SAFETY: a live object's header in a segment the test owns (invariants 1 and 3).
         assert_ne!(unsafe { (*hdr).flags } & FLAG_WRITE_BARRIER, 0);
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         assert_eq!(Gc::<u64>::new(&tx_for(&stm, a), x).get(), 6);
     }
 
@@ -1353,7 +1352,7 @@ mod tests {
         let (stm, x, y) = setup();
         let sh = &stm.shared;
         let a = unbiased(&stm);
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         Gc::<u64>::new(&ta, x).set(5);
         Gc::<u64>::new(&ta, y).set(6);
@@ -1365,7 +1364,7 @@ mod tests {
         assert_eq!(word(&stm, x), ONE, "x unlocked again");
         heap.word(y).store(ONE, Ordering::Release);
         rollback(sh, local(a));
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         assert_eq!(Gc::<u64>::new(&ta, x).get(), 1);
         Gc::<u64>::new(&ta, y).set(6);
@@ -1410,13 +1409,13 @@ mod tests {
         let sh = &stm.shared;
         let cell = stm.atomically(|tx| tx.alloc([0u64; 2]).granule);
         let (a, b) = two_segments(&stm);
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         let fresh = ta.alloc([7u64, 8, 9]).granule;
         Gc::<[u64; 2]>::new(&ta, cell).set([u64::from(fresh), 1]);
         assert!(commit(sh, a, local(a)).is_ok());
         assert_eq!(word(&stm, fresh), ONE);
-        begin(sh, b, local(b));
+        begin(sh, local(b));
         let tb = tx_for(&stm, b);
         let [g, _] = Gc::<[u64; 2]>::new(&tb, cell).get();
         assert_eq!(Gc::<[u64; 3]>::new(&tb, g as u32).get(), [7, 8, 9]);
@@ -1432,7 +1431,7 @@ mod tests {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
         let a = unbiased(&stm);
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         let gx = Gc::<u64>::new(&ta, x);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gx.debug_check_marked()));
@@ -1441,7 +1440,7 @@ mod tests {
         gx.debug_check_marked();
         // An update marks the object through its write barrier before its unbarriered read.
         rollback(sh, local(a));
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         let ta = tx_for(&stm, a);
         Gc::<u64>::new(&ta, x).update(|v| *v += 1);
         rollback(sh, local(a));
@@ -1456,13 +1455,13 @@ mod tests {
             let sh = &stm.shared;
             let g = stm.atomically(|tx| tx.alloc([7u64; N]).granule);
             let (a, b) = two_segments(stm);
-            begin(sh, a, local(a));
+            begin(sh, local(a));
             let ta = tx_for(stm, a);
             let h = Gc::<[u64; N]>::new(&ta, g);
             h.set([9u64; N]);
             assert_eq!(h.get(), [9u64; N]);
             rollback(sh, local(a));
-            begin(sh, a, local(a));
+            begin(sh, local(a));
             let ta = tx_for(stm, a);
             assert_eq!(
                 Gc::<[u64; N]>::new(&ta, g).get(),
@@ -1475,7 +1474,7 @@ mod tests {
             }
             Gc::<[u64; N]>::new(&ta, g).set(v);
             assert!(commit(sh, a, local(a)).is_ok());
-            begin(sh, b, local(b));
+            begin(sh, local(b));
             let tb = tx_for(stm, b);
             assert_eq!(Gc::<[u64; N]>::new(&tb, g).get(), v, "{N} words imported");
             assert!(commit(sh, b, local(b)).is_ok());
@@ -1502,13 +1501,13 @@ mod tests {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
         let a = unbiased(&stm);
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         Gc::<u64>::new(&tx_for(&stm, a), x).get();
         assert!(commit(sh, a, local(a)).is_ok());
         local(a).version = u16::MAX;
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
         unsafe { *local(a).marker(x) = 1 };
-        begin(sh, a, local(a));
+        begin(sh, local(a));
         assert_eq!(local(a).version, 1);
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
         assert_eq!(unsafe { *local(a).marker(x) }, 0, "old markers cleared");

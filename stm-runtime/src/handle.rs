@@ -453,10 +453,9 @@ impl<'tx, T: Object> Gc<'tx, T> {
         if STM {
             // SAFETY: a live object of our segment (invariant 3): its marker is in bounds, and
             // only this thread touches it (invariant 1).
-            let marked =
-                unsafe { *self.tx.markers.0.add(self.granule as usize) == self.tx.version };
+            let marker = unsafe { *self.tx.markers.0.add(self.granule as usize) };
             assert!(
-                marked,
+                marker == self.tx.version,
                 "stm-runtime bug: a read barrier was skipped on {} at granule {:#x}, which \
                  this attempt has not marked",
                 std::any::type_name::<T>(),

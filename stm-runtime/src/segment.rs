@@ -24,9 +24,6 @@ use crate::report::{Site, WriteSite};
 use crate::stats::SegmentStats;
 use crate::sys;
 
-/// `SegmentLocal::seen` when no count is known.
-pub(crate) const NO_COUNT: u64 = u64::MAX;
-
 /// What a transaction ran into when validation found another commit touching its reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Conflict {
@@ -171,8 +168,8 @@ pub(crate) struct SegmentLocal {
     /// At commit: the distinct committed objects of `modified`, which the commit locks.
     pub writes: Vec<u32>,
     /// The sum of every segment's `commits` read just before the attempt's last check of
-    /// its reads, if no commit was publishing then (else [`NO_COUNT`]).
-    pub seen: u64,
+    /// its reads, if no commit was publishing then.
+    pub seen: Option<u64>,
     /// Committed objects written by the running transaction (granules), in barrier order.
     pub modified: Vec<u32>,
     /// Before-images of `modified`, concatenated in the same order.
@@ -265,7 +262,7 @@ impl Segment {
                 reads: Vec::new(),
                 holder: u64::from(index) + 1,
                 writes: Vec::new(),
-                seen: NO_COUNT,
+                seen: None,
                 modified: Vec::new(),
                 backups: Vec::new(),
                 allocated: Vec::new(),

@@ -565,7 +565,7 @@ impl Stm {
             // SAFETY: we own the segment (SegmentGuard in the caller); no other reference to
             // its local state exists outside this loop's runtime calls (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
-            commit::begin(shared, seg, local);
+            commit::begin(shared, local);
             if local.reporting {
                 local.tx_site = Some(site.into());
             }
@@ -612,21 +612,17 @@ impl Stm {
                     }
                     Err(c) => {
                         let counter = self.conflicted(local, &c);
-                        commit::rollback(shared, local);
-                        count_abort(seg, local, counter);
-                        *aborts += 1;
+                        lost(shared, seg, local, counter, aborts);
                         return Attempts::Again(Ok(value));
                     }
                 },
                 // User code caught a conflict's unwind and then returned an error: the
                 // attempt lost to another commit, so it runs again (as if the unwind had
                 // reached us), its error is not the transaction's outcome.
-                Ok(Err(e)) if local.doomed.as_ref().is_some_and(|c| !c.swallowed) => {
+                Ok(Err(e)) if caught_conflict(local) => {
                     let c = local.doomed.take().unwrap_or_else(Conflict::injected);
                     let counter = self.conflicted(local, &c);
-                    commit::rollback(shared, local);
-                    count_abort(seg, local, counter);
-                    *aborts += 1;
+                    lost(shared, seg, local, counter, aborts);
                     return Attempts::Again(Err(e));
                 }
                 Ok(Err(e)) => {
@@ -661,14 +657,9 @@ impl Stm {
                         }
                     },
                     // The same for a panic after a caught conflict: run again.
-                    Err(panic_payload) if local.doomed.as_ref().is_some_and(|c| !c.swallowed) => {
+                    Err(_) if caught_conflict(local) => {
                         let c = local.doomed.take().unwrap_or_else(Conflict::injected);
-                        let counter = self.conflicted(local, &c);
-                        commit::rollback(shared, local);
-                        count_abort(seg, local, counter);
-                        *aborts += 1;
-                        drop(panic_payload);
-                        continue;
+                        self.conflicted(local, &c)
                     }
                     Err(panic_payload) => {
                         commit::rollback(shared, local);
@@ -677,11 +668,29 @@ impl Stm {
                     }
                 },
             };
-            commit::rollback(shared, local);
-            count_abort(seg, local, counter);
-            *aborts += 1;
+            lost(shared, seg, local, counter, aborts);
         }
     }
+}
+
+/// Whether user code caught the unwind of a conflict (not of a retry or restart, which
+/// `swallowed` marks) and went on: the attempt has lost whatever it does next.
+fn caught_conflict(local: &SegmentLocal) -> bool {
+    local.doomed.as_ref().is_some_and(|c| !c.swallowed)
+}
+
+/// An attempt lost (a conflict, or a restart): roll it back and count it against the
+/// progress policy.
+fn lost(
+    shared: &Shared,
+    seg: &Segment,
+    local: &mut SegmentLocal,
+    counter: Counter,
+    aborts: &mut u32,
+) {
+    commit::rollback(shared, local);
+    count_abort(seg, local, counter);
+    *aborts += 1;
 }
 
 /// A transaction of one runtime started inside a transaction of another, on one thread:
