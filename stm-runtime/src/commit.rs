@@ -130,11 +130,43 @@ fn wrap_version(local: &mut SegmentLocal) {
 /// Unwinds with a conflict if an earlier read is no longer current (the attempt must not see
 /// the new image beside the old ones).
 ///
+/// The common case (the image is current, the read set has room) is straight-line code that
+/// calls nothing, so it saves no registers; every other case is a tail call into
+/// [`read_slow_rare`].
+///
 /// # Safety
 /// `granule` is a live object of this heap (invariant 3) and the caller owns the segment
 /// (invariant 1).
 #[inline(never)]
 pub(crate) unsafe fn read_slow(shared: &Shared, local: &mut SegmentLocal, granule: u32) {
+    if let Some(heap) = &shared.heap {
+        // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
+        let have = unsafe { *local.copy(granule) };
+        // Acquire: if it is a newer version, its image (published before it) is visible.
+        if heap.word(granule).load(Ordering::Acquire) != have
+            || local.reads.len() == local.reads.capacity()
+        {
+            // SAFETY: forwarded from our caller.
+            return unsafe { read_slow_rare(shared, local, granule) };
+        }
+        // SAFETY: room was checked just above; a Vec's buffer is its own.
+        unsafe {
+            let n = local.reads.len();
+            local.reads.as_mut_ptr().add(n).write(granule);
+            local.reads.set_len(n + 1);
+        }
+    }
+    // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
+    unsafe { *local.marker(granule) = local.version };
+}
+
+/// [`read_slow`] when the image is not current or the read set is full.
+///
+/// # Safety
+/// As [`read_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn read_slow_rare(shared: &Shared, local: &mut SegmentLocal, granule: u32) {
     // SAFETY: forwarded from our caller.
     unsafe { read_slow_inner(shared, local, granule, true) }
 }
@@ -365,7 +397,8 @@ fn conflict(local: &SegmentLocal, granule: u32, write_write: bool, other: u32) -
 
 /// The write barrier's slow path: the first write of this attempt to a committed object, or
 /// any write to an object with a borrowed field ([`FLAG_GUARDED`]). The write is to bytes
-/// `start..start + len` of the object's value.
+/// `start..start + len` of the object's value, passed as `span` ([`span`]), so that every
+/// argument travels in a register.
 ///
 /// The common case (a committed object of one or two granules, no borrowed field, no fault
 /// injection or reporting, room in the write set) is straight-line code here; every other case is a tail call into
@@ -382,18 +415,53 @@ pub(crate) unsafe fn write_slow(
     shared: &Shared,
     local: &mut SegmentLocal,
     granule: u32,
-    start: u32,
-    len: u32,
+    span: u64,
     site: &'static Location<'static>,
-    type_name: &'static str,
+    type_name: fn() -> &'static str,
 ) {
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
     if STM && unsafe { *local.marker(granule) } != local.version {
-        // Not read yet by this attempt: bring the image up to date first (a write reads),
-        // so that the header and the before-image below are the committed ones.
         // SAFETY: forwarded from our caller.
-        unsafe { read_slow(shared, local, granule) };
+        return unsafe { write_slow_unread(shared, local, granule, span, site, type_name) };
     }
+    // SAFETY: forwarded from our caller; the object is marked, so its image is current.
+    unsafe { write_slow_read(local, granule, span, site, type_name) }
+}
+
+/// [`write_slow`] of an object this attempt has not read yet: brings its image up to date
+/// first (a write reads), so that the header and the before-image are the committed ones.
+///
+/// # Safety
+/// As [`write_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn write_slow_unread(
+    shared: &Shared,
+    local: &mut SegmentLocal,
+    granule: u32,
+    span: u64,
+    site: &'static Location<'static>,
+    type_name: fn() -> &'static str,
+) {
+    // SAFETY: forwarded from our caller.
+    unsafe { read_slow(shared, local, granule) };
+    // SAFETY: forwarded from our caller; `read_slow` made the image current and marked it.
+    unsafe { write_slow_read(local, granule, span, site, type_name) }
+}
+
+/// [`write_slow`] once the object is marked (its image current): the common case inline,
+/// everything else a tail call into [`write_slow_rare`].
+///
+/// # Safety
+/// As [`write_slow`], and this attempt has marked the object.
+#[inline(always)]
+unsafe fn write_slow_read(
+    local: &mut SegmentLocal,
+    granule: u32,
+    span: u64,
+    site: &'static Location<'static>,
+    type_name: fn() -> &'static str,
+) {
     let hdr = local.header(granule);
     // SAFETY: the object is live (caller, invariant 3), so its header is in the mapping; we
     // own it (invariant 1).
@@ -407,11 +475,17 @@ pub(crate) unsafe fn write_slow(
         || local.modified.len() == local.modified.capacity()
     {
         // SAFETY: forwarded from our caller.
-        return unsafe { write_slow_rare(local, granule, start, len, site, type_name) };
+        return unsafe { write_slow_rare(local, granule, span, site, type_name) };
     }
     // SAFETY: the common case: see `save_before_image`; the object is 1 to SMALL_GRANULES
     // granules long (objects are at least one), which `copy_small` copies without a call.
     unsafe { save_before_image(local, granule, hdr, words, true) }
+}
+
+/// The `span` argument of [`write_slow`]: a write of `len` bytes at byte `start` of a value.
+#[inline(always)]
+pub(crate) fn span(start: usize, len: usize) -> u64 {
+    start as u32 as u64 | (len as u32 as u64) << 32
 }
 
 /// The largest object (in granules) whose before-image [`write_slow`] copies inline.
@@ -427,11 +501,11 @@ const SMALL_GRANULES: usize = 8;
 unsafe fn write_slow_rare(
     local: &mut SegmentLocal,
     granule: u32,
-    start: u32,
-    len: u32,
+    span: u64,
     site: &'static Location<'static>,
-    type_name: &'static str,
+    type_name: fn() -> &'static str,
 ) {
+    let (start, len) = (span as u32, (span >> 32) as u32);
     let hdr = local.header(granule);
     // SAFETY: the object is live (caller, invariant 3), so its header is in the mapping; we
     // own it (invariant 1).
@@ -443,7 +517,7 @@ unsafe fn write_slow_rare(
         return; // written before in this attempt (or allocated by it): only the guard check
     }
     if local.fault_threshold != 0 || local.reporting {
-        write_extras(local, site, type_name);
+        write_extras(local, site, type_name());
     }
     // SAFETY: as above (invariants 1 and 3).
     let granules = unsafe { (*hdr).granules };
@@ -893,8 +967,7 @@ fn commit_writes(
     }
     // Lock what we wrote, at the version we read: another version, or another holder, means
     // someone committed it (or is committing it) since; we lose.
-    for i in 0..written {
-        let g = local.writes[i];
+    for (i, &g) in local.writes.iter().enumerate() {
         // SAFETY: a live object (invariant 3); owned (invariant 1).
         let have = unsafe { *local.copy(g) };
         // SeqCst, as the loads of the read check below: lock-then-check is Dekker's pattern
@@ -961,8 +1034,7 @@ fn commit_writes(
             *local.copy(g) = next;
         }
     }
-    for i in 0..written {
-        let g = local.writes[i];
+    for &g in &local.writes {
         let hdr = local.header(g);
         // SAFETY: a live object we hold locked (above): no other committer writes its image,
         // and importers check the version word around their copy; our own image of it is in

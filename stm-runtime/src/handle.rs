@@ -417,10 +417,9 @@ impl<'tx, T: Object> Gc<'tx, T> {
                     self.tx.shared(),
                     self.tx.local(),
                     self.granule,
-                    start as u32,
-                    len as u32,
+                    commit::span(start, len),
                     std::panic::Location::caller(),
-                    std::any::type_name::<T>(),
+                    std::any::type_name::<T>,
                 )
             };
         }
