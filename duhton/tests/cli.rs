@@ -99,16 +99,26 @@ fn hostile_input_is_a_clean_error() {
             b"(defun f (n) (f n)) (f 1)".to_vec(),
             "Error: <stdin>:1:14: maximum recursion depth exceeded\n",
         ),
-        (
-            b"(defun f (n) (+ 1 (f n))) (transaction f 1)".to_vec(),
-            "Error: <stdin>:1:19: maximum recursion depth exceeded\n",
-        ),
     ];
     for (src, stderr) in cases {
         let out = duhton(&["--num-threads", "2", "-"], &src);
         assert_eq!(out.status.code(), Some(1), "{}", text(&src));
         assert_eq!(text(&out.stderr), stderr);
     }
+    // The depth is a stack limit, so which form of the recursion crosses it depends on the
+    // frames' sizes (the build): either form on the recursive path is the right answer.
+    let src = b"(defun f (n) (+ 1 (f n))) (transaction f 1)";
+    let out = duhton(&["--num-threads", "2", "-"], src);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        [
+            "Error: <stdin>:1:14: maximum recursion depth exceeded\n",
+            "Error: <stdin>:1:19: maximum recursion depth exceeded\n"
+        ]
+        .contains(&err.as_str()),
+        "{err}"
+    );
     // Huge ints wrap; binary junk reads as symbols.
     let out = duhton(
         &["-"],
