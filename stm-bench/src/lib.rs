@@ -29,6 +29,11 @@ pub enum Impl {
     Seq,
     /// Our runtime, STM mode.
     Stm,
+    /// Our runtime, STM mode, with at least two segments even on one thread: the whole
+    /// commit protocol (committed heap, version words, imports), which a runtime of one
+    /// segment skips. Its 1-thread figure is what the protocol costs a thread alone, apart
+    /// from any sharing between threads.
+    StmWide,
     /// Our runtime, GIL mode (a second build with `--features gil`).
     Gil,
     /// A global `std::sync::Mutex`.
@@ -47,9 +52,10 @@ pub enum Impl {
 
 impl Impl {
     /// Every implementation, in table order.
-    pub const ALL: [Impl; 9] = [
+    pub const ALL: [Impl; 10] = [
         Impl::Seq,
         Impl::Stm,
+        Impl::StmWide,
         Impl::Gil,
         Impl::Mutex,
         Impl::RwLock,
@@ -64,6 +70,7 @@ impl Impl {
         match self {
             Impl::Seq => "seq",
             Impl::Stm => "stm",
+            Impl::StmWide => "stm-wide",
             Impl::Gil => "gil",
             Impl::Mutex => "mutex",
             Impl::RwLock => "rwlock",
@@ -91,7 +98,11 @@ impl Impl {
 
     /// Whether this binary can run it (our runtime only in the mode it was built with).
     pub fn in_process(self) -> bool {
-        !matches!(self, Impl::Stm | Impl::Gil) || self == Impl::runtime_here()
+        match self {
+            Impl::Stm | Impl::Gil => self == Impl::runtime_here(),
+            Impl::StmWide => Impl::runtime_here() == Impl::Stm,
+            _ => true,
+        }
     }
 
     /// Whether it runs with `threads` threads (the sequential program only with one).
@@ -123,7 +134,8 @@ pub fn run(i: Impl, w: Workload, threads: usize, ops: u64) -> Outcome {
     let l = w.layout(threads, ops);
     match i {
         Impl::Seq => workloads::run(&Seq::new(&l), w, threads, ops),
-        Impl::Stm | Impl::Gil => workloads::run(&rt::Rt::new(&l), w, threads, ops),
+        Impl::Stm | Impl::Gil => workloads::run(&rt::Rt::new(&l, 1), w, threads, ops),
+        Impl::StmWide => workloads::run(&rt::Rt::new(&l, 2), w, threads, ops),
         Impl::Mutex => workloads::run(&MutexEngine::new(&l), w, threads, ops),
         Impl::RwLock => workloads::run(&RwLockEngine::new(&l), w, threads, ops),
         Impl::StmCrate => workloads::run(&Stm04::new(&l), w, threads, ops),

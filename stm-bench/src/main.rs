@@ -31,8 +31,8 @@ struct Args {
     /// Only these workloads (comma-separated; e.g. bank-low,rbtree-50).
     #[arg(long, value_delimiter = ',')]
     workload: Vec<String>,
-    /// Only these implementations (comma-separated): seq, stm, gil, mutex, rwlock, stm-0.4,
-    /// fast-stm, kovan-stm, xstm.
+    /// Only these implementations (comma-separated): seq, stm, stm-wide (ours with two
+    /// segments even on one thread), gil, mutex, rwlock, stm-0.4, fast-stm, kovan-stm, xstm.
     #[arg(long = "impl", value_delimiter = ',')]
     imp: Vec<String>,
     /// Thread counts (comma-separated; default 1,2).

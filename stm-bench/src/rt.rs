@@ -226,21 +226,21 @@ impl<'tx> Ctx for RtCtx<'tx> {
     }
 }
 
-/// Our runtime: one `Stm` with one segment per worker thread.
+/// Our runtime: one `Stm` with one segment per worker thread (and at least a given number).
 pub struct Rt {
     stm: Stm,
     slots: Vec<Root<RSlot>>,
 }
 
 impl Rt {
-    /// A runtime sized for `layout`.
-    pub fn new(layout: &Layout) -> Rt {
+    /// A runtime sized for `layout`, with one segment per thread and at least `segments`.
+    pub fn new(layout: &Layout, segments: usize) -> Rt {
         // Nodes take 3 granules (48 bytes); leave room for the slots and for rolled-back
         // attempts' chunks.
         let nodes = layout.setup_nodes + layout.threads * layout.thread_nodes;
         let heap = ((nodes + layout.slots) * 64 + (64 << 20)).next_power_of_two();
         let stm = Stm::builder()
-            .segments(layout.threads.max(1))
+            .segments(layout.threads.max(segments).max(1))
             .heap_size(heap)
             .build()
             .expect("runtime");
