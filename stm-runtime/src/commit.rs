@@ -419,8 +419,10 @@ pub(crate) unsafe fn write_slow(
     site: &'static Location<'static>,
     type_name: fn() -> &'static str,
 ) {
+    // (With one segment there is nothing to bring up to date: the image is the committed
+    // state, and the read barrier does not mark.)
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-    if STM && unsafe { *local.marker(granule) } != local.version {
+    if STM && shared.heap.is_some() && unsafe { *local.marker(granule) } != local.version {
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_unread(shared, local, granule, span, site, type_name) };
     }

@@ -369,11 +369,12 @@ impl<'tx, T: Object> Gc<'tx, T> {
 
     /// The read barrier: if this attempt has not read the object yet (its read marker is not
     /// the attempt's), the slow path brings this segment's image of it up to date and lists
-    /// it in the read set. Otherwise one `u16` load and compare, nothing shared (compiled out
-    /// in GIL mode).
+    /// it in the read set. Otherwise one `u16` load and compare, nothing shared. Nothing at
+    /// all in a runtime of one segment, whose images are always current (`Tx::imports`), and
+    /// compiled out in GIL mode.
     #[inline(always)]
     pub fn read_barrier(self) {
-        if STM {
+        if self.needs_marker() {
             // SAFETY: `granule` is a live object of this heap (handles are only made for
             // allocated objects, invariant 3), so its marker lies inside this segment's marker
             // array, which only this thread (the segment's owner) accesses during the
@@ -396,8 +397,8 @@ impl<'tx, T: Object> Gc<'tx, T> {
 
     /// The write barrier for a write of `len` bytes at byte `start` of the value: one marker
     /// test (an object the attempt has not read may have an old image here, whose header says
-    /// nothing) and one flag test, for both the first write of the attempt and a borrowed
-    /// field (`FLAG_GUARDED`).
+    /// nothing; not with one segment, where no image is old) and one flag test, for both the
+    /// first write of the attempt and a borrowed field (`FLAG_GUARDED`).
     #[inline(always)]
     #[track_caller]
     pub(crate) fn write_barrier_range(self, start: usize, len: usize) {
@@ -406,7 +407,8 @@ impl<'tx, T: Object> Gc<'tx, T> {
         // this thread (invariants 1 and 3); the header is read as plain bits, and only trusted
         // when the marker says the image is current.
         let fast = unsafe {
-            (!STM || *self.tx.markers.0.add(self.granule as usize) == self.tx.version)
+            (!self.needs_marker()
+                || *self.tx.markers.0.add(self.granule as usize) == self.tx.version)
                 && (*hdr).flags & (FLAG_WRITE_BARRIER | FLAG_GUARDED) == 0
         };
         if !fast {
@@ -423,6 +425,14 @@ impl<'tx, T: Object> Gc<'tx, T> {
                 )
             };
         }
+    }
+
+    /// Whether the barriers must test this object's read marker: in STM mode, in a runtime
+    /// with a committed heap (with one segment every image is current, and the header alone
+    /// says what the write barrier needs).
+    #[inline(always)]
+    fn needs_marker(self) -> bool {
+        STM && self.tx.imports
     }
 
     #[inline(always)]
@@ -449,7 +459,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
     #[inline(always)]
     pub(crate) fn debug_check_marked(self) {
         #[cfg(debug_assertions)]
-        if STM {
+        if self.needs_marker() {
             // SAFETY: a live object of our segment (invariant 3): its marker is in bounds, and
             // only this thread touches it (invariant 1).
             let marker = unsafe { *self.tx.markers.0.add(self.granule as usize) };
@@ -509,7 +519,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
         self,
         project: impl FnOnce(*mut T) -> *mut F,
     ) -> F::Loaded<'tx> {
-        if STM {
+        if self.needs_marker() {
             // SAFETY: as in `read_barrier`.
             if unsafe { *self.tx.markers.0.add(self.granule as usize) } != self.tx.version {
                 // SAFETY: a live object (invariant 3) of the segment this thread owns.
@@ -770,7 +780,7 @@ impl<T: Object> Root<T> {
         // An object this attempt allocated carries its read mark (`Tx::alloc`); an unmarked
         // one is committed, and its image here may be old, so its header is not looked at.
         // SAFETY: in bounds (live object, invariant 3); owned (invariant 1).
-        let marked = !STM || unsafe { *local.marker(gc.granule) } == local.version;
+        let marked = !tx.imports || unsafe { *local.marker(gc.granule) } == local.version;
         let hdr = local.header(gc.granule);
         // SAFETY: a live object's header in our own segment (invariants 1 and 3), current
         // since the attempt marked it (invariant 2).

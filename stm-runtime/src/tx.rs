@@ -35,6 +35,11 @@ pub struct Tx {
     pub(crate) markers: Ptr<u16>,
     /// Marker value of this attempt.
     pub(crate) version: u16,
+    /// Whether the runtime has a committed heap, so that this segment's images may be old
+    /// and the barriers must test the read markers. With one segment (no committed heap)
+    /// the segment is the committed state: every image is current, nothing is imported or
+    /// validated, and the read barrier has nothing to do.
+    pub(crate) imports: bool,
     pub(crate) seg: Ptr<Segment>,
     /// The runtime (the `Stm`'s Arc, for cloning it).
     pub(crate) shared: Ptr<Arc<Shared>>,
@@ -153,6 +158,7 @@ impl Tx {
             heap: Ptr(local.heap_base()),
             markers: Ptr(local.markers_base()),
             version: local.version,
+            imports: shared.heap.is_some(),
             seg: Ptr(std::ptr::from_ref(seg).cast_mut()),
             shared: Ptr(std::ptr::from_ref(shared).cast_mut()),
             shared_raw: Ptr(Arc::as_ptr(shared).cast_mut()),
