@@ -95,8 +95,9 @@ pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
     debug_assert!(local.reads.is_empty());
     local.seen = None;
     if STM {
-        local.version = local.version.wrapping_add(1);
-        if local.version == 0 {
+        // Versions are even: `version + 1` is the mark of an untracked read (`UNTRACKED`).
+        local.version = local.version.wrapping_add(2);
+        if local.version < 2 {
             wrap_version(local);
         }
     }
@@ -111,8 +112,8 @@ fn begin_reporting(local: &mut SegmentLocal) {
     local.alloc_sites.clear();
 }
 
-/// The marker version wrapped: every marker is reset to zero with one `madvise`, and the
-/// versions start again at 1.
+/// The marker version wrapped (every 32,767 attempts): every marker is reset to zero with
+/// one `madvise`, and the versions start again at 2.
 #[cold]
 #[inline(never)]
 fn wrap_version(local: &mut SegmentLocal) {
@@ -120,8 +121,13 @@ fn wrap_version(local: &mut SegmentLocal) {
     // derived from the mapping at each access; no reference into it is alive (invariant 20).
     unsafe { crate::sys::discard(&local.markers) }
         .expect("madvise(MADV_DONTNEED) on the read markers failed");
-    local.version = 1;
+    local.version = 2;
 }
+
+/// Added to an attempt's version, the read mark of an object read only untracked
+/// ([`read_slow_untracked`]): its image is current for the attempt, but it is not in the read
+/// set, so the read barrier (which wants exactly `version`) still takes its slow path once.
+pub(crate) const UNTRACKED: u16 = 1;
 
 /// The read barrier's slow path: the attempt's first read of the object at `granule`. Makes
 /// this segment's image of it current (importing a newer committed image if there is one,
@@ -195,8 +201,13 @@ unsafe fn read_slow_inner(shared: &Shared, local: &mut SegmentLocal, granule: u3
             unsafe { read_changed(shared, heap, local, granule) };
         }
         if !track {
-            // Not marked: a later read of the object through the read barrier still lists
-            // it, and a write still takes the slow path.
+            // Marked as read untracked (unless the attempt is doomed, in a destructor run by
+            // its unwind): later untracked reads skip this path, while a read through the read
+            // barrier still lists it and a write still takes the slow path.
+            if local.doomed.is_none() {
+                // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
+                unsafe { *local.marker(granule) = local.version + UNTRACKED };
+            }
             return;
         }
         local.reads.push(granule);
@@ -1571,6 +1582,49 @@ mod tests {
     }
 
     #[test]
+    fn an_untracked_read_marks_the_image_current_but_leaves_it_out_of_the_read_set() {
+        let (stm, x, _) = setup();
+        let sh = &stm.shared;
+        let (a, b) = two_segments(&stm);
+        begin(sh, local(b));
+        Gc::<u64>::new(&tx_for(&stm, b), x).set(7);
+        assert!(commit(sh, b, local(b)).is_ok());
+        begin(sh, local(a));
+        let ta = tx_for(&stm, a);
+        let gx = Gc::<u64>::new(&ta, x);
+        // SAFETY: a plain field of a live object, written by nobody while this runs.
+        let v = unsafe { gx.read_field_untracked(|p| p) };
+        assert_eq!(v, 7, "imported");
+        let v = local(a).version;
+        // SAFETY: in bounds (invariant 3); owned (invariant 1).
+        assert_eq!(unsafe { *local(a).marker(x) }, v + UNTRACKED);
+        assert!(local(a).reads.is_empty(), "not listed");
+        // A tracked read still lists it (and marks it tracked), once.
+        assert_eq!(gx.get(), 7);
+        assert_eq!(gx.get(), 7);
+        assert_eq!(local(a).reads, vec![x]);
+        // SAFETY: as above.
+        assert_eq!(unsafe { *local(a).marker(x) }, v);
+        // Another untracked read leaves the tracked mark alone.
+        // SAFETY: as above.
+        assert_eq!(unsafe { gx.read_field_untracked(|p| p) }, 7);
+        // SAFETY: as above.
+        assert_eq!(unsafe { *local(a).marker(x) }, v);
+        assert!(commit(sh, a, local(a)).is_ok());
+        // In the next attempt, an untracked read and then a write: the write still saves a
+        // backup and lists the object (the untracked mark is not the write barrier's).
+        begin(sh, local(a));
+        let ta = tx_for(&stm, a);
+        let gx = Gc::<u64>::new(&ta, x);
+        // SAFETY: as above.
+        assert_eq!(unsafe { gx.read_field_untracked(|p| p) }, 7);
+        gx.set(8);
+        assert_eq!(local(a).modified, vec![x]);
+        assert_eq!(local(a).reads, vec![x], "a write reads");
+        assert!(commit(sh, a, local(a)).is_ok());
+    }
+
+    #[test]
     fn the_marker_version_wraps_by_clearing_every_marker() {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
@@ -1578,11 +1632,11 @@ mod tests {
         begin(sh, local(a));
         Gc::<u64>::new(&tx_for(&stm, a), x).get();
         assert!(commit(sh, a, local(a)).is_ok());
-        local(a).version = u16::MAX;
+        local(a).version = u16::MAX - 1;
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
-        unsafe { *local(a).marker(x) = 1 };
+        unsafe { *local(a).marker(x) = 2 };
         begin(sh, local(a));
-        assert_eq!(local(a).version, 1);
+        assert_eq!(local(a).version, 2);
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
         assert_eq!(unsafe { *local(a).marker(x) }, 0, "old markers cleared");
     }

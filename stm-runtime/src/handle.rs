@@ -520,8 +520,11 @@ impl<'tx, T: Object> Gc<'tx, T> {
         project: impl FnOnce(*mut T) -> *mut F,
     ) -> F::Loaded<'tx> {
         if self.needs_marker() {
+            // Marked by this attempt, tracked (`version`) or not (`version + UNTRACKED`, an odd
+            // number: versions are even).
             // SAFETY: as in `read_barrier`.
-            if unsafe { *self.tx.markers.0.add(self.granule as usize) } != self.tx.version {
+            let marker = unsafe { *self.tx.markers.0.add(self.granule as usize) };
+            if marker | commit::UNTRACKED != self.tx.version | commit::UNTRACKED {
                 // SAFETY: a live object (invariant 3) of the segment this thread owns.
                 unsafe {
                     commit::read_slow_untracked(self.tx.shared(), self.tx.local(), self.granule)
