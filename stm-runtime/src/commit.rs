@@ -76,9 +76,10 @@ pub(crate) const ROLLED_BACK: u64 = u64::MAX;
 /// Whether barriers and validation are compiled in (false in GIL mode).
 pub(crate) const STM: bool = !cfg!(feature = "gil");
 
-/// Starts an attempt in an owned segment: a new marker `version` (when it wraps, after 65535
-/// transactions, every marker is reset to zero with one `madvise`). Nothing is imported: the
-/// segment catches up object by object, at the attempt's first read of each.
+/// Starts an attempt in an owned segment: a new marker `version`, even (when it wraps, after
+/// 32,767 transactions, every marker is reset to zero with one `madvise` and versions start
+/// again at 2). Nothing is imported: the segment catches up object by object, at the
+/// attempt's first read of each.
 #[inline(always)]
 pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
     local.attempt += 1;
@@ -177,8 +178,9 @@ unsafe fn read_slow_rare(shared: &Shared, local: &mut SegmentLocal, granule: u32
     unsafe { read_slow_inner(shared, local, granule, true) }
 }
 
-/// [`read_slow`] without listing the object in the read set and without marking it
-/// (`Gc::read_field_untracked`, for fields that no concurrent commit writes).
+/// [`read_slow`] without listing the object in the read set: it is marked `version +
+/// UNTRACKED` instead of `version` (`Gc::read_field_untracked`, for fields that no concurrent
+/// commit writes).
 ///
 /// # Safety
 /// As [`read_slow`].
@@ -437,7 +439,8 @@ pub(crate) unsafe fn write_slow(
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_unread(shared, local, granule, span, site, type_name) };
     }
-    // SAFETY: forwarded from our caller; the object is marked, so its image is current.
+    // SAFETY: forwarded from our caller; the object is marked (or the runtime has one
+    // segment, whose images are all current), so its image is current.
     unsafe { write_slow_read(local, granule, span, site, type_name) }
 }
 
@@ -462,11 +465,13 @@ unsafe fn write_slow_unread(
     unsafe { write_slow_read(local, granule, span, site, type_name) }
 }
 
-/// [`write_slow`] once the object is marked (its image current): the common case inline,
-/// everything else a tail call into [`write_slow_rare`].
+/// [`write_slow`] once the object's image is current (this attempt marked it, or the runtime
+/// has one segment): the common case inline, everything else a tail call into
+/// [`write_slow_rare`].
 ///
 /// # Safety
-/// As [`write_slow`], and this attempt has marked the object.
+/// As [`write_slow`], and this attempt has marked the object or the runtime has no committed
+/// heap.
 #[inline(always)]
 unsafe fn write_slow_read(
     local: &mut SegmentLocal,

@@ -405,7 +405,8 @@ impl<'tx, T: Object> Gc<'tx, T> {
         let hdr = self.header();
         // SAFETY: the marker and header of a live object in our own segment, only touched by
         // this thread (invariants 1 and 3); the header is read as plain bits, and only trusted
-        // when the marker says the image is current.
+        // when the marker says the image is current (or the runtime has one segment, whose
+        // images are all current, invariant 2).
         let fast = unsafe {
             (!self.needs_marker()
                 || *self.tx.markers.0.add(self.granule as usize) == self.tx.version)
@@ -455,7 +456,7 @@ impl<'tx, T: Object> Gc<'tx, T> {
     /// Debug builds: checks that a read that skips the read barrier reads an object that
     /// carries this attempt's read mark (a barrier ran on it, or the attempt allocated it; the
     /// runtime skips the barrier only right after a write barrier on the same object, which
-    /// marks it).
+    /// marks it). Not in a runtime of one segment, which does not test marks.
     #[inline(always)]
     pub(crate) fn debug_check_marked(self) {
         #[cfg(debug_assertions)]
@@ -506,8 +507,9 @@ impl<'tx, T: Object> Gc<'tx, T> {
     /// up to date (as by the read barrier), but the commit does not check it again. For
     /// fields written only when their object is allocated (an interpreter's conses, the kind
     /// of an object), or objects written only by transactions that never run at the same
-    /// time as this one. The object is not marked read: a later [`Gc::read_field`] of
-    /// another field lists it as usual.
+    /// time as this one. The object is marked as read untracked, not as read: further
+    /// untracked reads of it stay inline, and a later [`Gc::read_field`] of another field
+    /// lists it as usual.
     ///
     /// # Safety
     /// * Memory: as for [`Gc::read_field_unbarriered`] (`project` returns a pointer to a field
