@@ -2,7 +2,8 @@
 //! under `valgrind --tool=callgrind --toggle-collect=*measured*`, so only the loop of the
 //! chosen operation is counted (not the runtime's start or the warm-up), and divides by the number of operations.
 //!
-//! `stm-instr OP N` runs `N` times one of:
+//! `stm-instr OP N [SEGMENTS]` runs `N` times, in a runtime of `SEGMENTS` segments (default
+//! 2: the whole commit protocol; 1 skips it), one of:
 //! * `empty`: an empty transaction;
 //! * `transfer`: a bank transfer (2 reads, 2 writes of committed accounts);
 //! * `mutex`: the same transfer under an uncontended `Mutex`.
@@ -49,17 +50,19 @@ fn mutex(accounts: &Mutex<Vec<i64>>, n: u64) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (op, n) = match args.as_slice() {
-        [op, n] => match n.parse::<u64>() {
-            Ok(n) => (op.as_str(), n),
-            Err(_) => return usage(),
-        },
+    let (op, n, segments) = match args.as_slice() {
+        [op, n] => (op.as_str(), n, "2"),
+        [op, n, segments] => (op.as_str(), n, segments.as_str()),
         _ => return usage(),
     };
-    // Two segments, used by one thread: commits then write their images into the log as in
-    // any multi-threaded runtime (a runtime of one segment skips that).
+    let (Ok(n), Ok(segments @ 1..)) = (n.parse::<u64>(), segments.parse::<usize>()) else {
+        return usage();
+    };
+    // By default two segments, used by one thread: commits then run the whole protocol
+    // (lock, check, publish into the committed heap) as in any multi-threaded runtime; a
+    // runtime of one segment skips it.
     let stm = Stm::builder()
-        .segments(2)
+        .segments(segments)
         .heap_size(64 << 20)
         .build()
         .expect("runtime");
@@ -94,6 +97,6 @@ fn measured(f: impl FnOnce()) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: stm-instr empty|transfer|mutex N");
+    eprintln!("usage: stm-instr empty|transfer|mutex N [SEGMENTS (default 2, at least 1)]");
     ExitCode::from(2)
 }
