@@ -1276,6 +1276,13 @@ mod tests {
         (stm, x, y)
     }
 
+    /// One attempt in `seg` that writes `value` into the `u64` at `g`, committed.
+    fn committed_write(stm: &Stm, seg: &Segment, g: u32, value: u64) {
+        begin(&stm.shared, local(seg));
+        Gc::<u64>::new(&tx_for(stm, seg), g).set(value);
+        assert!(commit(&stm.shared, seg, local(seg)).is_ok());
+    }
+
     fn word(stm: &Stm, g: u32) -> u64 {
         stm.shared
             .heap
@@ -1291,9 +1298,7 @@ mod tests {
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
         // B writes x and commits; A has never read x, so its image is old (or empty).
-        begin(sh, local(b));
-        Gc::<u64>::new(&tx_for(&stm, b), x).set(10);
-        assert!(commit(sh, b, local(b)).is_ok());
+        committed_write(&stm, b, x, 10);
         assert_eq!(
             word(&stm, x),
             2 * ONE,
@@ -1591,9 +1596,7 @@ mod tests {
         let (stm, x, _) = setup();
         let sh = &stm.shared;
         let (a, b) = two_segments(&stm);
-        begin(sh, local(b));
-        Gc::<u64>::new(&tx_for(&stm, b), x).set(7);
-        assert!(commit(sh, b, local(b)).is_ok());
+        committed_write(&stm, b, x, 7);
         begin(sh, local(a));
         let ta = tx_for(&stm, a);
         let gx = Gc::<u64>::new(&ta, x);
