@@ -76,9 +76,9 @@ pub(crate) const ROLLED_BACK: u64 = u64::MAX;
 /// Whether barriers and validation are compiled in (false in GIL mode).
 pub(crate) const STM: bool = !cfg!(feature = "gil");
 
-/// Starts an attempt in an owned segment: a new marker `version`, even (when it wraps, after
-/// 32,767 transactions, every marker is reset to zero with one `madvise` and versions start
-/// again at 2). Nothing is imported: the segment catches up object by object, at the
+/// Starts an attempt in an owned segment: with a committed heap, a new marker `version`,
+/// even (when it wraps, after 32,767 transactions, every marker is reset to zero with one
+/// `madvise` and versions start again at 2); with one segment the markers are unused. Nothing is imported: the segment catches up object by object, at the
 /// attempt's first read of each.
 #[inline(always)]
 pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
@@ -95,7 +95,7 @@ pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
     debug_assert!(local.modified.is_empty() && local.allocated.is_empty());
     debug_assert!(local.reads.is_empty());
     local.seen = None;
-    if STM {
+    if local.imports {
         // Versions are even: `version + 1` is the mark of an untracked read (`UNTRACKED`).
         local.version = local.version.wrapping_add(2);
         if local.version < 2 {
@@ -433,9 +433,9 @@ pub(crate) unsafe fn write_slow(
     type_name: fn() -> &'static str,
 ) {
     // (With one segment there is nothing to bring up to date: the image is the committed
-    // state, and the read barrier does not mark.)
+    // state, and nothing marks.)
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-    if STM && shared.heap.is_some() && unsafe { *local.marker(granule) } != local.version {
+    if local.imports && unsafe { *local.marker(granule) } != local.version {
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_unread(shared, local, granule, span, site, type_name) };
     }
@@ -567,6 +567,8 @@ unsafe fn save_before_image(
 ) {
     if STM {
         // A write marks the object read too, so a concurrent commit of it is a conflict.
+        // (Also with one segment, where the mark is unused: a test of `imports` here costs
+        // the copy below its unrolling, 18 instructions a write.)
         // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
         unsafe { *local.marker(granule) = local.version };
     }

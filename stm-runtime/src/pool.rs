@@ -129,7 +129,7 @@ impl Shared {
         if cfg!(feature = "gil") {
             config.segments = 1;
         }
-        let segments = (0..config.segments)
+        let mut segments = (0..config.segments)
             .map(|i| Segment::new(i as u32, &config))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StmError::Map)?
@@ -139,6 +139,9 @@ impl Shared {
         } else {
             Some(CommittedHeap::new(config.heap_size).map_err(StmError::Map)?)
         };
+        for seg in segments.iter_mut() {
+            seg.local.get_mut().imports = heap.is_some();
+        }
         let recorder = Recorder::new(config.conflict_reports || report::env_enabled());
         let roots = (0..config.segments)
             .map(|_| CachePadded::new(Mutex::new(HashMap::new())))

@@ -155,6 +155,12 @@ pub(crate) struct SegmentLocal {
     markers_ptr: *mut u16,
     /// The value the read barrier stores into a marker; bumped at every transaction start.
     pub version: u16,
+    /// Whether the runtime has a committed heap (STM mode, more than one segment), so that
+    /// this segment's images may be old: the barriers then test and write the read markers.
+    /// Without one, the segment is the committed state, markers are not tested (only the
+    /// write barrier's slow path still stores one) and `version` stays 0. Set once by
+    /// `Shared::new`.
+    pub imports: bool,
     /// Per granule, the version word (`committed.rs`) of the image this segment holds
     /// (kept for its lifetime; accessed through `copies_ptr`).
     _copies: MmapMut,
@@ -257,6 +263,7 @@ impl Segment {
                 heap_ptr,
                 markers_ptr,
                 version: 0,
+                imports: false,
                 _copies: copies,
                 copies_ptr,
                 reads: Vec::new(),

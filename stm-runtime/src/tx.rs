@@ -158,7 +158,7 @@ impl Tx {
             heap: Ptr(local.heap_base()),
             markers: Ptr(local.markers_base()),
             version: local.version,
-            imports: shared.heap.is_some(),
+            imports: local.imports,
             seg: Ptr(std::ptr::from_ref(seg).cast_mut()),
             shared: Ptr(std::ptr::from_ref(shared).cast_mut()),
             shared_raw: Ptr(Arc::as_ptr(shared).cast_mut()),
@@ -262,7 +262,7 @@ impl Tx {
             hdr.cast::<u8>().add(HEADER_SIZE).cast::<T>().write(value);
             // The attempt's mark: reads and writes of its own new object take the fast paths
             // (nothing to import, nothing to validate).
-            if STM {
+            if local.imports {
                 *local.marker(granule) = local.version;
             }
         }
