@@ -306,9 +306,7 @@ unsafe fn import(heap: &CommittedHeap, local: &mut SegmentLocal, granule: u32) -
         // SAFETY: the object's granules lie inside the heap (checked above against the
         // mapping's size), in our own segment (invariant 1), where no reference into them is
         // alive (invariant 5).
-        unsafe {
-            committed::copy_racy(src, local.header(granule).cast(), granules * (GRANULE / 8))
-        };
+        unsafe { committed::copy_racy_granules(src, local.header(granule).cast(), granules) };
         // Acquire: orders the copy's loads before the second look at the version word.
         fence(Ordering::Acquire);
         if heap.word(granule).load(Ordering::Relaxed) == before {
@@ -946,22 +944,13 @@ fn commit_writes(
     seg: &Segment,
     local: &mut SegmentLocal,
 ) -> Result<Committed, Box<Conflict>> {
-    // Re-arm the write barrier of every committed object we wrote, once each (an object is
-    // listed twice when written before and after an `or_else` checkpoint), and list them in
-    // `writes`; our own new objects are re-armed when they are published.
-    local.writes.clear();
-    for i in 0..local.modified.len() {
-        let g = local.modified[i];
-        let hdr: *mut Header = local.header(g);
-        // SAFETY: live objects of this heap in our own segment (invariants 1 and 3). An
-        // object allocated by this attempt (written after a checkpoint) is re-armed below,
-        // with the allocations; one listed before is re-armed already.
-        if unsafe { (*hdr).flags } & FLAG_NEW == 0 && unsafe { rearm(hdr) } {
-            local.writes.push(g);
-        }
-    }
     let Some(heap) = &shared.heap else {
-        // One segment: it is the committed state. Nothing to lock, check or publish.
+        // One segment: it is the committed state. Nothing to lock, check or publish: re-arm
+        // the write barrier of what we wrote (see below) and of our new objects.
+        for i in 0..local.modified.len() {
+            // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
+            unsafe { rearm(local.header(local.modified[i])) };
+        }
         for &g in &local.allocated {
             // SAFETY: as above.
             unsafe { rearm(local.header(g)) };
@@ -976,7 +965,6 @@ fn commit_writes(
         }
         return Ok(finish(shared, seg, local, rev));
     };
-    let written = local.writes.len();
     loop {
         announce(seg);
         if local.inevitable || shared.inevitable.load(Ordering::SeqCst) == 0 {
@@ -985,9 +973,23 @@ fn commit_writes(
         seg.committing.store(false, Ordering::Release);
         wait_for_inevitable(shared, local);
     }
-    // Lock what we wrote, at the version we read: another version, or another holder, means
-    // someone committed it (or is committing it) since; we lose.
-    for (i, &g) in local.writes.iter().enumerate() {
+    // One pass over what we wrote: re-arm the write barrier of every committed object, once
+    // each (an object is listed twice when written before and after an `or_else`
+    // checkpoint: the second time its barrier is armed already), lock it at the version we
+    // read, and list it in `writes`. Another version, or another holder, means someone
+    // committed it (or is committing it) since: we lose (the rollback restores the
+    // before-images, headers and their flags included). Our own new objects are re-armed
+    // when they are published.
+    local.writes.clear();
+    for i in 0..local.modified.len() {
+        let g = local.modified[i];
+        let hdr: *mut Header = local.header(g);
+        // SAFETY: live objects of this heap in our own segment (invariants 1 and 3). An
+        // object allocated by this attempt (written after a checkpoint) is re-armed below,
+        // with the allocations; one listed before is re-armed already.
+        if unsafe { (*hdr).flags } & FLAG_NEW != 0 || !unsafe { rearm(hdr) } {
+            continue;
+        }
         // SAFETY: a live object (invariant 3); owned (invariant 1).
         let have = unsafe { *local.copy(g) };
         // SeqCst, as the loads of the read check below: lock-then-check is Dekker's pattern
@@ -1000,11 +1002,13 @@ fn commit_writes(
             Ordering::SeqCst,
             Ordering::Relaxed,
         ) {
-            unlock(heap, local, i);
+            unlock(heap, local, local.writes.len());
             seg.committing.store(false, Ordering::Release);
             return Err(conflict(local, g, true, holder(now).wrapping_sub(1) as u32));
         }
+        local.writes.push(g);
     }
+    let written = local.writes.len();
     let rev = serial_position(shared);
     // Everything we read is still at the version we read, and nobody else holds it: the
     // commit is serialized here. (Nothing changes under an inevitable transaction.)
@@ -1013,7 +1017,9 @@ fn commit_writes(
             let now = heap.word(g).load(Ordering::SeqCst);
             // SAFETY: a read object is live (invariant 3); owned (invariant 1).
             let have = unsafe { *local.copy(g) };
-            if version(now) != have || (holder(now) != 0 && holder(now) != local.holder) {
+            // Current: the version we read (`have` has no holder bits), unlocked or locked
+            // by us (we wrote it too).
+            if now != have && now != have | local.holder {
                 unlock(heap, local, written);
                 seg.committing.store(false, Ordering::Release);
                 let other = if holder(now) != 0 {
@@ -1048,8 +1054,7 @@ fn commit_writes(
                 continue;
             }
             let next = version(heap.word(g).load(Ordering::Relaxed)) + ONE;
-            let words = (*hdr).granules as usize * (GRANULE / 8);
-            committed::copy_racy(hdr.cast(), heap.image(g), words);
+            committed::copy_racy_granules(hdr.cast(), heap.image(g), (*hdr).granules as usize);
             heap.word(g).store(next, Ordering::Release);
             *local.copy(g) = next;
         }
@@ -1060,8 +1065,7 @@ fn commit_writes(
         // and importers check the version word around their copy; our own image of it is in
         // our segment (invariant 1).
         unsafe {
-            let words = (*hdr).granules as usize * (GRANULE / 8);
-            committed::copy_racy(hdr.cast(), heap.image(g), words);
+            committed::copy_racy_granules(hdr.cast(), heap.image(g), (*hdr).granules as usize);
             let next = *local.copy(g) + ONE;
             // Release: the image happens before anyone who sees this version.
             heap.word(g).store(next, Ordering::Release);

@@ -161,6 +161,58 @@ pub(crate) unsafe fn copy_racy(src: *const u64, dst: *mut u64, words: usize) {
     );
 }
 
+/// [`copy_racy`] of `granules` granules (two words each), a granule per loop iteration: the
+/// images of objects, which are whole granules, with a third fewer instructions for the
+/// small ones.
+///
+/// # Safety
+/// As [`copy_racy`] with `words = 2 * granules`.
+#[inline(always)]
+pub(crate) unsafe fn copy_racy_granules(src: *const u64, dst: *mut u64, granules: usize) {
+    if granules == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the loop reads `2 * granules` words from `src` and writes them to `dst`, both
+    // valid for that many (caller); it touches no other memory and no stack.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "mov {t}, qword ptr [{src}]",
+            "mov {u}, qword ptr [{src} + 8]",
+            "mov qword ptr [{dst}], {t}",
+            "mov qword ptr [{dst} + 8], {u}",
+            "add {src}, 16",
+            "add {dst}, 16",
+            "dec {n}",
+            "jnz 2b",
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
+            n = inout(reg) granules => _,
+            t = out(reg) _,
+            u = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "ldp {t}, {u}, [{src}], #16",
+            "stp {t}, {u}, [{dst}], #16",
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
+            n = inout(reg) granules => _,
+            t = out(reg) _,
+            u = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
 /// Copies `words` 8-byte words; small objects (one or two granules, the common case) are
 /// copied inline instead of through a `memcpy` call. For memory no other thread touches.
 ///
@@ -212,6 +264,18 @@ pub(crate) unsafe fn copy_granules(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_racy_granules_copies_every_granule() {
+        for n in [1usize, 2, 3, 8] {
+            let src: Vec<u64> = (0..2 * n as u64).map(|i| i * 0x0101_0101 + 7).collect();
+            let mut dst = vec![0u64; 2 * n + 1];
+            // SAFETY: both buffers hold at least `2 * n` words; they do not overlap.
+            unsafe { copy_racy_granules(src.as_ptr(), dst.as_mut_ptr(), n) };
+            assert_eq!(&dst[..2 * n], &src[..]);
+            assert_eq!(dst[2 * n], 0, "nothing past the end");
+        }
+    }
 
     #[test]
     fn copy_racy_copies_every_word() {

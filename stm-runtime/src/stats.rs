@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Why a transaction attempt did not commit, or what else is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Counter {
-    Commit = 0,
+    /// A commit that wrote or allocated (`Stats::commits` is this plus `ReadOnlyCommit`, so
+    /// that a commit bumps one counter).
+    WriteCommit = 0,
     ReadOnlyCommit,
     AbortReadWrite,
     AbortWriteWrite,
@@ -84,7 +86,7 @@ impl Stats {
 
     fn from_array(a: [u64; COUNTERS]) -> Stats {
         Stats {
-            commits: a[Counter::Commit as usize],
+            commits: a[Counter::WriteCommit as usize] + a[Counter::ReadOnlyCommit as usize],
             read_only_commits: a[Counter::ReadOnlyCommit as usize],
             aborts_read_write: a[Counter::AbortReadWrite as usize],
             aborts_write_write: a[Counter::AbortWriteWrite as usize],

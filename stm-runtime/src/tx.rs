@@ -107,6 +107,7 @@ pub(crate) fn take_cut_before() -> u32 {
 /// Restores the previous `CURRENT` when a transaction attempt ends (even by unwinding).
 struct CurrentGuard(*const Tx);
 impl Drop for CurrentGuard {
+    #[inline(always)]
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.0));
     }
@@ -591,7 +592,6 @@ impl Stm {
             let counter = match outcome {
                 Ok(Ok(value)) => match commit::commit(shared, seg, local) {
                     Ok(c) => {
-                        seg.stats.bump(Counter::Commit);
                         if local.cut_by_break {
                             seg.stats.bump(Counter::BreakCommit);
                         }
@@ -600,7 +600,10 @@ impl Stm {
                                 seg.stats.bump(Counter::ReadOnlyCommit);
                                 at
                             }
-                            Committed::Wrote(at) => at,
+                            Committed::Wrote(at) => {
+                                seg.stats.bump(Counter::WriteCommit);
+                                at
+                            }
                         };
                         LAST_COMMIT.with(|l| l.set(at));
                         return Attempts::Done(Ok(value));
