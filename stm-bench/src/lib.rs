@@ -13,6 +13,7 @@
 pub mod ctx;
 pub mod duhton_demos;
 pub mod engines;
+pub mod probe;
 pub mod report;
 pub mod rt;
 pub mod stamp;

@@ -107,10 +107,20 @@ fn main() {
                 let watch = watchdog(format!("{} on {} with {t} threads", w.name(), i.name()));
                 // `--repeat` runs: the median, the spread, the overlap; a failed check in
                 // any run fails the row.
-                let outcomes: Vec<_> = (0..args.repeat.max(1))
-                    .map(|_| stm_bench::run(i, w, t, ops))
-                    .collect();
-                let row = summarize(w.name(), i.name(), t, outcomes);
+                // Before each multi-thread run, the machine's cross-CPU round trip: where
+                // the hypervisor has put the vCPUs (`stm_bench::probe`).
+                let (outcomes, round_trips): (Vec<_>, Vec<_>) = (0..args.repeat.max(1))
+                    .map(|_| {
+                        let probe = if t > 1 {
+                            stm_bench::probe::round_trip_ns()
+                        } else {
+                            None
+                        };
+                        (stm_bench::run(i, w, t, ops), probe)
+                    })
+                    .unzip();
+                let mut row = summarize(w.name(), i.name(), t, outcomes);
+                row.round_trips_ns = round_trips.into_iter().flatten().collect();
                 drop(watch);
                 emit(&args, &row, Some(wall.elapsed().as_secs_f64()));
                 rows.push(row);
@@ -184,11 +194,14 @@ fn emit(args: &Args, r: &Row, wall: Option<f64>) {
         let overlap = r
             .overlap
             .map_or(String::new(), |o| format!("  overlap {:>3.0}%", 100.0 * o));
+        let trip = r
+            .round_trip()
+            .map_or(String::new(), |(m, _, _)| format!("  round trip {m:.0} ns"));
         let verdict = r
             .no_verdict()
             .map_or(String::new(), |why| format!("  (no verdict: {why})"));
         eprintln!(
-            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s (median of {}, {:.0}-{:.0} ms){overlap}  \
+            "{:>10} {:>10} {} thr: {:>9.3} Mtx/s (median of {}, {:.0}-{:.0} ms){overlap}{trip}  \
              {:>5.1}% aborts  {:>5.2}s  {}{}{verdict}",
             r.workload,
             r.imp,
@@ -319,6 +332,7 @@ fn summarize(
         commits: pick.commits,
         aborts: pick.aborts,
         overlap: overlaps.get(overlaps.len() / 2).copied(),
+        round_trips_ns: Vec::new(),
         check_ok: pick.check.is_ok(),
         check: match pick.check {
             Ok(m) | Err(m) => m,

@@ -60,6 +60,11 @@ pub struct Row {
     /// threads ran at the same time throughout, 1/threads when they took turns. `None` where
     /// it is not measured (one thread, the Duhton demos).
     pub overlap: Option<f64>,
+    /// The machine's cross-CPU cache-line round trip, in nanoseconds, measured just before
+    /// each run of a multi-thread row ([`crate::probe`]), in run order; empty where it is not
+    /// measured. On the 2-vCPU VM it tells which placement of the vCPUs a run had.
+    #[serde(default)]
+    pub round_trips_ns: Vec<f64>,
     /// Whether the result check passed (in every run).
     pub check_ok: bool,
     /// The check's message (of a failed run, if any).
@@ -82,6 +87,13 @@ impl Row {
         } else {
             None
         }
+    }
+
+    /// The median and the range of [`Row::round_trips_ns`], if any was measured.
+    pub fn round_trip(&self) -> Option<(f64, f64, f64)> {
+        let mut v = self.round_trips_ns.clone();
+        v.sort_by(f64::total_cmp);
+        Some((*v.get(v.len() / 2)?, v[0], v[v.len() - 1]))
     }
 
     /// The row as one JSON object (with `ops_per_sec` added).
@@ -220,6 +232,16 @@ impl Results {
             "Overlap of the multi-thread runs, percent (the threads' CPU time against wall \
              time × threads; 100: they ran together throughout):",
             |r| r.overlap.map(|o| format!("{:.0}", 100.0 * o)),
+        ));
+        s.push('\n');
+        s.push_str(&self.grid(
+            "Cross-CPU cache-line round trip measured before each multi-thread run, ns: median \
+             (fastest-slowest). On a VM this says where the vCPUs were placed; threads that \
+             share data slow down when it is high (`stm-bench/src/probe.rs`):",
+            |r| {
+                r.round_trip()
+                    .map(|(m, lo, hi)| format!("{m:.0} ({lo:.0}-{hi:.0})"))
+            },
         ));
         s.push('\n');
         s.push_str(&self.grid(

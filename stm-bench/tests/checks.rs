@@ -57,6 +57,11 @@ fn row(imp: &str, threads: usize, seconds: f64, overlap: Option<f64>) -> stm_ben
         commits: 1_000_000,
         aborts: 10,
         overlap,
+        round_trips_ns: if threads > 1 {
+            vec![60.0, 330.0, 61.0]
+        } else {
+            Vec::new()
+        },
         check_ok: true,
         check: "total \"conserved\"".into(),
     }
@@ -94,6 +99,17 @@ fn rows_say_when_they_give_no_verdict() {
     assert_eq!((figure.as_str(), met), ("2.00x", None));
     assert!(table.contains("2.00 †"), "{table}");
     assert!(table.contains("| bank-low | 2 | 55 |"), "{table}");
+    // The probes before the runs: median and range, for multi-thread rows only; and an old
+    // row without them (a JSON line from before the field existed) still parses.
+    let probes = &table[table.find("Cross-CPU").expect("the probes' table")..];
+    let probes = &probes[..probes.find("Aborted").expect("the next table")];
+    assert!(probes.contains("| bank-low | 2 | 61 (60-330) |"), "{table}");
+    assert!(!probes.contains("| bank-low | 1 |"), "{table}");
+    let mut old =
+        serde_json::from_str::<serde_json::Value>(&row("stm", 2, 0.5, None).to_json()).unwrap();
+    old.as_object_mut().unwrap().remove("round_trips_ns");
+    let parsed = stm_bench::report::Row::from_json(&old.to_string()).expect("an old row parses");
+    assert!(parsed.round_trips_ns.is_empty());
     let (_, met, _) = judged(row("stm", 2, 0.5, Some(0.95)));
     assert_eq!(met, Some(true));
 

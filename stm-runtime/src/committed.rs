@@ -161,6 +161,9 @@ pub(crate) unsafe fn copy_racy(src: *const u64, dst: *mut u64, words: usize) {
     );
 }
 
+// The assembly below copies a granule as two 8-byte words.
+const _: () = assert!(GRANULE == 16);
+
 /// [`copy_racy`] of `granules` granules (two words each), a granule per loop iteration: the
 /// images of objects, which are whole granules, with a third fewer instructions for the
 /// small ones.
