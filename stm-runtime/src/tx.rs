@@ -574,7 +574,7 @@ impl Stm {
             let local = unsafe { &mut *seg.local.get() };
             commit::begin(shared, local);
             if local.reporting {
-                local.tx_site = Some(site.into());
+                note_site(local, site);
             }
             let tx = Tx::new(local, seg, shared);
             if *aborts >= shared.config.inevitable_after && *aborts > 0 {
@@ -680,6 +680,14 @@ impl Stm {
             lost(shared, seg, local, counter, aborts);
         }
     }
+}
+
+/// With conflict reports on: the attempt's `atomically` call site. Out of line, so that the
+/// common path does not load the site's fields (the compiler hoists them out of the loop).
+#[cold]
+#[inline(never)]
+fn note_site(local: &mut SegmentLocal, site: &'static Location<'static>) {
+    local.tx_site = Some(site.into());
 }
 
 /// Whether user code caught the unwind of a conflict (not of a retry or restart, which
