@@ -288,10 +288,8 @@ unsafe fn import(heap: &CommittedHeap, local: &mut SegmentLocal, granule: u32) -
             continue;
         }
         let src = heap.image(granule);
-        let mut head = 0u64;
-        // SAFETY: the image of a live object lies inside the committed heap (invariant 3);
-        // `head` is one word of our stack.
-        unsafe { committed::copy_racy(src, &mut head, 1) };
+        // SAFETY: the image of a live object lies inside the committed heap (invariant 3).
+        let head = unsafe { committed::load_racy(src) };
         let granules = (head >> 32) as usize;
         if granules == 0 || granule as usize + granules > heap.granules() {
             // Only a half-written image can look like this: look again, once it is settled.
@@ -306,7 +304,7 @@ unsafe fn import(heap: &CommittedHeap, local: &mut SegmentLocal, granule: u32) -
         // SAFETY: the object's granules lie inside the heap (checked above against the
         // mapping's size), in our own segment (invariant 1), where no reference into them is
         // alive (invariant 5).
-        unsafe { committed::copy_racy_granules(src, local.header(granule).cast(), granules) };
+        unsafe { committed::copy_racy(src, local.header(granule).cast(), granules) };
         // Acquire: orders the copy's loads before the second look at the version word.
         fence(Ordering::Acquire);
         if heap.word(granule).load(Ordering::Relaxed) == before {
@@ -1054,7 +1052,7 @@ fn commit_writes(
                 continue;
             }
             let next = version(heap.word(g).load(Ordering::Relaxed)) + ONE;
-            committed::copy_racy_granules(hdr.cast(), heap.image(g), (*hdr).granules as usize);
+            committed::copy_racy(hdr.cast(), heap.image(g), (*hdr).granules as usize);
             heap.word(g).store(next, Ordering::Release);
             *local.copy(g) = next;
         }
@@ -1065,7 +1063,7 @@ fn commit_writes(
         // and importers check the version word around their copy; our own image of it is in
         // our segment (invariant 1).
         unsafe {
-            committed::copy_racy_granules(hdr.cast(), heap.image(g), (*hdr).granules as usize);
+            committed::copy_racy(hdr.cast(), heap.image(g), (*hdr).granules as usize);
             let next = *local.copy(g) + ONE;
             // Release: the image happens before anyone who sees this version.
             heap.word(g).store(next, Ordering::Release);

@@ -107,71 +107,20 @@ impl CommittedHeap {
     }
 }
 
-/// Copies `words` 8-byte words from `src` to `dst` with plain loads and stores in order, as
-/// the hardware does them: a concurrent writer of `src` or reader of `dst` is not a data
-/// race of the Rust abstract machine (the copy is an `asm!` block), and padding bytes are
-/// copied as they are.
-///
-/// # Safety
-/// `src` readable and `dst` writable for `words * 8` bytes, both 8-aligned, not overlapping,
-/// and no Rust reference to the bytes of `dst` alive.
-#[inline(always)]
-pub(crate) unsafe fn copy_racy(src: *const u64, dst: *mut u64, words: usize) {
-    if words == 0 {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the loop reads `words` words from `src` and writes them to `dst`, both valid
-    // for that many (caller); it touches no other memory and no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "mov {t}, qword ptr [{src}]",
-            "mov qword ptr [{dst}], {t}",
-            "add {src}, 8",
-            "add {dst}, 8",
-            "dec {n}",
-            "jnz 2b",
-            src = inout(reg) src => _,
-            dst = inout(reg) dst => _,
-            n = inout(reg) words => _,
-            t = out(reg) _,
-            options(nostack),
-        );
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: as above.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "ldr {t}, [{src}], #8",
-            "str {t}, [{dst}], #8",
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            src = inout(reg) src => _,
-            dst = inout(reg) dst => _,
-            n = inout(reg) words => _,
-            t = out(reg) _,
-            options(nostack),
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    compile_error!(
-        "stm-runtime's committed heap copies images in assembly: x86-64 and aarch64 only"
-    );
-}
-
-// The assembly below copies a granule as two 8-byte words.
+// The copy below moves a granule as two 8-byte words.
 const _: () = assert!(GRANULE == 16);
 
-/// [`copy_racy`] of `granules` granules (two words each), a granule per loop iteration: the
-/// images of objects, which are whole granules, with a third fewer instructions for the
-/// small ones.
+/// Copies `granules` granules (16 bytes each, two words) from `src` to `dst`, a granule per
+/// loop iteration, with plain loads and stores in order, as the hardware does them: a
+/// concurrent writer of `src` or reader of `dst` is not a data race of the Rust abstract
+/// machine (the copy is an `asm!` block), and padding bytes are copied as they are. Images
+/// are whole granules.
 ///
 /// # Safety
-/// As [`copy_racy`] with `words = 2 * granules`.
+/// `src` readable and `dst` writable for `granules * 16` bytes, both 8-aligned, not
+/// overlapping, and no Rust reference to the bytes of `dst` alive.
 #[inline(always)]
-pub(crate) unsafe fn copy_racy_granules(src: *const u64, dst: *mut u64, granules: usize) {
+pub(crate) unsafe fn copy_racy(src: *const u64, dst: *mut u64, granules: usize) {
     if granules == 0 {
         return;
     }
@@ -214,6 +163,41 @@ pub(crate) unsafe fn copy_racy_granules(src: *const u64, dst: *mut u64, granules
             options(nostack),
         );
     }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    compile_error!(
+        "stm-runtime's committed heap copies images in assembly: x86-64 and aarch64 only"
+    );
+}
+
+/// Loads one 8-byte word that a committer may be writing, as [`copy_racy`] copies (a plain
+/// load in an `asm!` block): the importer's first look at an image's header.
+///
+/// # Safety
+/// `src` readable for 8 bytes and 8-aligned.
+#[inline(always)]
+pub(crate) unsafe fn load_racy(src: *const u64) -> u64 {
+    let value: u64;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: one load of the word at `src` (caller: readable); no other memory, no stack.
+    unsafe {
+        std::arch::asm!(
+            "mov {v}, qword ptr [{src}]",
+            src = in(reg) src,
+            v = lateout(reg) value,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!(
+            "ldr {v}, [{src}]",
+            src = in(reg) src,
+            v = lateout(reg) value,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    value
 }
 
 /// Copies `words` 8-byte words; small objects (one or two granules, the common case) are
@@ -269,27 +253,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_racy_granules_copies_every_granule() {
+    fn copy_racy_copies_every_granule() {
         for n in [1usize, 2, 3, 8] {
             let src: Vec<u64> = (0..2 * n as u64).map(|i| i * 0x0101_0101 + 7).collect();
             let mut dst = vec![0u64; 2 * n + 1];
             // SAFETY: both buffers hold at least `2 * n` words; they do not overlap.
-            unsafe { copy_racy_granules(src.as_ptr(), dst.as_mut_ptr(), n) };
+            unsafe { copy_racy(src.as_ptr(), dst.as_mut_ptr(), n) };
             assert_eq!(&dst[..2 * n], &src[..]);
             assert_eq!(dst[2 * n], 0, "nothing past the end");
         }
-    }
-
-    #[test]
-    fn copy_racy_copies_every_word() {
-        for n in [1usize, 2, 3, 7, 40] {
-            let src: Vec<u64> = (0..n as u64).map(|i| i * 0x0101_0101 + 7).collect();
-            let mut dst = vec![0u64; n + 1];
-            // SAFETY: both buffers hold at least `n` words; they do not overlap.
-            unsafe { copy_racy(src.as_ptr(), dst.as_mut_ptr(), n) };
-            assert_eq!(&dst[..n], &src[..]);
-            assert_eq!(dst[n], 0, "nothing past the end");
-        }
+        let word = 0x1234_5678_9abc_def0u64;
+        // SAFETY: one readable, aligned word.
+        assert_eq!(unsafe { load_racy(&word) }, word);
     }
 
     #[test]
