@@ -119,8 +119,7 @@ fn main() {
                         (stm_bench::run(i, w, t, ops), probe)
                     })
                     .unzip();
-                let mut row = summarize(w.name(), i.name(), t, outcomes);
-                row.round_trips_ns = round_trips.into_iter().flatten().collect();
+                let row = summarize(w.name(), i.name(), t, outcomes, round_trips);
                 drop(watch);
                 emit(&args, &row, Some(wall.elapsed().as_secs_f64()));
                 rows.push(row);
@@ -302,12 +301,14 @@ fn sh(c: &str) -> String {
 }
 
 /// The runs of one configuration as one row: the median run's figures, the fastest and
-/// slowest times, the median overlap, and the first failed check if any.
+/// slowest times, the median overlap, the round-trip probes taken before the runs, and the
+/// first failed check if any.
 fn summarize(
     workload: String,
     imp: &str,
     threads: usize,
     mut runs: Vec<stm_bench::workloads::Outcome>,
+    round_trips: Vec<Option<f64>>,
 ) -> Row {
     let n = runs.len();
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
@@ -332,7 +333,7 @@ fn summarize(
         commits: pick.commits,
         aborts: pick.aborts,
         overlap: overlaps.get(overlaps.len() / 2).copied(),
-        round_trips_ns: Vec::new(),
+        round_trips_ns: round_trips.into_iter().flatten().collect(),
         check_ok: pick.check.is_ok(),
         check: match pick.check {
             Ok(m) | Err(m) => m,

@@ -28,6 +28,16 @@ pub fn round_trip_ns() -> Option<f64> {
     // Set by a side that cannot pin itself, so that the other stops waiting.
     let stop = AtomicBool::new(false);
     let stop = &stop;
+    // Spins until the line holds `v`; false if the other side gave up.
+    let wait_for = move |v: u64| {
+        while flag.load(Ordering::Acquire) != v {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        true
+    };
     let total = TRIPS * BATCHES as u64;
     std::thread::scope(|s| {
         let other = s.spawn(move || {
@@ -36,11 +46,8 @@ pub fn round_trip_ns() -> Option<f64> {
                 return false;
             }
             for i in 0..total {
-                while flag.load(Ordering::Acquire) != 2 * i + 1 {
-                    if stop.load(Ordering::Relaxed) {
-                        return false;
-                    }
-                    std::hint::spin_loop();
+                if !wait_for(2 * i + 1) {
+                    return false;
                 }
                 flag.store(2 * i + 2, Ordering::Release);
             }
@@ -57,11 +64,8 @@ pub fn round_trip_ns() -> Option<f64> {
                 let start = Instant::now();
                 for _ in 0..TRIPS {
                     flag.store(2 * k + 1, Ordering::Release);
-                    while flag.load(Ordering::Acquire) != 2 * k + 2 {
-                        if stop.load(Ordering::Relaxed) {
-                            return None;
-                        }
-                        std::hint::spin_loop();
+                    if !wait_for(2 * k + 2) {
+                        return None;
                     }
                     k += 1;
                 }

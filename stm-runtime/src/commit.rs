@@ -982,10 +982,12 @@ fn commit_writes(
     for i in 0..local.modified.len() {
         let g = local.modified[i];
         let hdr: *mut Header = local.header(g);
-        // SAFETY: live objects of this heap in our own segment (invariants 1 and 3). An
-        // object allocated by this attempt (written after a checkpoint) is re-armed below,
-        // with the allocations; one listed before is re-armed already.
-        if unsafe { (*hdr).flags } & FLAG_NEW != 0 || !unsafe { rearm(hdr) } {
+        // SAFETY: a live object of this heap in our own segment (invariants 1 and 3).
+        let flags = unsafe { (*hdr).flags };
+        // An object allocated by this attempt (written after a checkpoint) is re-armed below,
+        // with the allocations; an object listed twice was re-armed at its first entry.
+        // SAFETY: as above.
+        if flags & FLAG_NEW != 0 || !unsafe { rearm(hdr) } {
             continue;
         }
         // SAFETY: a live object (invariant 3); owned (invariant 1).

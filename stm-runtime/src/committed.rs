@@ -264,7 +264,8 @@ mod tests {
         }
         let word = 0x1234_5678_9abc_def0u64;
         // SAFETY: one readable, aligned word.
-        assert_eq!(unsafe { load_racy(&word) }, word);
+        let loaded = unsafe { load_racy(&word) };
+        assert_eq!(loaded, word);
     }
 
     #[test]
