@@ -39,15 +39,13 @@
 //! no validation, and commit only re-arms the write barriers.
 
 use std::panic::Location;
-use std::sync::atomic::{compiler_fence, fence, Ordering};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
 
-use crossbeam_utils::Backoff;
-
-use crate::committed::{self, holder, version, CommittedHeap, ONE};
-use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, GRANULE};
+use crate::committed;
+use crate::heap::{Header, FLAG_GUARDED, FLAG_WRITE_BARRIER, GRANULE};
 use crate::pool::Shared;
-use crate::report::{ConflictKind, ConflictSite, WriteSite};
+use crate::protocol::{self, rearm, Lost};
+use crate::report::WriteSite;
 use crate::segment::{Conflict, Guard, Segment, SegmentLocal};
 use crate::stats::Counter;
 
@@ -200,7 +198,9 @@ unsafe fn read_slow_inner(shared: &Shared, local: &mut SegmentLocal, granule: u3
         // Acquire: if it is a newer version, its image (published before it) is visible.
         if heap.word(granule).load(Ordering::Acquire) != have {
             // SAFETY: forwarded from our caller.
-            unsafe { read_changed(shared, heap, local, granule) };
+            if let Err(lost) = unsafe { protocol::catch_up(shared, heap, local, granule) } {
+                doom(local, lost);
+            }
         }
         if !track {
             // Marked as read untracked (unless the attempt is doomed, in a destructor run by
@@ -218,174 +218,35 @@ unsafe fn read_slow_inner(shared: &Shared, local: &mut SegmentLocal, granule: u3
     unsafe { *local.marker(granule) = local.version };
 }
 
-/// [`read_slow`] when the object's version word is not the one of this segment's image: a
-/// committer holds it (wait for its outcome) or a newer image is committed (import it).
-///
-/// # Safety
-/// As [`read_slow`].
+/// The read of a new image found an earlier read no longer current ([`protocol::catch_up`]):
+/// the attempt is doomed, and unwinds with the conflict, unless it runs in a destructor
+/// during an unwind.
 #[cold]
 #[inline(never)]
-unsafe fn read_changed(
-    shared: &Shared,
-    heap: &CommittedHeap,
-    local: &mut SegmentLocal,
-    granule: u32,
-) {
-    let backoff = Backoff::new();
-    loop {
-        let now = heap.word(granule).load(Ordering::Acquire);
-        // SAFETY: in bounds (invariant 3), owned (invariant 1).
-        let have = unsafe { *local.copy(granule) };
-        if now == have {
-            return; // the committer that held it gave up
-        }
-        if holder(now) != 0 {
-            // Its committer is publishing or checking: our image may be about to become
-            // old, and other objects of the same commit may be new already. Wait.
-            backoff.snooze();
-            continue;
-        }
-        // SAFETY: forwarded from our caller.
-        let got = unsafe { import(heap, local, granule) };
-        // SAFETY: in bounds (invariant 3), owned (invariant 1).
-        unsafe { *local.copy(granule) = got };
-        if let Err(c) = revalidate(shared, heap, local, granule) {
-            // The new image must not be read beside the old ones: mark it as no version,
-            // so that a later read of it (after user code caught this unwind) imports and
-            // fails again instead of finding it current.
-            // SAFETY: as above.
-            unsafe { *local.copy(granule) = 0 };
-            local.doomed = Some(c.clone());
-            if std::thread::panicking() {
-                // In a destructor run by an unwind: a second unwind would abort the process.
-                // The attempt is doomed and rolls back; the image it reads is a whole
-                // committed one (invariant 2 holds per object), its mix with older reads
-                // is never committed.
-                return;
-            }
-            std::panic::resume_unwind(Box::new(AbortSignal::Conflict(c)));
-        }
+fn doom(local: &mut SegmentLocal, lost: Lost) {
+    let c = conflict_of(local, lost);
+    local.doomed = Some(c.clone());
+    if std::thread::panicking() {
+        // In a destructor run by an unwind: a second unwind would abort the process. The
+        // attempt is doomed and rolls back; the image it reads is a whole committed one
+        // (invariant 2 holds per object), its mix with older reads is never committed.
         return;
     }
-}
-
-/// Copies the committed image of the object at `granule` into this segment, as one
-/// consistent image (seqlock-style: the version word is unlocked and the same before and
-/// after the copy); returns that version word.
-///
-/// # Safety
-/// As [`read_slow`]; the object is not one this attempt has read, written or allocated (no
-/// handle's earlier read can see its bytes change, invariant 2).
-unsafe fn import(heap: &CommittedHeap, local: &mut SegmentLocal, granule: u32) -> u64 {
-    // While the copy is in progress the image is neither version: say so.
-    // SAFETY: in bounds (invariant 3), owned (invariant 1).
-    unsafe { *local.copy(granule) = 0 };
-    let backoff = Backoff::new();
-    loop {
-        let before = heap.word(granule).load(Ordering::Acquire);
-        if holder(before) != 0 {
-            backoff.snooze();
-            continue;
-        }
-        let src = heap.image(granule);
-        // SAFETY: the image of a live object lies inside the committed heap (invariant 3).
-        let head = unsafe { committed::load_racy(src) };
-        let granules = (head >> 32) as usize;
-        if granules == 0 || granule as usize + granules > heap.granules() {
-            // Only a half-written image can look like this: look again, once it is settled.
-            fence(Ordering::Acquire);
-            assert!(
-                heap.word(granule).load(Ordering::Relaxed) != before,
-                "stm-runtime bug: the committed image at granule {granule:#x} has no header"
-            );
-            backoff.snooze();
-            continue;
-        }
-        // SAFETY: the object's granules lie inside the heap (checked above against the
-        // mapping's size), in our own segment (invariant 1), where no reference into them is
-        // alive (invariant 5).
-        unsafe { committed::copy_racy(src, local.header(granule).cast(), granules) };
-        // Acquire: orders the copy's loads before the second look at the version word.
-        fence(Ordering::Acquire);
-        if heap.word(granule).load(Ordering::Relaxed) == before {
-            return before;
-        }
-        backoff.snooze();
-    }
-}
-
-/// After an import of `imported`: checks that everything the attempt read before, and the
-/// imported image itself, are still current, unless no commit has published anything since
-/// the last check.
-///
-/// The filter: the sum of the segments' commit counts, read *after* the import and before
-/// the check, is kept (if no count was odd, i.e. no commit was publishing). A commit counts
-/// itself before it publishes an image and after, and the counts only grow. If the sum read
-/// after a later import is the same, every commit whose images this attempt has seen (they
-/// happen before its count stores, which the Acquire loads then see) had finished before the
-/// last check began, so that check saw its versions: nothing read since can be newer than
-/// what the check found current. (loom found that reading the count before the import, or
-/// leaving the imported object out of the check, lets a commit slip between the two.)
-/// A short read set is checked without looking at the counts (one line per segment).
-fn revalidate(
-    shared: &Shared,
-    heap: &CommittedHeap,
-    local: &mut SegmentLocal,
-    imported: u32,
-) -> Result<(), Box<Conflict>> {
-    let check_counts = local.reads.len() > shared.segments.len();
-    let count = if check_counts {
-        // Acquire loads after the import's: see above.
-        shared.settled_commit_count()
-    } else {
-        None
-    };
-    if count.is_some() && count == local.seen {
-        return Ok(());
-    }
-    current(heap, local, local.reads.iter().copied().chain([imported]))?;
-    local.seen = count;
-    Ok(())
-}
-
-/// Whether every object the attempt read is still at the version it read, waiting out
-/// committers that hold one (they either publish a new version, which is a conflict, or give
-/// up). Only for a thread that holds no lock itself (it could wait for a committer that waits
-/// for it).
-fn reads_current(heap: &CommittedHeap, local: &SegmentLocal) -> Result<(), Box<Conflict>> {
-    current(heap, local, local.reads.iter().copied())
-}
-
-/// [`reads_current`] for the objects `granules` (read or imported by the attempt).
-fn current(
-    heap: &CommittedHeap,
-    local: &SegmentLocal,
-    granules: impl Iterator<Item = u32>,
-) -> Result<(), Box<Conflict>> {
-    for g in granules {
-        let backoff = Backoff::new();
-        loop {
-            let now = heap.word(g).load(Ordering::Acquire);
-            if holder(now) != 0 && holder(now) != local.holder {
-                backoff.snooze();
-                continue;
-            }
-            // SAFETY: `g` was read, so it is a live object (invariant 3); owned (invariant 1).
-            if version(now) != unsafe { *local.copy(g) } {
-                return Err(conflict(local, g, false, u32::MAX));
-            }
-            break;
-        }
-    }
-    Ok(())
+    std::panic::resume_unwind(Box::new(AbortSignal::Conflict(c)));
 }
 
 /// Whether nothing the attempt read has changed since it read it (what `retry` waits for).
 pub(crate) fn reads_unchanged(shared: &Shared, local: &SegmentLocal) -> bool {
     match &shared.heap {
-        Some(heap) => reads_current(heap, local).is_ok(),
+        Some(heap) => protocol::reads_current(heap, local).is_ok(),
         None => true,
     }
+}
+
+/// The conflict the protocol found.
+#[cold]
+fn conflict_of(local: &SegmentLocal, lost: Lost) -> Box<Conflict> {
+    conflict(local, lost.granule, lost.write_write, lost.other)
 }
 
 /// The conflict on the object at `granule` (found against segment `other`, or `u32::MAX`
@@ -774,92 +635,22 @@ pub(crate) fn become_inevitable(
     if local.inevitable {
         return Ok(());
     }
-    if let Some(heap) = &shared.heap {
-        while shared
-            .inevitable
-            .compare_exchange(0, local.holder, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            wait_for_inevitable(shared, local);
-        }
-        wait_for_committers(shared, seg);
-        // No commit runs now, and none will until we end: one check of the reads suffices.
-        if let Err(c) = reads_current(heap, local) {
-            shared.inevitable.store(0, Ordering::SeqCst);
-            shared.inevitable_done.notify();
-            return Err(c);
-        }
+    match &shared.heap {
+        Some(heap) => protocol::become_inevitable(shared, heap, seg, local)
+            .map_err(|lost| conflict_of(local, lost))?,
+        None => local.inevitable = true,
     }
-    local.inevitable = true;
     seg.stats.bump(Counter::Inevitable);
     Ok(())
 }
 
-/// The inevitable side of the Dekker pattern with committers ([`announce`]): once
-/// `Shared::inevitable` is set, waits until every commit that may have missed it is over.
-fn wait_for_committers(shared: &Shared, me: &Segment) {
-    if crate::sys::heavy_fence_available() {
-        // Every thread runs a full barrier: a committer that announced itself before it
-        // shows here, one that did not will see `inevitable` set (see `announce`). The kernel
-        // may refuse for want of memory: try again.
-        while !crate::sys::heavy_fence() {
-            std::thread::yield_now();
-        }
-    } else {
-        fence(Ordering::SeqCst);
-    }
-    for seg in shared.segments.iter() {
-        if seg.index != me.index {
-            let backoff = Backoff::new();
-            while seg.committing.load(Ordering::SeqCst) {
-                backoff.snooze();
-            }
-        }
-    }
-}
-
-/// A committer announces itself before it looks at `Shared::inevitable`. With `membarrier`
-/// the announcement is a plain store and a compiler fence (the inevitable side runs the
-/// barrier for us, as biased ownership does, `owner.rs`); without it, a store and a SeqCst
-/// fence (as `tests/loom_protocol.rs` models it).
-/// Either way: the committer sees `inevitable` set, or the transaction becoming inevitable
-/// sees `committing` and waits.
-#[inline(always)]
-fn announce(seg: &Segment) {
-    seg.committing.store(true, Ordering::Relaxed);
-    if crate::sys::heavy_fence_available() {
-        compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
-    }
-}
-
-fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
-    let start = local.reporting.then(Instant::now);
-    shared
-        .inevitable_done
-        .wait_until(|| shared.inevitable.load(Ordering::SeqCst) == 0);
-    if let Some(start) = start {
-        shared.recorder.record(ConflictSite {
-            kind: ConflictKind::Inevitable,
-            object_type: None,
-            this_side: local.tx_site,
-            other_side: None,
-            count: 1,
-            time_lost: start.elapsed(),
-            between_breaks: local.in_series(),
-        });
-    }
-}
-
-/// Ends inevitability and wakes the waiters.
+/// Ends inevitability (with one segment there is nobody to wake).
 fn end_inevitable(shared: &Shared, local: &mut SegmentLocal) {
     if shared.heap.is_some() {
-        // SeqCst: pairs with the waiters' SeqCst load (Monitor).
-        shared.inevitable.store(0, Ordering::SeqCst);
-        shared.inevitable_done.notify();
+        protocol::end_inevitable(shared, local);
+    } else {
+        local.inevitable = false;
     }
-    local.inevitable = false;
 }
 
 /// What a successful commit did.
@@ -914,23 +705,13 @@ pub(crate) fn commit(
     commit_writes(shared, seg, local)
 }
 
-/// The next position in the serial order with `Config::serial_order`, else 0.
-#[inline]
-fn serial_position(shared: &Shared) -> u64 {
-    if shared.config.serial_order {
-        shared.order.fetch_add(1, Ordering::SeqCst) + 1
-    } else {
-        0
-    }
-}
-
 /// With `Config::serial_order`, a read-only attempt takes a position in the order and then
 /// checks its reads, as a writer does (so it is serialized at that position).
 #[cold]
 fn serial_read_only(shared: &Shared, local: &SegmentLocal) -> Result<u64, Box<Conflict>> {
-    let at = serial_position(shared);
+    let at = protocol::serial_position(shared);
     if let Some(heap) = &shared.heap {
-        reads_current(heap, local)?;
+        protocol::reads_current(heap, local).map_err(|lost| conflict_of(local, lost))?;
     }
     Ok(at)
 }
@@ -944,7 +725,7 @@ fn commit_writes(
 ) -> Result<Committed, Box<Conflict>> {
     let Some(heap) = &shared.heap else {
         // One segment: it is the committed state. Nothing to lock, check or publish: re-arm
-        // the write barrier of what we wrote (see below) and of our new objects.
+        // the write barrier of what we wrote (see `protocol::commit`) and of our new objects.
         for i in 0..local.modified.len() {
             // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
             unsafe { rearm(local.header(local.modified[i])) };
@@ -954,161 +735,31 @@ fn commit_writes(
             unsafe { rearm(local.header(g)) };
         }
         let rev = if STM {
-            serial_position(shared)
+            protocol::serial_position(shared)
         } else {
             shared.gil_commits.fetch_add(1, Ordering::Release) + 1
         };
         if local.inevitable {
             end_inevitable(shared, local);
         }
-        return Ok(finish(shared, seg, local, rev));
+        // Counted as two steps at once (odd while publishing, with nothing to publish).
+        // Release: see `Shared::commit_count`.
+        let c = seg.commits.load(Ordering::Relaxed);
+        seg.commits.store(c + 2, Ordering::Release);
+        return Ok(finish(shared, local, rev));
     };
-    loop {
-        announce(seg);
-        if local.inevitable || shared.inevitable.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        seg.committing.store(false, Ordering::Release);
-        wait_for_inevitable(shared, local);
-    }
-    // One pass over what we wrote: re-arm the write barrier of every committed object, once
-    // each (an object is listed twice when written before and after an `or_else`
-    // checkpoint: the second time its barrier is armed already), lock it at the version we
-    // read, and list it in `writes`. Another version, or another holder, means someone
-    // committed it (or is committing it) since: we lose (the rollback restores the
-    // before-images, headers and their flags included). Our own new objects are re-armed
-    // when they are published.
-    local.writes.clear();
-    for i in 0..local.modified.len() {
-        let g = local.modified[i];
-        let hdr: *mut Header = local.header(g);
-        // SAFETY: a live object of this heap in our own segment (invariants 1 and 3).
-        let flags = unsafe { (*hdr).flags };
-        // An object allocated by this attempt (written after a checkpoint) is re-armed below,
-        // with the allocations; an object listed twice was re-armed at its first entry.
-        // SAFETY: as above.
-        if flags & FLAG_NEW != 0 || !unsafe { rearm(hdr) } {
-            continue;
-        }
-        // SAFETY: a live object (invariant 3); owned (invariant 1).
-        let have = unsafe { *local.copy(g) };
-        // SeqCst, as the loads of the read check below: lock-then-check is Dekker's pattern
-        // (two committers that each read what the other writes must not both pass), which
-        // Acquire/Release alone does not order on weak hardware (the same instructions on
-        // x86-64).
-        if let Err(now) = heap.word(g).compare_exchange(
-            have,
-            have | local.holder,
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
-            unlock(heap, local, local.writes.len());
-            seg.committing.store(false, Ordering::Release);
-            return Err(conflict(local, g, true, holder(now).wrapping_sub(1) as u32));
-        }
-        local.writes.push(g);
-    }
-    let written = local.writes.len();
-    let rev = serial_position(shared);
-    // Everything we read is still at the version we read, and nobody else holds it: the
-    // commit is serialized here. (Nothing changes under an inevitable transaction.)
-    if !local.inevitable {
-        for &g in &local.reads {
-            let now = heap.word(g).load(Ordering::SeqCst);
-            // SAFETY: a read object is live (invariant 3); owned (invariant 1).
-            let have = unsafe { *local.copy(g) };
-            // Current: the version we read (`have` has no holder bits), unlocked or locked
-            // by us (we wrote it too).
-            if now != have && now != have | local.holder {
-                unlock(heap, local, written);
-                seg.committing.store(false, Ordering::Release);
-                let other = if holder(now) != 0 {
-                    holder(now) as u32 - 1
-                } else {
-                    u32::MAX
-                };
-                return Err(conflict(local, g, false, other));
-            }
-        }
-    }
+    let rev =
+        protocol::commit(shared, heap, seg, local).map_err(|lost| conflict_of(local, lost))?;
     if local.reporting {
         for (&g, &site) in local.modified.iter().zip(&local.write_sites) {
             shared.recorder.note_writer(g, site);
         }
     }
-    // Publish. First count it (odd: publishing; see `revalidate`). Release: the locks and
-    // the count are ordered before the images we now write (a seqlock writer's fence), so
-    // an importer that sees a byte of ours sees the lock and the count.
-    seg.commits
-        .store(seg.commits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    fence(Ordering::Release);
-    // Our new objects first: nothing reaches them before the objects that point to them
-    // are published below, or their roots are settled after this.
-    for &g in &local.allocated {
-        let hdr = local.header(g);
-        // SAFETY: an object this attempt allocated, live in our own segment (invariants 1, 3
-        // and 16); nobody else can reach its granules yet (they are in no committed object
-        // and no root), so its version word has no other writer and its image no reader.
-        unsafe {
-            if !rearm(hdr) {
-                continue;
-            }
-            let next = version(heap.word(g).load(Ordering::Relaxed)) + ONE;
-            committed::copy_racy(hdr.cast(), heap.image(g), (*hdr).granules as usize);
-            heap.word(g).store(next, Ordering::Release);
-            *local.copy(g) = next;
-        }
-    }
-    for &g in &local.writes {
-        let hdr = local.header(g);
-        // SAFETY: a live object we hold locked (above): no other committer writes its image,
-        // and importers check the version word around their copy; our own image of it is in
-        // our segment (invariant 1).
-        unsafe {
-            committed::copy_racy(hdr.cast(), heap.image(g), (*hdr).granules as usize);
-            let next = *local.copy(g) + ONE;
-            // Release: the image happens before anyone who sees this version.
-            heap.word(g).store(next, Ordering::Release);
-            *local.copy(g) = next;
-        }
-    }
-    seg.committing.store(false, Ordering::Release);
-    if local.inevitable {
-        end_inevitable(shared, local);
-    }
-    Ok(finish(shared, seg, local, rev))
-}
-
-/// Re-arms the write barrier of an object committed now and clears the flags that are never
-/// committed; false if it was re-armed already (listed twice).
-///
-/// # Safety
-/// `hdr` is the header of a live object in the caller's own segment (invariants 1 and 3).
-#[inline(always)]
-unsafe fn rearm(hdr: *mut Header) -> bool {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let flags = (*hdr).flags;
-        if flags & FLAG_WRITE_BARRIER != 0 {
-            return false;
-        }
-        (*hdr).flags = (flags & !(FLAG_NEW | FLAG_GUARDED)) | FLAG_WRITE_BARRIER;
-    }
-    true
-}
-
-/// Unlocks the first `n` objects of `writes`, at the versions they had.
-#[cold]
-fn unlock(heap: &CommittedHeap, local: &SegmentLocal, n: usize) {
-    for &g in &local.writes[..n] {
-        // SAFETY: a live object (invariant 3); owned (invariant 1).
-        let have = unsafe { *local.copy(g) };
-        heap.word(g).store(have, Ordering::Release);
-    }
+    Ok(finish(shared, local, rev))
 }
 
 /// The bookkeeping after a writing commit at position `rev`.
-fn finish(shared: &Shared, seg: &Segment, local: &mut SegmentLocal, rev: u64) -> Committed {
+fn finish(shared: &Shared, local: &mut SegmentLocal, rev: u64) -> Committed {
     local.modified.clear();
     local.backups.clear();
     local.reads.clear();
@@ -1121,10 +772,6 @@ fn finish(shared: &Shared, seg: &Segment, local: &mut SegmentLocal, rev: u64) ->
             born.store(BORN, Ordering::Release);
         }
     }
-    // Release, after the versions: see `Shared::commit_count`. Even again (with one
-    // segment, where nothing is published, straight from even to even).
-    let c = seg.commits.load(Ordering::Relaxed);
-    seg.commits.store((c | 1) + 1, Ordering::Release);
     // After the roots are settled: `retry` and `Root::get` of a pending root wait on this.
     shared.committed.notify_cheap();
     Committed::Wrote(rev)
@@ -1233,6 +880,7 @@ pub(crate) fn rollback_to(local: &mut SegmentLocal, cp: Checkpoint) {
 mod tests {
     use super::*;
     use crate::handle::Gc;
+    use crate::protocol::ONE;
     use crate::runtime::Stm;
     use crate::tx::Tx;
 

@@ -11,9 +11,10 @@
 //! the lines of the objects it reads, so threads working on disjoint data exchange no cache
 //! line at all.
 //!
-//! A version word is `version | holder`: the low [`HOLDER_BITS`] bits are 0 when the object
-//! is unlocked, else the index + 1 of the segment whose committer holds it; the rest counts
-//! the object's commits (in units of [`ONE`]), so it only grows, across frees and reuses of
+//! A version word is `version | holder` (`protocol.rs` has the encoding): the low
+//! `HOLDER_BITS` bits are 0 when the object is unlocked, else the index + 1 of the segment
+//! whose committer holds it; the rest counts the object's commits (in units of `ONE`), so it
+//! only grows, across frees and reuses of
 //! the granule too. 55 bits of count outlast any program (a hundred million commits a second
 //! to one object for eleven years).
 //!
@@ -29,27 +30,6 @@ use memmap2::MmapMut;
 
 use crate::heap::GRANULE;
 use crate::sys;
-
-/// Low bits of a version word naming the segment that holds the object locked (index + 1).
-pub(crate) const HOLDER_BITS: u32 = 9;
-/// The holder bits of a version word.
-pub(crate) const HOLDER_MASK: u64 = (1 << HOLDER_BITS) - 1;
-/// One commit of an object, in version-word units.
-pub(crate) const ONE: u64 = 1 << HOLDER_BITS;
-
-const _: () = assert!(crate::config::MAX_SEGMENTS < HOLDER_MASK as usize);
-
-/// The holder of a version word: 0 if unlocked, else the locking segment's index + 1.
-#[inline(always)]
-pub(crate) fn holder(word: u64) -> u64 {
-    word & HOLDER_MASK
-}
-
-/// The version of a version word (its holder bits cleared).
-#[inline(always)]
-pub(crate) fn version(word: u64) -> u64 {
-    word & !HOLDER_MASK
-}
 
 /// The newest committed image of every object, and the objects' version words.
 pub(crate) struct CommittedHeap {
@@ -104,6 +84,45 @@ impl CommittedHeap {
     /// The number of granules of the heap.
     pub(crate) fn granules(&self) -> usize {
         self.granules
+    }
+
+    /// The first word of the committed image at `granule` (its header, `Header`), read while
+    /// a committer may be writing it ([`load_racy`]).
+    ///
+    /// # Safety
+    /// `granule` is below [`CommittedHeap::granules`].
+    #[inline(always)]
+    pub(crate) unsafe fn head(&self, granule: u32) -> u64 {
+        // SAFETY: the image starts inside the mapping (caller), 8-aligned.
+        unsafe { load_racy(self.image(granule)) }
+    }
+
+    /// Copies the committed image of `granules` granules at `granule` to `dst` (an importer's
+    /// copy, [`copy_racy`]: a committer may be writing it, the importer checks the version
+    /// word around the copy).
+    ///
+    /// # Safety
+    /// `granule + granules` is at most [`CommittedHeap::granules`]; `dst` is writable for
+    /// `granules * 16` bytes, 8-aligned, with no Rust reference to those bytes alive.
+    #[inline(always)]
+    pub(crate) unsafe fn import_image(&self, granule: u32, dst: *mut u64, granules: usize) {
+        // SAFETY: the source lies inside the mapping (caller); `dst` from the caller; the
+        // two do not overlap (the mapping is the committed heap's own).
+        unsafe { copy_racy(self.image(granule), dst, granules) }
+    }
+
+    /// Copies `granules` granules from `src` into the committed image at `granule` (a
+    /// committer's copy, [`copy_racy`]: importers may be copying it).
+    ///
+    /// # Safety
+    /// `granule + granules` is at most [`CommittedHeap::granules`]; `src` is readable for
+    /// `granules * 16` bytes, 8-aligned; the caller holds the object's version word locked,
+    /// or owns the object exclusively (nobody else writes that image).
+    #[inline(always)]
+    pub(crate) unsafe fn publish_image(&self, src: *const u64, granule: u32, granules: usize) {
+        // SAFETY: the destination lies inside the mapping (caller); `src` from the caller;
+        // the two do not overlap.
+        unsafe { copy_racy(src, self.image(granule), granules) }
     }
 }
 
@@ -270,6 +289,7 @@ mod tests {
 
     #[test]
     fn version_words_split_into_version_and_holder() {
+        use crate::protocol::{holder, version, ONE};
         let w = (5 * ONE) | 3;
         assert_eq!((version(w), holder(w)), (5 * ONE, 3));
         let heap = CommittedHeap::new(1 << 20).unwrap();

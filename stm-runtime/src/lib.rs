@@ -48,12 +48,14 @@
 mod commit;
 mod committed;
 mod config;
+mod facade;
 mod gc;
 mod handle;
 mod heap;
 mod macro_support;
 mod owner;
 mod pool;
+mod protocol;
 mod queue;
 mod report;
 mod runtime;

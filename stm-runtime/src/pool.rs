@@ -288,21 +288,6 @@ impl Shared {
         }
     }
 
-    /// [`Shared::commit_count`] if no segment is publishing a commit now (its count is odd
-    /// then), else `None`.
-    #[inline]
-    pub(crate) fn settled_commit_count(&self) -> Option<u64> {
-        let mut sum = 0u64;
-        for s in self.segments.iter() {
-            let c = s.commits.load(Ordering::Acquire);
-            if c & 1 != 0 {
-                return None;
-            }
-            sum += c;
-        }
-        Some(sum)
-    }
-
     /// Counts one more `Root` naming `granule` (the collector's roots), in shard `shard`
     /// (taken modulo the number of shards).
     pub(crate) fn add_root(&self, shard: u32, granule: u32) {

@@ -14,7 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("data", &["config", "sys", "stats", "report"]),
     ("heap and committed heap", &["heap", "committed"]),
     ("segments and their pool", &["owner", "segment", "pool"]),
-    ("protocol", &["commit"]),
+    ("protocol", &["facade", "protocol", "commit"]),
     ("collector", &["gc"]),
     ("transactions", &["tx", "handle", "runtime"]),
     (
