@@ -1,5 +1,8 @@
-//! The commit protocol: start, the read barrier's slow path (import and validation), the
-//! write barrier's slow path, commit, rollback, inevitability.
+//! The attempt around the commit protocol: start, the read barrier's slow path, the write
+//! barrier's slow path (before-images, guards), commit, rollback, checkpoints,
+//! inevitability. The protocol's own steps (catching up with a newer image, the read-set
+//! checks, lock/check/publish, the inevitable handshake) are in `protocol.rs`, which loom
+//! checks; what this module adds is the attempt's bookkeeping and its unwinding.
 //!
 //! Segments are private caches of the committed heap (`committed.rs`), filled lazily; conflicts
 //! are found through per-object version words, as in TL2 and Silo, without a global clock:
@@ -8,7 +11,7 @@
 //!   objects the running attempt has not read yet: the first read of an object in an attempt
 //!   ([`read_slow`]) compares the segment's copy version with the object's version word and,
 //!   if a newer commit exists, imports its image and then checks that everything the attempt
-//!   read before is still current ([`reads_current`]). So every attempt, even a doomed one,
+//!   read before is still current (`protocol::catch_up`). So every attempt, even a doomed one,
 //!   sees at every moment the values all its reads had at one instant: a state some serial
 //!   order produced (opacity), which memory safety relies on (invariant 2).
 //! * **Reads** store the attempt's `version` into the object's read marker on the first read
@@ -17,7 +20,7 @@
 //! * **Writes** test the marker and the header's `FLAG_WRITE_BARRIER`; the first write saves
 //!   a before-image, lists the object and clears the flag ([`write_slow`]). Objects the attempt
 //!   allocated carry its mark and no flag: no barrier.
-//! * **Commit** ([`commit_writes`]): lock the version words of the written objects
+//! * **Commit** ([`commit_writes`], then `protocol::commit`): lock the version words of the written objects
 //!   (compare-and-swap from the version this segment holds: a newer version or another
 //!   holder is a conflict), check that every object read is still at the version read and
 //!   not locked by another committer, then copy the images into the committed heap (the

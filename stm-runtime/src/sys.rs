@@ -87,7 +87,7 @@ pub(crate) fn start_heavy_fence_registration() {
             && supported & wanted == wanted
             && unsafe { libc::syscall(libc::SYS_membarrier, register, 0, 0) } == 0;
         // SeqCst (so also Release: a thread that sees READY sees a registered process): the
-        // inevitable transaction's side of `commit::announce` relies on one order of this
+        // inevitable transaction's side of `protocol::announce` relies on one order of this
         // store and the loads below (a committer that saw READY and skipped its fence is
         // seen by a becomer that saw READY too, or ordered before one that did not).
         HEAVY_FENCE.store(
