@@ -85,21 +85,21 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
     local.attempt += 1;
     local.user_inevitable = false;
-    local.cut_by_break = false;
-    local.series_left = u32::MAX;
-    local.series_budget = u32::MAX;
-    local.reporting = shared.recorder.enabled();
-    if local.reporting {
+    local.series.cut_by_break = false;
+    local.series.left = u32::MAX;
+    local.series.budget = u32::MAX;
+    local.report.on = shared.recorder.enabled();
+    if local.report.on {
         begin_reporting(local);
     }
     local.bump.begin();
-    debug_assert!(local.modified.is_empty() && local.allocated.is_empty());
-    debug_assert!(local.reads.is_empty());
-    local.seen = None;
-    if local.imports {
+    debug_assert!(local.fp.modified.is_empty() && local.fp.allocated.is_empty());
+    debug_assert!(local.fp.reads.is_empty());
+    local.fp.seen = None;
+    if local.view.imports {
         // Versions are even: `version + 1` is the mark of an untracked read (`UNTRACKED`).
-        local.version = local.version.wrapping_add(2);
-        if local.version < 2 {
+        local.view.version = local.view.version.wrapping_add(2);
+        if local.view.version < 2 {
             wrap_version(local);
         }
     }
@@ -109,9 +109,9 @@ pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
 #[cold]
 #[inline(never)]
 fn begin_reporting(local: &mut SegmentLocal) {
-    local.started = Some(crate::sys::thread_cpu_time());
-    local.write_sites.clear();
-    local.alloc_sites.clear();
+    local.report.started = Some(crate::sys::thread_cpu_time());
+    local.report.write_sites.clear();
+    local.report.alloc_sites.clear();
 }
 
 /// The marker version wrapped (every 32,767 attempts): every marker is reset to zero with
@@ -121,9 +121,9 @@ fn begin_reporting(local: &mut SegmentLocal) {
 fn wrap_version(local: &mut SegmentLocal) {
     // SAFETY: markers are only accessed by the owner (invariant 1), through raw pointers
     // derived from the mapping at each access; no reference into it is alive (invariant 20).
-    unsafe { crate::sys::discard(&local.markers) }
+    unsafe { crate::sys::discard(&local.view.markers) }
         .expect("madvise(MADV_DONTNEED) on the read markers failed");
-    local.version = 2;
+    local.view.version = 2;
 }
 
 /// Added to an attempt's version, the read mark of an object read only untracked
@@ -152,20 +152,20 @@ pub(crate) unsafe fn read_slow(shared: &Shared, local: &mut SegmentLocal, granul
         let have = unsafe { *local.copy(granule) };
         // Acquire: if it is a newer version, its image (published before it) is visible.
         if heap.word(granule).load(Ordering::Acquire) != have
-            || local.reads.len() == local.reads.capacity()
+            || local.fp.reads.len() == local.fp.reads.capacity()
         {
             // SAFETY: forwarded from our caller.
             return unsafe { read_slow_rare(shared, local, granule) };
         }
         // SAFETY: room was checked just above; a Vec's buffer is its own.
         unsafe {
-            let n = local.reads.len();
-            local.reads.as_mut_ptr().add(n).write(granule);
-            local.reads.set_len(n + 1);
+            let n = local.fp.reads.len();
+            local.fp.reads.as_mut_ptr().add(n).write(granule);
+            local.fp.reads.set_len(n + 1);
         }
     }
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-    unsafe { *local.marker(granule) = local.version };
+    unsafe { *local.marker(granule) = local.view.version };
 }
 
 /// [`read_slow`] when the image is not current or the read set is full.
@@ -211,14 +211,14 @@ unsafe fn read_slow_inner(shared: &Shared, local: &mut SegmentLocal, granule: u3
             // barrier still lists it and a write still takes the slow path.
             if local.doomed.is_none() {
                 // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-                unsafe { *local.marker(granule) = local.version + UNTRACKED };
+                unsafe { *local.marker(granule) = local.view.version + UNTRACKED };
             }
             return;
         }
-        local.reads.push(granule);
+        local.fp.reads.push(granule);
     }
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-    unsafe { *local.marker(granule) = local.version };
+    unsafe { *local.marker(granule) = local.view.version };
 }
 
 /// The read of a new image found an earlier read no longer current ([`protocol::catch_up`]):
@@ -256,13 +256,13 @@ fn conflict_of(local: &SegmentLocal, lost: Lost) -> Box<Conflict> {
 /// when unknown).
 #[cold]
 fn conflict(local: &SegmentLocal, granule: u32, write_write: bool, other: u32) -> Box<Conflict> {
-    let mine = local.modified.iter().position(|&g| g == granule);
+    let mine = local.fp.modified.iter().position(|&g| g == granule);
     Box::new(Conflict {
         granule,
         write_write: write_write || mine.is_some(),
         other_segment: other,
         other_site: None,
-        our_site: mine.and_then(|m| local.write_sites.get(m).copied()),
+        our_site: mine.and_then(|m| local.report.write_sites.get(m).copied()),
         injected: false,
         swallowed: false,
     })
@@ -295,7 +295,7 @@ pub(crate) unsafe fn write_slow(
     // (With one segment there is nothing to bring up to date: the image is the committed
     // state, and nothing marks.)
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-    if local.imports && unsafe { *local.marker(granule) } != local.version {
+    if local.view.imports && unsafe { *local.marker(granule) } != local.view.version {
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_unread(shared, local, granule, span, site, type_name) };
     }
@@ -347,10 +347,10 @@ unsafe fn write_slow_read(
     let words = granules as usize * (GRANULE / 8);
     if flags & (FLAG_GUARDED | FLAG_WRITE_BARRIER) != FLAG_WRITE_BARRIER
         || words > 2 * SMALL_GRANULES
-        || local.fault_threshold != 0
-        || local.reporting
+        || local.faults.threshold != 0
+        || local.report.on
         || local.backups.capacity() - local.backups.len() < words
-        || local.modified.len() == local.modified.capacity()
+        || local.fp.modified.len() == local.fp.modified.capacity()
     {
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_rare(local, granule, span, site, type_name) };
@@ -394,14 +394,14 @@ unsafe fn write_slow_rare(
     if flags & FLAG_WRITE_BARRIER == 0 {
         return; // written before in this attempt (or allocated by it): only the guard check
     }
-    if local.fault_threshold != 0 || local.reporting {
+    if local.faults.threshold != 0 || local.report.on {
         write_extras(local, site, type_name());
     }
     // SAFETY: as above (invariants 1 and 3).
     let granules = unsafe { (*hdr).granules };
     let words = granules as usize * (GRANULE / 8);
     if local.backups.capacity() - local.backups.len() < words
-        || local.modified.len() == local.modified.capacity()
+        || local.fp.modified.len() == local.fp.modified.capacity()
     {
         grow_write_set(local, words);
     }
@@ -430,11 +430,11 @@ unsafe fn save_before_image(
         // (Also with one segment, where the mark is unused: a test of `imports` here costs
         // the copy below its unrolling, 18 instructions a write.)
         // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-        unsafe { *local.marker(granule) = local.version };
+        unsafe { *local.marker(granule) = local.view.version };
     }
     let len = local.backups.len();
-    let n = local.modified.len();
-    debug_assert!(local.backups.capacity() - len >= words && local.modified.capacity() > n);
+    let n = local.fp.modified.len();
+    debug_assert!(local.backups.capacity() - len >= words && local.fp.modified.capacity() > n);
     // SAFETY: both vectors have room (caller); the source is the object's `words` words in
     // our segment (invariants 1 and 3), 8-aligned, and a Vec buffer never overlaps the heap
     // mapping.
@@ -447,8 +447,8 @@ unsafe fn save_before_image(
             committed::copy_words(hdr.cast(), dst, words);
         }
         local.backups.set_len(len + words);
-        local.modified.as_mut_ptr().add(n).write(granule);
-        local.modified.set_len(n + 1);
+        local.fp.modified.as_mut_ptr().add(n).write(granule);
+        local.fp.modified.set_len(n + 1);
         (*hdr).flags &= !FLAG_WRITE_BARRIER;
     }
 }
@@ -612,8 +612,8 @@ fn write_extras(
         local.doomed = Some(Conflict::injected());
         std::panic::resume_unwind(Box::new(AbortSignal::Conflict(Conflict::injected())));
     }
-    if local.reporting {
-        local.write_sites.push(WriteSite {
+    if local.report.on {
+        local.report.write_sites.push(WriteSite {
             site: site.into(),
             type_name,
         });
@@ -625,7 +625,7 @@ fn write_extras(
 #[inline(never)]
 fn grow_write_set(local: &mut SegmentLocal, words: usize) {
     local.backups.reserve(words.max(64));
-    local.modified.reserve(16);
+    local.fp.modified.reserve(16);
 }
 
 /// Makes the running attempt the inevitable transaction, waiting while another one is.
@@ -635,13 +635,13 @@ pub(crate) fn become_inevitable(
     seg: &Segment,
     local: &mut SegmentLocal,
 ) -> Result<(), Box<Conflict>> {
-    if local.inevitable {
+    if local.fp.inevitable {
         return Ok(());
     }
     match &shared.heap {
         Some(heap) => protocol::become_inevitable(shared, heap, seg, local)
             .map_err(|lost| conflict_of(local, lost))?,
-        None => local.inevitable = true,
+        None => local.fp.inevitable = true,
     }
     seg.stats.bump(Counter::Inevitable);
     Ok(())
@@ -652,7 +652,7 @@ fn end_inevitable(shared: &Shared, local: &mut SegmentLocal) {
     if shared.heap.is_some() {
         protocol::end_inevitable(shared, local);
     } else {
-        local.inevitable = false;
+        local.fp.inevitable = false;
     }
 }
 
@@ -683,7 +683,7 @@ pub(crate) fn commit(
     // `__private::place`) is dropped here (commit also clears the objects' flags).
     local.guards.clear();
     local.update = Guard::NONE;
-    if local.modified.is_empty() && local.allocated.is_empty() {
+    if local.fp.modified.is_empty() && local.fp.allocated.is_empty() {
         // A root is pending only for an object this attempt allocated (invariant 11), so
         // there is none here; if there were, its object never existed.
         debug_assert!(local.pending_roots.is_empty());
@@ -699,10 +699,10 @@ pub(crate) fn commit(
         } else {
             0
         };
-        if local.inevitable {
+        if local.fp.inevitable {
             end_inevitable(shared, local);
         }
-        local.reads.clear();
+        local.fp.reads.clear();
         return Ok(Committed::ReadOnly(at));
     }
     commit_writes(shared, seg, local)
@@ -729,11 +729,11 @@ fn commit_writes(
     let Some(heap) = &shared.heap else {
         // One segment: it is the committed state. Nothing to lock, check or publish: re-arm
         // the write barrier of what we wrote (see `protocol::commit`) and of our new objects.
-        for i in 0..local.modified.len() {
+        for i in 0..local.fp.modified.len() {
             // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
-            unsafe { rearm(local.header(local.modified[i])) };
+            unsafe { rearm(local.header(local.fp.modified[i])) };
         }
-        for &g in &local.allocated {
+        for &g in &local.fp.allocated {
             // SAFETY: as above.
             unsafe { rearm(local.header(g)) };
         }
@@ -742,7 +742,7 @@ fn commit_writes(
         } else {
             shared.gil_commits.fetch_add(1, Ordering::Release) + 1
         };
-        if local.inevitable {
+        if local.fp.inevitable {
             end_inevitable(shared, local);
         }
         // Counted as two steps at once (odd while publishing, with nothing to publish).
@@ -753,8 +753,8 @@ fn commit_writes(
     };
     let rev =
         protocol::commit(shared, heap, seg, local).map_err(|lost| conflict_of(local, lost))?;
-    if local.reporting {
-        for (&g, &site) in local.modified.iter().zip(&local.write_sites) {
+    if local.report.on {
+        for (&g, &site) in local.fp.modified.iter().zip(&local.report.write_sites) {
             shared.recorder.note_writer(g, site);
         }
     }
@@ -763,12 +763,12 @@ fn commit_writes(
 
 /// The bookkeeping after a writing commit at position `rev`.
 fn finish(shared: &Shared, local: &mut SegmentLocal, rev: u64) -> Committed {
-    local.modified.clear();
+    local.fp.modified.clear();
     local.backups.clear();
-    local.reads.clear();
-    local.writes.clear();
-    if !local.allocated.is_empty() {
-        local.committed_objects.append(&mut local.allocated);
+    local.fp.reads.clear();
+    local.fp.writes.clear();
+    if !local.fp.allocated.is_empty() {
+        local.committed_objects.append(&mut local.fp.allocated);
     }
     if !local.pending_roots.is_empty() {
         for born in local.pending_roots.drain(..) {
@@ -784,15 +784,15 @@ fn finish(shared: &Shared, local: &mut SegmentLocal, rev: u64) -> Committed {
 /// inevitability.
 pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
     restore_backups(local, 0, 0);
-    local.modified.clear();
+    local.fp.modified.clear();
     local.backups.clear();
-    local.allocated.clear();
-    local.reads.clear();
+    local.fp.allocated.clear();
+    local.fp.reads.clear();
     local.bump.rollback();
     local.doomed = None;
     local.guards.clear();
     local.update = Guard::NONE;
-    if local.inevitable {
+    if local.fp.inevitable {
         end_inevitable(shared, local);
     }
     if !local.pending_roots.is_empty() {
@@ -806,7 +806,7 @@ pub(crate) fn rollback(shared: &Shared, local: &mut SegmentLocal) {
 /// first, so that an object saved twice (see [`checkpoint`]) ends with its oldest image.
 fn restore_backups(local: &mut SegmentLocal, from: usize, from_word: usize) {
     let mut at = local.backups.len();
-    for &g in local.modified[from..].iter().rev() {
+    for &g in local.fp.modified[from..].iter().rev() {
         let hdr = local.header(g);
         // SAFETY: a live object of our segment (invariants 1 and 3); its backup is the
         // `granules * 2` words that `write_slow` appended for this entry of `modified` (same
@@ -840,7 +840,7 @@ pub(crate) struct Checkpoint {
 /// attempt gets its first one).
 pub(crate) fn checkpoint(local: &mut SegmentLocal) -> Checkpoint {
     let mut armed = Vec::new();
-    for &g in local.modified.iter().chain(&local.allocated) {
+    for &g in local.fp.modified.iter().chain(&local.fp.allocated) {
         let hdr = local.header(g);
         // SAFETY: a live object of our own segment (invariants 1 and 3).
         unsafe {
@@ -851,7 +851,7 @@ pub(crate) fn checkpoint(local: &mut SegmentLocal) -> Checkpoint {
         }
     }
     Checkpoint {
-        modified: local.modified.len(),
+        modified: local.fp.modified.len(),
         backups: local.backups.len(),
         armed,
     }
@@ -873,9 +873,9 @@ pub(crate) fn keep_since(local: &mut SegmentLocal, cp: Checkpoint) {
 /// code keeps them); they commit with the attempt and the collector frees them later.
 pub(crate) fn rollback_to(local: &mut SegmentLocal, cp: Checkpoint) {
     restore_backups(local, cp.modified, cp.backups);
-    local.modified.truncate(cp.modified);
+    local.fp.modified.truncate(cp.modified);
     local.backups.truncate(cp.backups);
-    local.write_sites.truncate(cp.modified);
+    local.report.write_sites.truncate(cp.modified);
     keep_since(local, cp);
 }
 
@@ -972,12 +972,12 @@ mod tests {
         );
         // SAFETY: as above.
         let (mx, my, cx) = unsafe { (*local(a).marker(x), *local(a).marker(y), *local(a).copy(x)) };
-        assert_eq!(mx, local(a).version, "read marker set");
-        assert_ne!(my, local(a).version, "y was not read");
+        assert_eq!(mx, local(a).view.version, "read marker set");
+        assert_ne!(my, local(a).view.version, "y was not read");
         assert_eq!(cx, word(&stm, x), "the image's version is recorded");
-        assert_eq!(local(a).reads, vec![x]);
+        assert_eq!(local(a).fp.reads, vec![x]);
         assert!(commit(sh, a, local(a)).is_ok());
-        assert!(local(a).reads.is_empty());
+        assert!(local(a).fp.reads.is_empty());
     }
 
     #[test]
@@ -1083,7 +1083,7 @@ mod tests {
         begin(sh, local(a));
         begin(sh, local(b));
         Gc::<u64>::new(&tx_for(&stm, a), x).set(5);
-        assert_eq!(local(a).modified, vec![x]);
+        assert_eq!(local(a).fp.modified, vec![x]);
         Gc::<u64>::new(&tx_for(&stm, b), x).set(6);
         assert!(commit(sh, b, local(b)).is_ok());
         let c = commit(sh, a, local(a)).err().expect("a must lose");
@@ -1134,15 +1134,18 @@ mod tests {
         stm.atomically(|tx| {
             let o = tx.alloc(0u64);
             o.set(1);
-            assert!(tx.local().modified.is_empty(), "no backup of a new object");
-            assert!(tx.local().reads.is_empty(), "nor a read");
-            assert_eq!(tx.local().allocated, vec![o.granule]);
+            assert!(
+                tx.local().fp.modified.is_empty(),
+                "no backup of a new object"
+            );
+            assert!(tx.local().fp.reads.is_empty(), "nor a read");
+            assert_eq!(tx.local().fp.allocated, vec![o.granule]);
         });
         let g = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
         stm.atomically(|tx| {
             g.get(tx).set(1);
             assert_eq!(
-                tx.local().modified.len(),
+                tx.local().fp.modified.len(),
                 1,
                 "committed objects do need one"
             );
@@ -1260,14 +1263,14 @@ mod tests {
         // SAFETY: a plain field of a live object, written by nobody while this runs.
         let v = unsafe { gx.read_field_untracked(|p| p) };
         assert_eq!(v, 7, "imported");
-        let v = local(a).version;
+        let v = local(a).view.version;
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
         assert_eq!(unsafe { *local(a).marker(x) }, v + UNTRACKED);
-        assert!(local(a).reads.is_empty(), "not listed");
+        assert!(local(a).fp.reads.is_empty(), "not listed");
         // A tracked read still lists it (and marks it tracked), once.
         assert_eq!(gx.get(), 7);
         assert_eq!(gx.get(), 7);
-        assert_eq!(local(a).reads, vec![x]);
+        assert_eq!(local(a).fp.reads, vec![x]);
         // SAFETY: as above.
         assert_eq!(unsafe { *local(a).marker(x) }, v);
         // Another untracked read leaves the tracked mark alone.
@@ -1284,8 +1287,8 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { gx.read_field_untracked(|p| p) }, 7);
         gx.set(8);
-        assert_eq!(local(a).modified, vec![x]);
-        assert_eq!(local(a).reads, vec![x], "a write reads");
+        assert_eq!(local(a).fp.modified, vec![x]);
+        assert_eq!(local(a).fp.reads, vec![x], "a write reads");
         assert!(commit(sh, a, local(a)).is_ok());
     }
 
@@ -1297,11 +1300,11 @@ mod tests {
         begin(sh, local(a));
         Gc::<u64>::new(&tx_for(&stm, a), x).get();
         assert!(commit(sh, a, local(a)).is_ok());
-        local(a).version = u16::MAX - 1;
+        local(a).view.version = u16::MAX - 1;
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
         unsafe { *local(a).marker(x) = 2 };
         begin(sh, local(a));
-        assert_eq!(local(a).version, 2);
+        assert_eq!(local(a).view.version, 2);
         // SAFETY: in bounds (invariant 3); owned (invariant 1).
         assert_eq!(unsafe { *local(a).marker(x) }, 0, "old markers cleared");
     }

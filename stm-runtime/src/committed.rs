@@ -3,7 +3,7 @@
 //! holds the object locked.
 //!
 //! Segments are private caches of this heap. A segment remembers, per granule, the version
-//! word of the image it holds (`SegmentLocal::copies`); the read barrier's slow path compares
+//! word of the image it holds (`View::copies_ptr`, `segment.rs`); the read barrier's slow path compares
 //! it with the object's version word here and imports the newer image when they differ. A
 //! committer locks the version words of the objects it wrote, copies their new images here,
 //! and unlocks them with the next version (`commit.rs`). Nothing else is shared between

@@ -37,7 +37,7 @@ pub(crate) fn locks_before_checks() {}
 /// Waits until no transaction is inevitable (one that wants to commit or become inevitable
 /// itself waits here); with conflict reports on, records the time lost.
 pub(crate) fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
-    let start = local.reporting.then(Instant::now);
+    let start = local.report.on.then(Instant::now);
     shared
         .inevitable_done
         .wait_until(|| shared.inevitable.load(Ordering::SeqCst) == 0);
@@ -45,7 +45,7 @@ pub(crate) fn wait_for_inevitable(shared: &Shared, local: &SegmentLocal) {
         shared.recorder.record(ConflictSite {
             kind: ConflictKind::Inevitable,
             object_type: None,
-            this_side: local.tx_site,
+            this_side: local.report.tx_site,
             other_side: None,
             count: 1,
             time_lost: start.elapsed(),

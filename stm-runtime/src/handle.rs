@@ -785,7 +785,7 @@ impl<T: Object> Root<T> {
         // An object this attempt allocated carries its read mark (`Tx::alloc`); an unmarked
         // one is committed, and its image here may be old, so its header is not looked at.
         // SAFETY: in bounds (live object, invariant 3); owned (invariant 1).
-        let marked = !tx.imports || unsafe { *local.marker(gc.granule) } == local.version;
+        let marked = !tx.imports || unsafe { *local.marker(gc.granule) } == local.view.version;
         let hdr = local.header(gc.granule);
         // SAFETY: a live object's header in our own segment (invariants 1 and 3), current
         // since the attempt marked it (invariant 2).

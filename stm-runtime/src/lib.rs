@@ -49,6 +49,7 @@ mod commit;
 mod committed;
 mod config;
 mod facade;
+mod footprint;
 mod gc;
 mod handle;
 mod heap;

@@ -140,7 +140,7 @@ impl Shared {
             Some(CommittedHeap::new(config.heap_size).map_err(StmError::Map)?)
         };
         for seg in segments.iter_mut() {
-            seg.local.get_mut().imports = heap.is_some();
+            seg.local.get_mut().view.imports = heap.is_some();
         }
         let recorder = Recorder::new(config.conflict_reports || report::env_enabled());
         let roots = (0..config.segments)

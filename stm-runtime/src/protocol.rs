@@ -1,9 +1,12 @@
 //! The commit protocol between segments and the committed heap, over the narrow state it
 //! needs: the version words and images of the committed heap, each segment's commit count
-//! and `committing` flag, the `inevitable` flag, and of the running attempt only its read
-//! set, its written and allocated objects, its segment's copy versions and images, and its
-//! holder mark. Everything else an attempt has (barriers, before-images, guards, series,
-//! reports, fault injection) is in `commit.rs`, which calls in here.
+//! and `committing` flag, the `inevitable` flag, and of the running attempt only its
+//! `Footprint` (`footprint.rs`: read set, written and allocated objects, holder mark,
+//! inevitability, last checked commit count) and its segment's images and copy versions
+//! (`SegmentLocal::header`, `SegmentLocal::copy`). Everything else an attempt has
+//! (barriers, before-images, guards, series, reports, fault injection) is in `commit.rs`,
+//! which calls in here; the loom test's `SegmentLocal` has nothing else, so this file
+//! cannot name it.
 //!
 //! **This file is compiled twice.** In the runtime, `super::facade` (`facade.rs`) gives it
 //! std's atomics, the mapped committed heap (`committed.rs`) and the runtime's segments. In
@@ -191,18 +194,22 @@ fn revalidate(
     local: &mut SegmentLocal,
     imported: u32,
 ) -> Result<(), Lost> {
-    let check_counts = local.reads.len() > shared.segments.len();
+    let check_counts = local.fp.reads.len() > shared.segments.len();
     let count = if check_counts {
         // Acquire loads after the import's: see above.
         settled_commit_count(shared)
     } else {
         None
     };
-    if count.is_some() && count == local.seen {
+    if count.is_some() && count == local.fp.seen {
         return Ok(());
     }
-    current(heap, local, local.reads.iter().copied().chain([imported]))?;
-    local.seen = count;
+    current(
+        heap,
+        local,
+        local.fp.reads.iter().copied().chain([imported]),
+    )?;
+    local.fp.seen = count;
     Ok(())
 }
 
@@ -211,7 +218,7 @@ fn revalidate(
 /// up). Only for a thread that holds no lock itself (it could wait for a committer that waits
 /// for it).
 pub(crate) fn reads_current(heap: &CommittedHeap, local: &SegmentLocal) -> Result<(), Lost> {
-    current(heap, local, local.reads.iter().copied())
+    current(heap, local, local.fp.reads.iter().copied())
 }
 
 /// [`reads_current`] for the objects `granules` (read or imported by the attempt).
@@ -224,7 +231,7 @@ fn current(
         let backoff = Backoff::new();
         loop {
             let now = heap.word(g).load(Ordering::Acquire);
-            if holder(now) != 0 && holder(now) != local.holder {
+            if holder(now) != 0 && holder(now) != local.fp.holder {
                 backoff.snooze();
                 continue;
             }
@@ -252,7 +259,7 @@ pub(crate) fn become_inevitable(
 ) -> Result<(), Lost> {
     while shared
         .inevitable
-        .compare_exchange(0, local.holder, Ordering::SeqCst, Ordering::SeqCst)
+        .compare_exchange(0, local.fp.holder, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
     {
         wait_for_inevitable(shared, local);
@@ -264,7 +271,7 @@ pub(crate) fn become_inevitable(
         shared.inevitable_done.notify();
         return Err(lost);
     }
-    local.inevitable = true;
+    local.fp.inevitable = true;
     Ok(())
 }
 
@@ -311,7 +318,7 @@ pub(crate) fn end_inevitable(shared: &Shared, local: &mut SegmentLocal) {
     // SeqCst: pairs with the waiters' SeqCst load (Monitor).
     shared.inevitable.store(0, Ordering::SeqCst);
     shared.inevitable_done.notify();
-    local.inevitable = false;
+    local.fp.inevitable = false;
 }
 
 /// The next position in the serial order with `Config::serial_order`, else 0.
@@ -324,8 +331,8 @@ pub(crate) fn serial_position(shared: &Shared) -> u64 {
     }
 }
 
-/// Commits the writes of the running attempt (the objects it wrote, `local.modified`, and
-/// those it allocated, `local.allocated`): lock, check, publish, as the module says; returns
+/// Commits the writes of the running attempt (the objects it wrote, `local.fp.modified`, and
+/// those it allocated, `local.fp.allocated`): lock, check, publish, as the module says; returns
 /// its position in the serial order ([`serial_position`]). The attempt ends inevitability
 /// here if it had it, either way. On `Err` nothing is published and nothing stays locked.
 ///
@@ -341,7 +348,7 @@ pub(crate) fn commit(
 ) -> Result<u64, Lost> {
     loop {
         announce(seg);
-        if local.inevitable || shared.inevitable.load(Ordering::SeqCst) == 0 {
+        if local.fp.inevitable || shared.inevitable.load(Ordering::SeqCst) == 0 {
             break;
         }
         seg.committing.store(false, Ordering::Release);
@@ -351,9 +358,9 @@ pub(crate) fn commit(
     // each, lock it at the version we read, and list it in `writes`. Another version, or
     // another holder, means someone committed it (or is committing it) since: we lose (the
     // rollback restores the before-images, headers and their flags included).
-    local.writes.clear();
-    for i in 0..local.modified.len() {
-        let g = local.modified[i];
+    local.fp.writes.clear();
+    for i in 0..local.fp.modified.len() {
+        let g = local.fp.modified[i];
         let hdr: *mut Header = local.header(g);
         // SAFETY: a live object of this heap in our own segment (invariants 1 and 3).
         let flags = unsafe { (*hdr).flags };
@@ -371,7 +378,7 @@ pub(crate) fn commit(
         // x86-64).
         if let Err(now) = heap.word(g).compare_exchange(
             have,
-            have | local.holder,
+            have | local.fp.holder,
             Ordering::SeqCst,
             Ordering::Relaxed,
         ) {
@@ -379,7 +386,7 @@ pub(crate) fn commit(
                 heap,
                 seg,
                 local,
-                local.writes.len(),
+                local.fp.writes.len(),
                 Lost {
                     granule: g,
                     write_write: true,
@@ -387,21 +394,21 @@ pub(crate) fn commit(
                 },
             ));
         }
-        local.writes.push(g);
+        local.fp.writes.push(g);
     }
-    let written = local.writes.len();
+    let written = local.fp.writes.len();
     locks_before_checks();
     let rev = serial_position(shared);
     // Everything we read is still at the version we read, and nobody else holds it: the
     // commit is serialized here. (Nothing changes under an inevitable transaction.)
-    if !local.inevitable {
-        for &g in &local.reads {
+    if !local.fp.inevitable {
+        for &g in &local.fp.reads {
             let now = heap.word(g).load(Ordering::SeqCst);
             // SAFETY: a read object is live (invariant 3); owned (invariant 1).
             let have = unsafe { *local.copy(g) };
             // Current: the version we read (`have` has no holder bits), unlocked or locked
             // by us (we wrote it too).
-            if now != have && now != have | local.holder {
+            if now != have && now != have | local.fp.holder {
                 let lost = Lost {
                     granule: g,
                     write_write: false,
@@ -419,7 +426,7 @@ pub(crate) fn commit(
     fence(Ordering::Release);
     // Our new objects first: nothing reaches them before the objects that point to them
     // are published below, or their roots are settled after this.
-    for &g in &local.allocated {
+    for &g in &local.fp.allocated {
         let hdr = local.header(g);
         // SAFETY: an object this attempt allocated, live in our own segment (invariants 1, 3
         // and 16); nobody else can reach its granules yet (they are in no committed object
@@ -434,7 +441,7 @@ pub(crate) fn commit(
             *local.copy(g) = next;
         }
     }
-    for &g in &local.writes {
+    for &g in &local.fp.writes {
         let hdr = local.header(g);
         // SAFETY: a live object we hold locked (above): no other committer writes its image,
         // and importers check the version word around their copy; our own image of it is in
@@ -450,7 +457,7 @@ pub(crate) fn commit(
     seg.committing.store(false, Ordering::Release);
     // Even again. Release, after the versions: see `Shared::commit_count`.
     seg.commits.store(count + 2, Ordering::Release);
-    if local.inevitable {
+    if local.fp.inevitable {
         end_inevitable(shared, local);
     }
     Ok(rev)
@@ -467,7 +474,7 @@ fn give_up(
     locked: usize,
     lost: Lost,
 ) -> Lost {
-    for &g in &local.writes[..locked] {
+    for &g in &local.fp.writes[..locked] {
         // SAFETY: a live object (invariant 3); owned (invariant 1).
         let have = unsafe { *local.copy(g) };
         heap.word(g).store(have, Ordering::Release);

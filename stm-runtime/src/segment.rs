@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use memmap2::MmapMut;
 
+use crate::footprint::Footprint;
 use crate::heap::{Bump, Header, GRANULE};
 use crate::report::{Site, WriteSite};
 use crate::stats::SegmentStats;
@@ -98,15 +99,15 @@ impl SegmentLocal {
     #[inline]
     pub(crate) fn inject_fault(&mut self) -> bool {
         // Never while unwinding: a second unwind from a destructor would abort the process.
-        if self.fault_threshold == 0 || self.inevitable || std::thread::panicking() {
+        if self.faults.threshold == 0 || self.fp.inevitable || std::thread::panicking() {
             return false;
         }
-        let mut x = self.fault_rng;
+        let mut x = self.faults.rng;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.fault_rng = x;
-        x < self.fault_threshold
+        self.faults.rng = x;
+        x < self.faults.threshold
     }
 }
 
@@ -142,71 +143,26 @@ unsafe impl Sync for Segment {}
 // runtime, not by any thread; moving the segment between threads moves nothing thread-bound.
 unsafe impl Send for Segment {}
 
-/// The state of a segment that only its owner touches.
+/// The state of a segment that only its owner touches: its memory, what the commit
+/// protocol sees of the running attempt, and the attempt's own bookkeeping around it.
 pub(crate) struct SegmentLocal {
-    /// This segment's private view of the heap (kept for its lifetime;
-    /// accessed through `heap_ptr`).
-    _heap: MmapMut,
-    /// Read markers: one `u16` per heap granule.
-    pub markers: MmapMut,
-    /// `heap`'s base address (taken once: the mapping never moves).
-    heap_ptr: *mut u8,
-    /// `markers`' base address.
-    markers_ptr: *mut u16,
-    /// The value the read barrier stores into a marker; bumped at every transaction start.
-    pub version: u16,
-    /// Whether the runtime has a committed heap (STM mode, more than one segment), so that
-    /// this segment's images may be old: the barriers then test and write the read markers.
-    /// Without one, the segment is the committed state, markers are not tested (only the
-    /// write barrier's slow path still stores one) and `version` stays 0. Set once by
-    /// `Shared::new`.
-    pub imports: bool,
-    /// Per granule, the version word (`committed.rs`) of the image this segment holds
-    /// (kept for its lifetime; accessed through `copies_ptr`).
-    _copies: MmapMut,
-    /// `_copies`' base address.
-    copies_ptr: *mut u64,
-    /// The committed objects the running attempt has read (or written: a write reads),
-    /// in the order of their first read; validated at every import and at commit.
-    pub reads: Vec<u32>,
-    /// The segment index + 1, as it appears in the holder bits of a version word.
-    pub holder: u64,
-    /// At commit: the distinct committed objects of `modified`, which the commit locks.
-    pub writes: Vec<u32>,
-    /// The sum of every segment's `commits` read just before the attempt's last check of
-    /// its reads, if no commit was publishing then.
-    pub seen: Option<u64>,
-    /// Committed objects written by the running transaction (granules), in barrier order.
-    pub modified: Vec<u32>,
-    /// Before-images of `modified`, concatenated in the same order.
+    /// The segment's memory: its images, read markers and copy versions.
+    pub view: View,
+    /// What the commit protocol (`protocol.rs`) sees of the running attempt.
+    pub fp: Footprint,
+    /// Before-images of `fp.modified`, concatenated in the same order.
     pub backups: Vec<MaybeUninit<u64>>,
-    /// Objects allocated by the running transaction.
-    pub allocated: Vec<u32>,
     /// Objects this segment allocated and committed that the collector has not freed.
     pub committed_objects: Vec<u32>,
     /// This `atomically` call may still collect once if the heap is full.
     pub may_collect: bool,
-    /// Fault injection: abort when the next random number is below this (0: never).
-    pub fault_threshold: u64,
-    /// Fault injection's random state (xorshift).
-    pub fault_rng: u64,
     /// Bump allocation state.
     pub bump: Bump,
-    /// The running transaction is the inevitable one.
-    pub inevitable: bool,
-    /// ... because its code called `become_inevitable` (not only the progress policy).
+    /// The running transaction is inevitable because its code called `become_inevitable`
+    /// (not only the progress policy).
     pub user_inevitable: bool,
-    /// The running attempt ends at a break point (`run_in_transactions`), not at the end of
-    /// its code: its commit is counted as a break.
-    pub cut_by_break: bool,
-    /// Steps left before the running attempt of a series commits at a break point; set to
-    /// the budget when the attempt starts, to 1 when the transaction becomes inevitable (so
-    /// that the next break point ends it).
-    pub series_left: u32,
-    /// The steps the running attempt of a series may do (its budget, or fewer to end just
-    /// before a step that needs to become inevitable); `u32::MAX` when the attempt is not
-    /// one of a series (see [`SegmentLocal::in_series`]).
-    pub series_budget: u32,
+    /// The running attempt's place in a series cut at break points.
+    pub series: Series,
     /// The attempt must not commit: validation found a conflict, or user code caught one of
     /// the runtime's unwinds (an abort, a retry, a restart) and carried on.
     pub doomed: Option<Box<Conflict>>,
@@ -220,19 +176,78 @@ pub(crate) struct SegmentLocal {
     pub attempt: u64,
     /// Births of roots to objects allocated by the running attempt, settled at its end.
     pub pending_roots: Vec<Arc<AtomicU64>>,
-    /// Conflict reporting is on for the running attempt.
-    pub reporting: bool,
-    /// Where the running attempt's `atomically` was called (for conflict reports).
-    pub tx_site: Option<Site>,
-    /// The thread's CPU time when the running attempt started (only while reporting).
-    pub started: Option<std::time::Duration>,
-    /// Where each object of `modified` was first written (only while reporting).
-    pub write_sites: Vec<WriteSite>,
-    /// Where each object of `allocated` was allocated (only while reporting).
-    pub alloc_sites: Vec<WriteSite>,
+    /// Conflict reporting's state for the running attempt.
+    pub report: Reporting,
+    /// Fault injection's state.
+    pub faults: Faults,
     /// Who used the segment last (a bias slot's address) and how many times in a row: a
     /// release after [`BIAS_AFTER`](crate::owner::BIAS_AFTER) leaves it biased.
     pub streak: (usize, u32),
+}
+
+/// A segment's memory: its private view of the heap, one read marker and one copy version
+/// per granule, and how the barriers read them.
+pub(crate) struct View {
+    /// This segment's private view of the heap (kept for its lifetime; accessed through
+    /// `heap_ptr`).
+    _heap: MmapMut,
+    /// Read markers: one `u16` per heap granule.
+    pub markers: MmapMut,
+    /// `_heap`'s base address (taken once: the mapping never moves).
+    heap_ptr: *mut u8,
+    /// `markers`' base address.
+    markers_ptr: *mut u16,
+    /// Per granule, the version word (`committed.rs`) of the image this segment holds
+    /// (kept for its lifetime; accessed through `copies_ptr`).
+    _copies: MmapMut,
+    /// `_copies`' base address.
+    copies_ptr: *mut u64,
+    /// The value the read barrier stores into a marker; bumped at every transaction start.
+    pub version: u16,
+    /// Whether the runtime has a committed heap (STM mode, more than one segment), so that
+    /// this segment's images may be old: the barriers then test and write the read markers.
+    /// Without one, the segment is the committed state, markers are not tested (only the
+    /// write barrier's slow path still stores one) and `version` stays 0. Set once by
+    /// `Shared::new`.
+    pub imports: bool,
+}
+
+/// Where the running attempt stands in a series cut at break points (`run_in_transactions`
+/// or an `#[in_transactions]` loop).
+pub(crate) struct Series {
+    /// The running attempt ends at a break point, not at the end of its code: its commit is
+    /// counted as a break.
+    pub cut_by_break: bool,
+    /// Steps left before the running attempt commits at a break point; set to the budget
+    /// when the attempt starts, to 1 when the transaction becomes inevitable (so that the
+    /// next break point ends it).
+    pub left: u32,
+    /// The steps the running attempt may do (its budget, or fewer to end just before a step
+    /// that needs to become inevitable); `u32::MAX` when the attempt is not one of a series
+    /// (see [`SegmentLocal::in_series`]).
+    pub budget: u32,
+}
+
+/// Conflict reporting's state for the running attempt (`report.rs`).
+pub(crate) struct Reporting {
+    /// Reporting is on for the running attempt.
+    pub on: bool,
+    /// Where the running attempt's `atomically` was called.
+    pub tx_site: Option<Site>,
+    /// The thread's CPU time when the running attempt started (only while reporting).
+    pub started: Option<std::time::Duration>,
+    /// Where each object of `fp.modified` was first written (only while reporting).
+    pub write_sites: Vec<WriteSite>,
+    /// Where each object of `fp.allocated` was allocated (only while reporting).
+    pub alloc_sites: Vec<WriteSite>,
+}
+
+/// Fault injection's state (`Config::fault_rate`).
+pub(crate) struct Faults {
+    /// Abort when the next random number is below this (0: never).
+    pub threshold: u64,
+    /// The random state (xorshift).
+    pub rng: u64,
 }
 
 impl Segment {
@@ -258,41 +273,43 @@ impl Segment {
             committing: AtomicBool::new(false),
             stats: SegmentStats::default(),
             local: UnsafeCell::new(SegmentLocal {
-                _heap: heap,
-                markers,
-                heap_ptr,
-                markers_ptr,
-                version: 0,
-                imports: false,
-                _copies: copies,
-                copies_ptr,
-                reads: Vec::new(),
-                holder: u64::from(index) + 1,
-                writes: Vec::new(),
-                seen: None,
-                modified: Vec::new(),
+                view: View {
+                    _heap: heap,
+                    markers,
+                    heap_ptr,
+                    markers_ptr,
+                    _copies: copies,
+                    copies_ptr,
+                    version: 0,
+                    imports: false,
+                },
+                fp: Footprint::new(index),
                 backups: Vec::new(),
-                allocated: Vec::new(),
                 committed_objects: Vec::new(),
                 may_collect: false,
-                fault_threshold: (config.fault_rate * u64::MAX as f64) as u64,
-                fault_rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) << 32 | 1),
                 bump: Bump::default(),
-                inevitable: false,
                 user_inevitable: false,
-                cut_by_break: false,
-                series_left: u32::MAX,
-                series_budget: u32::MAX,
+                series: Series {
+                    cut_by_break: false,
+                    left: u32::MAX,
+                    budget: u32::MAX,
+                },
                 doomed: None,
                 guards: Vec::new(),
                 update: Guard::NONE,
                 attempt: 0,
                 pending_roots: Vec::new(),
-                reporting: false,
-                tx_site: None,
-                started: None,
-                write_sites: Vec::new(),
-                alloc_sites: Vec::new(),
+                report: Reporting {
+                    on: false,
+                    tx_site: None,
+                    started: None,
+                    write_sites: Vec::new(),
+                    alloc_sites: Vec::new(),
+                },
+                faults: Faults {
+                    threshold: (config.fault_rate * u64::MAX as f64) as u64,
+                    rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) << 32 | 1),
+                },
                 streak: (0, 0),
             }),
         })
@@ -316,19 +333,19 @@ impl SegmentLocal {
     /// (`run_in_transactions` or an `#[in_transactions]` loop): its aborts are counted apart.
     #[inline]
     pub(crate) fn in_series(&self) -> bool {
-        self.series_budget != u32::MAX
+        self.series.budget != u32::MAX
     }
 
     /// Base of the heap mapping.
     #[inline]
     pub(crate) fn heap_base(&self) -> *mut u8 {
-        self.heap_ptr
+        self.view.heap_ptr
     }
 
     /// Base of the read-marker array.
     #[inline]
     pub(crate) fn markers_base(&self) -> *mut u16 {
-        self.markers_ptr
+        self.view.markers_ptr
     }
 
     /// The header of the object at `granule`.
@@ -350,6 +367,6 @@ impl SegmentLocal {
     /// The version word of this segment's image of the object at `granule`.
     #[inline]
     pub(crate) fn copy(&self, granule: u32) -> *mut u64 {
-        self.copies_ptr.wrapping_add(granule as usize)
+        self.view.copies_ptr.wrapping_add(granule as usize)
     }
 }

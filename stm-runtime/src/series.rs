@@ -169,7 +169,7 @@ fn series<S: Clone, R>(
             }
             .max(1);
             last_limit = limit;
-            tx.local().series_budget = limit;
+            tx.local().series.budget = limit;
             let left = tx.series_left();
             // SAFETY: this attempt's counter (see `Tx::series_left`); no runtime call runs
             // (invariant 10).
@@ -191,7 +191,7 @@ fn series<S: Clone, R>(
                     r
                 };
                 if remaining == 0 {
-                    tx.local().cut_by_break = true;
+                    tx.local().series.cut_by_break = true;
                     return (s, None);
                 }
             }

@@ -158,8 +158,8 @@ impl Tx {
         Tx {
             heap: Ptr(local.heap_base()),
             markers: Ptr(local.markers_base()),
-            version: local.version,
-            imports: local.imports,
+            version: local.view.version,
+            imports: local.view.imports,
             seg: Ptr(std::ptr::from_ref(seg).cast_mut()),
             shared: Ptr(std::ptr::from_ref(shared).cast_mut()),
             shared_raw: Ptr(Arc::as_ptr(shared).cast_mut()),
@@ -235,7 +235,7 @@ impl Tx {
             {
                 Ok(g) => g,
                 Err(e) => {
-                    if local.may_collect && !local.inevitable {
+                    if local.may_collect && !local.fp.inevitable {
                         // Run the collector (outside this transaction) and try again once.
                         local.may_collect = false;
                         self.abort_with(AbortSignal::Collect);
@@ -244,9 +244,9 @@ impl Tx {
                 }
             };
         let type_index = crate::handle::type_index::<T>();
-        local.allocated.push(granule);
-        if local.reporting {
-            local.alloc_sites.push(WriteSite {
+        local.fp.allocated.push(granule);
+        if local.report.on {
+            local.report.alloc_sites.push(WriteSite {
                 site: Site::caller(),
                 type_name: std::any::type_name::<T>(),
             });
@@ -263,8 +263,8 @@ impl Tx {
             hdr.cast::<u8>().add(HEADER_SIZE).cast::<T>().write(value);
             // The attempt's mark: reads and writes of its own new object take the fast paths
             // (nothing to import, nothing to validate).
-            if local.imports {
-                *local.marker(granule) = local.version;
+            if local.view.imports {
+                *local.marker(granule) = local.view.version;
             }
         }
         debug_assert!(granules * GRANULE >= HEADER_SIZE + std::mem::size_of::<T>());
@@ -301,8 +301,8 @@ impl Tx {
     #[track_caller]
     pub fn become_inevitable(&self) {
         let local = self.local();
-        if local.in_series() && !local.inevitable {
-            let done = local.series_budget - local.series_left;
+        if local.in_series() && !local.fp.inevitable {
+            let done = local.series.budget - local.series.left;
             if done > 0 {
                 // A break point before the I/O: run the series' earlier steps again as a
                 // transaction of their own, and this step in the next one.
@@ -315,7 +315,7 @@ impl Tx {
         // From here on the code may have done something irreversible: no more retry.
         let local = self.local();
         local.user_inevitable = true;
-        if local.reporting && !was {
+        if local.report.on && !was {
             let between_breaks = local.in_series();
             self.shared().recorder.record(ConflictSite {
                 kind: ConflictKind::BecameInevitable,
@@ -331,7 +331,7 @@ impl Tx {
 
     fn make_inevitable(&self) {
         let local = self.local();
-        if local.inevitable {
+        if local.fp.inevitable {
             return;
         }
         if let Some(c) = local.doomed.clone() {
@@ -345,12 +345,12 @@ impl Tx {
         // An inevitable transaction holds up every other commit: in a series, the next break
         // point ends it.
         let local = self.local();
-        local.series_left = local.series_left.min(1);
+        local.series.left = local.series.left.min(1);
     }
 
     /// Whether this transaction is the inevitable one.
     pub fn is_inevitable(&self) -> bool {
-        self.local().inevitable
+        self.local().fp.inevitable
     }
 
     /// The running attempt's count of steps left before a break point breaks, for the loop of
@@ -360,7 +360,7 @@ impl Tx {
         // SAFETY: a raw pointer into the segment's local state, taken without creating a
         // reference; it stays valid for the attempt (the segment is owned for its duration,
         // invariant 1).
-        unsafe { std::ptr::addr_of_mut!((*(*self.seg.0).local.get()).series_left) }
+        unsafe { std::ptr::addr_of_mut!((*(*self.seg.0).local.get()).series.left) }
     }
 
     /// Abandons this attempt and runs the transaction again once another transaction has
@@ -573,7 +573,7 @@ impl Stm {
             // its local state exists outside this loop's runtime calls (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
             commit::begin(shared, local);
-            if local.reporting {
+            if local.report.on {
                 note_site(local, site);
             }
             let tx = Tx::new(local, seg, shared);
@@ -592,7 +592,7 @@ impl Stm {
             let counter = match outcome {
                 Ok(Ok(value)) => match commit::commit(shared, seg, local) {
                     Ok(c) => {
-                        if local.cut_by_break {
+                        if local.series.cut_by_break {
                             seg.stats.bump(Counter::BreakCommit);
                         }
                         let at = match c {
@@ -687,7 +687,7 @@ impl Stm {
 #[cold]
 #[inline(never)]
 fn note_site(local: &mut SegmentLocal, site: &'static Location<'static>) {
-    local.tx_site = Some(site.into());
+    local.report.tx_site = Some(site.into());
 }
 
 /// Whether user code caught the unwind of a conflict (not of a retry or restart, which
@@ -824,7 +824,7 @@ impl Stm {
     /// Accounts for an attempt lost to a conflict: the counter to bump, and the conflict
     /// report's row when reporting.
     fn conflicted(&self, local: &SegmentLocal, c: &Conflict) -> Counter {
-        if local.reporting && !c.injected && !c.swallowed {
+        if local.report.on && !c.injected && !c.swallowed {
             let other_site = c
                 .other_site
                 .or_else(|| self.shared.recorder.writer_of(c.granule));
@@ -836,10 +836,11 @@ impl Stm {
             self.shared.recorder.record(ConflictSite {
                 kind,
                 object_type: other_site.or(c.our_site).map(|s| s.type_name),
-                this_side: c.our_site.map(|s| s.site).or(local.tx_site),
+                this_side: c.our_site.map(|s| s.site).or(local.report.tx_site),
                 other_side: other_site.map(|s| s.site),
                 count: 1,
                 time_lost: local
+                    .report
                     .started
                     .map(|t| crate::sys::thread_cpu_time().saturating_sub(t))
                     .unwrap_or_default(),

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Lowest first. Modules of one layer may use each other.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("data", &["config", "sys", "stats", "report"]),
+    ("data", &["config", "sys", "stats", "report", "footprint"]),
     ("heap and committed heap", &["heap", "committed"]),
     ("segments and their pool", &["owner", "segment", "pool"]),
     ("protocol", &["facade", "protocol", "commit"]),

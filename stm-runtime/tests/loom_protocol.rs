@@ -28,6 +28,8 @@ use loom::sync::Arc;
 mod facade {
     use std::cell::UnsafeCell;
 
+    use super::footprint::Footprint;
+
     pub use loom::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
     pub use loom::thread::yield_now;
     pub use std::sync::atomic::compiler_fence;
@@ -169,15 +171,10 @@ mod facade {
     }
 
     /// A segment's state, as far as the protocol sees it: its images and copy versions
-    /// (plain memory, touched by its own thread only) and the running attempt's lists.
+    /// (plain memory, touched by its own thread only) and the running attempt's
+    /// [`Footprint`], the runtime's own type (`src/footprint.rs`, compiled here too).
     pub struct SegmentLocal {
-        pub reads: Vec<u32>,
-        pub writes: Vec<u32>,
-        pub modified: Vec<u32>,
-        pub allocated: Vec<u32>,
-        pub holder: u64,
-        pub seen: Option<u64>,
-        pub inevitable: bool,
+        pub fp: Footprint,
         memory: Box<[UnsafeCell<u64>]>,
         copies: Box<[UnsafeCell<u64>]>,
     }
@@ -185,13 +182,7 @@ mod facade {
     impl SegmentLocal {
         pub fn new(index: u32, images: &[u64], version: u64) -> SegmentLocal {
             SegmentLocal {
-                reads: Vec::new(),
-                writes: Vec::new(),
-                modified: Vec::new(),
-                allocated: Vec::new(),
-                holder: index as u64 + 1,
-                seen: None,
-                inevitable: false,
+                fp: Footprint::new(index),
                 memory: images.iter().map(|&w| UnsafeCell::new(w)).collect(),
                 copies: (0..images.len() / WORDS)
                     .map(|_| UnsafeCell::new(version))
@@ -214,6 +205,8 @@ mod facade {
     }
 }
 
+#[path = "../src/footprint.rs"]
+mod footprint;
 #[path = "../src/protocol.rs"]
 mod protocol;
 
@@ -282,7 +275,7 @@ impl Tx {
             // SAFETY: our own segment's copy versions.
             unsafe { *local.copy(g as u32) = 0 };
         }
-        local.seen = None;
+        local.fp.seen = None;
         Tx {
             sh: sh.clone(),
             index,
@@ -293,8 +286,8 @@ impl Tx {
     }
 
     fn begin(&mut self) {
-        self.local.reads.clear();
-        self.local.seen = None;
+        self.local.fp.reads.clear();
+        self.local.fp.seen = None;
         self.marked.iter_mut().for_each(|m| *m = false);
     }
 
@@ -308,7 +301,7 @@ impl Tx {
                 // SAFETY: as above; the attempt has not read this object yet.
                 unsafe { protocol::catch_up(&self.sh, heap, &mut self.local, g)? };
             }
-            self.local.reads.push(g);
+            self.local.fp.reads.push(g);
             self.marked[g as usize] = true;
         }
         // SAFETY: our own segment.
@@ -325,7 +318,7 @@ impl Tx {
                 self.backups
                     .push([*hdr.cast::<u64>(), *self.local.value(g)]);
                 (*hdr).flags &= !FLAG_WRITE_BARRIER;
-                self.local.modified.push(g);
+                self.local.fp.modified.push(g);
             }
             *self.local.value(g) = v;
         }
@@ -343,7 +336,7 @@ impl Tx {
             });
             *self.local.value(g) = v;
         }
-        self.local.allocated.push(g);
+        self.local.fp.allocated.push(g);
         self.marked[g as usize] = true;
     }
 
@@ -354,32 +347,32 @@ impl Tx {
 
     fn commit(&mut self) -> Result<(), Lost> {
         let sh = self.sh.clone();
-        if self.local.modified.is_empty() && self.local.allocated.is_empty() {
-            if self.local.inevitable {
+        if self.local.fp.modified.is_empty() && self.local.fp.allocated.is_empty() {
+            if self.local.fp.inevitable {
                 protocol::end_inevitable(&sh, &mut self.local);
             }
             return Ok(());
         }
         let seg = &sh.segments[self.index as usize];
         protocol::commit(&sh, &sh.heap, seg, &mut self.local)?;
-        self.local.modified.clear();
-        self.local.allocated.clear();
+        self.local.fp.modified.clear();
+        self.local.fp.allocated.clear();
         self.backups.clear();
         Ok(())
     }
 
     fn rollback(&mut self) {
-        for (&g, backup) in self.local.modified.iter().zip(&self.backups).rev() {
+        for (&g, backup) in self.local.fp.modified.iter().zip(&self.backups).rev() {
             // SAFETY: our own segment.
             unsafe {
                 *self.local.header(g).cast::<u64>() = backup[0];
                 *self.local.value(g) = backup[1];
             }
         }
-        self.local.modified.clear();
-        self.local.allocated.clear();
+        self.local.fp.modified.clear();
+        self.local.fp.allocated.clear();
         self.backups.clear();
-        if self.local.inevitable {
+        if self.local.fp.inevitable {
             protocol::end_inevitable(&self.sh.clone(), &mut self.local);
         }
     }
