@@ -112,6 +112,9 @@ fn rows_say_when_they_give_no_verdict() {
     assert!(parsed.round_trips_ns.is_empty());
     let (_, met, _) = judged(row("stm", 2, 0.5, Some(0.95)));
     assert_eq!(met, Some(true));
+    // Issue 16's goal for bank-low is 0.8x: 2 threads taking 1.5 s against 1 s miss it.
+    let (figure, met, _) = judged(row("stm", 2, 1.5, Some(0.95)));
+    assert_eq!((figure.as_str(), met), ("0.67x", Some(false)));
 
     let dir = std::env::temp_dir().join(format!("stm-bench-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
