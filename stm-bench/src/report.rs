@@ -270,6 +270,24 @@ impl Results {
         };
         let ns = |w: &str, i: &str, t: usize| self.ops(w, i, t).map(|o| 1e9 / o);
         let scaling = |w: &str, i: &str| Some(self.ops(w, i, 2)? / self.ops(w, i, 1)?);
+        // What the 2-thread row ran under: its overlap and the vCPUs' placement.
+        let under = |w: &str| {
+            let Some(r) = self.get(w, "stm", 2) else {
+                return String::new();
+            };
+            let mut v = Vec::new();
+            if let Some(o) = r.overlap {
+                v.push(format!("overlap {:.0}%", 100.0 * o));
+            }
+            if let Some((m, _, _)) = r.round_trip() {
+                v.push(format!("round trip {m:.0} ns"));
+            }
+            if v.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.join(", "))
+            }
+        };
         // 1. Scaling: 2 threads against 1, our runtime as a program configures it (one
         //    segment per thread).
         for (w, goal) in [
@@ -282,7 +300,7 @@ impl Results {
             if let Some(r) = scaling(w, "stm") {
                 out.push((
                     format!("{w}: STM 2 threads vs 1 thread >= {goal}x"),
-                    format!("{r:.2}x"),
+                    format!("{r:.2}x{}", under(w)),
                     judge(r >= goal, &[(w, "stm", 1), (w, "stm", 2)]),
                 ));
             }

@@ -96,7 +96,10 @@ fn rows_say_when_they_give_no_verdict() {
         (figure, met, r.table())
     };
     let (figure, met, table) = judged(took_turns);
-    assert_eq!((figure.as_str(), met), ("2.00x", None));
+    assert_eq!(
+        (figure.as_str(), met),
+        ("2.00x (overlap 55%, round trip 61 ns)", None)
+    );
     assert!(table.contains("2.00 †"), "{table}");
     assert!(table.contains("| bank-low | 2 | 55 |"), "{table}");
     // The probes before the runs: median and range, for multi-thread rows only; and an old
@@ -114,7 +117,10 @@ fn rows_say_when_they_give_no_verdict() {
     assert_eq!(met, Some(true));
     // Issue 16's goal for bank-low is 0.8x: 2 threads taking 1.5 s against 1 s miss it.
     let (figure, met, _) = judged(row("stm", 2, 1.5, Some(0.95)));
-    assert_eq!((figure.as_str(), met), ("0.67x", Some(false)));
+    assert_eq!(
+        (figure.as_str(), met),
+        ("0.67x (overlap 95%, round trip 61 ns)", Some(false))
+    );
 
     let dir = std::env::temp_dir().join(format!("stm-bench-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
