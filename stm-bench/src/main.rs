@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clap::Parser;
-use stm_bench::report::{Results, Row};
+use stm_bench::report::{Results, Row, MIN_SECONDS};
 use stm_bench::workloads::{duhton_workloads, Workload, ALL};
 use stm_bench::Impl;
 
@@ -45,6 +45,11 @@ struct Args {
     /// spread and the threads' overlap.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Run exactly the scaled operation counts. By default (not with --quick) a
+    /// configuration whose first run ends under 100 ms, too short for a verdict, runs again
+    /// with its operations multiplied so that a run lasts about 200 ms (at most 64x).
+    #[arg(long)]
+    fixed_ops: bool,
     /// Write results.md and throughput.svg into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -109,15 +114,36 @@ fn main() {
                 // any run fails the row.
                 // Before each multi-thread run, the machine's cross-CPU round trip: where
                 // the hypervisor has put the vCPUs (`stm_bench::probe`).
-                let (outcomes, round_trips): (Vec<_>, Vec<_>) = (0..args.repeat.max(1))
-                    .map(|_| {
-                        let probe = if t > 1 {
-                            stm_bench::probe::round_trip_ns()
-                        } else {
-                            None
-                        };
-                        (stm_bench::run(i, w, t, ops), probe)
-                    })
+                let once = |ops: u64| {
+                    let probe = if t > 1 {
+                        stm_bench::probe::round_trip_ns()
+                    } else {
+                        None
+                    };
+                    (stm_bench::run(i, w, t, ops), probe)
+                };
+                let mut ops = ops;
+                let mut first = once(ops);
+                let stretch = !args.fixed_ops && !args.quick && !matches!(w, Workload::Duhton(_));
+                if stretch && first.0.seconds < MIN_SECONDS && first.0.check.is_ok() {
+                    // Too short for a verdict: the same configuration with more operations.
+                    let factor = (2.0 * MIN_SECONDS / first.0.seconds.max(1e-6))
+                        .ceil()
+                        .min(64.0);
+                    eprintln!(
+                        "stm-bench: {} on {} with {t} thread{} ran {:.0} ms: {factor}x the \
+                         operations, so that a run lasts over {:.0} ms",
+                        w.name(),
+                        i.name(),
+                        if t == 1 { "" } else { "s" },
+                        first.0.seconds * 1e3,
+                        MIN_SECONDS * 1e3
+                    );
+                    ops *= factor as u64;
+                    first = once(ops);
+                }
+                let (outcomes, round_trips): (Vec<_>, Vec<_>) = std::iter::once(first)
+                    .chain((1..args.repeat.max(1)).map(|_| once(ops)))
                     .unzip();
                 let row = summarize(w.name(), i.name(), t, outcomes, round_trips);
                 drop(watch);
@@ -278,6 +304,8 @@ fn run_child(
         ])
         .args(["--threads", &th.join(","), "--scale", &scale.to_string()])
         .args(["--repeat", &args.repeat.to_string()])
+        // (`--quick` reaches the child as its scale; it must not stretch either.)
+        .args((args.fixed_ops || args.quick).then_some("--fixed-ops"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| fail(&format!("{}: {e}", exe.display())));
