@@ -333,8 +333,9 @@ pub(crate) fn serial_position(shared: &Shared) -> u64 {
 
 /// Commits the writes of the running attempt (the objects it wrote, `local.fp.modified`, and
 /// those it allocated, `local.fp.allocated`): lock, check, publish, as the module says; returns
-/// its position in the serial order ([`serial_position`]). The attempt ends inevitability
-/// here if it had it, either way. On `Err` nothing is published and nothing stays locked.
+/// its position in the serial order ([`serial_position`]). An inevitable attempt ends its
+/// inevitability here (it cannot fail: nothing it read or wrote can change). On `Err`
+/// nothing is published and nothing stays locked.
 ///
 /// Every written committed object's write barrier is re-armed once here (an object is listed
 /// twice when written before and after an `or_else` checkpoint); the new objects' barriers

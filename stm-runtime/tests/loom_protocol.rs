@@ -15,7 +15,9 @@
 //! segment's copy and calls `protocol::catch_up` when they differ, then lists the object; a
 //! first write saves a before-image and clears the write-barrier flag), and the attempt loop.
 //!
-//! loom runs every interleaving (up to a preemption bound) and checks the memory orderings.
+//! loom runs every interleaving (up to a preemption bound) and checks the memory orderings,
+//! but for the SeqCst of the commit's locks and read-check loads, which it treats as AcqRel
+//! (see `locks_before_checks` below: a weakening of those two would go unseen here).
 //! What it checks: concurrent increments are never lost (serializability), no attempt ever
 //! sees a torn snapshot (an invariant across objects holds in every attempt, including those
 //! that abort, with and without the commit-count filter), an object allocated by a commit is
