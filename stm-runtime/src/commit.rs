@@ -20,10 +20,10 @@
 //! * **Writes** test the marker and the header's `FLAG_WRITE_BARRIER`; the first write saves
 //!   a before-image, lists the object and clears the flag ([`write_slow`]). Objects the attempt
 //!   allocated carry its mark and no flag: no barrier.
-//! * **Commit** ([`commit_writes`], then `protocol::commit`): lock the version words of the written objects
-//!   (compare-and-swap from the version this segment holds: a newer version or another
-//!   holder is a conflict), check that every object read is still at the version read and
-//!   not locked by another committer, then copy the images into the committed heap (the
+//! * **Commit** ([`commit_writes`], then `protocol::commit`): lock the version words of
+//!   the written objects (compare-and-swap from the version this segment holds: a newer
+//!   version or another holder is a conflict), check that every object read is still at the
+//!   version read and not locked by another committer, then copy the images into the committed heap (the
 //!   attempt's new objects first, so that nothing can reach a new object before its image is
 //!   there) and unlock each with the next version. The commit is serialized between taking
 //!   its last lock and its read check (Silo's argument); read-only attempts commit with
