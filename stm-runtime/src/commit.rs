@@ -100,7 +100,7 @@ pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
         // Versions are even: `version + 1` is the mark of an untracked read (`UNTRACKED`).
         local.view.version = local.view.version.wrapping_add(2);
         if local.view.version < 2 {
-            wrap_version(local);
+            wrap_version(shared, local);
         }
     }
 }
@@ -114,17 +114,38 @@ fn begin_reporting(local: &mut SegmentLocal) {
     local.report.alloc_sites.clear();
 }
 
-/// The marker version wrapped (every 32,767 attempts): every marker is reset to zero with
-/// one `madvise`, and the versions start again at 2.
+/// The marker version wrapped (every 32,767 attempts): every marker is reset to zero, and
+/// the versions start again at 2.
+///
+/// Markers are written only for granules of objects, all below the allocator's high-water
+/// mark, so zeroing the markers below it resets them all. Zeroing them in place keeps their
+/// pages mapped: giving the pages back (`madvise`) made every first read of an object after
+/// the wrap map the kernel's zero page and its marker write then fault again, and with a
+/// second thread running in the process each such fault flushes the other core's TLB with an
+/// inter-processor interrupt (vacation on 2 threads took about 40,000 of them a second). A
+/// heap used beyond [`WRAP_CLEAR_MAX`] granules gives the pages back instead.
 #[cold]
 #[inline(never)]
-fn wrap_version(local: &mut SegmentLocal) {
-    // SAFETY: markers are only accessed by the owner (invariant 1), through raw pointers
-    // derived from the mapping at each access; no reference into it is alive (invariant 20).
-    unsafe { crate::sys::discard(&local.view.markers) }
-        .expect("madvise(MADV_DONTNEED) on the read markers failed");
+fn wrap_version(shared: &Shared, local: &mut SegmentLocal) {
+    let used = shared.chunks.high_water() as usize;
+    if used <= WRAP_CLEAR_MAX {
+        // SAFETY: the markers of granules `0..used` lie inside the marker array (granules
+        // are below heap_size / 16, one u16 each); they are only accessed by the owner
+        // (invariant 1), through raw pointers, and no reference into them is alive
+        // (invariant 20).
+        unsafe { std::ptr::write_bytes(local.markers_base(), 0, used) };
+    } else {
+        // SAFETY: as above, for the whole mapping (re-read through raw pointers after).
+        unsafe { crate::sys::discard(&local.view.markers) }
+            .expect("madvise(MADV_DONTNEED) on the read markers failed");
+    }
     local.view.version = 2;
 }
+
+/// The largest used heap (in granules: 4 Mi, 64 MiB of heap, 8 MiB of markers, about a
+/// millisecond to zero once every 32,767 attempts) whose markers a wrap of the marker
+/// version zeroes in place rather than gives back to the kernel.
+const WRAP_CLEAR_MAX: usize = 4 << 20;
 
 /// Added to an attempt's version, the read mark of an object read only untracked
 /// ([`read_slow_untracked`]): its image is current for the attempt, but it is not in the read

@@ -805,7 +805,9 @@ impl<T: Object> Root<T> {
             granule: gc.granule,
             shard,
             born,
-            settled: AtomicBool::new(false),
+            // A root of a committed object is settled from the start: `get` then tests one
+            // flag of the root's own.
+            settled: AtomicBool::new(!is_new),
             _t: PhantomData,
         }
     }
@@ -821,36 +823,46 @@ impl<T: Object> Root<T> {
     /// rolled back (the object never existed), or if that transaction still runs on another
     /// thread while `tx` is inevitable (it could neither wait nor run again).
     #[track_caller]
+    #[inline]
     pub fn get<'tx>(&self, tx: &'tx Tx) -> Gc<'tx, T> {
         if !std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()) {
             other_runtime();
         }
-        if let Born::Pending(cell, seg, attempt) = &self.born {
-            // Acquire: pairs with the Release stores of the cell and of `settled`, which carry
-            // the happens-before from the commit that published the object, so the read
-            // barrier finds its new version.
-            if !self.settled.load(Ordering::Acquire) {
-                match cell.load(Ordering::Acquire) {
-                    ROLLED_BACK => panic!(
-                        "Root::get: the transaction that allocated this object rolled back, \
-                         so the object does not exist"
-                    ),
-                    PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => {}
-                    // Allocated by a transaction of another thread (at most one transaction
-                    // runs per thread, invariant 9) that has not ended: wait for it without
-                    // holding a segment, then run again.
-                    PENDING if tx.local().user_inevitable => panic!(
-                        "Root::get: the object was allocated by a transaction still running on \
-                         another thread, and this transaction is inevitable: it can neither wait \
-                         for it (that one cannot commit first) nor run again. Get the root \
-                         before `become_inevitable`, or after the other transaction commits"
-                    ),
-                    PENDING => tx.abort_with(crate::tx::AbortSignal::WaitFor(cell.clone())),
-                    _ => self.settled.store(true, Ordering::Release),
-                }
-            }
+        // Acquire: pairs with the Release stores of the birth cell and of `settled`, which
+        // carry the happens-before from the commit that published the object, so the read
+        // barrier finds its new version.
+        if !self.settled.load(Ordering::Acquire) {
+            self.settle(tx);
         }
         Gc::new(tx, self.granule)
+    }
+
+    /// [`Root::get`] of a root whose object was allocated by a transaction not seen
+    /// committed yet: waits for it, or panics if it rolled back (see `get`).
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn settle(&self, tx: &Tx) {
+        if let Born::Pending(cell, seg, attempt) = &self.born {
+            match cell.load(Ordering::Acquire) {
+                ROLLED_BACK => panic!(
+                    "Root::get: the transaction that allocated this object rolled back, \
+                     so the object does not exist"
+                ),
+                PENDING if *seg == tx.segment().index && *attempt == tx.local().attempt => {}
+                // Allocated by a transaction of another thread (at most one transaction
+                // runs per thread, invariant 9) that has not ended: wait for it without
+                // holding a segment, then run again.
+                PENDING if tx.local().user_inevitable => panic!(
+                    "Root::get: the object was allocated by a transaction still running on \
+                     another thread, and this transaction is inevitable: it can neither wait \
+                     for it (that one cannot commit first) nor run again. Get the root \
+                     before `become_inevitable`, or after the other transaction commits"
+                ),
+                PENDING => tx.abort_with(crate::tx::AbortSignal::WaitFor(cell.clone())),
+                _ => self.settled.store(true, Ordering::Release),
+            }
+        }
     }
 
     /// The runtime this root belongs to.

@@ -61,6 +61,9 @@ pub(crate) const fn granules_for(size: usize) -> usize {
 /// collection past a threshold.
 pub(crate) struct ChunkAllocator {
     next: AtomicU32,
+    /// The highest `next` ever reached: no object ever lay at or above it (it only grows,
+    /// while `next` goes back down after a collection).
+    high: AtomicU32,
     end: u32,
     /// Ranges freed by the last collections, sorted by address.
     free: Mutex<Vec<(u32, u32)>>,
@@ -78,6 +81,7 @@ impl ChunkAllocator {
     pub(crate) fn new(heap_size: usize) -> ChunkAllocator {
         ChunkAllocator {
             next: AtomicU32::new(FIRST_GRANULE),
+            high: AtomicU32::new(FIRST_GRANULE),
             end: u32::try_from(heap_size / GRANULE).unwrap_or(u32::MAX),
             free: Mutex::new(Vec::new()),
             has_free: AtomicBool::new(false),
@@ -151,6 +155,13 @@ impl ChunkAllocator {
         r
     }
 
+    /// A granule above every object there ever was: every granule of every object ever
+    /// allocated lies below it. Relaxed: a thread that has touched an object got its granule
+    /// from an allocation whose range was taken (and this raised) before.
+    pub(crate) fn high_water(&self) -> u32 {
+        self.high.load(Ordering::Relaxed)
+    }
+
     fn take_range(&self, granules: u32, heap_size: usize) -> Result<(u32, u32), StmError> {
         if let Some(r) = self.take_free(granules) {
             return Ok(r);
@@ -167,7 +178,10 @@ impl ChunkAllocator {
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     ) {
-                        Ok(_) => return Ok((cur, self.end)),
+                        Ok(_) => {
+                            self.high.fetch_max(self.end, Ordering::Relaxed);
+                            return Ok((cur, self.end));
+                        }
                         Err(seen) => {
                             cur = seen;
                             continue;
@@ -187,7 +201,10 @@ impl ChunkAllocator {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok((cur, new_end)),
+                Ok(_) => {
+                    self.high.fetch_max(new_end, Ordering::Relaxed);
+                    return Ok((cur, new_end));
+                }
                 Err(seen) => cur = seen,
             }
         }
