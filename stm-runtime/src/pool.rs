@@ -239,16 +239,32 @@ impl Shared {
     /// Gives a segment back. A segment this thread took by compare-and-swap and has used
     /// [`BIAS_AFTER`](owner::BIAS_AFTER) times in a row is left biased to it; a biased one is
     /// given back with a plain store, and its bias given up if threads wait for a segment.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release_segment(&self, seg: &Segment, bias: Option<&'static BiasSlot>) {
         if let Some(slot) = bias {
-            let waiting = self.wanting.load(Ordering::Relaxed) > 0;
-            owner::release_biased(&seg.state, slot, waiting);
-            if waiting {
-                self.segment_free.notify();
+            if self.wanting.load(Ordering::Relaxed) == 0 {
+                // The common case: a plain store into our own slot.
+                owner::release_biased(&seg.state, slot, false);
+            } else {
+                self.release_biased_to_waiters(seg, slot);
             }
             return;
         }
+        self.release_owned(seg);
+    }
+
+    /// [`Shared::release_segment`] of a biased segment while threads wait for one: the bias
+    /// is given up, and they are woken.
+    #[cold]
+    #[inline(never)]
+    fn release_biased_to_waiters(&self, seg: &Segment, slot: &'static BiasSlot) {
+        owner::release_biased(&seg.state, slot, true);
+        self.segment_free.notify();
+    }
+
+    /// [`Shared::release_segment`] of a segment taken by compare-and-swap.
+    #[inline(never)]
+    fn release_owned(&self, seg: &Segment) {
         let next = match owner::my_slot_or_new() {
             Some(slot) => {
                 let me = owner::bias_of(slot);

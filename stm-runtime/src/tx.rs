@@ -147,6 +147,7 @@ struct SegmentGuard<'a> {
     bias: Option<&'static crate::owner::BiasSlot>,
 }
 impl Drop for SegmentGuard<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         self.shared.release_segment(self.seg, self.bias);
     }
