@@ -78,9 +78,10 @@ pub(crate) const ROLLED_BACK: u64 = u64::MAX;
 pub(crate) const STM: bool = !cfg!(feature = "gil");
 
 /// Starts an attempt in an owned segment: with a committed heap, a new marker `version`,
-/// even (when it wraps, after 32,767 transactions, every marker is reset to zero with one
-/// `madvise` and versions start again at 2); with one segment the markers are unused. Nothing is imported: the segment catches up object by object, at the
-/// attempt's first read of each.
+/// even (when it wraps, after 32,767 transactions, every marker is reset to zero, see
+/// [`wrap_version`], and versions start again at 2); with one segment the markers are
+/// unused. Nothing is imported: the segment catches up object by object, at the attempt's
+/// first read of each.
 #[inline(always)]
 pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
     local.attempt += 1;
@@ -783,6 +784,7 @@ fn commit_writes(
 }
 
 /// The bookkeeping after a writing commit at position `rev`.
+#[inline(always)]
 fn finish(shared: &Shared, local: &mut SegmentLocal, rev: u64) -> Committed {
     local.fp.modified.clear();
     local.backups.clear();
