@@ -742,8 +742,9 @@ pub struct Root<T> {
     /// The shard of the runtime's root registry that counts this root.
     shard: u32,
     born: Born,
-    /// A `Born::Pending` root was seen committed, kept here so that later `get`s read this
-    /// root's own cache line, not the shared cell.
+    /// True from the start for a root of a committed object (`Born::Committed`); for a
+    /// `Born::Pending` one, set once its birth was seen committed, so that later `get`s read
+    /// this root's own cache line, not the shared cell.
     settled: AtomicBool,
     _t: PhantomData<fn() -> T>,
 }
@@ -828,9 +829,11 @@ impl<T: Object> Root<T> {
         if !std::ptr::eq(Arc::as_ptr(&self.shared), tx.shared()) {
             other_runtime();
         }
-        // Acquire: pairs with the Release stores of the birth cell and of `settled`, which
-        // carry the happens-before from the commit that published the object, so the read
-        // barrier finds its new version.
+        // Acquire: for a pending root, pairs with the Release stores of the birth cell and of
+        // `settled`, which carry the happens-before from the commit that published the
+        // object, so the read barrier finds its new version. (A root of a committed object
+        // was settled when it was made; whatever brought the root to this thread ordered its
+        // making, and the commit before it, before this.)
         if !self.settled.load(Ordering::Acquire) {
             self.settle(tx);
         }

@@ -156,8 +156,13 @@ impl ChunkAllocator {
     }
 
     /// A granule above every object there ever was: every granule of every object ever
-    /// allocated lies below it. Relaxed: a thread that has touched an object got its granule
-    /// from an allocation whose range was taken (and this raised) before.
+    /// allocated lies below it. It only grows (every write is a `fetch_max`), and never past
+    /// the heap's end. Relaxed is enough for the marker wrap (`commit::wrap_version`): every
+    /// marker a segment holds was written for an object whose range was taken (and this
+    /// raised) in a happens-before relation with the wrapping thread: its own allocation, a
+    /// commit it imported (Release/Acquire on the version word), a `Root` sent to it, the
+    /// free list's mutex, or the hand-off of the segment from an earlier owner; so by
+    /// coherence its load sees at least that raise.
     pub(crate) fn high_water(&self) -> u32 {
         self.high.load(Ordering::Relaxed)
     }
