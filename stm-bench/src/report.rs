@@ -280,7 +280,10 @@ impl Results {
                 v.push(format!("overlap {:.0}%", 100.0 * o));
             }
             if let Some((m, _, _)) = r.round_trip() {
-                v.push(format!("round trip {m:.0} ns"));
+                match crate::probe::placement(m) {
+                    Some(p) => v.push(format!("round trip {m:.0} ns: {p}")),
+                    None => v.push(format!("round trip {m:.0} ns")),
+                }
             }
             if v.is_empty() {
                 String::new()

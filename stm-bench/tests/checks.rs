@@ -121,6 +121,20 @@ fn rows_say_when_they_give_no_verdict() {
         (figure.as_str(), met),
         ("0.67x (overlap 95%, round trip 61 ns)", Some(false))
     );
+    // A 2-thread row whose vCPUs sat far apart, or on two hyperthreads, says so.
+    let placed = |trips: Vec<f64>| {
+        let mut two = row("stm", 2, 0.5, Some(0.95));
+        two.round_trips_ns = trips;
+        judged(two).0
+    };
+    assert_eq!(
+        placed(vec![320.0, 330.0, 60.0]),
+        "2.00x (overlap 95%, round trip 320 ns: vCPUs far apart)"
+    );
+    assert_eq!(
+        placed(vec![29.0, 30.0, 31.0]),
+        "2.00x (overlap 95%, round trip 30 ns: vCPUs on two hyperthreads)"
+    );
 
     let dir = std::env::temp_dir().join(format!("stm-bench-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
