@@ -280,10 +280,10 @@ impl Results {
                 v.push(format!("overlap {:.0}%", 100.0 * o));
             }
             if let Some((m, _, _)) = r.round_trip() {
-                match crate::probe::placement(m) {
-                    Some(p) => v.push(format!("round trip {m:.0} ns: {p}")),
-                    None => v.push(format!("round trip {m:.0} ns")),
-                }
+                let placed = crate::probe::placement(m)
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default();
+                v.push(format!("round trip {m:.0} ns{placed}"));
             }
             if v.is_empty() {
                 String::new()
@@ -307,19 +307,19 @@ impl Results {
                     judge(r >= goal, &[(w, "stm", 1), (w, "stm", 2)]),
                 ));
             }
-            if let Some(r) = scaling(w, "stm-wide") {
-                out.push((
-                    format!("{w}: stm-wide 2 threads vs 1 thread (for reference: the protocol on both sides)"),
-                    format!("{r:.2}x"),
-                    None,
-                ));
-            }
-            if let Some(r) = scaling(w, "stm-0.4") {
-                out.push((
-                    format!("{w}: the `stm` crate, 2 threads vs 1 thread (for reference)"),
-                    format!("{r:.2}x"),
-                    None,
-                ));
+            for (imp, what) in [
+                (
+                    "stm-wide",
+                    "stm-wide 2 threads vs 1 thread (for reference: the protocol on both sides)",
+                ),
+                (
+                    "stm-0.4",
+                    "the `stm` crate, 2 threads vs 1 thread (for reference)",
+                ),
+            ] {
+                if let Some(r) = scaling(w, imp) {
+                    out.push((format!("{w}: {what}"), format!("{r:.2}x"), None));
+                }
             }
         }
         // 2. One thread against the sequential program and the uncontended Mutex.

@@ -1356,7 +1356,7 @@ mod tests {
             }
             wrap_version_below(sh, local(a), max);
             assert_eq!(local(a).view.version, 2);
-            // SAFETY: as above.
+            // SAFETY: both granules are inside the heap; the test owns the segment.
             let (mx, mt) = unsafe { (*local(a).marker(x), *local(a).marker(top)) };
             assert_eq!((mx, mt), (0, 0), "cleared with a limit of {max} granules");
         }

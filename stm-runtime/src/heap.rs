@@ -167,6 +167,13 @@ impl ChunkAllocator {
         self.high.load(Ordering::Relaxed)
     }
 
+    /// The fresh range `start..end` just taken from the bump cursor, with the high-water mark
+    /// raised to cover it (before anyone can allocate in it).
+    fn handed_out(&self, start: u32, end: u32) -> (u32, u32) {
+        self.high.fetch_max(end, Ordering::Relaxed);
+        (start, end)
+    }
+
     fn take_range(&self, granules: u32, heap_size: usize) -> Result<(u32, u32), StmError> {
         if let Some(r) = self.take_free(granules) {
             return Ok(r);
@@ -183,10 +190,7 @@ impl ChunkAllocator {
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     ) {
-                        Ok(_) => {
-                            self.high.fetch_max(self.end, Ordering::Relaxed);
-                            return Ok((cur, self.end));
-                        }
+                        Ok(_) => return Ok(self.handed_out(cur, self.end)),
                         Err(seen) => {
                             cur = seen;
                             continue;
@@ -206,10 +210,7 @@ impl ChunkAllocator {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    self.high.fetch_max(new_end, Ordering::Relaxed);
-                    return Ok((cur, new_end));
-                }
+                Ok(_) => return Ok(self.handed_out(cur, new_end)),
                 Err(seen) => cur = seen,
             }
         }
