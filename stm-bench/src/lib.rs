@@ -16,6 +16,7 @@ pub mod engines;
 pub mod probe;
 pub mod report;
 pub mod rt;
+pub mod schedule;
 pub mod stamp;
 pub mod structs;
 pub mod workloads;

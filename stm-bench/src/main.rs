@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use stm_bench::report::{Results, Row, MIN_SECONDS};
+use stm_bench::schedule;
 use stm_bench::workloads::{duhton_workloads, Workload, ALL};
 use stm_bench::Impl;
 
@@ -41,8 +42,9 @@ struct Args {
     /// Scale every workload's operation count by this factor.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Run each configuration this many times (at least 1): the tables show the median, the
-    /// spread and the threads' overlap.
+    /// Run each configuration this many times (at least 1), in rounds that run every
+    /// configuration of a workload once each: the tables show the median, the spread and the
+    /// threads' overlap.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
     /// Run exactly the scaled operation counts. By default (not with --quick) a
@@ -56,6 +58,10 @@ struct Args {
     /// Internal: run in-process implementations only (used for the GIL-mode child).
     #[arg(long, hide = true)]
     child: bool,
+    /// Internal: `workload=count` for the workloads whose work grows with the count, as the
+    /// parent sized them: the child runs exactly that many operations there.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    sized: Vec<String>,
 }
 
 fn main() {
@@ -96,61 +102,21 @@ fn main() {
     let scale = args.scale * if args.quick { 0.03 } else { 1.0 };
 
     let mut rows = Vec::new();
+    // The operation counts of the workloads whose work grows with the count, for the child.
+    let mut sized = Vec::new();
+    for &w in &workloads {
+        let (r, count) = run_workload(&args, w, &impls, &threads, scale);
+        rows.extend(r);
+        if let Some(n) = count.filter(|_| w.work_grows_with_ops()) {
+            sized.push(format!("{}={n}", w.name()));
+        }
+    }
     // The other mode of our runtime runs in a child built with the other feature set.
     let others: Vec<Impl> = impls.iter().copied().filter(|i| !i.in_process()).collect();
     if !others.is_empty() && !args.child {
-        rows.extend(run_child(&args, &others, &workloads, &threads, scale));
-    }
-    for &w in &workloads {
-        for &i in impls.iter().filter(|i| i.in_process() && i.runs(w)) {
-            for &t in threads.iter().filter(|&&t| i.supports(t)) {
-                let ops = match w {
-                    Workload::Duhton(_) => u64::from(scale >= 0.5),
-                    _ => ((w.ops() as f64 * scale) as u64).max(t as u64),
-                };
-                let wall = Instant::now();
-                let watch = watchdog(format!("{} on {} with {t} threads", w.name(), i.name()));
-                // `--repeat` runs: the median, the spread, the overlap; a failed check in
-                // any run fails the row.
-                // Before each multi-thread run, the machine's cross-CPU round trip: where
-                // the hypervisor has put the vCPUs (`stm_bench::probe`).
-                let once = |ops: u64| {
-                    let probe = if t > 1 {
-                        stm_bench::probe::round_trip_ns()
-                    } else {
-                        None
-                    };
-                    (stm_bench::run(i, w, t, ops), probe)
-                };
-                let mut ops = ops;
-                let mut first = once(ops);
-                let stretch = !args.fixed_ops && !args.quick && !matches!(w, Workload::Duhton(_));
-                if stretch && first.0.seconds < MIN_SECONDS && first.0.check.is_ok() {
-                    // Too short for a verdict: the same configuration with more operations.
-                    let factor = (2.0 * MIN_SECONDS / first.0.seconds.max(1e-6))
-                        .ceil()
-                        .min(64.0);
-                    eprintln!(
-                        "stm-bench: {} on {} with {t} thread{} ran {:.0} ms: {factor}x the \
-                         operations, so that a run lasts over {:.0} ms",
-                        w.name(),
-                        i.name(),
-                        if t == 1 { "" } else { "s" },
-                        first.0.seconds * 1e3,
-                        MIN_SECONDS * 1e3
-                    );
-                    ops *= factor as u64;
-                    first = once(ops);
-                }
-                let (outcomes, round_trips): (Vec<_>, Vec<_>) = std::iter::once(first)
-                    .chain((1..args.repeat.max(1)).map(|_| once(ops)))
-                    .unzip();
-                let row = summarize(w.name(), i.name(), t, outcomes, round_trips);
-                drop(watch);
-                emit(&args, &row, Some(wall.elapsed().as_secs_f64()));
-                rows.push(row);
-            }
-        }
+        rows.extend(run_child(
+            &args, &others, &workloads, &threads, scale, &sized,
+        ));
     }
     if args.child {
         return;
@@ -195,6 +161,133 @@ fn main() {
         std::process::exit(1);
     }
     eprintln!("all {} runs passed their result checks", rows.len());
+}
+
+/// Runs every in-process configuration (implementation x thread count) of `w` `--repeat`
+/// times, in rounds, and sizes their operation counts, as `stm_bench::schedule` says (the
+/// sizing is skipped with `--fixed-ops` or `--quick`, and in a child given `--sized`).
+/// Returns one row per configuration, in the order of `impls` and `threads`, and the
+/// operation count of the last configuration (all of them run the same count where an
+/// operation's work grows with it).
+fn run_workload(
+    args: &Args,
+    w: Workload,
+    impls: &[Impl],
+    threads: &[usize],
+    scale: f64,
+) -> (Vec<Row>, Option<u64>) {
+    let configs: Vec<(Impl, usize)> = impls
+        .iter()
+        .filter(|i| i.in_process() && i.runs(w))
+        .flat_map(|&i| {
+            threads
+                .iter()
+                .filter(move |&&t| i.supports(t))
+                .map(move |&t| (i, t))
+        })
+        .collect();
+    if configs.is_empty() {
+        return (Vec::new(), None);
+    }
+    let wall = Instant::now();
+    // Before each multi-thread run, the machine's cross-CPU round trip: where the hypervisor
+    // has put the vCPUs (`stm_bench::probe`).
+    let once = |i: Impl, t: usize, ops: u64| {
+        let watch = watchdog(format!("{} on {} with {t} threads", w.name(), i.name()));
+        let started = Instant::now();
+        let probe = if t > 1 {
+            stm_bench::probe::round_trip_ns()
+        } else {
+            None
+        };
+        let outcome = stm_bench::run(i, w, t, ops);
+        drop(watch);
+        ((outcome, probe), started.elapsed().as_secs_f64())
+    };
+    // The count the parent chose (`--sized`), in the GIL-mode child.
+    let given = args.sized.iter().find_map(|s| {
+        let (name, n) = s.split_once('=')?;
+        (name == w.name()).then(|| n.parse::<u64>().ok())?
+    });
+    let stretch =
+        !args.fixed_ops && !args.quick && given.is_none() && !matches!(w, Workload::Duhton(_));
+    let base = |t: usize| match w {
+        Workload::Duhton(_) => u64::from(scale >= 0.5),
+        _ => given.unwrap_or(((w.ops() as f64 * scale) as u64).max(t as u64)),
+    };
+    // The first round: each configuration's operation count, and its first run.
+    let mut ops: Vec<u64> = configs.iter().map(|&(_, t)| base(t)).collect();
+    // Each configuration's wall time, its sizing runs included.
+    let mut spent = vec![0.0; configs.len()];
+    let mut firsts = Vec::with_capacity(configs.len());
+    for (c, &(i, t)) in configs.iter().enumerate() {
+        let (run, secs) = once(i, t, ops[c]);
+        spent[c] += secs;
+        firsts.push(run);
+    }
+    // Stretch what was too short (`stm_bench::schedule`).
+    let shared = w.work_grows_with_ops();
+    let factors = if stretch {
+        let f: Vec<(f64, bool)> = firsts
+            .iter()
+            .map(|(o, _)| (o.seconds, o.check.is_ok()))
+            .collect();
+        schedule::stretch_factors(&f, shared)
+    } else {
+        vec![None; configs.len()]
+    };
+    if let (true, Some(Some(f))) = (shared, factors.first()) {
+        eprintln!(
+            "stm-bench: {}: a configuration ran under {:.0} ms: {f}x the operations for all \
+             of them (an operation's work grows with their count here)",
+            w.name(),
+            MIN_SECONDS * 1e3
+        );
+    }
+    for (c, &(i, t)) in configs.iter().enumerate() {
+        let Some(f) = factors[c] else { continue };
+        if !shared {
+            eprintln!(
+                "stm-bench: {} on {} with {t} thread{} ran {:.0} ms: {f}x the operations, so \
+                 that a run lasts over {:.0} ms",
+                w.name(),
+                i.name(),
+                if t == 1 { "" } else { "s" },
+                firsts[c].0.seconds * 1e3,
+                MIN_SECONDS * 1e3
+            );
+        }
+        ops[c] *= f as u64;
+        let (run, secs) = once(i, t, ops[c]);
+        spent[c] += secs;
+        firsts[c] = run;
+    }
+    let mut runs: Vec<Vec<_>> = firsts.into_iter().map(|f| vec![f]).collect();
+    let rounds = args.repeat.max(1);
+    for round in 1..rounds {
+        if !args.json && !args.child && configs.len() > 1 {
+            eprintln!(
+                "stm-bench: {}: round {round} of {rounds} done ({:.1} s)",
+                w.name(),
+                wall.elapsed().as_secs_f64()
+            );
+        }
+        for c in schedule::round_order(round, configs.len()) {
+            let (i, t) = configs[c];
+            let (run, secs) = once(i, t, ops[c]);
+            runs[c].push(run);
+            spent[c] += secs;
+        }
+    }
+    // A failed check in any run fails its row.
+    let mut rows = Vec::with_capacity(configs.len());
+    for ((&(i, t), runs), secs) in configs.iter().zip(runs).zip(spent) {
+        let (outcomes, round_trips): (Vec<_>, Vec<_>) = runs.into_iter().unzip();
+        let row = summarize(w.name(), i.name(), t, outcomes, round_trips);
+        emit(args, &row, Some(secs));
+        rows.push(row);
+    }
+    (rows, ops.last().copied())
 }
 
 /// Says on stderr which run is still going after a minute (none should take that long), so
@@ -250,6 +343,7 @@ fn run_child(
     workloads: &[Workload],
     threads: &[usize],
     scale: f64,
+    sized: &[String],
 ) -> Vec<Row> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -304,6 +398,7 @@ fn run_child(
         ])
         .args(["--threads", &th.join(","), "--scale", &scale.to_string()])
         .args(["--repeat", &args.repeat.to_string()])
+        .args((!sized.is_empty()).then(|| format!("--sized={}", sized.join(","))))
         // (`--quick` reaches the child as its scale; it must not stretch either.)
         .args((args.fixed_ops || args.quick).then_some("--fixed-ops"))
         .stdout(Stdio::piped())

@@ -156,6 +156,14 @@ impl Workload {
         }
     }
 
+    /// Whether an operation's work grows with the number of operations run: vacation's
+    /// reservations accumulate in its one hash map, so a run of more operations works on
+    /// bigger tables. Runs of such a workload compare fairly only at the same count (the
+    /// others reach a steady size: fixed accounts, key ranges, points and clusters).
+    pub fn work_grows_with_ops(self) -> bool {
+        matches!(self, Workload::Vacation { .. })
+    }
+
     /// Operations (transactions) of a full run, all threads together.
     pub fn ops(self) -> u64 {
         match self {
