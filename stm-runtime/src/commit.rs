@@ -439,8 +439,8 @@ unsafe fn write_slow_rare(
 }
 
 /// The first write of this attempt to the committed object at `granule` (header `hdr`,
-/// `words` words long): marks it read, saves its before-image, lists it as modified and
-/// clears its write-barrier flag.
+/// `words` words long): saves its before-image, lists it as modified and clears its
+/// write-barrier flag.
 ///
 /// # Safety
 /// `hdr` is the header of the live object at `granule` in the caller's own segment
@@ -454,12 +454,19 @@ unsafe fn save_before_image(
     words: usize,
     small: bool,
 ) {
-    if STM {
-        // A write marks the object read too, so a concurrent commit of it is a conflict.
-        // (Also with one segment, where the mark is unused: a test of `imports` here costs
-        // the copy below its unrolling, 18 instructions a write.)
+    // No read mark is stored here: with a committed heap, `write_slow` only comes here for
+    // an object this attempt has marked (it read it, or `write_slow_unread` just did, which
+    // also listed it in the read set, so that a concurrent commit of it is a conflict); with
+    // one segment the marks are unused. (A store here cost a cache miss a write with one
+    // segment: the marker array is an eighth of the heap, and nothing else touches it then.)
+    #[cfg(debug_assertions)]
+    {
         // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).
-        unsafe { *local.marker(granule) = local.view.version };
+        let mark = unsafe { *local.marker(granule) };
+        assert!(
+            !local.view.imports || mark == local.view.version,
+            "a first write of an object this attempt has not marked"
+        );
     }
     let len = local.backups.len();
     let n = local.fp.modified.len();

@@ -727,8 +727,9 @@ enum Born {
     Committed,
     /// Allocated by the attempt `(segment, attempt)`; the cell becomes
     /// [`BORN`](crate::commit::BORN) when it commits (after the object's image is published)
-    /// or [`ROLLED_BACK`].
-    Pending(Arc<AtomicU64>, u32, u64),
+    /// or [`ROLLED_BACK`]. Boxed: pending roots are rare, and a `Born` of one word keeps
+    /// `Root` at 32 bytes.
+    Pending(Box<(Arc<AtomicU64>, u32, u64)>),
 }
 
 /// A handle that outlives transactions: keeps its object alive and can be sent to other
@@ -736,18 +737,26 @@ enum Born {
 ///
 /// A root made for an object allocated by a transaction that then rolls back refers to
 /// nothing; [`Root::get`] panics on it with a message saying so.
+// `repr(C)`, in this order: what `get` reads (`shared`, `granule`, `settled`) is the first
+// 16 bytes of the 32, so it never straddles two cache lines in a 16-aligned array of roots
+// (a program that keeps one root per bucket or account reads one line per `get`).
+#[repr(C)]
 pub struct Root<T> {
     shared: Arc<Shared>,
     granule: u32,
-    /// The shard of the runtime's root registry that counts this root.
-    shard: u32,
-    born: Born,
     /// True from the start for a root of a committed object (`Born::Committed`); for a
     /// `Born::Pending` one, set once its birth was seen committed, so that later `get`s read
     /// this root's own cache line, not the shared cell.
     settled: AtomicBool,
+    /// The shard of the runtime's root registry that counts this root.
+    shard: u32,
+    born: Born,
     _t: PhantomData<fn() -> T>,
 }
+
+// The layout the comment on `Root` relies on.
+const _: () = assert!(std::mem::size_of::<Root<()>>() == 32);
+const _: () = assert!(std::mem::offset_of!(Root<()>, settled) < 16);
 
 impl<T> Clone for Root<T> {
     fn clone(&self) -> Self {
@@ -794,7 +803,7 @@ impl<T: Object> Root<T> {
         let born = if is_new {
             let cell = Arc::new(AtomicU64::new(PENDING));
             local.pending_roots.push(cell.clone());
-            Born::Pending(cell, tx.segment().index, local.attempt)
+            Born::Pending(Box::new((cell, tx.segment().index, local.attempt)))
         } else {
             Born::Committed
         };
@@ -846,7 +855,8 @@ impl<T: Object> Root<T> {
     #[inline(never)]
     #[track_caller]
     fn settle(&self, tx: &Tx) {
-        if let Born::Pending(cell, seg, attempt) = &self.born {
+        if let Born::Pending(birth) = &self.born {
+            let (cell, seg, attempt) = &**birth;
             match cell.load(Ordering::Acquire) {
                 ROLLED_BACK => panic!(
                     "Root::get: the transaction that allocated this object rolled back, \
