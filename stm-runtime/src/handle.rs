@@ -737,10 +737,10 @@ enum Born {
 ///
 /// A root made for an object allocated by a transaction that then rolls back refers to
 /// nothing; [`Root::get`] panics on it with a message saying so.
-// `repr(C)`, in this order: what `get` reads (`shared`, `granule`, `settled`) is the first
-// 16 bytes of the 32, so it never straddles two cache lines in a 16-aligned array of roots
-// (a program that keeps one root per bucket or account reads one line per `get`).
-#[repr(C)]
+// `repr(C)`, in this order, 16-aligned: what `get` reads (`shared`, `granule`, `settled`) is
+// the first 16 bytes of the 32, so it never straddles two cache lines, in an array of roots
+// too (a program that keeps one root per bucket or account reads one line per `get`).
+#[repr(C, align(16))]
 pub struct Root<T> {
     shared: Arc<Shared>,
     granule: u32,
@@ -756,6 +756,7 @@ pub struct Root<T> {
 
 // The layout the comment on `Root` relies on.
 const _: () = assert!(std::mem::size_of::<Root<()>>() == 32);
+const _: () = assert!(std::mem::align_of::<Root<()>>() == 16);
 const _: () = assert!(std::mem::offset_of!(Root<()>, settled) < 16);
 
 impl<T> Clone for Root<T> {

@@ -8,10 +8,14 @@
 //! * The heap is mapped privately once per **segment**; each running
 //!   transaction owns a segment, so each sees its own version of the heap. Handles are
 //!   offsets, valid in every segment.
-//! * The **read barrier** is one `u16` store into a read-marker array; the **write barrier**
-//!   is one flag test on the object. Objects allocated by the running transaction need none.
-//! * Commits append to a lock-free **commit log**; other segments import committed changes
-//!   when they next validate. Commits never stop other threads.
+//! * The **read barrier** is one test of a `u16` read marker; an attempt's first read of an
+//!   object lists it in the read set and, if a newer version was committed, copies that
+//!   version into the segment first. The **write barrier** is one flag test on the object.
+//!   Objects allocated by the running transaction need neither.
+//! * A commit locks the version words of what it wrote, checks that what it read is
+//!   unchanged, and publishes its images to a **committed heap**; other segments import an
+//!   object when they next read it. Commits never stop other threads, and no line is
+//!   written by every commit (`ARCHITECTURE.md`, "The commit protocol").
 //! * **Inevitable** transactions (for I/O) never abort; at most one runs at a time.
 //!
 //! ```

@@ -206,8 +206,8 @@ pub(crate) struct View {
     pub version: u16,
     /// Whether the runtime has a committed heap (STM mode, more than one segment), so that
     /// this segment's images may be old: the barriers then test and write the read markers.
-    /// Without one, the segment is the committed state, markers are not tested (only the
-    /// write barrier's slow path still stores one) and `version` stays 0. Set once by
+    /// Without one, the segment is the committed state, markers are neither tested nor
+    /// stored, and `version` stays 0. Set once by
     /// `Shared::new`.
     pub imports: bool,
 }
