@@ -151,3 +151,38 @@ fn rows_say_when_they_give_no_verdict() {
     assert!(text.contains("Throughput (higher is better), test machine, today"));
     assert!(!text.contains("1.5"), "thread counts are integers");
 }
+
+/// The binary's schedule end to end: a vacation run too short for a verdict is stretched,
+/// and every configuration gets the same operation count (its tables fill up as operations
+/// accumulate, so different counts would compare different work), with one row each.
+#[test]
+fn vacation_configurations_run_one_operation_count() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stm-bench"))
+        .args([
+            "--workload",
+            "vacation",
+            "--impl",
+            "seq,stm",
+            "--threads",
+            "1,2",
+        ])
+        .args(["--repeat", "2", "--scale", "0.002", "--json"])
+        .output()
+        .expect("stm-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stm-bench failed: {stderr}");
+    let rows: Vec<stm_bench::report::Row> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(stm_bench::report::Row::from_json)
+        .collect();
+    let configs: Vec<(String, usize)> = rows.iter().map(|r| (r.imp.clone(), r.threads)).collect();
+    assert_eq!(
+        configs,
+        [("seq".into(), 1), ("stm".into(), 1), ("stm".into(), 2)],
+        "one row per configuration, in order"
+    );
+    assert!(rows.iter().all(|r| r.runs == 2 && r.check_ok), "{rows:?}");
+    // 400 operations run in well under 100 ms: stretched, and alike.
+    assert!(rows[0].ops > 400, "not stretched: {stderr}");
+    assert!(rows.iter().all(|r| r.ops == rows[0].ops), "{rows:?}");
+}
