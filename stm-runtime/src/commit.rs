@@ -23,12 +23,13 @@
 //! * **Commit** ([`commit_writes`], then `protocol::commit`): lock the version words of
 //!   the written objects (compare-and-swap from the version this segment holds: a newer
 //!   version or another holder is a conflict), check that every object read is still at the
-//!   version read and not locked by another committer, then copy the images into the committed heap (the
-//!   attempt's new objects first, so that nothing can reach a new object before its image is
-//!   there) and unlock each with the next version. The commit is serialized between taking
-//!   its last lock and its read check (Silo's argument); read-only attempts commit with
-//!   nothing to do, serialized at their last import (or their start). Nothing is written that
-//!   other segments' commits write, unless they write the same objects.
+//!   version read and not locked by another committer, then copy the images into the
+//!   committed heap (the attempt's new objects first, so that nothing can reach a new object
+//!   before its image is there) and unlock each with the next version. The commit is
+//!   serialized between taking its last lock and its read check (Silo's argument); read-only
+//!   attempts commit with nothing to do, serialized at their last import (or their start).
+//!   Nothing is written that other segments' commits write, unless they write the same
+//!   objects.
 //! * **Inevitable transactions** set `Shared::inevitable` and wait until no commit is in
 //!   flight (a committer announces itself in its segment's `committing` flag before it checks
 //!   `inevitable`: Dekker's pattern, made cheap for committers with `membarrier`). From then on

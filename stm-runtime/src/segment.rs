@@ -207,8 +207,7 @@ pub(crate) struct View {
     /// Whether the runtime has a committed heap (STM mode, more than one segment), so that
     /// this segment's images may be old: the barriers then test and write the read markers.
     /// Without one, the segment is the committed state, markers are neither tested nor
-    /// stored, and `version` stays 0. Set once by
-    /// `Shared::new`.
+    /// stored, and `version` stays 0. Set once by `Shared::new`.
     pub imports: bool,
 }
 
