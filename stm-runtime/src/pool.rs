@@ -58,6 +58,10 @@ impl Monitor {
 
     /// Blocks until `ready()` holds: spins briefly, then sleeps until notified, looking at
     /// the condition again at least every [`POLL`].
+    ///
+    /// Once asleep, `ready` runs under the monitor's lock, and [`Monitor::notify`] takes that
+    /// lock: no thread may notify while it holds a lock that `ready` takes, or the two
+    /// deadlock.
     pub(crate) fn wait_until(&self, mut ready: impl FnMut() -> bool) {
         let backoff = crossbeam_utils::Backoff::new();
         while !backoff.is_completed() {

@@ -265,8 +265,11 @@ impl<'env> TransactionQueue<'env> {
                         Some(_) => Some(p),
                     };
                     self.stop.store(true, Ordering::SeqCst);
-                    self.idle.notify();
+                    // Not under the state's lock: a sleeping worker looks for work (which
+                    // takes that lock) while holding the monitor's, so notifying here
+                    // deadlocked them (seen once in `a_panicking_drop_of_a_task_stops_the_run`).
                     drop(st);
+                    self.idle.notify();
                     drop(later); // a payload's `Drop` is user code too
                     break;
                 }
