@@ -84,15 +84,20 @@ pub(crate) const STM: bool = !cfg!(feature = "gil");
 /// unused. Nothing is imported: the segment catches up object by object, at the attempt's
 /// first read of each.
 #[inline(always)]
-pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
+pub(crate) fn begin(
+    shared: &Shared,
+    local: &mut SegmentLocal,
+    reporting: bool,
+    site: &'static Location<'static>,
+) {
     local.attempt += 1;
     local.user_inevitable = false;
     local.series.cut_by_break = false;
     local.series.left = u32::MAX;
     local.series.budget = u32::MAX;
-    local.report.on = shared.recorder.enabled();
-    if local.report.on {
-        begin_reporting(local);
+    local.report.on = reporting;
+    if reporting {
+        begin_reporting(local, site);
     }
     local.bump.begin();
     debug_assert!(local.fp.modified.is_empty() && local.fp.allocated.is_empty());
@@ -110,7 +115,8 @@ pub(crate) fn begin(shared: &Shared, local: &mut SegmentLocal) {
 /// The bookkeeping of an attempt whose conflicts are reported.
 #[cold]
 #[inline(never)]
-fn begin_reporting(local: &mut SegmentLocal) {
+fn begin_reporting(local: &mut SegmentLocal, site: &'static Location<'static>) {
+    local.report.tx_site = Some(site.into());
     local.report.started = Some(crate::sys::thread_cpu_time());
     local.report.write_sites.clear();
     local.report.alloc_sites.clear();
@@ -693,23 +699,16 @@ fn end_inevitable(shared: &Shared, local: &mut SegmentLocal) {
     }
 }
 
-/// What a successful commit did.
-pub(crate) enum Committed {
-    /// Nothing was written or allocated; serialized here (`Config::serial_order`, else 0).
-    ReadOnly(u64),
-    /// The attempt's writes are committed, at this position of the serial order
-    /// (`Config::serial_order`, else 0; in GIL mode the count of commits).
-    Wrote(u64),
-}
-
 /// Commits the running attempt, or reports the conflict that prevents it (the caller then
-/// rolls back).
+/// rolls back). Counts the commit in the segment's statistics (read-only or not) and returns
+/// its position in the serial order (`Config::serial_order`, else 0; in GIL mode the count of
+/// commits).
 #[inline(always)]
 pub(crate) fn commit(
     shared: &Shared,
     seg: &Segment,
     local: &mut SegmentLocal,
-) -> Result<Committed, Box<Conflict>> {
+) -> Result<u64, Box<Conflict>> {
     if local.doomed.is_some() {
         return Err(local.doomed.take().unwrap_or_else(Conflict::injected));
     }
@@ -721,14 +720,9 @@ pub(crate) fn commit(
     local.guards.clear();
     local.update = Guard::NONE;
     if local.fp.modified.is_empty() && local.fp.allocated.is_empty() {
-        // A root is pending only for an object this attempt allocated (invariant 11), so
-        // there is none here; if there were, its object never existed.
+        // A root is pending only for an object this attempt allocated (invariant 11; an
+        // `or_else` rollback keeps its allocations), so there is none here.
         debug_assert!(local.pending_roots.is_empty());
-        if !local.pending_roots.is_empty() {
-            for born in local.pending_roots.drain(..) {
-                born.store(ROLLED_BACK, Ordering::Release);
-            }
-        }
         let at = if !STM {
             shared.gil_commits.load(Ordering::Acquire)
         } else if shared.config.serial_order {
@@ -740,7 +734,8 @@ pub(crate) fn commit(
             end_inevitable(shared, local);
         }
         local.fp.reads.clear();
-        return Ok(Committed::ReadOnly(at));
+        seg.stats.bump(Counter::ReadOnlyCommit);
+        return Ok(at);
     }
     commit_writes(shared, seg, local)
 }
@@ -762,7 +757,7 @@ fn commit_writes(
     shared: &Shared,
     seg: &Segment,
     local: &mut SegmentLocal,
-) -> Result<Committed, Box<Conflict>> {
+) -> Result<u64, Box<Conflict>> {
     let Some(heap) = &shared.heap else {
         // One segment: it is the committed state. Nothing to lock, check or publish: re-arm
         // the write barrier of what we wrote (see `protocol::commit`) and of our new objects.
@@ -786,7 +781,7 @@ fn commit_writes(
         // Release: see `Shared::commit_count`.
         let c = seg.commits.load(Ordering::Relaxed);
         seg.commits.store(c + 2, Ordering::Release);
-        return Ok(finish(shared, local, rev));
+        return Ok(finish(shared, seg, local, rev));
     };
     let rev =
         protocol::commit(shared, heap, seg, local).map_err(|lost| conflict_of(local, lost))?;
@@ -795,12 +790,13 @@ fn commit_writes(
             shared.recorder.note_writer(g, site);
         }
     }
-    Ok(finish(shared, local, rev))
+    Ok(finish(shared, seg, local, rev))
 }
 
 /// The bookkeeping after a writing commit at position `rev`.
 #[inline(always)]
-fn finish(shared: &Shared, local: &mut SegmentLocal, rev: u64) -> Committed {
+fn finish(shared: &Shared, seg: &Segment, local: &mut SegmentLocal, rev: u64) -> u64 {
+    seg.stats.bump(Counter::WriteCommit);
     local.fp.modified.clear();
     local.backups.clear();
     local.fp.reads.clear();
@@ -815,7 +811,7 @@ fn finish(shared: &Shared, local: &mut SegmentLocal, rev: u64) -> Committed {
     }
     // After the roots are settled: `retry` and `Root::get` of a pending root wait on this.
     shared.committed.notify_cheap();
-    Committed::Wrote(rev)
+    rev
 }
 
 /// Undoes the running attempt: restores before-images, forgets allocations, ends
@@ -924,6 +920,12 @@ mod tests {
     use crate::protocol::ONE;
     use crate::runtime::Stm;
     use crate::tx::Tx;
+
+    /// [`super::begin`] of an attempt without conflict reports.
+    #[track_caller]
+    fn begin(shared: &Shared, local: &mut SegmentLocal) {
+        super::begin(shared, local, false, Location::caller());
+    }
 
     /// Two segments owned by this thread, as two concurrent transactions would own them
     /// (taken by [`unbiased`]).
@@ -1034,7 +1036,7 @@ mod tests {
         // A still sees the value it read, and loses when it commits a write of y.
         assert_eq!(gx.get(), 1);
         Gc::<u64>::new(&ta, y).set(3);
-        let c = commit(sh, a, local(a)).err().expect("a must lose");
+        let c = commit(sh, a, local(a)).expect_err("a must lose");
         assert_eq!((c.granule, c.write_write), (x, false));
         rollback(sh, local(a));
         assert_eq!(word(&stm, y), ONE, "y was unlocked, unchanged");
@@ -1124,7 +1126,7 @@ mod tests {
         assert_eq!(local(a).fp.modified, vec![x]);
         Gc::<u64>::new(&tx_for(&stm, b), x).set(6);
         assert!(commit(sh, b, local(b)).is_ok());
-        let c = commit(sh, a, local(a)).err().expect("a must lose");
+        let c = commit(sh, a, local(a)).expect_err("a must lose");
         assert!(c.write_write);
         rollback(sh, local(a));
         // The backup restored a's image to the value it read (1), and the barrier flag.
@@ -1149,7 +1151,7 @@ mod tests {
         let heap = sh.heap.as_ref().unwrap();
         // Another segment (index 1 + 1 = 2 as holder) holds y.
         heap.word(y).store(ONE | 0x7, Ordering::Release);
-        let c = commit(sh, a, local(a)).err().expect("y is held");
+        let c = commit(sh, a, local(a)).expect_err("y is held");
         assert_eq!((c.granule, c.write_write, c.other_segment), (y, true, 6));
         assert_eq!(word(&stm, x), ONE, "x unlocked again");
         heap.word(y).store(ONE, Ordering::Release);

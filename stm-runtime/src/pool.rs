@@ -123,7 +123,14 @@ pub(crate) struct Shared {
     pub gc: Mutex<GcState>,
     /// A collection is taking the segments: transactions wait to start.
     pub collecting: AtomicBool,
+    /// This runtime's number, unique in the process for its whole life (never reused, unlike
+    /// the runtime's address): what a thread's [`PREFERRED`] segment is keyed by.
+    pub id: u64,
 }
+
+/// The next runtime's [`Shared::id`]. Ids start at 1: a thread's [`PREFERRED`] starts at 0,
+/// which names no runtime. 64 bits do not wrap in a process's life.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Shared {
     pub(crate) fn new(mut config: Config) -> Result<Shared, StmError> {
@@ -166,6 +173,7 @@ impl Shared {
             roots,
             gc: Mutex::new(GcState::default()),
             collecting: AtomicBool::new(false),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -174,32 +182,34 @@ impl Shared {
     /// bias slot returned here (the segment was taken through its bias if there is one).
     #[inline]
     pub(crate) fn acquire_segment(&self) -> (&Segment, Option<&'static BiasSlot>) {
-        let key = self as *const Shared as usize;
-        let (k, i) = PREFERRED.with(Cell::get);
-        if k == key {
-            if let Some(seg) = self.segments.get(i) {
-                // The common case: the segment of last time is biased to this thread, which
-                // takes it with plain stores (`owner.rs`). A collection revokes biases, so
-                // this needs no look at `collecting`.
-                if let Some(slot) = owner::my_slot() {
-                    if owner::take_biased(&seg.state, seg.id(), slot) {
-                        return (seg, Some(slot));
-                    }
-                }
-                // Else the same segment by compare-and-swap, unless a collection waits for
-                // the segments (see `acquire_segment_slow`). Acquire: see everything the
-                // previous owner (or the collector) did to it.
-                if !self.collecting.load(Ordering::Acquire)
-                    && seg
-                        .state
-                        .compare_exchange(owner::FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return (seg, None);
+        let (id, seg) = PREFERRED.with(Cell::get);
+        if id == self.id {
+            // SAFETY: ids are never reused (`NEXT_ID`), so `seg` was stored by
+            // `acquire_segment_slow` of this very runtime: it points into `self.segments`, a
+            // boxed slice that lives (unmoved) as long as `self`.
+            let seg = unsafe { &*seg };
+            // The common case: the segment of last time is biased to this thread, which
+            // takes it with plain stores (`owner.rs`). A collection revokes biases, so
+            // this needs no look at `collecting`.
+            if let Some(slot) = owner::my_slot() {
+                if owner::take_biased(&seg.state, seg.id(), slot) {
+                    return (seg, Some(slot));
                 }
             }
+            // Else the same segment by compare-and-swap, unless a collection waits for
+            // the segments (see `acquire_segment_slow`). Acquire: see everything the
+            // previous owner (or the collector) did to it.
+            if !self.collecting.load(Ordering::Acquire)
+                && seg
+                    .state
+                    .compare_exchange(owner::FREE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return (seg, None);
+            }
+            return self.acquire_segment_slow(seg.index as usize);
         }
-        self.acquire_segment_slow(if k == key { i } else { 0 })
+        self.acquire_segment_slow(0)
     }
 
     /// Takes the first free segment from `preferred` on (revoking the bias of an idle one),
@@ -208,7 +218,6 @@ impl Shared {
     #[inline(never)]
     fn acquire_segment_slow(&self, preferred: usize) -> (&Segment, Option<&'static BiasSlot>) {
         let n = self.segments.len();
-        let key = self as *const Shared as usize;
         let try_take = |i: usize| {
             let seg = &self.segments[i];
             owner::try_take(&seg.state, seg.id(), OWNED).map(|bias| (seg, bias))
@@ -236,7 +245,7 @@ impl Shared {
             }
         };
         self.wanting.fetch_sub(1, Ordering::SeqCst);
-        PREFERRED.with(|p| p.set((key, seg.0.index as usize)));
+        PREFERRED.with(|p| p.set((self.id, std::ptr::from_ref(seg.0))));
         seg
     }
 
@@ -363,6 +372,6 @@ impl Drop for Shared {
 }
 
 thread_local! {
-    /// The segment this thread used last, per runtime (keyed by the runtime's address).
-    static PREFERRED: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// The segment this thread used last, and its runtime's [`Shared::id`] (0: none yet).
+    static PREFERRED: Cell<(u64, *const Segment)> = const { Cell::new((0, std::ptr::null())) };
 }

@@ -14,7 +14,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
-use crate::commit::{self, Committed, STM};
+use crate::commit::{self, STM};
 use crate::config::StmError;
 use crate::handle::{Gc, Object, Root};
 use crate::heap::{granules_for, Header, FLAG_NEW, GRANULE, HEADER_SIZE};
@@ -509,7 +509,10 @@ impl Stm {
             }
             nested_in_other_runtime(site);
         }
-        let _timing = if shared.recorder.enabled() {
+        // Conflict reporting is looked at once per call: turned on or off meanwhile, it
+        // applies from the next call.
+        let reporting = shared.recorder.enabled();
+        let _timing = if reporting {
             Some(CpuTiming::start(shared))
         } else {
             None
@@ -523,7 +526,7 @@ impl Stm {
             // exists.
             unsafe { (*seg.local.get()).may_collect = may_collect };
             let owned = SegmentGuard { shared, seg, bias };
-            match self.attempts(seg, site, &mut aborts, &mut f) {
+            match self.attempts(seg, site, reporting, &mut aborts, &mut f) {
                 Attempts::Done(result) => return result,
                 Attempts::Panicked(payload, value) => {
                     drop(owned);
@@ -565,6 +568,7 @@ impl Stm {
         &self,
         seg: &Segment,
         site: &'static Location<'static>,
+        reporting: bool,
         aborts: &mut u32,
         f: &mut impl FnMut(&Tx) -> Result<R, E>,
     ) -> Attempts<Result<R, E>> {
@@ -573,10 +577,7 @@ impl Stm {
             // SAFETY: we own the segment (SegmentGuard in the caller); no other reference to
             // its local state exists outside this loop's runtime calls (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
-            commit::begin(shared, local);
-            if local.report.on {
-                note_site(local, site);
-            }
+            commit::begin(shared, local, reporting, site);
             let tx = Tx::new(local, seg, shared);
             if *aborts >= shared.config.inevitable_after && *aborts > 0 {
                 seg.stats.bump(Counter::InevitableByPolicy);
@@ -592,20 +593,10 @@ impl Stm {
             let local = unsafe { &mut *seg.local.get() };
             let counter = match outcome {
                 Ok(Ok(value)) => match commit::commit(shared, seg, local) {
-                    Ok(c) => {
+                    Ok(at) => {
                         if local.series.cut_by_break {
                             seg.stats.bump(Counter::BreakCommit);
                         }
-                        let at = match c {
-                            Committed::ReadOnly(at) => {
-                                seg.stats.bump(Counter::ReadOnlyCommit);
-                                at
-                            }
-                            Committed::Wrote(at) => {
-                                seg.stats.bump(Counter::WriteCommit);
-                                at
-                            }
-                        };
                         LAST_COMMIT.with(|l| l.set(at));
                         return Attempts::Done(Ok(value));
                     }
@@ -681,14 +672,6 @@ impl Stm {
             lost(shared, seg, local, counter, aborts);
         }
     }
-}
-
-/// With conflict reports on: the attempt's `atomically` call site. Out of line, so that the
-/// common path does not load the site's fields (the compiler hoists them out of the loop).
-#[cold]
-#[inline(never)]
-fn note_site(local: &mut SegmentLocal, site: &'static Location<'static>) {
-    local.report.tx_site = Some(site.into());
 }
 
 /// Whether user code caught the unwind of a conflict (not of a retry or restart, which
