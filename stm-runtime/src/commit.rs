@@ -737,6 +737,10 @@ pub(crate) fn commit(
         seg.stats.bump(Counter::ReadOnlyCommit);
         return Ok(at);
     }
+    // `imports` says whether there is a committed heap (`Shared::new`), and is at hand here.
+    if !local.view.imports {
+        return Ok(commit_alone(shared, seg, local));
+    }
     commit_writes(shared, seg, local)
 }
 
@@ -751,7 +755,39 @@ fn serial_read_only(shared: &Shared, local: &SegmentLocal) -> Result<u64, Box<Co
     Ok(at)
 }
 
-/// [`commit`] of an attempt that wrote or allocated something.
+/// [`commit`] of an attempt that wrote or allocated something, in a runtime of one segment
+/// (or GIL mode): the segment is the committed state. Nothing to lock, check or publish:
+/// re-arm the write barrier of what we wrote (see `protocol::commit`) and of our new objects.
+/// Apart from [`commit_writes`], so that this short path saves only the registers it uses.
+#[inline(never)]
+fn commit_alone(shared: &Shared, seg: &Segment, local: &mut SegmentLocal) -> u64 {
+    // The heap's address once: the compiler would reload it after each header store.
+    let heap = local.heap_base();
+    let rearm_at = |g: u32| {
+        // SAFETY: `g` is a live object of this heap (it is in the write set or was allocated
+        // by this attempt, invariant 3), so its header lies inside our own segment's mapping
+        // (invariant 1), at `heap + g * GRANULE` as `SegmentLocal::header` computes it.
+        unsafe { rearm(heap.add(g as usize * GRANULE).cast()) };
+    };
+    local.fp.modified.iter().for_each(|&g| rearm_at(g));
+    local.fp.allocated.iter().for_each(|&g| rearm_at(g));
+    let rev = if STM {
+        protocol::serial_position(shared)
+    } else {
+        shared.gil_commits.fetch_add(1, Ordering::Release) + 1
+    };
+    if local.fp.inevitable {
+        end_inevitable(shared, local);
+    }
+    // Counted as two steps at once (odd while publishing, with nothing to publish).
+    // Release: see `Shared::commit_count`.
+    let c = seg.commits.load(Ordering::Relaxed);
+    seg.commits.store(c + 2, Ordering::Release);
+    finish(shared, seg, local, rev)
+}
+
+/// [`commit`] of an attempt that wrote or allocated something: through the commit protocol,
+/// or [`commit_alone`] without a committed heap.
 #[inline(never)]
 fn commit_writes(
     shared: &Shared,
@@ -759,29 +795,7 @@ fn commit_writes(
     local: &mut SegmentLocal,
 ) -> Result<u64, Box<Conflict>> {
     let Some(heap) = &shared.heap else {
-        // One segment: it is the committed state. Nothing to lock, check or publish: re-arm
-        // the write barrier of what we wrote (see `protocol::commit`) and of our new objects.
-        for i in 0..local.fp.modified.len() {
-            // SAFETY: live objects of this heap in our own segment (invariants 1 and 3).
-            unsafe { rearm(local.header(local.fp.modified[i])) };
-        }
-        for &g in &local.fp.allocated {
-            // SAFETY: as above.
-            unsafe { rearm(local.header(g)) };
-        }
-        let rev = if STM {
-            protocol::serial_position(shared)
-        } else {
-            shared.gil_commits.fetch_add(1, Ordering::Release) + 1
-        };
-        if local.fp.inevitable {
-            end_inevitable(shared, local);
-        }
-        // Counted as two steps at once (odd while publishing, with nothing to publish).
-        // Release: see `Shared::commit_count`.
-        let c = seg.commits.load(Ordering::Relaxed);
-        seg.commits.store(c + 2, Ordering::Release);
-        return Ok(finish(shared, seg, local, rev));
+        return Ok(commit_alone(shared, seg, local));
     };
     let rev =
         protocol::commit(shared, heap, seg, local).map_err(|lost| conflict_of(local, lost))?;
@@ -801,17 +815,22 @@ fn finish(shared: &Shared, seg: &Segment, local: &mut SegmentLocal, rev: u64) ->
     local.backups.clear();
     local.fp.reads.clear();
     local.fp.writes.clear();
-    if !local.fp.allocated.is_empty() {
-        local.committed_objects.append(&mut local.fp.allocated);
-    }
-    if !local.pending_roots.is_empty() {
-        for born in local.pending_roots.drain(..) {
-            born.store(BORN, Ordering::Release);
-        }
+    if !local.fp.allocated.is_empty() || !local.pending_roots.is_empty() {
+        finish_allocations(local);
     }
     // After the roots are settled: `retry` and `Root::get` of a pending root wait on this.
     shared.committed.notify_cheap();
     rev
+}
+
+/// [`finish`] of an attempt that allocated: its objects are committed, and their pending
+/// roots are settled. Out of line: most transactions allocate nothing.
+#[inline(never)]
+fn finish_allocations(local: &mut SegmentLocal) {
+    local.committed_objects.append(&mut local.fp.allocated);
+    for born in local.pending_roots.drain(..) {
+        born.store(BORN, Ordering::Release);
+    }
 }
 
 /// Undoes the running attempt: restores before-images, forgets allocations, ends
