@@ -843,7 +843,9 @@ impl Stm {
     }
 
     /// Turns conflict reporting on or off (see [`ConflictReport`]). It starts on when the
-    /// environment variable `STM_CONFLICT_REPORT=1` is set as the runtime is created.
+    /// environment variable `STM_CONFLICT_REPORT=1` is set as the runtime is created. The
+    /// setting applies from the next outermost `atomically` call on each thread: one that is
+    /// running (retrying, or waiting in `retry`) keeps the setting it started with.
     pub fn set_conflict_reports(&self, on: bool) {
         self.shared.recorder.set_enabled(on);
     }
