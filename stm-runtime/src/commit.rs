@@ -95,9 +95,8 @@ pub(crate) fn begin(
     local.series.cut_by_break = false;
     local.series.left = u32::MAX;
     local.series.budget = u32::MAX;
-    local.report.on = reporting;
-    if reporting {
-        begin_reporting(local, site);
+    if reporting || local.report.on {
+        begin_reporting(local, reporting, site);
     }
     local.bump.begin();
     debug_assert!(local.fp.modified.is_empty() && local.fp.allocated.is_empty());
@@ -112,10 +111,17 @@ pub(crate) fn begin(
     }
 }
 
-/// The bookkeeping of an attempt whose conflicts are reported.
+/// The bookkeeping of an attempt whose conflicts are reported (`reporting`), or of the first
+/// attempt after reporting was turned off: [`Reporting::on`](crate::segment::Reporting::on)
+/// and [`Reporting::extras`](crate::segment::Reporting::extras) change only here.
 #[cold]
 #[inline(never)]
-fn begin_reporting(local: &mut SegmentLocal, site: &'static Location<'static>) {
+fn begin_reporting(local: &mut SegmentLocal, reporting: bool, site: &'static Location<'static>) {
+    local.report.on = reporting;
+    local.report.extras = reporting || local.faults.threshold != 0;
+    if !reporting {
+        return;
+    }
     local.report.tx_site = Some(site.into());
     local.report.started = Some(crate::sys::thread_cpu_time());
     local.report.write_sites.clear();
@@ -309,8 +315,8 @@ fn conflict(local: &SegmentLocal, granule: u32, write_write: bool, other: u32) -
 /// `start..start + len` of the object's value, passed as `span` ([`span`]), so that every
 /// argument travels in a register.
 ///
-/// The common case (a committed object of one or two granules, no borrowed field, no fault
-/// injection or reporting, room in the write set) is straight-line code here; every other case is a tail call into
+/// The common case (a committed object of at most `SMALL_GRANULES` granules, no borrowed
+/// field, no fault injection or reporting, room in the write set) is straight-line code here; every other case is a tail call into
 /// [`write_slow_rare`], so this function saves no registers.
 ///
 /// A write to an object this attempt has not read yet first runs the read barrier's slow
@@ -377,22 +383,26 @@ unsafe fn write_slow_read(
     type_name: fn() -> &'static str,
 ) {
     let hdr = local.header(granule);
+    // One load and one test of the whole header: armed, no borrowed field, and at most
+    // SMALL_GRANULES granules (no bit above them set).
     // SAFETY: the object is live (caller, invariant 3), so its header is in the mapping; we
-    // own it (invariant 1).
-    let (flags, granules) = unsafe { ((*hdr).flags, (*hdr).granules) };
+    // own it (invariant 1). A header is 8 bytes of two initialised `u32`s at the start of a
+    // granule, so 16-aligned: one aligned `u64` read covers it exactly.
+    let (both, granules) = unsafe { (hdr.cast::<u64>().read(), (*hdr).granules) };
     let words = granules as usize * (GRANULE / 8);
-    if flags & (FLAG_GUARDED | FLAG_WRITE_BARRIER) != FLAG_WRITE_BARRIER
-        || words > 2 * SMALL_GRANULES
-        || local.faults.threshold != 0
-        || local.report.on
+    if both & SMALL_MASK != SMALL_ARMED
+        || local.report.extras
         || local.backups.capacity() - local.backups.len() < words
         || local.fp.modified.len() == local.fp.modified.capacity()
     {
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_rare(local, granule, span, site, type_name) };
     }
+    // The test above left `granules <= SMALL_GRANULES`: the mask changes nothing, but tells
+    // the compiler the bound, so that it unrolls the copy fully.
+    let words = (granules as usize & SMALL_GRANULES) * (GRANULE / 8);
     // SAFETY: the common case: see `save_before_image`; the object is 1 to SMALL_GRANULES
-    // granules long (objects are at least one), which `copy_small` copies without a call.
+    // granules long (objects are at least one), which `copy_granules` copies without a call.
     unsafe { save_before_image(local, granule, hdr, words, true) }
 }
 
@@ -402,8 +412,22 @@ pub(crate) fn span(start: usize, len: usize) -> u64 {
     start as u32 as u64 | (len as u32 as u64) << 32
 }
 
-/// The largest object (in granules) whose before-image [`write_slow`] copies inline.
-const SMALL_GRANULES: usize = 8;
+/// The largest object (in granules) whose before-image [`write_slow`] copies inline: one
+/// less than a power of two, so that a single mask tests it (`write_slow_read`).
+const SMALL_GRANULES: usize = 7;
+const _: () = assert!((SMALL_GRANULES + 1).is_power_of_two());
+
+const _: () = assert!(std::mem::size_of::<Header>() == 8 && GRANULE % 8 == 0);
+/// A header's 8 bytes as one word (in memory order, whatever the byte order).
+const fn header_word(flags: u32, granules: u32) -> u64 {
+    let (f, g) = (flags.to_ne_bytes(), granules.to_ne_bytes());
+    u64::from_ne_bytes([f[0], f[1], f[2], f[3], g[0], g[1], g[2], g[3]])
+}
+/// The bits of a header word that `write_slow_read` tests: the write-barrier and guard
+/// flags, and the length's bits above `SMALL_GRANULES`.
+const SMALL_MASK: u64 = header_word(FLAG_GUARDED | FLAG_WRITE_BARRIER, !(SMALL_GRANULES as u32));
+/// What they are in the common case: armed, no guard, a small object.
+const SMALL_ARMED: u64 = header_word(FLAG_WRITE_BARRIER, 0);
 
 /// Everything of [`write_slow`] but its common case: a borrowed field, an object already
 /// written by this attempt, a larger object, fault injection, reporting, a full write set.
@@ -430,7 +454,7 @@ unsafe fn write_slow_rare(
     if flags & FLAG_WRITE_BARRIER == 0 {
         return; // written before in this attempt (or allocated by it): only the guard check
     }
-    if local.faults.threshold != 0 || local.report.on {
+    if local.report.extras {
         write_extras(local, site, type_name());
     }
     // SAFETY: as above (invariants 1 and 3).
@@ -485,7 +509,7 @@ unsafe fn save_before_image(
         let dst = local.backups.as_mut_ptr().add(len);
         if small {
             debug_assert!(words >= 2 && words % 2 == 0 && words <= 2 * SMALL_GRANULES);
-            committed::copy_granules(hdr.cast(), dst, words / 2);
+            committed::copy_granules::<SMALL_GRANULES>(hdr.cast(), dst, words / 2);
         } else {
             committed::copy_words(hdr.cast(), dst, words);
         }
@@ -1307,6 +1331,8 @@ mod tests {
         check::<14>(&stm);
         check::<15>(&stm);
         check::<16>(&stm);
+        // Around the largest object copied inline (SMALL_GRANULES, 7 granules: 13 words).
+        check::<13>(&stm);
         check::<40>(&stm);
     }
 

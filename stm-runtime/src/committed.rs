@@ -129,11 +129,13 @@ impl CommittedHeap {
 // The copy below moves a granule as two 8-byte words.
 const _: () = assert!(GRANULE == 16);
 
-/// Copies `granules` granules (16 bytes each, two words) from `src` to `dst`, a granule per
-/// loop iteration, with plain loads and stores in order, as the hardware does them: a
-/// concurrent writer of `src` or reader of `dst` is not a data race of the Rust abstract
-/// machine (the copy is an `asm!` block), and padding bytes are copied as they are. Images
-/// are whole granules.
+/// Copies `granules` granules (16 bytes each) from `src` to `dst`, a granule per loop
+/// iteration (one unaligned 16-byte move on x86-64, a pair of words on aarch64), with plain
+/// loads and stores in order, as the hardware does them: a concurrent writer of `src` or
+/// reader of `dst` is not a data race of the Rust abstract machine (the copy is an `asm!`
+/// block), and padding bytes are copied as they are. Images are whole granules. A copy that
+/// races with a writer may mix old and new bytes (at any size, not only whole words): its
+/// reader checks the version word around it and throws such a copy away.
 ///
 /// # Safety
 /// `src` readable and `dst` writable for `granules * 16` bytes, both 8-aligned, not
@@ -149,19 +151,16 @@ pub(crate) unsafe fn copy_racy(src: *const u64, dst: *mut u64, granules: usize) 
     unsafe {
         std::arch::asm!(
             "2:",
-            "mov {t}, qword ptr [{src}]",
-            "mov {u}, qword ptr [{src} + 8]",
-            "mov qword ptr [{dst}], {t}",
-            "mov qword ptr [{dst} + 8], {u}",
-            "add {src}, 16",
-            "add {dst}, 16",
-            "dec {n}",
-            "jnz 2b",
-            src = inout(reg) src => _,
-            dst = inout(reg) dst => _,
-            n = inout(reg) granules => _,
-            t = out(reg) _,
-            u = out(reg) _,
+            "movups {t}, xmmword ptr [{src} + {i}]",
+            "movups xmmword ptr [{dst} + {i}], {t}",
+            "add {i}, 16",
+            "cmp {i}, {end}",
+            "jne 2b",
+            src = in(reg) src,
+            dst = in(reg) dst,
+            i = inout(reg) 0usize => _,
+            end = in(reg) granules * 16,
+            t = out(xmm_reg) _,
             options(nostack),
         );
     }
@@ -245,24 +244,31 @@ pub(crate) unsafe fn copy_words(
     }
 }
 
-/// Copies `granules` granules (16 bytes each) with a loop of 16-byte moves: no call, for
-/// the small objects of the write barrier's fast path.
+/// Copies `granules` granules (16 bytes each, 1 to `MAX`) with 16-byte moves and no call,
+/// for the small objects of the write barrier's fast path. The loop has a constant bound, so
+/// the compiler unrolls it into a chain of moves, each followed by a test for the end: an
+/// object of one granule costs one move and one test.
 ///
 /// # Safety
-/// As [`copy_words`] with `words = 2 * granules`.
+/// As [`copy_words`] with `words = 2 * granules`, and `1 <= granules <= MAX`.
 #[inline(always)]
-pub(crate) unsafe fn copy_granules(
+pub(crate) unsafe fn copy_granules<const MAX: usize>(
     src: *const std::mem::MaybeUninit<u64>,
     dst: *mut std::mem::MaybeUninit<u64>,
     granules: usize,
 ) {
     use std::mem::MaybeUninit;
-    for i in 0..granules {
-        // SAFETY: forwarded from the caller: granule `i` lies within both ranges.
+    debug_assert!((1..=MAX).contains(&granules));
+    for i in 0..MAX {
+        // SAFETY: forwarded from the caller: `i < granules`, so granule `i` lies within both
+        // ranges (the loop ends after granule `granules - 1`).
         unsafe {
             dst.add(2 * i)
                 .cast::<[MaybeUninit<u64>; 2]>()
                 .write(src.add(2 * i).cast::<[MaybeUninit<u64>; 2]>().read());
+        }
+        if i + 1 == granules {
+            break;
         }
     }
 }

@@ -231,6 +231,10 @@ pub(crate) struct Series {
 pub(crate) struct Reporting {
     /// Reporting is on for the running attempt.
     pub on: bool,
+    /// Reporting is on or faults are injected: a first write takes the write barrier's rare
+    /// path, which notes its site or may inject a fault (`commit::write_extras`). Set with
+    /// `on`, by `commit::begin_reporting`.
+    pub extras: bool,
     /// Where the running attempt's `atomically` was called.
     pub tx_site: Option<Site>,
     /// The thread's CPU time when the running attempt started (only while reporting).
@@ -265,6 +269,7 @@ impl Segment {
         let heap_ptr = heap.as_mut_ptr();
         let markers_ptr = markers.as_mut_ptr().cast();
         let copies_ptr = copies.as_mut_ptr().cast();
+        let fault_threshold = (config.fault_rate * u64::MAX as f64) as u64;
         Ok(Segment {
             index,
             state: AtomicUsize::new(crate::owner::FREE),
@@ -300,13 +305,14 @@ impl Segment {
                 pending_roots: Vec::new(),
                 report: Reporting {
                     on: false,
+                    extras: fault_threshold != 0,
                     tx_site: None,
                     started: None,
                     write_sites: Vec::new(),
                     alloc_sites: Vec::new(),
                 },
                 faults: Faults {
-                    threshold: (config.fault_rate * u64::MAX as f64) as u64,
+                    threshold: fault_threshold,
                     rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) << 32 | 1),
                 },
                 streak: (0, 0),
