@@ -383,14 +383,14 @@ unsafe fn write_slow_read(
     type_name: fn() -> &'static str,
 ) {
     let hdr = local.header(granule);
-    // One load and one test of the whole header: armed, no borrowed field, and at most
-    // SMALL_GRANULES granules (no bit above them set).
+    // One load and one test of the whole header: armed, no borrowed field, and 1 to
+    // SMALL_GRANULES granules (see `SMALL_MASK`).
     // SAFETY: the object is live (caller, invariant 3), so its header is in the mapping; we
     // own it (invariant 1). A header is 8 bytes of two initialised `u32`s at the start of a
     // granule, so 16-aligned: one aligned `u64` read covers it exactly.
     let (both, granules) = unsafe { (hdr.cast::<u64>().read(), (*hdr).granules) };
     let words = granules as usize * (GRANULE / 8);
-    if both & SMALL_MASK != SMALL_ARMED
+    if !small_and_armed(both)
         || local.report.extras
         || local.backups.capacity() - local.backups.len() < words
         || local.fp.modified.len() == local.fp.modified.capacity()
@@ -398,11 +398,8 @@ unsafe fn write_slow_read(
         // SAFETY: forwarded from our caller.
         return unsafe { write_slow_rare(local, granule, span, site, type_name) };
     }
-    // The test above left `granules <= SMALL_GRANULES`: the mask changes nothing, but tells
-    // the compiler the bound, so that it unrolls the copy fully.
-    let words = (granules as usize & SMALL_GRANULES) * (GRANULE / 8);
-    // SAFETY: the common case: see `save_before_image`; the object is 1 to SMALL_GRANULES
-    // granules long (objects are at least one), which `copy_granules` copies without a call.
+    // SAFETY: the common case: see `save_before_image`; the test above left the object 1 to
+    // SMALL_GRANULES granules long, which `copy_granules` copies without a call.
     unsafe { save_before_image(local, granule, hdr, words, true) }
 }
 
@@ -412,10 +409,10 @@ pub(crate) fn span(start: usize, len: usize) -> u64 {
     start as u32 as u64 | (len as u32 as u64) << 32
 }
 
-/// The largest object (in granules) whose before-image [`write_slow`] copies inline: one
-/// less than a power of two, so that a single mask tests it (`write_slow_read`).
-const SMALL_GRANULES: usize = 7;
-const _: () = assert!((SMALL_GRANULES + 1).is_power_of_two());
+/// The largest object (in granules) whose before-image [`write_slow`] copies inline: a power
+/// of two, so that a single mask tests the length (`SMALL_MASK`).
+const SMALL_GRANULES: usize = 8;
+const _: () = assert!(SMALL_GRANULES.is_power_of_two());
 
 const _: () = assert!(std::mem::size_of::<Header>() == 8 && GRANULE % 8 == 0);
 /// A header's 8 bytes as one word (in memory order, whatever the byte order).
@@ -423,11 +420,27 @@ const fn header_word(flags: u32, granules: u32) -> u64 {
     let (f, g) = (flags.to_ne_bytes(), granules.to_ne_bytes());
     u64::from_ne_bytes([f[0], f[1], f[2], f[3], g[0], g[1], g[2], g[3]])
 }
-/// The bits of a header word that `write_slow_read` tests: the write-barrier and guard
-/// flags, and the length's bits above `SMALL_GRANULES`.
-const SMALL_MASK: u64 = header_word(FLAG_GUARDED | FLAG_WRITE_BARRIER, !(SMALL_GRANULES as u32));
+/// One granule, in a header word's length.
+const ONE_GRANULE: u64 = header_word(0, 1);
+/// The bits that `write_slow_read` tests of a header word less [`ONE_GRANULE`]: the
+/// write-barrier and guard flags, and the bits of `granules - 1` from `SMALL_GRANULES` up.
+/// They are all clear but the write-barrier flag exactly when the object is armed, has no
+/// borrowed field and is 1 to `SMALL_GRANULES` granules long: a length of 0 borrows (on a
+/// little-endian machine `granules - 1` wraps to all ones; on a big-endian one the borrow
+/// clears the write-barrier flag), so it takes the rare path.
+const SMALL_MASK: u64 = header_word(
+    FLAG_GUARDED | FLAG_WRITE_BARRIER,
+    !(SMALL_GRANULES as u32 - 1),
+);
 /// What they are in the common case: armed, no guard, a small object.
 const SMALL_ARMED: u64 = header_word(FLAG_WRITE_BARRIER, 0);
+
+/// Whether a header word is the write barrier's common case: armed, no borrowed field, 1 to
+/// `SMALL_GRANULES` granules (see [`SMALL_MASK`]).
+#[inline(always)]
+fn small_and_armed(header: u64) -> bool {
+    header.wrapping_sub(ONE_GRANULE) & SMALL_MASK == SMALL_ARMED
+}
 
 /// Everything of [`write_slow`] but its common case: a borrowed field, an object already
 /// written by this attempt, a larger object, fault injection, reporting, a full write set.
@@ -1284,6 +1297,29 @@ mod tests {
         rollback(sh, local(a));
     }
 
+    /// The write barrier's one test of a header word takes exactly the armed, unguarded
+    /// objects of 1 to SMALL_GRANULES granules, whatever the other flags.
+    #[test]
+    fn the_header_test_takes_only_small_armed_unguarded_objects() {
+        let lengths = (0..40).chain([u32::MAX / 2, u32::MAX - 1, u32::MAX]);
+        for flags in 0..16u32 {
+            for granules in lengths.clone() {
+                let expected = flags & (FLAG_WRITE_BARRIER | FLAG_GUARDED) == FLAG_WRITE_BARRIER
+                    && (1..=SMALL_GRANULES as u32).contains(&granules);
+                let header = Header { flags, granules };
+                // SAFETY: a `Header` is 8 bytes of two initialised `u32`s (asserted beside
+                // `header_word`), so it reads as one `u64`.
+                let word = unsafe { std::ptr::from_ref(&header).cast::<u64>().read_unaligned() };
+                assert_eq!(word, header_word(flags, granules));
+                assert_eq!(
+                    small_and_armed(word),
+                    expected,
+                    "flags {flags:#x}, {granules} granules"
+                );
+            }
+        }
+    }
+
     /// The write barrier copies before-images inline for objects of up to SMALL_GRANULES
     /// granules and through `copy_words` beyond: both must restore every byte on rollback
     /// and publish every byte on commit.
@@ -1331,7 +1367,11 @@ mod tests {
         check::<14>(&stm);
         check::<15>(&stm);
         check::<16>(&stm);
-        // Around the largest object copied inline (SMALL_GRANULES, 7 granules: 13 words).
+        // Every length copied inline (1 to SMALL_GRANULES = 8 granules: up to 15 words) and
+        // the first one beyond it (16 words: 9 granules).
+        check::<7>(&stm);
+        check::<9>(&stm);
+        check::<11>(&stm);
         check::<13>(&stm);
         check::<40>(&stm);
     }

@@ -126,7 +126,8 @@ impl CommittedHeap {
     }
 }
 
-// The copy below moves a granule as two 8-byte words.
+// The copy below moves a granule as one 16-byte move (x86-64) or a pair of 8-byte words
+// (aarch64).
 const _: () = assert!(GRANULE == 16);
 
 /// Copies `granules` granules (16 bytes each) from `src` to `dst`, a granule per loop

@@ -5,8 +5,11 @@
 //! The runtime compiles it against `src/facade.rs` (std's atomics, the mapped committed heap);
 //! this test compiles the same file against the facade below, as crossbeam-epoch swaps in
 //! loom's primitives: loom's atomics, a committed heap whose version words and image words
-//! are loom atomics (an image is copied word by word with Relaxed loads and stores, weaker
-//! than the runtime's plain copies on x86-64), segments whose images and copy versions are
+//! are loom atomics (an image is copied word by word with Relaxed loads and stores: weaker in
+//! ordering than the runtime's plain copies on x86-64, though never torn inside a word, where
+//! the runtime's 16-byte moves may tear at any size; no value of a possibly torn copy is used
+//! before the seqlock check but the header's length, the same in every version of a live
+//! object and bounds-checked), segments whose images and copy versions are
 //! plain arrays owned by their thread, and no `membarrier` (loom cannot model it: the
 //! protocol then announces commits with a SeqCst fence, as the runtime does without it).
 //!
