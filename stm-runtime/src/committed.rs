@@ -129,6 +129,12 @@ impl CommittedHeap {
 // The copy below moves a granule as one 16-byte move (x86-64) or a pair of 8-byte words
 // (aarch64).
 const _: () = assert!(GRANULE == 16);
+// An importer reads an image's length as the high half of its header word (`protocol.rs`,
+// `import`), which is where a little-endian machine keeps `Header::granules`.
+#[cfg(target_endian = "big")]
+compile_error!(
+    "stm-runtime reads object headers as little-endian words: big-endian targets are not supported"
+);
 
 /// Copies `granules` granules (16 bytes each) from `src` to `dst`, a granule per loop
 /// iteration (one unaligned 16-byte move on x86-64, a pair of words on aarch64), with plain
