@@ -27,6 +27,7 @@ pub struct RSlot {
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_get(n: Gc<RNode>) -> NodeV<Gc<RNode>> {
     NodeV {
         key: n.key,
@@ -38,6 +39,7 @@ fn rn_get(n: Gc<RNode>) -> NodeV<Gc<RNode>> {
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_set(
     n: Gc<RNode>,
     key: u64,
@@ -54,26 +56,31 @@ fn rn_set(
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_set_left(n: Gc<RNode>, l: Option<Gc<RNode>>) {
     n.left = l;
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_set_right(n: Gc<RNode>, l: Option<Gc<RNode>>) {
     n.right = l;
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_set_red(n: Gc<RNode>, red: bool) {
     n.red = red;
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_set_val(n: Gc<RNode>, val: u64) {
     n.val = val;
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn rn_new(
     tx: &Tx,
     key: u64,
@@ -93,21 +100,25 @@ fn rn_new(
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn slot_link(s: Gc<RSlot>) -> Option<Gc<RNode>> {
     s.link
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn slot_set_link(s: Gc<RSlot>, l: Option<Gc<RNode>>) {
     s.link = l;
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn slot_val(s: Gc<RSlot>) -> i64 {
     s.val
 }
 
 #[stm::transactional]
+#[inline(always)]
 fn slot_set_val(s: Gc<RSlot>, v: i64) {
     s.val = v;
 }
