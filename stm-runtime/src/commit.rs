@@ -315,9 +315,9 @@ fn conflict(local: &SegmentLocal, granule: u32, write_write: bool, other: u32) -
 /// `start..start + len` of the object's value, passed as `span` ([`span`]), so that every
 /// argument travels in a register.
 ///
-/// The common case (a committed object of at most `SMALL_GRANULES` granules, no borrowed
-/// field, no fault injection or reporting, room in the write set) is straight-line code here; every other case is a tail call into
-/// [`write_slow_rare`], so this function saves no registers.
+/// The common case (a committed object of 1 to `SMALL_GRANULES` granules, no borrowed field,
+/// no fault injection or reporting, room in the write set) is straight-line code here; every
+/// other case is a tail call into [`write_slow_rare`], so this function saves no registers.
 ///
 /// A write to an object this attempt has not read yet first runs the read barrier's slow
 /// path ([`read_slow`]).
