@@ -50,20 +50,28 @@ fn tasks_added_by_an_aborted_attempt_vanish() {
         }
         cell.get(tx).update(|v| *v += 10);
     });
+    let other = stm.atomically(|tx| tx.root(tx.alloc(0u64)));
+    let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|s| {
-        // A commit after the first attempt started wakes the retrying task.
+        // Commits after the first attempt started wake the retrying task. (One commit is not
+        // enough: it may land before the retry looks at the commit count, and then nothing
+        // the task read changes again.)
         s.spawn(|| {
-            while attempts.load(Ordering::SeqCst) == 0 {
-                std::thread::yield_now();
+            while !done.load(Ordering::SeqCst) {
+                if attempts.load(Ordering::SeqCst) > 0 {
+                    stm.atomically(|tx| other.get(tx).update(|v| *v += 1));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            stm.atomically(|tx| cell.get(tx).update(|v| *v += 1));
         });
-        queue.run(1)
+        let report = queue.run(1);
+        done.store(true, Ordering::SeqCst);
+        report
     });
     assert_eq!(report.tasks, 1);
     assert_eq!(ghosts.load(Ordering::SeqCst), 0);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
-    assert_eq!(stm.atomically(|tx| cell.get(tx).get()), 11);
+    assert_eq!(stm.atomically(|tx| cell.get(tx).get()), 10);
 }
 
 #[test]
