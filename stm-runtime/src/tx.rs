@@ -510,13 +510,37 @@ impl Stm {
             nested_in_other_runtime(site);
         }
         // Conflict reporting is looked at once per call: turned on or off meanwhile, it
-        // applies from the next call.
-        let reporting = shared.recorder.enabled();
-        let _timing = if reporting {
-            Some(CpuTiming::start(shared))
-        } else {
-            None
-        };
+        // applies from the next call. The call that reports is a copy of the loop of its
+        // own, out of line, so that the common one carries neither the timing nor the test.
+        if shared.recorder.enabled() {
+            return self.run_reporting(site, f);
+        }
+        self.run::<false, R, E>(site, &mut f)
+    }
+
+    /// [`Stm::try_atomically`] while conflict reports are on: [`Stm::run`] with its CPU time
+    /// added to the report.
+    #[cold]
+    #[inline(never)]
+    fn run_reporting<R, E>(
+        &self,
+        site: &'static Location<'static>,
+        mut f: impl FnMut(&Tx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let _timing = CpuTiming::start(&self.shared);
+        self.run::<true, R, E>(site, &mut f)
+    }
+
+    /// The loop of an outermost transaction: takes a segment, runs attempts in it, and
+    /// waits, collects or starts over as they ask. `REPORTING`: conflict reports are on for
+    /// this call.
+    #[inline(always)]
+    fn run<const REPORTING: bool, R, E>(
+        &self,
+        site: &'static Location<'static>,
+        f: &mut impl FnMut(&Tx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let shared = &self.shared;
         let mut aborts: u32 = 0;
         let mut may_collect = true;
         loop {
@@ -526,7 +550,7 @@ impl Stm {
             // exists.
             unsafe { (*seg.local.get()).may_collect = may_collect };
             let owned = SegmentGuard { shared, seg, bias };
-            match self.attempts(seg, site, reporting, &mut aborts, &mut f) {
+            match self.attempts::<REPORTING, R, E>(seg, site, &mut aborts, f) {
                 Attempts::Done(result) => return result,
                 Attempts::Panicked(payload, value) => {
                     drop(owned);
@@ -564,11 +588,10 @@ impl Stm {
 
     /// Runs attempts of `f` in the owned segment until one commits, returns `Err`, panics or
     /// retries.
-    fn attempts<R, E>(
+    fn attempts<const REPORTING: bool, R, E>(
         &self,
         seg: &Segment,
         site: &'static Location<'static>,
-        reporting: bool,
         aborts: &mut u32,
         f: &mut impl FnMut(&Tx) -> Result<R, E>,
     ) -> Attempts<Result<R, E>> {
@@ -577,7 +600,7 @@ impl Stm {
             // SAFETY: we own the segment (SegmentGuard in the caller); no other reference to
             // its local state exists outside this loop's runtime calls (invariant 1).
             let local = unsafe { &mut *seg.local.get() };
-            commit::begin(shared, local, reporting, site);
+            commit::begin(shared, local, REPORTING, site);
             let tx = Tx::new(local, seg, shared);
             if *aborts >= shared.config.inevitable_after && *aborts > 0 {
                 seg.stats.bump(Counter::InevitableByPolicy);
