@@ -334,6 +334,9 @@ pub(crate) unsafe fn write_slow(
     site: &'static Location<'static>,
     type_name: fn() -> &'static str,
 ) {
+    if let Some(heap) = &shared.heap {
+        heap.prefetch_for_commit(granule);
+    }
     // (With one segment there is nothing to bring up to date: the image is the committed
     // state, and nothing marks.)
     // SAFETY: in bounds (live object, invariant 3), owned (invariant 1).

@@ -40,6 +40,8 @@ pub(crate) struct CommittedHeap {
     images: *mut u64,
     versions: *const AtomicU64,
     granules: usize,
+    /// The processor has `prefetchw` ([`CommittedHeap::prefetch_for_commit`]).
+    prefetchw: bool,
 }
 
 // SAFETY: the mappings are owned by the runtime, not by a thread; the version words are only
@@ -62,6 +64,10 @@ impl CommittedHeap {
             _images: images,
             _versions: versions,
             granules,
+            #[cfg(target_arch = "x86_64")]
+            prefetchw: has_prefetchw(),
+            #[cfg(not(target_arch = "x86_64"))]
+            prefetchw: false,
         })
     }
 
@@ -79,6 +85,20 @@ impl CommittedHeap {
     #[inline(always)]
     pub(crate) fn image(&self, granule: u32) -> *mut u64 {
         self.images.wrapping_add(granule as usize * (GRANULE / 8))
+    }
+
+    /// Asks the processor to bring the version word and the first line of the image of the
+    /// object at `granule` into this core's cache for writing (`prefetchw` on x86-64, where
+    /// the processor has it; nothing elsewhere): a hint, which reads and writes nothing.
+    /// The write barrier gives it at an attempt's first write of an object, so that the
+    /// commit's compare-and-swap of the version word and its copy of the image find their
+    /// lines owned, instead of waiting for each in turn.
+    #[inline(always)]
+    pub(crate) fn prefetch_for_commit(&self, granule: u32) {
+        if self.prefetchw {
+            prefetch_for_write(self.versions.wrapping_add(granule as usize).cast());
+            prefetch_for_write(self.image(granule).cast_const().cast());
+        }
     }
 
     /// The number of granules of the heap.
@@ -278,6 +298,40 @@ pub(crate) unsafe fn copy_granules<const MAX: usize>(
             break;
         }
     }
+}
+
+/// Whether this processor has `prefetchw` (CPUID 8000_0001h, ECX bit 8).
+#[cfg(target_arch = "x86_64")]
+fn has_prefetchw() -> bool {
+    use std::arch::x86_64::__cpuid;
+    #[allow(unused_unsafe)]
+    // SAFETY: `cpuid` exists on every x86-64 processor and only reads identification
+    // registers; leaf 8000_0001h is asked only if the processor says it has it.
+    unsafe {
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    }
+}
+
+/// A hint that this core will soon write the cache line of `p`: `prefetchw`, which fetches
+/// the line in the exclusive state without waiting for it. A prefetch never faults and
+/// changes no memory, so any address will do. Only where the processor has it
+/// (`CommittedHeap::prefetchw`).
+#[inline(always)]
+fn prefetch_for_write(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `prefetchw` is a hint: it does not fault (on any address), reads nothing
+        // into registers and writes no memory; the caller checked that the processor has it.
+        unsafe {
+            std::arch::asm!(
+                "prefetchw byte ptr [{p}]",
+                p = in(reg) p,
+                options(nostack, preserves_flags, readonly)
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[cfg(test)]
