@@ -423,3 +423,67 @@ fn review_a_rollback_inside_or_else_keeps_a_live_guard() {
         })
     });
 }
+
+/// An update inside an update set the outer one aside on the list of guards, and the inner
+/// one's end took the list's top back, whatever it was: a guard begun inside the inner update
+/// (made by hand with `__private::place` and kept past it) came off the list in its place. So
+/// the outer update's own write-back was refused as "still borrowed", and once it had ended a
+/// write to the field the kept guard borrowed was accepted and then overwritten by the guard.
+/// (Found by an attacker review, session 11.)
+#[test]
+fn review_a_guard_kept_past_a_nested_update_still_borrows_its_field() {
+    use stm::__private;
+    for segments in [1, 2] {
+        let stm = Stm::builder()
+            .segments(segments)
+            .heap_size(8 << 20)
+            .build()
+            .expect("runtime");
+        let (ra, ro) = stm.atomically(|tx| {
+            (
+                tx.root(tx.alloc(0u64)),
+                tx.root(tx.alloc(Pair { f: 0, g: 0 })),
+            )
+        });
+        let (outer_ok, seven_refused) = stm.atomically(|tx| {
+            let a = ra.get(tx);
+            let b = tx.alloc(0u64);
+            let o = ro.get(tx);
+            let mut slot = None;
+            let outer_ok = catch_unwind(AssertUnwindSafe(|| {
+                a.update(|va| {
+                    b.update(|_| {
+                        let mut wb = __private::place(o, __private::field!(o, f));
+                        *wb = 100;
+                        slot = Some(wb);
+                    });
+                    *va += 1;
+                })
+            }))
+            .is_ok();
+            // `o.f` is still borrowed by the guard in `slot`.
+            let seven_refused = catch_unwind(AssertUnwindSafe(|| {
+                __private::write(o, __private::field!(o, f), 7)
+            }))
+            .is_err();
+            drop(slot);
+            (outer_ok, seven_refused)
+        });
+        assert!(
+            outer_ok,
+            "{segments} segment(s): the outer update's write-back was refused"
+        );
+        assert!(
+            seven_refused,
+            "{segments} segment(s): a write to a field a live guard borrows was accepted"
+        );
+        let (a, f) = stm.atomically(|tx| {
+            let o = ro.get(tx);
+            (
+                ra.get(tx).get(),
+                __private::read(o, __private::field!(o, f)),
+            )
+        });
+        assert_eq!((a, f), (1, 100), "{segments} segment(s)");
+    }
+}

@@ -614,7 +614,8 @@ pub(crate) fn end_guard(local: &mut SegmentLocal, granule: u32, start: u32, len:
 
 /// Starts an update of bytes `start..start + len` of the object at `granule` (the field is
 /// borrowed while the update's operator runs, see `Gc::update_field`). The common case, no
-/// other borrow, is a few stores; returns whether an enclosing update was moved to the list.
+/// other borrow, is a few stores; returns the enclosing update, moved to the list of guards
+/// for as long as this one runs (`Guard::NONE` if there is none), for [`end_update`].
 ///
 /// # Panics
 /// If a live guard or update borrows any of those bytes already.
@@ -625,9 +626,9 @@ pub(crate) fn begin_update(
     start: u32,
     len: u32,
     site: &'static Location<'static>,
-) -> bool {
-    let nested = local.update.granule != 0;
-    if nested || !local.guards.is_empty() {
+) -> Guard {
+    let outer = local.update;
+    if outer.granule != 0 || !local.guards.is_empty() {
         begin_update_slow(local, granule, start, len, site);
     }
     local.update = Guard {
@@ -637,7 +638,7 @@ pub(crate) fn begin_update(
     };
     // SAFETY: a live object's header in our own segment; we own it (invariants 1 and 3).
     unsafe { (*local.header(granule)).flags |= FLAG_GUARDED };
-    nested
+    outer
 }
 
 #[cold]
@@ -658,11 +659,18 @@ fn begin_update_slow(
     }
 }
 
-/// Ends the update [`begin_update`] started (`nested`: what it returned).
+/// Ends the update [`begin_update`] started (`outer`: what it returned), making the
+/// enclosing update, if any, the current one again.
 #[inline(always)]
-pub(crate) fn end_update(local: &mut SegmentLocal, granule: u32, nested: bool) {
-    local.update = if nested {
-        local.guards.pop().unwrap_or(Guard::NONE)
+pub(crate) fn end_update(local: &mut SegmentLocal, granule: u32, outer: Guard) {
+    local.update = if outer.granule != 0 {
+        // Taken out of the list by identity, not from its top: a guard begun while this
+        // update ran (a `WriteBack` kept past it) lies above the enclosing update, and
+        // still borrows its field.
+        if let Some(i) = local.guards.iter().rposition(|g| *g == outer) {
+            local.guards.remove(i);
+        }
+        outer
     } else {
         Guard::NONE
     };

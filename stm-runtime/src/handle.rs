@@ -25,6 +25,7 @@ use crate::commit::{self, STM};
 use crate::heap::{Header, FLAG_GUARDED, FLAG_NEW, FLAG_WRITE_BARRIER, HEADER_SIZE};
 use crate::pool::Shared;
 use crate::runtime::Stm;
+use crate::segment::Guard;
 use crate::tx::Tx;
 
 /// Plain data that may be stored in shared objects: no handles, no pointers, no drop glue,
@@ -249,7 +250,8 @@ pub(crate) fn type_index<T: Object>() -> u32 {
 pub(crate) struct UpdateGuard<'a> {
     tx: &'a Tx,
     granule: u32,
-    nested: bool,
+    /// The enclosing update, which this one set aside (`Guard::NONE` if none).
+    outer: Guard,
 }
 
 impl<'a> UpdateGuard<'a> {
@@ -260,25 +262,21 @@ impl<'a> UpdateGuard<'a> {
     #[inline(always)]
     #[track_caller]
     pub(crate) fn new(tx: &'a Tx, granule: u32, start: usize, len: usize) -> Self {
-        let nested = commit::begin_update(
+        let outer = commit::begin_update(
             tx.local(),
             granule,
             start as u32,
             len as u32,
             std::panic::Location::caller(),
         );
-        UpdateGuard {
-            tx,
-            granule,
-            nested,
-        }
+        UpdateGuard { tx, granule, outer }
     }
 }
 
 impl Drop for UpdateGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        commit::end_update(self.tx.local(), self.granule, self.nested);
+        commit::end_update(self.tx.local(), self.granule, self.outer);
     }
 }
 
