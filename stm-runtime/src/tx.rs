@@ -299,8 +299,18 @@ impl Tx {
     ///
     /// With conflict reports on, the report counts the transactions that became inevitable at
     /// each call site (`ConflictKind::BecameInevitable`).
+    ///
+    /// In a destructor that runs while the runtime unwinds an attempt that has lost already
+    /// (a conflict, `retry`, a restart), nothing can make that attempt inevitable: the call
+    /// returns without doing so (a second unwind would abort the process), and the
+    /// destructor's effects happen again when the attempt that runs next ends, as those of
+    /// every destructor in the closure do. (`#[transactional]` code calls this before the I/O
+    /// it recognizes, so a logging guard there logs once per attempt.)
     #[track_caller]
     pub fn become_inevitable(&self) {
+        if self.unwinding_lost_attempt() {
+            return;
+        }
         let local = self.local();
         if local.in_series() && !local.fp.inevitable {
             let done = local.series.budget - local.series.left;
@@ -328,6 +338,13 @@ impl Tx {
                 between_breaks,
             });
         }
+    }
+
+    /// Whether this thread is unwinding out of an attempt that cannot commit (the runtime
+    /// doomed it: a conflict, a retry, a restart): code running now is a destructor of the
+    /// closure's values.
+    fn unwinding_lost_attempt(&self) -> bool {
+        self.local().doomed.is_some() && std::thread::panicking()
     }
 
     fn make_inevitable(&self) {

@@ -514,3 +514,50 @@ fn review_a_barrier_in_a_destructor_during_a_conflict_unwind_does_not_abort() {
     });
     assert_eq!(stm.atomically(|tx| c.get(tx).get()), 11);
 }
+
+/// `Tx::become_inevitable` in a destructor that runs while a conflict unwinds the attempt
+/// (a logging guard in `#[transactional]` code calls it before its `println!`): the attempt
+/// is lost already and cannot become inevitable, and unwinding a second time aborted the
+/// process. It now returns; the rerun's destructor runs again and the transaction commits.
+/// (Found by an attacker review, session 11.)
+#[test]
+fn review_become_inevitable_in_a_destructor_during_a_conflict_unwind_does_not_abort() {
+    if !stm_runtime::BARRIERS {
+        return;
+    }
+    struct LogOnDrop<'tx>(&'tx Tx, &'tx std::sync::atomic::AtomicU32);
+    impl Drop for LogOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.become_inevitable();
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stm = &stm(2);
+    let drops = &std::sync::atomic::AtomicU32::new(0);
+    let (a, c) = &stm.atomically(|tx| (tx.root(tx.alloc(0u64)), tx.root(tx.alloc(0u64))));
+    let (to_main, from_t1) = mpsc::channel::<()>();
+    let (to_t1, from_main) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let mut first = true;
+            stm.atomically(|tx| {
+                let _log = LogOnDrop(tx, drops);
+                let seen = a.get(tx).get();
+                if std::mem::take(&mut first) {
+                    to_main.send(()).unwrap();
+                    from_main.recv().unwrap();
+                }
+                let _ = c.get(tx).get(); // conflict: unwinds, and drops `_log`
+                seen
+            })
+        });
+        from_t1.recv().unwrap();
+        stm.atomically(|tx| {
+            a.get(tx).set(1);
+            c.get(tx).set(1);
+        });
+        to_t1.send(()).unwrap();
+        assert_eq!(h.join().unwrap(), 1, "the rerun sees the other commit");
+    });
+    assert_eq!(drops.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
