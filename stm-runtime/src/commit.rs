@@ -13,7 +13,9 @@
 //!   if a newer commit exists, imports its image and then checks that everything the attempt
 //!   read before is still current (`protocol::catch_up`). So every attempt, even a doomed one,
 //!   sees at every moment the values all its reads had at one instant: a state some serial
-//!   order produced (opacity), which memory safety relies on (invariant 2).
+//!   order produced (opacity), which memory safety relies on (invariant 2). (Except in the
+//!   destructors that run while a lost attempt unwinds, see [`doom`]: their reads see whole
+//!   committed images, newest first, which may not fit the attempt's earlier reads.)
 //! * **Reads** store the attempt's `version` into the object's read marker on the first read
 //!   of each object; later reads of it test the marker and touch nothing else. A segment that
 //!   works on its own data never reads a line another core wrote.
@@ -274,7 +276,10 @@ fn doom(local: &mut SegmentLocal, lost: Lost) {
     if std::thread::panicking() {
         // In a destructor run by an unwind: a second unwind would abort the process. The
         // attempt is doomed and rolls back; the image it reads is a whole committed one
-        // (invariant 2 holds per object), its mix with older reads is never committed.
+        // (invariant 2 holds per object), its mix with older reads is never committed. (The
+        // image the segment held before is not an option: it may be of an object freed and
+        // reallocated before the attempt began, another type's bytes; the newest image is of
+        // the object the handle names, since no collection runs while we hold the segment.)
         return;
     }
     std::panic::resume_unwind(Box::new(AbortSignal::Conflict(c)));

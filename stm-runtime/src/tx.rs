@@ -497,6 +497,11 @@ impl Stm {
     /// * **Nesting**: called inside a transaction of the same runtime on the same thread, `f`
     ///   joins it (flat nesting): its effects commit or roll back with the enclosing one.
     /// * **Panics** in `f` roll the transaction back and propagate to the caller.
+    /// * **Destructors of a lost attempt**: when an attempt loses a conflict, the runtime
+    ///   unwinds `f`, and the destructors of its values run during that unwind. What they
+    ///   read is each object as it is committed now, which beside what the attempt read
+    ///   before may be a state no serial order produced; nothing they write is committed.
+    ///   Keep such destructors to their own bookkeeping, or to writes.
     /// * **Progress**: after [`Config::inevitable_after`](crate::Config::inevitable_after)
     ///   aborts in a row, the next attempt starts inevitable and cannot lose again.
     #[track_caller]
