@@ -161,6 +161,7 @@ fn wrap_version_below(shared: &Shared, local: &mut SegmentLocal, max: usize) {
         // SAFETY: as above, for the whole mapping (re-read through raw pointers after).
         unsafe { crate::sys::discard(&local.view.markers) }
             .expect("madvise(MADV_DONTNEED) on the read markers failed");
+        local.view.forget_faulted();
     }
     local.view.version = 2;
 }
@@ -244,6 +245,7 @@ unsafe fn read_slow_inner(shared: &Shared, local: &mut SegmentLocal, granule: u3
         let have = unsafe { *local.copy(granule) };
         // Acquire: if it is a newer version, its image (published before it) is visible.
         if heap.word(granule).load(Ordering::Acquire) != have {
+            local.view.fault_in(granule);
             // SAFETY: forwarded from our caller.
             if let Err(lost) = unsafe { protocol::catch_up(shared, heap, local, granule) } {
                 doom(local, lost);

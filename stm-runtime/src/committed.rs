@@ -101,6 +101,21 @@ impl CommittedHeap {
         }
     }
 
+    /// The version words and the images, as side arrays of the heap to fault in for fresh
+    /// ranges (`ChunkAllocator::set_prefault`).
+    pub(crate) fn side_arrays(&self) -> Vec<crate::heap::SideArray> {
+        vec![
+            crate::heap::SideArray {
+                base: self.versions as usize,
+                per_granule: 8,
+            },
+            crate::heap::SideArray {
+                base: self.images as usize,
+                per_granule: GRANULE,
+            },
+        ]
+    }
+
     /// The number of granules of the heap.
     pub(crate) fn granules(&self) -> usize {
         self.granules

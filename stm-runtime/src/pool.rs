@@ -157,8 +157,15 @@ impl Shared {
         let roots = (0..config.segments)
             .map(|_| CachePadded::new(Mutex::new(HashMap::new())))
             .collect();
+        let mut chunks = ChunkAllocator::new(config.heap_size);
+        if let Some(heap) = &heap {
+            // The committed heap's arrays, which every segment's reads and commits use. (A
+            // segment's own markers and copy versions are faulted in by the segment, for the
+            // parts of the heap it reads: `View::fault_in`.)
+            chunks.set_prefault(heap.side_arrays());
+        }
         Ok(Shared {
-            chunks: ChunkAllocator::new(config.heap_size),
+            chunks,
             config,
             segments,
             heap,

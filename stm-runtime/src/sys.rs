@@ -40,6 +40,24 @@ pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
 }
 
+/// Fills in, writable, the page-table entries of the pages of `len` bytes at `addr`
+/// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14 and later) without changing a byte: a page
+/// not touched yet becomes a zeroed page of its own, one already there stays as it is. It
+/// spares the thread that later reads such a page and then writes it a second fault, in
+/// which the kernel replaces the shared zero page it mapped for the read and, with other
+/// threads of the process on other cores, interrupts every one of them to flush its TLB.
+/// Returns false where the kernel does not have it (nothing is done then).
+pub(crate) fn populate_write(addr: usize, len: usize) -> bool {
+    const MADV_POPULATE_WRITE: libc::c_int = 23;
+    let page = 4096;
+    let start = addr & !(page - 1);
+    let end = (addr + len + page - 1) & !(page - 1);
+    // SAFETY: MADV_POPULATE_WRITE changes no contents and unmaps nothing: it only faults in
+    // pages of a mapping that exists (the caller's range lies inside one of the runtime's
+    // private anonymous mappings, which live as long as the runtime), as a write would.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE) == 0 }
+}
+
 /// [`HEAVY_FENCE`]: not asked yet.
 const FENCE_UNKNOWN: u8 = 0;
 /// [`HEAVY_FENCE`]: a thread is registering the process.
