@@ -859,16 +859,19 @@ impl<T> FromResidual<Option<std::convert::Infallible>> for Option<T> {
 }
 
 /// A local that a loop with break points changes: its value at the last commit is restored
-/// after an abort, so it must be `Clone`.
+/// after an abort, so it must be `Clone`, and `Send`: a copy of an `Rc` shares its contents
+/// with the original, so an aborted attempt's changes to them (an `Rc<Cell<_>>` counter)
+/// would survive the restore.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is changed by a loop with break points, so it must be `Clone`",
+    message = "`{Self}` is changed by a loop with break points, so it must be `Clone` and `Send`",
     label = "this local is carried across break points",
     note = "after an abort the loop restarts at its last break point with the value the local \
-            had there (a copy); keep it in a `Clone` type, or in a shared object reached \
-            through a `Root`, or mark the loop `#[stm::atomic]`"
+            had there (a copy, which must not share its contents with the original as an `Rc` \
+            does); keep it in a `Clone + Send` type, or in a shared object reached through a \
+            `Root`, or mark the loop `#[stm::atomic]`"
 )]
-pub trait Carried: Clone {}
-impl<T: Clone> Carried for T {}
+pub trait Carried: Clone + Send {}
+impl<T: Clone + Send> Carried for T {}
 
 /// Checks (at compile time) that a carried local is [`Carried`].
 #[inline(always)]
@@ -876,14 +879,14 @@ pub fn carried<T: Carried>(_: &T) {}
 
 /// The iterator of a `for` loop with break points: it is part of the carried state.
 #[diagnostic::on_unimplemented(
-    message = "the iterator of a `for` loop with break points must be `Clone`",
+    message = "the iterator of a `for` loop with break points must be `Clone` and `Send`",
     label = "this iterator is carried across break points",
     note = "after an abort the loop restarts at its last break point with the iterator as it \
             was there (a copy); iterate over a range or a slice, collect into a `Vec` first, or \
             mark the loop `#[stm::atomic]`"
 )]
-pub trait CarriedIter: Iterator + Clone {}
-impl<I: Iterator + Clone> CarriedIter for I {}
+pub trait CarriedIter: Iterator + Clone + Send {}
+impl<I: Iterator + Clone + Send> CarriedIter for I {}
 
 /// `IntoIterator::into_iter` for a `for` loop with break points, checking it is [`CarriedIter`].
 #[inline(always)]
