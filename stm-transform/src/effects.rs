@@ -105,6 +105,12 @@ fn of_method_args(name: &str, args: Vec<&syn::Expr>) -> Effect {
     if ordered && matches!(name, "store" | "swap") {
         return Effect::Irreversible;
     }
+    // `a.store(v, ORDER)` with the ordering in a constant or a variable: nothing else in
+    // std stores with two arguments. (`swap` needs the ordering spelled out: `slice.swap(i,
+    // j)` has two arguments too.)
+    if name == "store" && args.len() == 2 {
+        return Effect::Irreversible;
+    }
     of_method(name, args.len())
 }
 
@@ -147,6 +153,10 @@ pub(crate) fn of_method(name: &str, args: usize) -> Effect {
         ("wait" | "wait_while" | "wait_timeout" | "wait_timeout_while", _) => {
             blocking("a condition variable or barrier")
         }
+        // `Write::write(buf)`, `File::write_at`, a child process run by a `Command`
+        // (`status()`, `output()`, `spawn()`: no argument, unlike a thread's `spawn`).
+        ("write", 1) | ("write_vectored" | "write_at" | "set_len", _) => Effect::Irreversible,
+        ("status" | "output" | "spawn", 0) => Effect::Irreversible,
         ("send" | "try_send", 1)
         | ("get_or_init" | "get_or_try_init", 1)
         | ("write_all" | "write_fmt" | "flush" | "sync_all" | "sync_data", _)

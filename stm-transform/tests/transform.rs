@@ -602,6 +602,25 @@ fn lock_guards_atomics_by_path_and_try_send_are_effects() {
     assert_eq!(stats.inevitable_points, 3, "{out}");
 }
 
+/// Effects an attacker review found unrecognised (session 11): an atomic store whose ordering
+/// is a constant, `Write::write(buf)`, a `Command` run by `status()`, `output()` or
+/// `spawn()`; each makes the transaction inevitable now. (`slice.swap(i, j)` does not.)
+#[test]
+fn a_store_with_a_named_ordering_a_write_and_a_command_are_effects() {
+    let (out, stats) = transactional(quote! {
+        fn g(c: Gc<C>, a: &AtomicU64, f: &mut File, cmd: &mut Command, v: &mut [u8]) {
+            a.store(3, ORD);
+            f.write(b"x").unwrap();
+            cmd.status().unwrap();
+            cmd.output().unwrap();
+            cmd.spawn().unwrap();
+            v.swap(0, 1);
+            c.v += 1;
+        }
+    });
+    assert_eq!(stats.inevitable_points, 5, "{out}");
+}
+
 /// A `for` loop's iterator advances inside the loop's transactions, where the macro does not
 /// rewrite it: an effect in it is an error (found by review: `.inspect(|i| println!(..))`
 /// printed again after aborts).
