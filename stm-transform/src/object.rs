@@ -149,9 +149,14 @@ fn validate(cx: &Ctxt, rt: &TokenStream, item: Item) -> Result<Object, TokenStre
                 Ok(())
             });
         }
-        if a.path().is_ident("repr") {
+        // Raw identifiers (`r#packed`) name the same attribute to rustc: compare unraw.
+        let named = |p: &syn::Path, name: &str| {
+            p.get_ident()
+                .is_some_and(|i| syn::ext::IdentExt::unraw(i) == name)
+        };
+        if named(a.path(), "repr") {
             let _ = a.parse_nested_meta(|m| {
-                if m.path.is_ident("packed") {
+                if named(&m.path, "packed") {
                     cx.error_spanned_by(
                         &m.path,
                         "shared objects cannot be `repr(packed)`: fields are read and written \

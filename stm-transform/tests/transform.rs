@@ -643,3 +643,22 @@ fn an_effect_in_the_iterator_of_a_loop_with_break_points_is_an_error() {
         "{out}"
     );
 }
+
+/// `repr(packed)` is refused however it is spelled: an attacker review got `#[repr(r#packed)]`
+/// past the check (rustc then refused the generated code, by luck of the field types).
+#[test]
+fn repr_packed_is_refused_also_as_a_raw_identifier() {
+    for item in [
+        quote! { #[repr(packed)] struct P { a: u8, b: u64 } },
+        quote! { #[repr(r#packed)] struct P { a: u8, b: u64 } },
+        quote! { #[repr(C, packed(2))] struct P { a: u8, b: u64 } },
+    ] {
+        let out = stm_transform::expand_object(quote!(), item.clone());
+        assert!(
+            errors(&out)
+                .iter()
+                .any(|e| e.contains("cannot be `repr(packed")),
+            "{item}: {out}"
+        );
+    }
+}
