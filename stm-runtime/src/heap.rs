@@ -331,18 +331,6 @@ impl Bump {
 mod tests {
     use super::*;
 
-    /// Whether every page of `len` bytes at `addr` is resident (`mincore`).
-    fn resident(addr: usize, len: usize) -> bool {
-        let start = addr & !4095;
-        let pages = (addr + len - start).div_ceil(4096);
-        let mut vec = vec![0u8; pages];
-        // SAFETY: the range lies inside the test's mapping; `vec` has one byte per page.
-        let r =
-            unsafe { libc::mincore(start as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
-        assert_eq!(r, 0, "mincore failed");
-        vec.iter().all(|&b| b & 1 != 0)
-    }
-
     #[test]
     fn a_fresh_range_has_its_side_arrays_faulted_in() {
         let heap = 8 << 20;
@@ -360,9 +348,15 @@ mod tests {
         if !global.populate.load(Ordering::Relaxed) {
             return; // a kernel without MADV_POPULATE_WRITE
         }
-        assert!(resident(at, len), "the chunk's entries are faulted in");
+        assert!(
+            crate::sys::resident(at, len),
+            "the chunk's entries are faulted in"
+        );
         let (after, _) = range(e + CHUNK_GRANULES, e + 2 * CHUNK_GRANULES);
-        assert!(!resident(after, 4096), "nothing beyond the chunk");
+        assert!(
+            !crate::sys::resident(after, 4096),
+            "nothing beyond the chunk"
+        );
     }
 
     #[test]

@@ -427,19 +427,6 @@ impl SegmentLocal {
 mod tests {
     use super::*;
 
-    /// Whether every page of `len` bytes at `addr` is resident (`mincore`).
-    fn resident(addr: usize, len: usize) -> bool {
-        let start = addr & !4095;
-        let pages = (addr + len - start).div_ceil(4096);
-        let mut vec = vec![0u8; pages];
-        // SAFETY: `start..start + pages * 4096` lies inside one of the segment's mappings
-        // (the caller's range does); `vec` has one byte per page.
-        let r =
-            unsafe { libc::mincore(start as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
-        assert_eq!(r, 0, "mincore failed");
-        vec.iter().all(|&b| b & 1 != 0)
-    }
-
     #[test]
     fn fault_in_fills_the_markers_and_copies_of_one_block_once() {
         let config = crate::config::Config {
@@ -459,16 +446,19 @@ mod tests {
         let ((m1, ml), (c1, cl)) = block(1);
         let ((m2, _), (c2, _)) = block(2);
         assert!(
-            !resident(m1, ml) && !resident(c1, cl),
+            !crate::sys::resident(m1, ml) && !crate::sys::resident(c1, cl),
             "fresh mappings are not resident"
         );
         view.fault_in(FAULT_BLOCK + 17);
         if !view.populate {
             return; // a kernel without MADV_POPULATE_WRITE: nothing to check
         }
-        assert!(resident(m1, ml) && resident(c1, cl), "block 1 faulted in");
         assert!(
-            !resident(m2, 4096) && !resident(c2, 4096),
+            crate::sys::resident(m1, ml) && crate::sys::resident(c1, cl),
+            "block 1 faulted in"
+        );
+        assert!(
+            !crate::sys::resident(m2, 4096) && !crate::sys::resident(c2, 4096),
             "block 2 left alone"
         );
         // Markers and copies read zero still.

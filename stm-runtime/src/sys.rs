@@ -145,6 +145,20 @@ pub(crate) fn heavy_fence_available() -> bool {
 }
 
 /// Whether the registration for [`heavy_fence`] has finished (either way).
+/// Whether every page of `len` bytes at `addr` is resident (`mincore`), for tests of
+/// [`populate_write`]'s callers. The range must lie inside one mapping.
+#[cfg(test)]
+pub(crate) fn resident(addr: usize, len: usize) -> bool {
+    let start = addr & !4095;
+    let pages = (addr + len - start).div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: the caller's range lies inside one of its mappings, so do its whole pages;
+    // `vec` has one byte per page.
+    let r = unsafe { libc::mincore(start as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
+    assert_eq!(r, 0, "mincore failed");
+    vec.iter().all(|&b| b & 1 != 0)
+}
+
 #[cfg(test)]
 pub(crate) fn heavy_fence_settled() -> bool {
     matches!(

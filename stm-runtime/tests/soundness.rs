@@ -38,6 +38,34 @@ fn panics_with(needle: &str, f: impl FnOnce()) {
 /// Two runtimes nested on one thread: the caller could unify the handles' lifetimes by
 /// shortening the two `&Tx` and store a handle of one heap into an object of the other. A
 /// transaction of another runtime cannot start inside a transaction at all.
+/// Runs `t1` on another thread and `between` on this one while `t1` is paused: the first
+/// call of the `pause` that `t1` gets waits until `between` (a commit) has run, later calls
+/// return at once. For an attempt that reads, lets another transaction commit, then meets
+/// the conflict.
+fn with_a_commit_between<R: Send>(
+    t1: impl FnOnce(&dyn Fn()) -> R + Send,
+    between: impl FnOnce(),
+) -> R {
+    let (to_main, from_t1) = mpsc::channel::<()>();
+    let (to_t1, from_main) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let paused = std::cell::Cell::new(false);
+            let pause = || {
+                if !paused.replace(true) {
+                    to_main.send(()).unwrap();
+                    from_main.recv().unwrap();
+                }
+            };
+            t1(&pause)
+        });
+        from_t1.recv().unwrap();
+        between();
+        to_t1.send(()).unwrap();
+        h.join().unwrap()
+    })
+}
+
 #[test]
 fn class1_a_transaction_of_another_runtime_cannot_start_inside_one() {
     let (a, b) = (stm(2), stm(2));
@@ -438,17 +466,14 @@ fn review_a_caught_conflict_does_not_leave_a_new_image_beside_old_reads() {
     }
     let stm = &stm(2);
     let (a, b) = &stm.atomically(|tx| (tx.root(tx.alloc(0u64)), tx.root(tx.alloc(0u64))));
-    let (to_main, from_t1) = mpsc::channel::<()>();
-    let (to_t1, from_main) = mpsc::channel::<()>();
-    let seen = std::thread::scope(|s| {
-        let h = s.spawn(move || {
+    let seen = with_a_commit_between(
+        |pause| {
             let mut first = true;
             let mut seen = Vec::new();
             stm.atomically(|tx| {
                 let va = a.get(tx).get();
                 if std::mem::take(&mut first) {
-                    to_main.send(()).unwrap();
-                    from_main.recv().unwrap();
+                    pause();
                     let once = catch_unwind(AssertUnwindSafe(|| b.get(tx).get()));
                     let twice = catch_unwind(AssertUnwindSafe(|| b.get(tx).get()));
                     seen.push((va, once.ok(), twice.ok()));
@@ -457,15 +482,14 @@ fn review_a_caught_conflict_does_not_leave_a_new_image_beside_old_reads() {
                 }
             });
             seen
-        });
-        from_t1.recv().unwrap();
-        stm.atomically(|tx| {
-            a.get(tx).set(1);
-            b.get(tx).set(1);
-        });
-        to_t1.send(()).unwrap();
-        h.join().unwrap()
-    });
+        },
+        || {
+            stm.atomically(|tx| {
+                a.get(tx).set(1);
+                b.get(tx).set(1);
+            })
+        },
+    );
     assert_eq!(seen, vec![(0, None, None), (1, Some(1), None)]);
 }
 
@@ -488,30 +512,23 @@ fn review_a_barrier_in_a_destructor_during_a_conflict_unwind_does_not_abort() {
         let r = |v| tx.root(tx.alloc(v));
         (r(0u64), r(0u64), r(0u64))
     });
-    let (to_main, from_t1) = mpsc::channel::<()>();
-    let (to_t1, from_main) = mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let h = s.spawn(move || {
-            let mut first = true;
+    with_a_commit_between(
+        |pause| {
             stm.atomically(|tx| {
                 let _t = Tally(c.get(tx));
                 let _ = a.get(tx).get();
-                if std::mem::take(&mut first) {
-                    to_main.send(()).unwrap();
-                    from_main.recv().unwrap();
-                }
+                pause();
                 let _ = b.get(tx).get(); // conflict: unwinds, and drops `_t`
-            });
-        });
-        from_t1.recv().unwrap();
-        stm.atomically(|tx| {
-            a.get(tx).set(1);
-            b.get(tx).set(1);
-            c.get(tx).set(10);
-        });
-        to_t1.send(()).unwrap();
-        h.join().unwrap()
-    });
+            })
+        },
+        || {
+            stm.atomically(|tx| {
+                a.get(tx).set(1);
+                b.get(tx).set(1);
+                c.get(tx).set(10);
+            })
+        },
+    );
     assert_eq!(stm.atomically(|tx| c.get(tx).get()), 11);
 }
 
@@ -535,29 +552,23 @@ fn review_become_inevitable_in_a_destructor_during_a_conflict_unwind_does_not_ab
     let stm = &stm(2);
     let drops = &std::sync::atomic::AtomicU32::new(0);
     let (a, c) = &stm.atomically(|tx| (tx.root(tx.alloc(0u64)), tx.root(tx.alloc(0u64))));
-    let (to_main, from_t1) = mpsc::channel::<()>();
-    let (to_t1, from_main) = mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let h = s.spawn(move || {
-            let mut first = true;
+    let seen = with_a_commit_between(
+        |pause| {
             stm.atomically(|tx| {
                 let _log = LogOnDrop(tx, drops);
                 let seen = a.get(tx).get();
-                if std::mem::take(&mut first) {
-                    to_main.send(()).unwrap();
-                    from_main.recv().unwrap();
-                }
+                pause();
                 let _ = c.get(tx).get(); // conflict: unwinds, and drops `_log`
                 seen
             })
-        });
-        from_t1.recv().unwrap();
-        stm.atomically(|tx| {
-            a.get(tx).set(1);
-            c.get(tx).set(1);
-        });
-        to_t1.send(()).unwrap();
-        assert_eq!(h.join().unwrap(), 1, "the rerun sees the other commit");
-    });
+        },
+        || {
+            stm.atomically(|tx| {
+                a.get(tx).set(1);
+                c.get(tx).set(1);
+            })
+        },
+    );
+    assert_eq!(seen, 1, "the rerun sees the other commit");
     assert_eq!(drops.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
