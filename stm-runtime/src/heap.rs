@@ -78,8 +78,6 @@ pub(crate) struct ChunkAllocator {
     /// Side arrays of the heap to fault in when a fresh range is handed out
     /// ([`ChunkAllocator::prefault`]).
     prefault: Vec<SideArray>,
-    /// `madvise(MADV_POPULATE_WRITE)` works here (cleared at its first refusal).
-    populate: AtomicBool,
 }
 
 /// One array of per-granule entries laid over the heap (a segment's read markers or copy
@@ -91,6 +89,14 @@ pub(crate) struct SideArray {
     pub base: usize,
     /// The size of one granule's entry.
     pub per_granule: usize,
+}
+
+impl SideArray {
+    /// Faults in, for writing, the entries of granules `first..first + n`
+    /// (`sys::populate_write`); false where the kernel cannot. The array covers them.
+    pub(crate) fn populate(&self, first: usize, n: usize) -> bool {
+        crate::sys::populate_write(self.base + first * self.per_granule, n * self.per_granule)
+    }
 }
 
 impl ChunkAllocator {
@@ -105,21 +111,14 @@ impl ChunkAllocator {
             threshold: AtomicUsize::new(min_threshold(heap_size)),
             gc_wanted: AtomicBool::new(false),
             prefault: Vec::new(),
-            populate: AtomicBool::new(true),
         }
     }
 
     /// The side arrays whose pages a fresh range's objects will use, to fault in for writing
     /// when the range is handed out (`Shared::new`; before any allocation). Each must be a
     /// mapping of the runtime that covers every granule of the heap and lives as long as
-    /// this allocator.
-    ///
-    /// The barriers read an entry before they write it (a read marker, a copy version, a
-    /// version word), so a page of a side array first seen by a read maps the kernel's zero
-    /// page, and the write that follows faults again to replace it, which interrupts the
-    /// other cores of the process to flush their TLBs (7% of vacation's time on 2 threads
-    /// went to those interrupts, `perf record -e cpu-clock`). A fresh range's pages were
-    /// never touched, so faulting them in here is a plain fill, once per chunk.
+    /// this allocator. (Why: `sys::populate_write`. A fresh range's pages were never
+    /// touched, so faulting them in here is a plain fill, once per chunk.)
     pub(crate) fn set_prefault(&mut self, arrays: Vec<SideArray>) {
         self.prefault = arrays;
     }
@@ -206,7 +205,7 @@ impl ChunkAllocator {
         let before = self.high.fetch_max(end, Ordering::Relaxed);
         // Only above the old mark: below it the pages may have been touched already.
         let from = start.max(before);
-        if from < end && !self.prefault.is_empty() && self.populate.load(Ordering::Relaxed) {
+        if from < end && !self.prefault.is_empty() {
             self.prefault(from, end);
         }
         (start, end)
@@ -218,10 +217,7 @@ impl ChunkAllocator {
     #[inline(never)]
     fn prefault(&self, start: u32, end: u32) {
         for a in &self.prefault {
-            let at = a.base + start as usize * a.per_granule;
-            let len = (end - start) as usize * a.per_granule;
-            if !crate::sys::populate_write(at, len) {
-                self.populate.store(false, Ordering::Relaxed);
+            if !a.populate(start as usize, (end - start) as usize) {
                 return;
             }
         }
@@ -345,7 +341,7 @@ mod tests {
         let (s, e) = global.take(1, heap).expect("a chunk");
         let range = |s: u32, e: u32| (base + s as usize * 8, (e - s) as usize * 8);
         let (at, len) = range(s, e);
-        if !global.populate.load(Ordering::Relaxed) {
+        if !crate::sys::populate_available() {
             return; // a kernel without MADV_POPULATE_WRITE
         }
         assert!(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use memmap2::MmapMut;
 
 use crate::footprint::Footprint;
-use crate::heap::{Bump, Header, GRANULE};
+use crate::heap::{Bump, Header, SideArray, GRANULE};
 use crate::report::{Site, WriteSite};
 use crate::stats::SegmentStats;
 use crate::sys;
@@ -205,8 +205,6 @@ pub(crate) struct View {
     /// One bit per block of [`FAULT_BLOCK`] granules: this segment has faulted in its
     /// markers and copy versions there ([`View::fault_in`]).
     faulted: Vec<u64>,
-    /// `madvise(MADV_POPULATE_WRITE)` works here (false after its first refusal).
-    populate: bool,
     /// The value the read barrier stores into a marker; bumped at every transaction start.
     pub version: u16,
     /// Whether the runtime has a committed heap (STM mode, more than one segment), so that
@@ -224,29 +222,32 @@ pub(crate) const FAULT_BLOCK: u32 = 4096;
 impl View {
     /// Before this segment's first import of an object in a block of [`FAULT_BLOCK`]
     /// granules: faults in, for writing, the block's read markers and copy versions
-    /// (`sys::populate_write`), once per block. The barriers read a marker or a copy version
-    /// before they write it, so a page of them first seen by a read maps the kernel's zero
-    /// page, and the write that follows faults again to replace it, which interrupts the
-    /// process's other cores to flush their TLBs (7% of vacation's time on 2 threads,
-    /// `perf record -e cpu-clock`). The first import in a block still meets the pages of
-    /// that one object that way; the block's other pages are filled here, in one call, and
-    /// only for the blocks this segment reads.
+    /// (why: `sys::populate_write`), once per block. The first import in a block still
+    /// meets the pages of that one object with a read first; the block's other pages are
+    /// filled here, and only for the blocks this segment reads.
     #[cold]
     #[inline(never)]
     pub(crate) fn fault_in(&mut self, granule: u32) {
         let block = (granule / FAULT_BLOCK) as usize;
         let (word, bit) = (block / 64, 1u64 << (block % 64));
-        if !self.populate || self.faulted.get(word).is_none_or(|w| w & bit != 0) {
+        if self.faulted.get(word).is_none_or(|w| w & bit != 0) {
             return;
         }
         self.faulted[word] |= bit;
         let granules = self.markers.len() / 2;
         let first = block * FAULT_BLOCK as usize;
         let n = (FAULT_BLOCK as usize).min(granules - first);
-        // Both ranges lie inside their mappings, which have one entry per granule of the
-        // heap (`first < granules`: `granule` is an object's).
-        self.populate = sys::populate_write(self.markers_ptr as usize + first * 2, n * 2)
-            && sys::populate_write(self.copies_ptr as usize + first * 8, n * 8);
+        // Both arrays have one entry per granule of the heap (`first < granules`: `granule`
+        // is an object's).
+        let markers = SideArray {
+            base: self.markers_ptr as usize,
+            per_granule: 2,
+        };
+        let copies = SideArray {
+            base: self.copies_ptr as usize,
+            per_granule: 8,
+        };
+        let _ = markers.populate(first, n) && copies.populate(first, n);
     }
 
     /// The markers read as the kernel's zero page again (they were given back to it,
@@ -330,7 +331,6 @@ impl Segment {
                     _copies: copies,
                     copies_ptr,
                     faulted: vec![0; (heap_size / GRANULE).div_ceil(FAULT_BLOCK as usize * 64)],
-                    populate: true,
                     version: 0,
                     imports: false,
                 },
@@ -450,7 +450,7 @@ mod tests {
             "fresh mappings are not resident"
         );
         view.fault_in(FAULT_BLOCK + 17);
-        if !view.populate {
+        if !crate::sys::populate_available() {
             return; // a kernel without MADV_POPULATE_WRITE: nothing to check
         }
         assert!(

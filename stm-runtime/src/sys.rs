@@ -8,7 +8,7 @@
 //!   the asymmetric fence that biased segment ownership rests on (`owner.rs`).
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use memmap2::{MmapMut, MmapOptions, UncheckedAdvice};
 
@@ -40,22 +40,52 @@ pub(crate) unsafe fn discard(map: &MmapMut) -> io::Result<()> {
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
 }
 
+/// Whether `madvise(MADV_POPULATE_WRITE)` may work here: true until the kernel first refuses
+/// it (before Linux 5.14), then [`populate_write`] asks no more.
+static POPULATE: AtomicBool = AtomicBool::new(true);
+
+/// The size of a page of memory.
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system; it has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).unwrap_or(4096)
+}
+
 /// Fills in, writable, the page-table entries of the pages of `len` bytes at `addr`
 /// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14 and later) without changing a byte: a page
-/// not touched yet becomes a zeroed page of its own, one already there stays as it is. It
-/// spares the thread that later reads such a page and then writes it a second fault, in
-/// which the kernel replaces the shared zero page it mapped for the read and, with other
-/// threads of the process on other cores, interrupts every one of them to flush its TLB.
-/// Returns false where the kernel does not have it (nothing is done then).
+/// not touched yet becomes a zeroed page of its own, one already there stays as it is.
+///
+/// Why: the barriers read an entry of a side array (a read marker, a copy version, a
+/// version word) before they write it, so a page of one first met by a read maps the
+/// kernel's zero page, and the write that follows faults again to replace it, which
+/// interrupts the process's other cores to flush their TLBs (7% of vacation's time on 2
+/// threads, `perf record -e cpu-clock`). The callers (`ChunkAllocator::prefault`,
+/// `View::fault_in`) fill pages before anything reads them.
+///
+/// Returns false where the kernel does not have it (nothing is done then, nor later).
 pub(crate) fn populate_write(addr: usize, len: usize) -> bool {
     const MADV_POPULATE_WRITE: libc::c_int = 23;
-    let page = 4096;
+    if !POPULATE.load(Ordering::Relaxed) {
+        return false;
+    }
+    let page = page_size();
     let start = addr & !(page - 1);
     let end = (addr + len + page - 1) & !(page - 1);
     // SAFETY: MADV_POPULATE_WRITE changes no contents and unmaps nothing: it only faults in
     // pages of a mapping that exists (the caller's range lies inside one of the runtime's
     // private anonymous mappings, which live as long as the runtime), as a write would.
-    unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE) == 0 }
+    let ok =
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE) == 0 };
+    if !ok {
+        POPULATE.store(false, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Whether [`populate_write`] works here (for tests of its callers).
+#[cfg(test)]
+pub(crate) fn populate_available() -> bool {
+    POPULATE.load(Ordering::Relaxed)
 }
 
 /// [`HEAVY_FENCE`]: not asked yet.
@@ -144,21 +174,22 @@ pub(crate) fn heavy_fence_available() -> bool {
     HEAVY_FENCE.load(Ordering::SeqCst) == FENCE_READY
 }
 
-/// Whether the registration for [`heavy_fence`] has finished (either way).
 /// Whether every page of `len` bytes at `addr` is resident (`mincore`), for tests of
 /// [`populate_write`]'s callers. The range must lie inside one mapping.
 #[cfg(test)]
 pub(crate) fn resident(addr: usize, len: usize) -> bool {
-    let start = addr & !4095;
-    let pages = (addr + len - start).div_ceil(4096);
+    let page = page_size();
+    let start = addr & !(page - 1);
+    let pages = (addr + len - start).div_ceil(page);
     let mut vec = vec![0u8; pages];
     // SAFETY: the caller's range lies inside one of its mappings, so do its whole pages;
     // `vec` has one byte per page.
-    let r = unsafe { libc::mincore(start as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
+    let r = unsafe { libc::mincore(start as *mut libc::c_void, pages * page, vec.as_mut_ptr()) };
     assert_eq!(r, 0, "mincore failed");
     vec.iter().all(|&b| b & 1 != 0)
 }
 
+/// Whether the registration for [`heavy_fence`] has finished (either way).
 #[cfg(test)]
 pub(crate) fn heavy_fence_settled() -> bool {
     matches!(
